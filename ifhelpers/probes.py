@@ -1,0 +1,75 @@
+"""The ParaRel forward passes that several chapters share (§2 Table 1, §3 Table 2, §4 Figs. 2-8).
+
+Every chapter that looks at ParaRel queries calls :func:`run_pararel` with the same request
+(:data:`PARAREL_REQUEST`), so the engine's cache serves one pass per (model, query, prompt) to all of
+them: the vector-space chapter reads the last layer of ``resid``, the predictions chapter the top-1
+token, the mechanisms chapter every layer, the updates and the subject-token states.
+
+A prediction is the model's top-1 next token after the prompt. The object is compared through its
+*first token as it follows the prompt* (``" Paris"`` after ``"... is located in"``, tokenized with the
+prompt, see :func:`ifhelpers.tokens.first_continuation_id`), so objects of several tokens for
+LLaMA-style tokenizers are judged on their first token, and an N-M fact is answered correctly when
+the prediction is the first token of any of its objects.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from . import engine, prompts, tokens
+from .models import LoadedModel
+
+#: One request for all ParaRel chapters: states at every layer, MHSA/MLP updates, top-10 next tokens.
+PARAREL_REQUEST = engine.Request(resid=True, updates=True, top_k=10)
+#: The residual stream at the last subject token (§4 subject attribute rate).
+SUBJECT_REQUEST = engine.Request(resid=True)
+
+
+def pararel_prompts(lm: LoadedModel, queries: pd.DataFrame, prompt_ids=(0, 1, 2)) -> pd.DataFrame:
+    """``queries`` (from :func:`ifhelpers.pararel.load_queries`) crossed with Table 3's ParaRel prompts.
+
+    Adds ``prompt_id``, ``prompt`` (the text the model reads), ``subject_token`` (index of the last
+    subject token in the prompt's token ids), ``object_first_ids`` (first token id of each gold object
+    after the prompt) and ``object_first_id`` (the same for the first object).
+    """
+    frames = []
+    for prompt_id in prompt_ids:
+        frame = queries.copy()
+        frame["prompt_id"] = prompt_id
+        frame["prompt"] = [prompts.format_prompt(q, "pararel", prompt_id, lm.spec.prompt_format, lm.tokenizer)
+                           for q in frame["query"]]
+        spans = [prompts.subject_span(p, q, s, e) for p, q, s, e in
+                 zip(frame["prompt"], frame["query"], frame["subject_start"], frame["subject_end"])]
+        frame["subject_token"] = [tokens.token_index_at_char(lm.tokenizer, p, end - 1)
+                                  for p, (_, end) in zip(frame["prompt"], spans)]
+        frame["object_first_ids"] = [tuple(tokens.first_continuation_id(lm.tokenizer, p, " " + o) for o in objs)
+                                     for p, objs in zip(frame["prompt"], frame["objects"])]
+        frame["object_first_id"] = [ids[0] for ids in frame["object_first_ids"]]
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True)
+
+
+def run_pararel(lm: LoadedModel, queries: pd.DataFrame, prompt_ids=(0, 1, 2), *, cache=True,
+                progress=None) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+    """One cached pass over every (query, prompt): a tidy frame and the arrays of :data:`PARAREL_REQUEST`.
+
+    The frame has the columns of :func:`pararel_prompts` plus ``prediction_id`` (top-1 next token),
+    ``prediction`` (its text, stripped) and ``correct`` (the prediction is the first token of a gold
+    object). Array rows align with the frame's rows.
+    """
+    frame = pararel_prompts(lm, queries, prompt_ids)
+    arrays = engine.run(lm, frame["prompt"].tolist(), PARAREL_REQUEST, cache=cache, progress=progress)
+    frame["prediction_id"] = arrays["top_ids"][:, 0]
+    frame["prediction"] = [lm.tokenizer.decode([int(i)]).strip() for i in frame["prediction_id"]]
+    frame["correct"] = [int(p) in ids for p, ids in zip(frame["prediction_id"], frame["object_first_ids"])]
+    frame.attrs["model"] = lm.name
+    frame.attrs["role"] = lm.spec.role
+    return frame, arrays
+
+
+def run_subject_states(lm: LoadedModel, frame: pd.DataFrame, *, cache=True, progress=None) -> np.ndarray:
+    """h^0 ... h^L at the last subject token of each prompt in ``frame`` (§4, App. D), ``(n, L+1, d)``."""
+    out = engine.run(lm, frame["prompt"].tolist(), SUBJECT_REQUEST, positions=frame["subject_token"].tolist(),
+                     cache=cache, progress=progress)
+    return out["resid"]

@@ -1,0 +1,116 @@
+"""Prompt formats: the paper's Table 3 (representations, ParaRel) and App. C.1 (MMLU).
+
+Base models get plain prompts. Instruction-tuned models get a dialogue: the paper used the
+``<|user|>`` / ``<|assistant|>`` format the open-instruct models were trained with
+(``prompt_format: open-instruct`` in the registry); a model that ships its own chat template
+(``prompt_format: chat-template``) gets the same user turn and assistant prefix through it.
+
+Every prompt of Table 3 is written once, as a *user turn* and an *assistant prefix*; the input
+example goes in the placeholder ``{}``. For ParaRel the query goes in the assistant turn, so the
+model continues the sentence it is "saying".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+#: The datasets of Table 3: full sentences (MRPC, TaPaCo) and ParaRel's cloze-style queries.
+DATASET_KINDS = ("sentence", "pararel")
+
+
+@dataclass(frozen=True)
+class DialoguePrompt:
+    """One row of Table 3 for instruction-tuned models: a user turn and an assistant prefix."""
+
+    user: str
+    assistant: str = ""
+
+
+#: Table 3, "Base Model" rows.
+BASE_PROMPTS: dict[str, tuple[str, ...]] = {
+    "sentence": ("{}", "Consider the following sentence: {}", "Summarize the main message of the following sentence.\n{}"),
+    "pararel": ("{}", "Everyone knows that {}", "It is widely known that {}"),
+}
+
+#: Table 3, "IFT Models" rows.
+DIALOGUE_PROMPTS: dict[str, tuple[DialoguePrompt, ...]] = {
+    "sentence": (
+        DialoguePrompt("Summarize the main message of the following sentence.\n{}"),
+        DialoguePrompt("What does this sentence mean?\n{}"),
+        DialoguePrompt("{}"),
+    ),
+    "pararel": (
+        DialoguePrompt("Complete the sentence with as few words as possible.", "{}"),
+        DialoguePrompt("Provide concise info to complete sentence.", "{}"),
+        DialoguePrompt("Please finish the sentence.", "{}"),
+    ),
+}
+
+#: App. C.1: the three MMLU instructions; ``{}`` takes the subject (e.g. "high school mathematics").
+MMLU_INSTRUCTIONS: tuple[str, ...] = (
+    "The following are multiple choice questions (with answers) about {}.",
+    "The following are multiple choice questions with their respective answer. The questions are about {}.",
+    "Answer to the best of your abilities the following multiple choice questions about {}.",
+)
+MMLU_LETTERS = ("A", "B", "C", "D")
+#: What the model completes after an MMLU question: the base prompt ends in "Answer:", the dialogue
+#: prompt opens the assistant turn with "The answer is:" (open-instruct's MMLU evaluation).
+MMLU_ANSWER_CUE = {"base": "Answer:", "dialogue": "The answer is:"}
+
+
+def render_dialogue(user: str, assistant: str, prompt_format: str, tokenizer=None) -> str:
+    """A user turn and an assistant prefix in the model's dialogue format."""
+    if prompt_format == "open-instruct":
+        return f"<|user|>\n{user}\n<|assistant|>\n{assistant}"
+    if prompt_format == "chat-template":
+        if tokenizer is None or not getattr(tokenizer, "chat_template", None):
+            raise ValueError("prompt_format 'chat-template' needs a tokenizer that has a chat template; "
+                             "use prompt_format='open-instruct' for models without one.")
+        head = tokenizer.apply_chat_template([{"role": "user", "content": user}], tokenize=False,
+                                             add_generation_prompt=True)
+        return head + assistant
+    raise ValueError(f"render_dialogue needs a dialogue format ('open-instruct' or 'chat-template'), got {prompt_format!r}")
+
+
+def format_prompt(text: str, dataset_kind: str, prompt_id: int, prompt_format: str, tokenizer=None) -> str:
+    """``text`` inside prompt ``prompt_id`` (0, 1, 2) of Table 3 for a model's ``prompt_format``."""
+    if dataset_kind not in DATASET_KINDS:
+        raise ValueError(f"dataset_kind must be one of {DATASET_KINDS}, got {dataset_kind!r}")
+    if prompt_id not in (0, 1, 2):
+        raise ValueError(f"Table 3 has prompts 0, 1 and 2 per dataset; got prompt_id={prompt_id!r}")
+    if prompt_format == "base":
+        return BASE_PROMPTS[dataset_kind][prompt_id].format(text)
+    prompt = DIALOGUE_PROMPTS[dataset_kind][prompt_id]
+    return render_dialogue(prompt.user.format(text), prompt.assistant.format(text), prompt_format, tokenizer)
+
+
+def subject_span(prompt: str, query: str, subject_start: int, subject_end: int) -> tuple[int, int]:
+    """Character span of the subject inside ``prompt``, given its span inside the ParaRel ``query``.
+
+    Uses the last occurrence of the query in the prompt (the query is the end of every ParaRel prompt).
+    """
+    offset = prompt.rfind(query)
+    if offset < 0:
+        raise ValueError(f"query {query!r} does not occur in prompt {prompt!r}")
+    return offset + subject_start, offset + subject_end
+
+
+def mmlu_question_block(question: str, choices: list[str] | tuple[str, ...]) -> str:
+    """An MMLU question with its lettered options, as in Hendrycks et al. (2021)."""
+    if len(choices) != 4:
+        raise ValueError(f"MMLU questions have 4 options, got {len(choices)}")
+    options = "\n".join(f"{letter}. {choice}" for letter, choice in zip(MMLU_LETTERS, choices))
+    return f"{question.strip()}\n{options}"
+
+
+def format_mmlu(subject: str, question: str, choices, instruction_id: int, prompt_format: str, tokenizer=None) -> str:
+    """A zero-shot MMLU prompt with instruction ``instruction_id`` of App. C.1.
+
+    The prompt ends right before the answer letter, so the next token is scored against
+    " A" ... " D" (see ``ifhelpers.engine.letter_token_ids`` for the tokenization).
+    """
+    instruction = MMLU_INSTRUCTIONS[instruction_id].format(subject.replace("_", " "))
+    body = f"{instruction}\n\n{mmlu_question_block(question, choices)}"
+    if prompt_format == "base":
+        return f"{body}\n{MMLU_ANSWER_CUE['base']}"
+    return render_dialogue(body, MMLU_ANSWER_CUE["dialogue"], prompt_format, tokenizer)

@@ -1,0 +1,135 @@
+"""The forward-pass engine on a tiny random-weight Llama built in the test (no download)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from ifhelpers import engine
+
+TEXTS = [
+    "the capital of france is",
+    "paris",
+    "everyone known that the capital of italy is rome , a city in europe",
+    "berlin was born located in germany",
+]
+FULL = engine.Request(resid=True, updates=True, top_k=5, candidates=(4, 9, 10))
+
+
+def test_padded_batch_equals_single_runs(tiny_lm):
+    batched = engine.run(tiny_lm, TEXTS, FULL, cache=False)
+    singles = [engine.run(tiny_lm, [t], FULL, cache=False) for t in TEXTS]
+    for name, values in batched.items():
+        single = np.concatenate([s[name] for s in singles])
+        if name == "top_ids":
+            np.testing.assert_array_equal(values, single)
+        else:
+            np.testing.assert_allclose(values, single, atol=1e-5, rtol=0, err_msg=name)
+
+
+def test_outputs_match_a_plain_transformers_forward(tiny_lm):
+    out = engine.run(tiny_lm, TEXTS[:1], FULL, cache=False)
+    ids = tiny_lm.tokenizer(TEXTS[0], return_tensors="pt")
+    with torch.no_grad():
+        ref = tiny_lm.model(**ids, output_hidden_states=True)
+    logprobs = torch.log_softmax(ref.logits[0, -1], -1).numpy()
+    np.testing.assert_allclose(out["candidate_logprobs"][0], logprobs[[4, 9, 10]], atol=1e-5)
+    np.testing.assert_array_equal(out["top_ids"][0], np.argsort(-logprobs)[:5])
+    # hidden_states[l] for l < L is the residual stream before layer l (the last one is normed).
+    for layer in range(tiny_lm.n_layers):
+        np.testing.assert_allclose(out["resid"][0, layer], ref.hidden_states[layer][0, -1].numpy(), atol=1e-5)
+
+
+def test_residual_decomposition_eq1(tiny_lm):
+    """Paper eq. 1: h^{l+1} = h^l + a^l + f^l at the captured position."""
+    out = engine.run(tiny_lm, TEXTS, engine.Request(resid=True, updates=True), cache=False)
+    assert out["resid"].shape == (4, tiny_lm.n_layers + 1, 32)
+    assert out["attn_update"].shape == out["mlp_update"].shape == (4, tiny_lm.n_layers, 32)
+    np.testing.assert_allclose(out["resid"][:, 1:], out["resid"][:, :-1] + out["attn_update"] + out["mlp_update"],
+                               atol=1e-5)
+
+
+def test_captured_position(tiny_lm):
+    """A given token position (e.g. the last subject token) equals the last token of the truncated text."""
+    text, prefix = "the capital of france is paris", "the capital of france"
+    at_subject = engine.run(tiny_lm, [text], engine.Request(resid=True), positions=[4], cache=False)
+    truncated = engine.run(tiny_lm, [prefix], engine.Request(resid=True), cache=False)
+    np.testing.assert_allclose(at_subject["resid"], truncated["resid"], atol=1e-5)
+    with pytest.raises(IndexError, match="outside"):
+        engine.run(tiny_lm, [prefix], engine.Request(resid=True), positions=[50], cache=False)
+
+
+def test_cache_hit_runs_no_forward_pass(tiny_lm, tmp_path, monkeypatch):
+    first = engine.run(tiny_lm, TEXTS, FULL, cache=tmp_path)
+    calls = []
+    monkeypatch.setattr(engine, "_forward_batch", lambda *a, **k: calls.append(a) or {})
+    second = engine.run(tiny_lm, list(reversed(TEXTS)), FULL, cache=tmp_path)
+    assert calls == []
+    for name in first:
+        np.testing.assert_array_equal(first[name][::-1], second[name])
+
+
+def test_interrupted_run_resumes(tiny_lm, tmp_path, monkeypatch):
+    real = engine._forward_batch
+    done = []
+
+    def crash_on_second_batch(*args, **kwargs):
+        if len(done) == 1:
+            raise KeyboardInterrupt
+        done.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "_forward_batch", crash_on_second_batch)
+    with pytest.raises(KeyboardInterrupt):
+        engine.run(tiny_lm, TEXTS, FULL, cache=tmp_path, max_batch_size=1)
+    monkeypatch.setattr(engine, "_forward_batch", real)
+
+    seen = []
+
+    def count(lm, recorder, ids, positions):
+        seen.append(len(ids))
+        return real(lm, recorder, ids, positions)
+
+    monkeypatch.setattr(engine, "_forward_batch", count)
+    resumed = engine.run(tiny_lm, TEXTS, FULL, cache=tmp_path, max_batch_size=1)
+    assert sum(seen) == len(TEXTS) - 1  # the batch saved before the interruption is not recomputed
+    fresh = engine.run(tiny_lm, TEXTS, FULL, cache=False)
+    for name in fresh:
+        np.testing.assert_allclose(resumed[name], fresh[name], atol=1e-6)
+
+
+def test_cache_separates_models_and_requests(tiny_lm, tmp_path):
+    from conftest import make_tiny_llama, make_tiny_tokenizer
+    from ifhelpers.models import wrap
+
+    other = wrap(make_tiny_llama(seed=1), make_tiny_tokenizer(), "tiny-llama")
+    a = engine.run(tiny_lm, TEXTS, engine.Request(top_k=3), cache=tmp_path)
+    b = engine.run(other, TEXTS, engine.Request(top_k=3), cache=tmp_path)
+    assert not np.allclose(a["top_logprobs"], b["top_logprobs"])
+    c = engine.run(tiny_lm, TEXTS, engine.Request(top_k=2), cache=tmp_path)
+    assert c["top_ids"].shape == (4, 2)
+
+
+def test_bad_input_is_explained(tiny_lm):
+    with pytest.raises(ValueError, match="No texts"):
+        engine.run(tiny_lm, [], FULL, cache=False)
+    with pytest.raises(TypeError, match="list of strings"):
+        engine.run(tiny_lm, "the capital", FULL, cache=False)
+    with pytest.raises(ValueError, match="collects nothing"):
+        engine.Request()
+
+
+def test_plan_batches_sorts_and_respects_budget():
+    lengths = [3, 10, 4, 9, 2]
+    batches = engine.plan_batches(lengths, max_batch_tokens=20, max_batch_size=8)
+    assert sorted(i for b in batches for i in b) == list(range(5))
+    for batch in batches:
+        assert len(batch) * max(lengths[i] for i in batch) <= 20 or len(batch) == 1
+    assert batches[0][0] == 1  # longest first
+
+
+def test_wrong_update_modules_fail_loudly():
+    out = {"resid": np.zeros((1, 3, 2)), "attn_update": np.ones((1, 2, 2)), "mlp_update": np.zeros((1, 2, 2))}
+    with pytest.raises(RuntimeError, match="wrong attention/MLP modules"):
+        engine.check_decomposition(out)
