@@ -1,0 +1,188 @@
+"""``ifhelpers``: re-execute the book's chapters for new models, one by one or as a sweep.
+
+    ifhelpers chapters
+    ifhelpers run CHAPTER --models base=ID,ift=ID [--set name=value ...] [--name RUN]
+    ifhelpers sweep --chapters A,B --pairs pocket,qwen2.5-0.5b [--executor local|slurm|debug]
+
+``run`` converts the chapter's Jupytext source to a notebook, executes it with papermill with the
+given parameters, and writes the executed notebook and the chapter's tidy results (CSV) under
+``runs/<name>/``. Parameters and models are validated before any model loads. ``sweep`` submits
+one ``run`` per (pair, chapter) through submitit: to Slurm, or to the local machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import yaml
+
+from . import registry
+
+REPO = Path(__file__).resolve().parents[1]
+NOTEBOOKS = REPO / "notebooks"
+#: Parameters every chapter has; ``run`` sets them itself.
+COMMON = ("models", "roles", "results_dir")
+
+
+def chapters(folder: Path = NOTEBOOKS) -> dict[str, Path]:
+    """The chapters by name (file stem without its number, e.g. ``vector_space``)."""
+    found = {}
+    for path in sorted(folder.glob("[0-9][0-9]_*.md")):
+        found[path.stem.split("_", 1)[1]] = path
+    return found
+
+
+def chapter_path(chapter: str) -> Path:
+    """A chapter by name (``vector_space``), numbered stem (``01_vector_space``) or path to a ``.md``."""
+    if chapter.endswith(".md") and Path(chapter).exists():
+        return Path(chapter).resolve()
+    known = chapters()
+    for name, path in known.items():
+        if chapter in (name, path.stem):
+            return path
+    raise SystemExit(f"Unknown chapter {chapter!r}. Chapters: {', '.join(known) or '(none found in ' + str(NOTEBOOKS) + ')'}")
+
+
+def notebook_parameters(path: Path) -> dict:
+    """The defaults of a notebook's ``parameters`` cell (simple assignments only)."""
+    import jupytext
+
+    notebook = jupytext.read(path)
+    for cell in notebook.cells:
+        if cell.cell_type == "code" and "parameters" in cell.metadata.get("tags", []):
+            namespace: dict = {}
+            exec(compile(cell.source, f"{path.name}:parameters", "exec"), {}, namespace)
+            return namespace
+    raise SystemExit(f"{path} has no cell tagged 'parameters'")
+
+
+def parse_models(spec: str) -> tuple[list[str], dict[str, str]]:
+    """``base=ID,ift=ID[,ift=ID]`` (or ``pair=NAME``) as a models list and roles for unregistered ids."""
+    models, roles = [], {}
+    role_names = {"base": "base", "ift": "instruction-tuned", "tuned": "instruction-tuned"}
+    for item in filter(None, (part.strip() for part in spec.split(","))):
+        key, sep, value = item.partition("=")
+        if key == "pair" and sep:
+            pair = registry.pair(value)
+            models += list(pair.members)
+            continue
+        if not sep or key not in role_names:
+            raise SystemExit(f"--models takes base=ID,ift=ID[,ift=ID...] or pair=NAME; got {item!r}")
+        models.append(value)
+        if value not in registry.models():
+            roles[value] = role_names[key]
+    return models, roles
+
+
+def parse_overrides(pairs: list[str], valid: dict) -> dict:
+    """``name=value`` settings (values parsed as YAML: numbers, lists, null), checked against ``valid``."""
+    overrides = {}
+    for item in pairs:
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--set takes name=value; got {item!r}")
+        if name in COMMON:
+            raise SystemExit(f"{name} is set by `ifhelpers run` itself; use --models")
+        if name not in valid:
+            choices = ", ".join(f"{k} (default {v!r})" for k, v in valid.items() if k not in COMMON)
+            raise SystemExit(f"Unknown parameter {name!r}. This chapter's parameters: {choices}")
+        overrides[name] = yaml.safe_load(value)
+    return overrides
+
+
+def run_chapter(chapter: str, models: list[str], roles: dict[str, str], overrides: dict | None = None,
+                name: str = "run", runs_dir: str | Path = "runs", progress: bool = True) -> Path:
+    """Execute one chapter for ``models`` with papermill; returns the run folder.
+
+    Validates the parameters and the models (registry, roles) before anything executes.
+    """
+    import jupytext
+    import papermill
+
+    path = chapter_path(chapter)
+    defaults = notebook_parameters(path)
+    overrides = dict(overrides or {})
+    unknown = set(overrides) - set(defaults)
+    if unknown:
+        raise SystemExit(f"Unknown parameters {sorted(unknown)}; valid: {', '.join(sorted(defaults))}")
+    registry.specs(models, roles)
+    out_dir = Path(runs_dir).resolve() / name
+    out_dir.mkdir(parents=True, exist_ok=True)
+    source = out_dir / f"{path.stem}.source.ipynb"
+    jupytext.write(jupytext.read(path), source)
+    params = {**overrides, "models": list(models), "roles": dict(roles), "results_dir": str(out_dir)}
+    (out_dir / f"{path.stem}.parameters.yaml").write_text(yaml.safe_dump(params, sort_keys=True))
+    papermill.execute_notebook(str(source), str(out_dir / f"{path.stem}.ipynb"), parameters=params,
+                               cwd=str(path.parent), progress_bar=progress, kernel_name="python3")
+    source.unlink()
+    return out_dir
+
+
+def sweep(chapter_names: list[str], pair_names: list[str], executor: str = "local", runs_dir: str | Path = "runs",
+          overrides: dict | None = None, slurm: dict | None = None, timeout_min: int = 240):
+    """One :func:`run_chapter` job per (pair, chapter), submitted through submitit.
+
+    ``executor`` is ``"slurm"`` (a cluster), ``"local"`` (subprocesses on this machine) or ``"debug"``
+    (in this process, for tests). Returns the finished run folders.
+    """
+    import submitit
+
+    for chapter in chapter_names:
+        chapter_path(chapter)
+    jobs_args = []
+    for pair_name in pair_names:
+        pair = registry.pair(pair_name)
+        for chapter in chapter_names:
+            jobs_args.append((chapter, list(pair.members), {}, overrides or {}, pair_name, str(runs_dir), False))
+    cluster = None if executor == "slurm" else executor
+    ex = submitit.AutoExecutor(folder=Path(runs_dir) / "_submitit", cluster=cluster)
+    ex.update_parameters(timeout_min=timeout_min, **(slurm or {}))
+    jobs = ex.map_array(run_chapter, *zip(*jobs_args))
+    return [job.result() for job in jobs]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="ifhelpers", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("chapters", help="list the chapters and their parameters")
+    run = sub.add_parser("run", help="execute one chapter for given models")
+    run.add_argument("chapter")
+    run.add_argument("--models", required=True, help="base=ID,ift=ID[,ift=ID...] or pair=NAME")
+    run.add_argument("--set", action="append", default=[], metavar="NAME=VALUE")
+    run.add_argument("--name", help="run name (folder under --runs-dir); default: the model names")
+    run.add_argument("--runs-dir", default="runs")
+    sw = sub.add_parser("sweep", help="run chapters x pairs through submitit")
+    sw.add_argument("--chapters", required=True)
+    sw.add_argument("--pairs", required=True)
+    sw.add_argument("--executor", choices=["local", "slurm", "debug"], default="local")
+    sw.add_argument("--runs-dir", default="runs")
+    sw.add_argument("--slurm", action="append", default=[], metavar="KEY=VALUE",
+                    help="submitit Slurm parameters, e.g. slurm_partition=gpu, gpus_per_node=1")
+    args = parser.parse_args(argv)
+
+    if args.command == "chapters":
+        for name, path in chapters().items():
+            params = {k: v for k, v in notebook_parameters(path).items() if k not in COMMON}
+            print(f"{name:18s} {path.relative_to(REPO)}")
+            for key, value in params.items():
+                print(f"    {key} = {value!r}")
+        return 0
+    if args.command == "run":
+        path = chapter_path(args.chapter)
+        models, roles = parse_models(args.models)
+        overrides = parse_overrides(args.set, notebook_parameters(path))
+        name = args.name or "__".join(m.replace("/", "--") for m in models)
+        out = run_chapter(args.chapter, models, roles, overrides, name, args.runs_dir)
+        print(f"Executed notebook and results in {out}")
+        return 0
+    slurm = {k: yaml.safe_load(v) for k, _, v in (item.partition("=") for item in args.slurm)}
+    outs = sweep(args.chapters.split(","), args.pairs.split(","), args.executor, args.runs_dir, slurm=slurm)
+    print("\n".join(str(o) for o in outs))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
