@@ -1,0 +1,967 @@
+"""Fine-tuning classifiers on BECEL tasks and measuring the consistency of their predictions
+(paper §3 Table 2 "BECEL", App. C.2 Table 6; Jang et al. 2022).
+
+The paper fine-tunes every model on SNLI, RTE, MRPC and WiC (learning rates 5e-4, 1e-4 and 5e-5,
+batch 32, linear decay, early stopping, up to 10 epochs) and then measures, on BECEL's perturbed
+evaluation sets, how often the predictions stay the same under a paraphrase (Sem) or a swap of the
+two sentences (Sym), and how often they change under a negation (Neg), next to the accuracy (Acc.).
+
+One training loop (:func:`fit`) and one evaluation (:func:`predict_task`, :func:`table6_scores`)
+serve three ways of fitting the classifier, the ``mode``:
+
+``"full"``   App. C.2: every weight of the model and a linear head are trained.
+``"lora"``   LoRA adapters (``peft``) on the model's linear layers, plus the head.
+``"probe"``  the model is frozen; only the head is trained, on the cached last-token state
+             h^L of the engine (``Request(resid=True)``). Cheap on a CPU: the features are one
+             cached forward pass per text, so the learning-rate grid and the epochs cost nothing.
+
+In every mode the classifier is the same function of the input: the model's final norm applied to
+the last token's residual stream, ``norm(h^L[-1])``, then a linear head (:class:`ClassifierHead`),
+as in ``AutoModelForSequenceClassification`` for decoder models. A probe is therefore that sequence
+classifier with the transformer frozen.
+
+Training is seeded (the batch order of each epoch is a function of the seed and the epoch, so a
+resumed run sees the same batches) and checkpointed after every epoch under
+``ifhelpers.models.cache_dir("finetune", ...)``, keyed by the model's fingerprint, the task, the mode,
+the hyper-parameters, the seed and the exact training data; an interrupted run resumes from its
+last finished epoch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import warnings
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from . import becel, metrics, stats
+from .cache import content_key
+from .sources import rng_for
+
+__all__ = [
+    "MODES",
+    "MODE_DESCRIPTIONS",
+    "METRICS",
+    "TABLE6_NAMES",
+    "TEMPLATES",
+    "FinetuneConfig",
+    "TaskData",
+    "FinetuneResult",
+    "format_input",
+    "task_texts",
+    "task_data",
+    "ClassifierHead",
+    "ProbeBackend",
+    "ModelBackend",
+    "make_backend",
+    "resolve_mode",
+    "fit",
+    "run_folder",
+    "finetune_task",
+    "predict_task",
+    "item_scores",
+    "table6_scores",
+    "table6_wide",
+    "table2_becel",
+    "compare_roles",
+    "paper_table6_long",
+    "paper_table2_becel",
+    "paper_table6_averages",
+    "negation_label_aware",
+    "plot_table6",
+]
+
+MODES = ("probe", "lora", "full")
+#: One sentence per mode, for tables and prose that must say which mode produced the numbers.
+MODE_DESCRIPTIONS = {
+    "probe": "a linear head trained on frozen last-token features (the model's weights are not changed)",
+    "lora": "LoRA adapters on every linear layer plus a linear head",
+    "full": "full fine-tuning of every weight plus a linear head, as in the paper's App. C.2",
+}
+#: The columns of Table 6 per task, in the paper's order, and their names there.
+METRICS = ("symmetric", "semantic", "negational", "accuracy")
+TABLE6_NAMES = {"symmetric": "Sym", "semantic": "Sem", "negational": "Neg", "accuracy": "Acc."}
+INPUT_FORMATS = ("plain", "model")
+
+# --------------------------------------------------------------------------------------------------
+# 1. Inputs: a sentence pair as text
+# --------------------------------------------------------------------------------------------------
+
+#: How a pair is written for the model (``{word}`` for WiC only). The text ends in "Answer:" so
+#: that the last token, whose state the classifier reads, is the same in every task and model.
+TEMPLATES = {
+    "snli": "Premise: {a}\nHypothesis: {b}\nDoes the premise entail the hypothesis?",
+    "rte": "Premise: {a}\nHypothesis: {b}\nDoes the premise entail the hypothesis?",
+    "mrpc": "Sentence 1: {a}\nSentence 2: {b}\nDo the two sentences mean the same thing?",
+    "wic": "Word: {word}\nSentence 1: {a}\nSentence 2: {b}\n"
+           "Is the word used with the same meaning in both sentences?",
+}
+ANSWER_CUE = "Answer:"
+TEMPLATE_VERSION = "becel-templates-v1"
+
+
+def format_input(task: str, text_a: str, text_b: str, word: str | None = None, *,
+                 prompt_format: str = "base", tokenizer=None) -> str:
+    """One BECEL pair as the text the classifier reads (§C.2; the paper does not print its format).
+
+    ``prompt_format="base"`` gives the plain text ``<template>\\nAnswer:``; a dialogue format
+    (``"open-instruct"``, ``"chat-template"``, see :mod:`ifhelpers.prompts`) puts the template in
+    the user turn and opens the assistant turn with ``Answer:``.
+    """
+    if task not in TEMPLATES:
+        raise ValueError(f"Unknown BECEL task {task!r}; valid: {', '.join(TEMPLATES)}")
+    if task == "wic" and not word:
+        raise ValueError("WiC inputs need the target word")
+    body = TEMPLATES[task].format(a=str(text_a).strip(), b=str(text_b).strip(), word=word)
+    if prompt_format == "base":
+        return f"{body}\n{ANSWER_CUE}"
+    from .prompts import render_dialogue
+
+    return render_dialogue(body, ANSWER_CUE, prompt_format, tokenizer)
+
+
+def _prompt_format(lm, input_format: str) -> str:
+    if input_format not in INPUT_FORMATS:
+        raise ValueError(f"input_format must be one of {INPUT_FORMATS}; got {input_format!r}")
+    return "base" if input_format == "plain" else lm.spec.prompt_format
+
+
+def task_texts(frame: pd.DataFrame, task: str, *, which: str = "original", prompt_format: str = "base",
+               tokenizer=None) -> list[str]:
+    """The inputs of a task split or consistency set (:mod:`ifhelpers.becel` frames).
+
+    ``which="perturbed"`` reads ``perturbed_a`` / ``perturbed_b`` (paraphrased, negated or swapped).
+    """
+    a, b = ("text_a", "text_b") if which == "original" else ("perturbed_a", "perturbed_b")
+    if which not in ("original", "perturbed"):
+        raise ValueError(f"which must be 'original' or 'perturbed'; got {which!r}")
+    words = frame["word"] if task == "wic" else [None] * len(frame)
+    return [format_input(task, x, y, w, prompt_format=prompt_format, tokenizer=tokenizer)
+            for x, y, w in zip(frame[a], frame[b], words)]
+
+
+# --------------------------------------------------------------------------------------------------
+# 2. Data: BECEL's training substitutes, capped for a CPU
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TaskData:
+    """One task's data: ``train`` to fit, ``dev`` for early stopping and choosing the learning
+    rate, ``eval`` for accuracy, and the BECEL consistency ``sets`` (kind -> frame)."""
+
+    task: str
+    train: pd.DataFrame = field(repr=False)
+    dev: pd.DataFrame = field(repr=False)
+    eval: pd.DataFrame = field(repr=False)
+    sets: dict = field(repr=False)
+    note: str = ""
+
+    @property
+    def n_labels(self) -> int:
+        return len(becel.LABEL_NAMES[self.task])
+
+    def sizes(self) -> dict:
+        return {"train": len(self.train), "dev": len(self.dev), "eval": len(self.eval),
+                **{k: len(v) for k, v in self.sets.items()}}
+
+
+def _sample(frame: pd.DataFrame, n: int | None, seed: int, *keys) -> pd.DataFrame:
+    """A seeded random subset of ``n`` rows (all rows when ``n`` is None or larger), in file order."""
+    if n is None or n >= len(frame):
+        return frame.reset_index(drop=True)
+    if n < 1:
+        raise ValueError(f"sample size must be >= 1 or None; got {n}")
+    keep = np.sort(rng_for(seed, "finetune", *keys).permutation(len(frame))[:n])
+    return frame.iloc[keep].reset_index(drop=True)
+
+
+def task_data(task: str, n_train: int | None = None, n_eval: int | None = None, seed: int = 0,
+              data_dir=None, kinds: Sequence[str] = ("symmetric", "semantic", "negational")) -> TaskData:
+    """Training, early-stopping, evaluation and consistency data of a BECEL task (§C.2).
+
+    The splits are :func:`ifhelpers.becel.training_splits` (which documents the substitute for the
+    missing SNLI train split); ``n_train`` caps the training pairs and ``n_eval`` caps the
+    early-stopping pairs, the accuracy pairs and each consistency set (seeded random subsets,
+    the same for every model, so that models are compared on the same items).
+    """
+    splits = becel.training_splits(task, seed=seed, data_dir=data_dir)
+    train = _sample(splits.train, n_train, seed, task, "train")
+    sets, note = {}, splits.note
+    for kind in kinds:
+        full = becel.load_consistency_set(task, kind, data_dir)
+        if kind == "symmetric" and task != "snli":
+            # BECEL's RTE/MRPC/WiC symmetric pairs are training pairs swapped: the paper's models were
+            # trained on them (in the other order). Draw them from the pairs *we* train on, as far as
+            # they go, so that the capped run keeps that property (and their training order is cached).
+            trained = set(zip(train["text_a"], train["text_b"]))
+            seen = np.array([p in trained for p in zip(full["perturbed_a"], full["perturbed_b"])])
+            sets[kind] = _sample_preferring(full, seen, n_eval, seed, task, kind)
+            note += (f" Symmetric pairs: {int(np.isin(sets[kind]['row'], full['row'][seen]).sum())} of "
+                     f"{len(sets[kind])} are training pairs of this run, swapped (as in BECEL, whose "
+                     f"{task.upper()} symmetric set is the training set swapped).")
+        else:
+            sets[kind] = _sample(full, n_eval, seed, task, kind)
+    if n_train is not None or n_eval is not None:
+        note += (f" Capped for this run: {len(train)} training pairs (n_train={n_train}), at most "
+                 f"n_eval={n_eval} pairs for early stopping, accuracy and each consistency set (seed={seed}).")
+    return TaskData(task, train, _sample(splits.dev, n_eval, seed, task, "dev"),
+                    _sample(splits.eval, n_eval, seed, task, "eval"), sets, note)
+
+
+def _sample_preferring(frame: pd.DataFrame, preferred: np.ndarray, n: int | None, seed: int, *keys) -> pd.DataFrame:
+    """Like :func:`_sample`, but rows where ``preferred`` is True are drawn first."""
+    if n is None or n >= len(frame):
+        return frame.reset_index(drop=True)
+    first = np.flatnonzero(preferred)
+    rest = np.flatnonzero(~preferred)
+    rng = rng_for(seed, "finetune", *keys)
+    take = rng.permutation(first)[:n]
+    if len(take) < n:
+        take = np.concatenate([take, rng.permutation(rest)[: n - len(take)]])
+    return frame.iloc[np.sort(take)].reset_index(drop=True)
+
+
+# --------------------------------------------------------------------------------------------------
+# 3. The classifier: a linear head on norm(h^L) at the last token, three ways to fit it
+# --------------------------------------------------------------------------------------------------
+
+
+def _torch():
+    import torch
+
+    return torch
+
+
+def ClassifierHead(d_model: int, n_labels: int, mean=None, std=None):
+    """Linear head on the last token's normed state: ``W ((x - mean) / std) + b``, zero-initialised.
+
+    ``mean`` / ``std`` (buffers) standardise frozen features for the probe (fixed from the
+    training set; they leave the model class unchanged, a linear map of ``x``); the fine-tuned
+    modes use 0 and 1. Zero initialisation makes the starting point (uniform prediction) and the
+    whole fit deterministic given the batch order.
+    """
+    torch = _torch()
+
+    class _Head(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.register_buffer("mean", torch.zeros(d_model) if mean is None else torch.as_tensor(mean).float())
+            self.register_buffer("std", torch.ones(d_model) if std is None else torch.as_tensor(std).float())
+            self.linear = torch.nn.Linear(d_model, n_labels)
+            torch.nn.init.zeros_(self.linear.weight)
+            torch.nn.init.zeros_(self.linear.bias)
+
+        def forward(self, x):
+            return self.linear((x.float() - self.mean) / self.std)
+
+    return _Head()
+
+
+class _Backend:
+    """What :func:`fit` needs from a way of fitting the classifier (see :class:`ProbeBackend`)."""
+
+    mode = ""
+
+    def logits(self, texts: Sequence[str]):  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def trainable(self) -> dict:
+        """name -> parameter, the weights that training changes (and a checkpoint saves)."""
+        raise NotImplementedError
+
+    def state(self) -> dict:
+        return {k: v.detach().cpu().clone() for k, v in self.trainable().items()}
+
+    def load_state(self, state: dict) -> None:
+        torch = _torch()
+        params = self.trainable()
+        missing = set(params) ^ set(state)
+        if missing:
+            raise KeyError(f"checkpoint and model disagree on {sorted(missing)[:5]}")
+        with torch.no_grad():
+            for name, p in params.items():
+                p.copy_(state[name].to(p.device, p.dtype))
+
+    def reset(self) -> None:
+        """Back to the starting weights (before each learning rate of the grid)."""
+        self.load_state(self._initial)
+
+    def train(self, on: bool = True) -> None:
+        pass
+
+    def predict(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
+        """argmax labels for ``texts`` (no gradient)."""
+        torch = _torch()
+        self.train(False)
+        out = []
+        with torch.no_grad():
+            for i in range(0, len(texts), batch_size):
+                out.append(self.logits(texts[i:i + batch_size]).argmax(-1).cpu().numpy())
+        return np.concatenate(out) if out else np.zeros(0, dtype=int)
+
+    def close(self) -> None:
+        """Give the model back as it was loaded."""
+
+
+class ProbeBackend(_Backend):
+    """Mode ``"probe"``: a head on frozen ``norm(h^L)`` at the last token (logistic regression).
+
+    ``h^L`` comes from :func:`ifhelpers.engine.run` with ``Request(resid=True)``, so features are
+    computed once per text and cached on disk (:meth:`prepare` runs all texts of a task in one
+    pass). The model itself is never modified.
+    """
+
+    mode = "probe"
+
+    def __init__(self, lm, n_labels: int, *, cache=True, progress=None):
+        self.lm, self.n_labels, self.cache, self.progress = lm, n_labels, cache, progress
+        self.features: dict[str, np.ndarray] = {}
+        self.head = None
+
+    def prepare(self, texts: Sequence[str]) -> None:
+        """Compute (or read from the engine's cache) ``norm(h^L)`` of every text not seen yet."""
+        from . import engine
+
+        torch = _torch()
+        todo = list(dict.fromkeys(t for t in texts if t not in self.features))
+        if not todo:
+            return
+        resid = engine.run(self.lm, todo, engine.Request(resid=True), cache=self.cache,
+                           progress=self.progress)["resid"][:, -1]
+        norm = engine.final_norm(self.lm.model)
+        with torch.no_grad():
+            h = torch.as_tensor(resid).to(self.lm.device, next(self.lm.model.parameters()).dtype)
+            normed = norm(h).float().cpu().numpy()
+        self.features.update(zip(todo, normed))
+
+    def fit_standardisation(self, train_texts: Sequence[str]) -> None:
+        """Build the head with mean/std of the training features (the probe's only data statistic)."""
+        self.prepare(train_texts)
+        x = np.stack([self.features[t] for t in train_texts])
+        self.head = ClassifierHead(x.shape[1], self.n_labels, x.mean(0), x.std(0) + 1e-6)
+        self._initial = self.state()
+
+    def trainable(self) -> dict:
+        return dict(self.head.named_parameters())
+
+    def train(self, on: bool = True) -> None:
+        self.head.train(on)
+
+    def logits(self, texts):
+        torch = _torch()
+        self.prepare(texts)
+        return self.head(torch.as_tensor(np.stack([self.features[t] for t in texts])))
+
+
+class ModelBackend(_Backend):
+    """Modes ``"lora"`` and ``"full"``: the transformer of ``lm`` under a linear head, trained.
+
+    The backbone is ``lm.model.base_model`` (embeddings, decoder layers, final norm); the head reads
+    its last position (inputs are left-padded, as in the engine), i.e. ``norm(h^L[-1])``. For
+    ``"lora"`` the model gets ``peft`` LoRA adapters on all its linear layers; for ``"full"`` every
+    weight is trained. :meth:`close` gives the model back exactly as loaded (adapters removed,
+    weights restored), so the engine's cache, keyed by the loaded weights, stays valid.
+    """
+
+    def __init__(self, lm, n_labels: int, mode: str, *, seed: int = 0, lora_r: int = 8,
+                 lora_alpha: int = 16, lora_dropout: float = 0.0, micro_batch_size: int | None = None,
+                 max_tokens: int | None = None):
+        torch = _torch()
+        if mode not in ("lora", "full"):
+            raise ValueError(f"ModelBackend trains mode 'lora' or 'full', not {mode!r}")
+        self.lm, self.mode, self.n_labels = lm, mode, n_labels
+        self.micro_batch_size, self.max_tokens = micro_batch_size, max_tokens
+        self._requires_grad = {n: p.requires_grad for n, p in lm.model.named_parameters()}
+        self.backbone = lm.model.base_model
+        self._original = None
+        self._peft = None
+        torch.manual_seed(seed)
+        if mode == "lora":
+            from peft import LoraConfig, get_peft_model
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)
+                self._peft = get_peft_model(self.backbone, LoraConfig(
+                    r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout, target_modules="all-linear"))
+            self._forward = self._peft
+        else:
+            self._original = {k: v.detach().cpu().clone() for k, v in self.backbone.state_dict().items()}
+            for p in self.backbone.parameters():
+                p.requires_grad_(True)
+            self._forward = self.backbone
+        d_model = lm.model.config.hidden_size if hasattr(lm.model.config, "hidden_size") else \
+            lm.model.get_input_embeddings().weight.shape[1]
+        self.head = ClassifierHead(d_model, n_labels).to(lm.device)
+        self._initial = self.state()
+
+    def trainable(self) -> dict:
+        params = {f"head.{n}": p for n, p in self.head.named_parameters()}
+        params.update({f"model.{n}": p for n, p in self._forward.named_parameters() if p.requires_grad})
+        return params
+
+    def train(self, on: bool = True) -> None:
+        self._forward.train(on)
+        self.head.train(on)
+
+    def logits(self, texts):
+        from .engine import _pad_left
+        from .tokens import encode
+
+        torch = _torch()
+        ids = [encode(self.lm.tokenizer, t) for t in texts]
+        if self.max_tokens:
+            ids = [s[-self.max_tokens:] for s in ids]
+        step = self.micro_batch_size or len(ids)
+        out = []
+        for i in range(0, len(ids), step):
+            input_ids, mask, position_ids = _pad_left(ids[i:i + step], self.lm.tokenizer.pad_token_id, self.lm.device)
+            hidden = self._forward(input_ids=input_ids, attention_mask=mask, position_ids=position_ids,
+                                   use_cache=False).last_hidden_state[:, -1]
+            out.append(self.head(hidden))
+        return torch.cat(out)
+
+    def close(self) -> None:
+        torch = _torch()
+        if self._peft is not None:
+            self._peft.unload()
+            self._peft = None
+        if self._original is not None:
+            with torch.no_grad():
+                self.backbone.load_state_dict(self._original)
+            self._original = None
+        for n, p in self.lm.model.named_parameters():
+            p.requires_grad_(self._requires_grad.get(n, False))
+        self.lm.model.eval()
+
+
+def resolve_mode(mode: str) -> str:
+    """``"auto"`` is ``"full"`` on a GPU and ``"probe"`` on a CPU; other modes pass through."""
+    if mode == "auto":
+        return "full" if _torch().cuda.is_available() else "probe"
+    if mode not in MODES:
+        raise ValueError(f"finetune_mode must be one of {MODES} or 'auto'; got {mode!r}")
+    return mode
+
+
+def make_backend(lm, n_labels: int, mode: str, config: "FinetuneConfig", *, cache=True, progress=None):
+    """The backend of ``mode`` for ``lm`` (see :data:`MODES`)."""
+    mode = resolve_mode(mode)
+    if mode == "probe":
+        return ProbeBackend(lm, n_labels, cache=cache, progress=progress)
+    return ModelBackend(lm, n_labels, mode, seed=config.seed, lora_r=config.lora_r, lora_alpha=config.lora_alpha,
+                        lora_dropout=config.lora_dropout, micro_batch_size=config.micro_batch_size,
+                        max_tokens=config.max_tokens)
+
+
+# --------------------------------------------------------------------------------------------------
+# 4. The training loop (§C.2): AdamW, batch 32, linear decay, early stopping, per-epoch checkpoints
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """Hyper-parameters of App. C.2 (defaults) and of the cheaper modes.
+
+    ``patience``: epochs without a better dev accuracy before stopping (the paper says "early
+    stopping" without a patience). The learning rate decays linearly from ``lr`` to 0 over
+    ``max_epochs`` epochs (no warm-up), whether or not training stops early.
+    """
+
+    mode: str = "probe"
+    learning_rates: tuple = (5e-4, 1e-4, 5e-5)
+    batch_size: int = 32
+    max_epochs: int = 10
+    patience: int = 3
+    weight_decay: float = 0.0
+    seed: int = 0
+    lora_r: int = 8
+    lora_alpha: int = 16
+    lora_dropout: float = 0.0
+    micro_batch_size: int | None = None  # gradient accumulation inside a batch (memory only)
+    max_tokens: int | None = None        # lora/full: keep the last max_tokens tokens of an input
+
+    def __post_init__(self):
+        object.__setattr__(self, "learning_rates", tuple(float(x) for x in self.learning_rates))
+        if not self.learning_rates:
+            raise ValueError("learning_rates is empty")
+        if self.batch_size < 1 or self.max_epochs < 1 or self.patience < 1:
+            raise ValueError("batch_size, max_epochs and patience must be >= 1")
+
+    def run_fields(self) -> dict:
+        """The fields that change what one training run computes (the checkpoint key)."""
+        keep = asdict(self)
+        keep.pop("learning_rates")
+        keep.pop("micro_batch_size")  # accumulation gives the same gradients
+        return keep
+
+
+def _atomic_save(obj, path: Path) -> None:
+    torch = _torch()
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _load(path: Path) -> dict:
+    return _torch().load(path, map_location="cpu", weights_only=True)
+
+
+def run_folder(lm, task: str, lr: float, config: FinetuneConfig, train_texts, train_labels, dev_texts,
+               dev_labels, root=None) -> Path:
+    """Checkpoint folder of one training run: model fingerprint + task + mode + hyper-parameters +
+    seed + a hash of the exact training and early-stopping data (``about.json`` lists them)."""
+    from .models import cache_dir
+
+    about = {"model": lm.name, "fingerprint": lm.fingerprint, "task": task, "lr": float(lr),
+             **config.run_fields(), "mode": resolve_mode(config.mode), "templates": TEMPLATE_VERSION,
+             "n_train": len(train_texts), "n_dev": len(dev_texts),
+             "data": content_key(list(train_texts), [int(x) for x in train_labels], list(dev_texts),
+                                 [int(x) for x in dev_labels])}
+    key = content_key(about)[:16]
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", lm.name)[-40:]
+    name = f"{safe}-{task}-{about['mode']}-lr{lr:g}-seed{config.seed}-{key}"
+    folder = (Path(root) if root is not None else cache_dir("finetune")) / name
+    folder.mkdir(parents=True, exist_ok=True)
+    if not (folder / "about.json").exists():
+        (folder / "about.json").write_text(json.dumps(about, indent=1))
+    return folder
+
+
+def _epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
+    return rng_for(seed, "finetune-epoch", epoch).permutation(n)
+
+
+def fit(backend, train_texts: Sequence[str], train_labels, dev_texts: Sequence[str], dev_labels, lr: float,
+        config: FinetuneConfig, folder: Path | None = None, *, callback: Callable | None = None,
+        progress: bool = True, desc: str = "") -> dict:
+    """Train ``backend`` with learning rate ``lr`` (§C.2) and return the run's record.
+
+    Each epoch: shuffle (seeded by seed and epoch), batches of ``config.batch_size``, AdamW with
+    the learning rate decaying linearly to 0 over ``max_epochs`` epochs; then the dev accuracy.
+    The best epoch's weights are kept (ties: the later epoch; early stopping after ``patience``
+    epochs without a strictly better dev accuracy, as ``transformers``' EarlyStoppingCallback). After every epoch the state is saved to ``folder/checkpoint.pt``; calling ``fit``
+    again with the same folder resumes after the last saved epoch, or returns at once if the run
+    had finished. ``callback(epoch, record)`` is called after each saved epoch (tests use it to
+    simulate an interruption).
+
+    Returns
+    -------
+    dict with ``lr``, ``best_epoch``, ``best_dev_accuracy``, ``epochs_run``, ``stopped_early``,
+    ``history`` (list of per-epoch dicts) and ``best_state`` (the trainable weights to evaluate).
+    """
+    torch = _torch()
+    from tqdm.auto import tqdm
+
+    train_labels = np.asarray(train_labels, dtype=int)
+    dev_labels = np.asarray(dev_labels, dtype=int)
+    if len(train_texts) != len(train_labels) or len(dev_texts) != len(dev_labels):
+        raise ValueError("texts and labels differ in length")
+    if len(train_texts) == 0 or len(dev_texts) == 0:
+        raise ValueError("fit needs training and early-stopping examples")
+    path = Path(folder) / "checkpoint.pt" if folder is not None else None
+    backend.reset()
+    params = backend.trainable()
+    optimizer = torch.optim.AdamW(list(params.values()), lr=lr, weight_decay=config.weight_decay)
+    steps_per_epoch = -(-len(train_texts) // config.batch_size)
+    total_steps = steps_per_epoch * config.max_epochs
+    record = {"lr": float(lr), "epoch": 0, "step": 0, "history": [], "best_epoch": 0,
+              "best_dev_accuracy": -1.0, "bad_epochs": 0, "done": False, "best_state": backend.state()}
+    if path is not None and path.exists():
+        saved = _load(path)
+        backend.load_state(saved["state"])
+        if saved.get("optimizer") is not None:
+            optimizer.load_state_dict(saved["optimizer"])
+        record = {k: saved[k] for k in record}
+    bar = tqdm(total=config.max_epochs, initial=record["epoch"], desc=desc or f"lr={lr:g}", unit="epoch",
+               leave=False, disable=not progress)
+    while not record["done"]:
+        epoch = record["epoch"] + 1
+        backend.train(True)
+        torch.manual_seed(config.seed * 100_003 + epoch)  # dropout, if the model has any
+        order = _epoch_order(len(train_texts), config.seed, epoch)
+        losses = []
+        for start in range(0, len(order), config.batch_size):
+            idx = order[start:start + config.batch_size]
+            for group in optimizer.param_groups:
+                group["lr"] = lr * max(0.0, 1.0 - record["step"] / total_steps)
+            logits = backend.logits([train_texts[i] for i in idx])
+            loss = torch.nn.functional.cross_entropy(logits, torch.as_tensor(train_labels[idx], device=logits.device))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            record["step"] += 1
+            losses.append(float(loss.detach()))
+        dev_accuracy = metrics.accuracy(backend.predict(list(dev_texts), config.batch_size), dev_labels)
+        record["history"].append({"epoch": epoch, "train_loss": float(np.mean(losses)),
+                                  "dev_accuracy": dev_accuracy, "lr_end": float(optimizer.param_groups[0]["lr"])})
+        improved = dev_accuracy > record["best_dev_accuracy"]
+        if dev_accuracy >= record["best_dev_accuracy"]:  # ties keep the later, longer-trained epoch
+            record.update(best_dev_accuracy=dev_accuracy, best_epoch=epoch, best_state=backend.state())
+        record["bad_epochs"] = 0 if improved else record["bad_epochs"] + 1
+        record["epoch"] = epoch
+        record["done"] = epoch >= config.max_epochs or record["bad_epochs"] >= config.patience
+        if path is not None:
+            _atomic_save({**record, "state": backend.state(),
+                          "optimizer": None if record["done"] else optimizer.state_dict()}, path)
+        bar.update(1)
+        bar.set_postfix(dev=f"{dev_accuracy:.3f}")
+        if callback is not None:
+            callback(epoch, record)
+    bar.close()
+    return {"lr": record["lr"], "best_epoch": record["best_epoch"],
+            "best_dev_accuracy": record["best_dev_accuracy"], "epochs_run": record["epoch"],
+            "stopped_early": record["epoch"] < config.max_epochs, "history": record["history"],
+            "best_state": record["best_state"]}
+
+
+# --------------------------------------------------------------------------------------------------
+# 5. One task end to end, and the shared evaluation
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class FinetuneResult:
+    """What :func:`finetune_task` gives back for one (model, task)."""
+
+    model: str
+    role: str
+    task: str
+    mode: str
+    lr: float
+    runs: pd.DataFrame       # one row per learning rate: best dev accuracy, best epoch, ...
+    history: pd.DataFrame    # one row per (learning rate, epoch)
+    predictions: pd.DataFrame  # :func:`predict_task` of the chosen learning rate
+
+
+def predict_task(predict: Callable[[list[str]], np.ndarray], data: TaskData, text_fn: Callable) -> pd.DataFrame:
+    """Predictions on the evaluation pairs and on both sides of every consistency pair.
+
+    The one evaluation of every mode: ``predict`` maps texts to labels, ``text_fn(frame, which)``
+    writes a frame's inputs (:func:`task_texts`). All texts go to ``predict`` in one call.
+
+    Returns a tidy frame: ``task``, ``set`` ("eval" or a consistency kind), ``row`` (BECEL row),
+    ``label``, ``perturbed_label``, ``pred_original``, ``pred_perturbed`` (NaN-free ints; -1 for
+    "eval" rows, which have no perturbed side).
+    """
+    parts = [("eval", data.eval, text_fn(data.eval, "original"), None)]
+    for kind, frame in data.sets.items():
+        parts.append((kind, frame, text_fn(frame, "original"), text_fn(frame, "perturbed")))
+    texts = [t for _, _, orig, pert in parts for t in orig + (pert or [])]
+    unique = list(dict.fromkeys(texts))
+    labels = dict(zip(unique, np.asarray(predict(unique)).astype(int)))
+    frames = []
+    for name, frame, orig, pert in parts:
+        out = pd.DataFrame({"task": data.task, "set": name, "row": frame["row"].to_numpy(),
+                            "label": frame["label"].to_numpy(dtype=int)})
+        out["perturbed_label"] = (frame["perturbed_label"].to_numpy() if "perturbed_label" in frame
+                                  else pd.array([pd.NA] * len(frame), dtype="Int64"))
+        out["perturbed_label"] = pd.array(out["perturbed_label"], dtype="Int64")
+        out["pred_original"] = [labels[t] for t in orig]
+        out["pred_perturbed"] = [labels[t] for t in pert] if pert is not None else -1
+        frames.append(out)
+    return pd.concat(frames, ignore_index=True)
+
+
+def finetune_task(lm, data: TaskData, config: FinetuneConfig, *, input_format: str = "plain", cache=True,
+                  checkpoint_root=None, progress: bool = True, callback: Callable | None = None) -> FinetuneResult:
+    """Fine-tune ``lm`` on one BECEL task with every learning rate of the grid, keep the one with
+    the best dev accuracy (§C.2: "we experimented with three learning rates"), and predict the
+    evaluation and consistency pairs with it (:func:`predict_task`).
+    """
+    mode = resolve_mode(config.mode)
+    fmt = _prompt_format(lm, input_format)
+
+    def text_fn(frame, which="original"):
+        return task_texts(frame, data.task, which=which, prompt_format=fmt, tokenizer=lm.tokenizer)
+
+    train_texts, dev_texts = text_fn(data.train), text_fn(data.dev)
+    train_labels, dev_labels = data.train["label"].to_numpy(int), data.dev["label"].to_numpy(int)
+    backend = make_backend(lm, data.n_labels, mode, config, cache=cache, progress=progress)
+    try:
+        if mode == "probe":  # one engine pass for every text of the task, then all cached
+            eval_texts = text_fn(data.eval) + [t for f in data.sets.values() for w in ("original", "perturbed")
+                                               for t in text_fn(f, w)]
+            backend.prepare(train_texts + dev_texts + eval_texts)
+            backend.fit_standardisation(train_texts)
+        runs = []
+        for lr in config.learning_rates:
+            folder = run_folder(lm, data.task, lr, config, train_texts, train_labels, dev_texts, dev_labels,
+                                checkpoint_root)
+            runs.append(fit(backend, train_texts, train_labels, dev_texts, dev_labels, lr, config, folder,
+                            callback=callback, progress=progress, desc=f"{lm.name} {data.task} lr={lr:g}"))
+        best = max(runs, key=lambda r: r["best_dev_accuracy"])  # ties: the first lr of the grid
+        backend.load_state(best["best_state"])
+        predictions = predict_task(lambda t: backend.predict(t, config.batch_size), data, text_fn)
+    finally:
+        backend.close()
+    meta = {"model": lm.name, "role": lm.spec.role, "task": data.task, "mode": mode}
+    run_table = pd.DataFrame([{**meta, **{k: r[k] for k in ("lr", "best_dev_accuracy", "best_epoch", "epochs_run",
+                                                               "stopped_early")}, "chosen": r is best}
+                              for r in runs])
+    history = pd.DataFrame([{**meta, "lr": r["lr"], **h} for r in runs for h in r["history"]])
+    predictions.insert(0, "mode", mode)
+    predictions.insert(0, "role", lm.spec.role)
+    predictions.insert(0, "model", lm.name)
+    return FinetuneResult(lm.name, lm.spec.role, data.task, mode, best["lr"], run_table, history, predictions)
+
+
+# --------------------------------------------------------------------------------------------------
+# 6. Scores: Table 6 (per task) and Table 2 (averaged over tasks), with bootstrap intervals
+# --------------------------------------------------------------------------------------------------
+
+
+def item_scores(predictions: pd.DataFrame) -> pd.DataFrame:
+    """One 0/1 score per item: ``accuracy`` (eval rows: prediction == gold label) or the consistency
+    indicator of BECEL's code (``ifhelpers.metrics.becel_consistency``): 1 when the two predictions
+    agree (semantic, symmetric) or differ (negational). Mean of ``score`` = the Table 6 number."""
+    frame = predictions.copy()
+    is_eval = frame["set"] == "eval"
+    agree = (frame["pred_original"] == frame["pred_perturbed"]).astype(int)
+    frame["metric"] = np.where(is_eval, "accuracy", frame["set"])
+    frame["score"] = np.where(is_eval, (frame["pred_original"] == frame["label"]).astype(int),
+                              np.where(frame["set"] == "negational", 1 - agree, agree))
+    return frame
+
+
+def _group_keys(frame: pd.DataFrame) -> list[str]:
+    return [c for c in ("model", "role", "mode") if c in frame]
+
+
+def table6_scores(predictions: pd.DataFrame, n_resamples: int = 2000, confidence: float = 0.95,
+                  seed: int = 0) -> pd.DataFrame:
+    """Table 6 in long form: one row per (model, task, metric) with ``value`` and a bootstrap
+    interval over items (``low``, ``high``, BCa, :func:`ifhelpers.stats.bootstrap_ci`), ``n``,
+    and ``majority_share``: the share of the most frequent prediction on the evaluation pairs
+    (a classifier that always says the same label scores Sym = Sem = 1 and Neg = 0).
+
+    ``value`` is computed by :func:`ifhelpers.metrics.becel_consistency` /
+    :func:`ifhelpers.metrics.accuracy` (BECEL's own definitions).
+    """
+    scored = item_scores(predictions)
+    rows = []
+    for key, group in scored.groupby(_group_keys(scored) + ["task", "metric"], sort=False):
+        keys = dict(zip(_group_keys(scored) + ["task", "metric"], key))
+        metric = keys["metric"]
+        if metric == "accuracy":
+            value = metrics.accuracy(group["pred_original"], group["label"])
+        else:
+            value = metrics.becel_consistency(group["pred_original"], group["pred_perturbed"], metric)
+        assert abs(value - group["score"].mean()) < 1e-12
+        ci = (stats.bootstrap_ci(group["score"].to_numpy(float), n_resamples=n_resamples, confidence=confidence,
+                                 seed=seed) if len(group) > 1 else pd.Series({"low": value, "high": value}))
+        rows.append({**keys, "value": value, "low": float(ci["low"]), "high": float(ci["high"]), "n": len(group)})
+    out = pd.DataFrame(rows)
+    evals = scored[scored["set"] == "eval"]
+    share = evals.groupby(_group_keys(scored) + ["task"])["pred_original"].agg(
+        lambda p: p.value_counts(normalize=True).iloc[0]).rename("majority_share").reset_index()
+    out = out.merge(share, on=_group_keys(scored) + ["task"], how="left")
+    order = {m: i for i, m in enumerate(METRICS)}
+    tasks = {t: i for i, t in enumerate(becel.TASKS)}
+    out = out.sort_values(by=["task", "metric"], key=lambda s: s.map(tasks if s.name == "task" else order),
+                          kind="stable")
+    return out.reset_index(drop=True)
+
+
+def table6_wide(scores: pd.DataFrame, with_intervals: bool = False) -> pd.DataFrame:
+    """Table 6's layout: one row per model, columns ``(task, Sym/Sem/Neg/Acc.)``.
+
+    ``scores`` is :func:`table6_scores` (ours) or :func:`paper_table6_long` (paper's); the
+    ``source``/``mode`` columns, when present, stay in the row index.
+    """
+    frame = scores.copy()
+    frame["col"] = frame["metric"].map(TABLE6_NAMES)
+    frame["task_name"] = frame["task"].str.upper().replace({"WIC": "WiC"})
+    if with_intervals:
+        frame["value"] = [f"{v:.3f} [{lo:.2f}, {hi:.2f}]" for v, lo, hi in zip(frame["value"], frame["low"],
+                                                                             frame["high"])]
+    index = [c for c in ("source", "model", "role", "mode") if c in frame]
+    wide = frame.pivot_table(index=index, columns=["task_name", "col"], values="value", aggfunc="first", sort=False)
+    tasks = [t for t in ("SNLI", "RTE", "MRPC", "WiC") if t in wide.columns.get_level_values(0)]
+    cols = [(t, TABLE6_NAMES[m]) for t in tasks for m in METRICS if (t, TABLE6_NAMES[m]) in wide.columns]
+    wide = wide[cols]
+    wide.columns.names = [None, None]
+    return wide
+
+
+def table2_becel(predictions: pd.DataFrame, n_resamples: int = 2000, confidence: float = 0.95,
+                 seed: int = 0) -> pd.DataFrame:
+    """Table 2's BECEL columns: accuracy and semantic / negational consistency averaged over tasks
+    (×100, as printed), with a percentile bootstrap that resamples items within each task.
+
+    One row per (model, metric) with ``value``, ``low``, ``high`` and ``tasks`` (how many tasks
+    were averaged; the paper averages four).
+    """
+    scored = item_scores(predictions)
+    scored = scored[scored["metric"].isin(["accuracy", "semantic", "negational"])]
+    rng = np.random.default_rng(seed)
+    rows = []
+    alpha = (1 - confidence) / 2
+    for key, group in scored.groupby(_group_keys(scored) + ["metric"], sort=False):
+        per_task = [g["score"].to_numpy(float) for _, g in group.groupby("task", sort=False)]
+        value = float(np.mean([s.mean() for s in per_task]))
+        boots = np.mean([s[rng.integers(0, len(s), size=(n_resamples, len(s)))].mean(1) for s in per_task], axis=0)
+        rows.append({**dict(zip(_group_keys(scored) + ["metric"], key)), "value": 100 * value,
+                     "low": 100 * float(np.quantile(boots, alpha)), "high": 100 * float(np.quantile(boots, 1 - alpha)),
+                     "tasks": len(per_task)})
+    return pd.DataFrame(rows)
+
+
+def compare_roles(predictions: pd.DataFrame, base: str, tuned: str, n_resamples: int = 2000,
+                  seed: int = 0) -> pd.DataFrame:
+    """Instruction-tuned minus base model on the same items, per task and metric
+    (:func:`ifhelpers.stats.paired_comparison`: paired bootstrap interval and Wilcoxon test).
+    ``model`` / ``role`` name the tuned model of each row."""
+    scored = item_scores(predictions)
+    tuned_role = scored.loc[scored["model"] == tuned, "role"].iloc[0] if (scored["model"] == tuned).any() else ""
+    rows = []
+    for (task, metric), group in scored.groupby(["task", "metric"], sort=False):
+        key = ["set", "row"]
+        b = group[group["model"] == base].set_index(key)["score"]
+        t = group[group["model"] == tuned].set_index(key)["score"]
+        if len(b) < 2 or len(t) < 2:
+            continue
+        cmp = stats.paired_comparison(b, t, n_resamples=n_resamples, seed=seed)
+        rows.append({"model": tuned, "role": tuned_role, "task": task, "metric": metric, "base": base,
+                     "tuned": tuned, **cmp.to_dict()})
+    return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------------------------------
+# 7. The paper's numbers (Table 6, and Table 2's BECEL columns as its averages)
+# --------------------------------------------------------------------------------------------------
+
+#: Paper Table 6 row labels -> registry name and role. "FlanT5-XL (base model)" is printed so, but
+#: its numbers average to Table 5's FlanT5-XL row (accuracy 81.3), so it is the instruction-tuned
+#: model; the mislabel is the paper's.
+PAPER_MODELS = {
+    "llama-7b (base model)": ("llama-7b", "base"),
+    "FlanT5-XL (base model)": ("flan-t5-xl", "instruction-tuned"),
+    "t5-xl-lm-adapt": ("t5-xl-lm-adapt", "base"),
+    "Falcon-7b": ("falcon-7b", "base"),
+    "Falcon-7b-instruct": ("falcon-7b-instruct", "instruction-tuned"),
+}
+
+
+def paper_table6_long() -> pd.DataFrame:
+    """The paper's Table 6 (``ifhelpers/paper_tables/table6.csv``) in the long form of
+    :func:`table6_scores`: ``source``, ``model`` (as printed), ``registry_name``, ``role``,
+    ``family`` (llama / t5 / falcon), ``task``, ``metric``, ``value``."""
+    from .paper import table
+
+    wide = table(6)
+    rows = []
+    for _, r in wide.iterrows():
+        name, role = PAPER_MODELS.get(r["model"], (r["model"], "instruction-tuned"))
+        family = "t5" if "t5" in name.lower() else "falcon" if "falcon" in name.lower() else "llama"
+        for task in becel.TASKS:
+            label = task.upper() if task != "wic" else "WiC"
+            for metric in METRICS:
+                rows.append({"source": r["source"], "model": r["model"], "registry_name": name, "role": role,
+                             "family": family, "task": task, "metric": metric,
+                             "value": float(r[f"{label} {TABLE6_NAMES[metric]}"])})
+    return pd.DataFrame(rows)
+
+
+def paper_table6_averages() -> pd.DataFrame:
+    """Table 2's BECEL columns (Acc., Cons. semantic / negation, ×100) recomputed as the paper's
+    Table 6 averaged over the four tasks; they agree with the printed Table 2 within 0.1.
+
+    Labelled ``source = "paper Table 6, averaged over tasks"``. LLaMA models only (Table 2's rows).
+    """
+    long = paper_table6_long()
+    long = long[(long["family"] == "llama") & long["metric"].isin(["accuracy", "semantic", "negational"])]
+    out = long.groupby(["model", "registry_name", "role", "metric"], sort=False)["value"].mean().mul(100).reset_index()
+    out.insert(0, "source", "paper Table 6, averaged over tasks")
+    return out
+
+
+def paper_table2_becel() -> pd.DataFrame:
+    """The paper's Table 2 BECEL columns in long form: ``source``, ``model`` (as printed), ``role``,
+    ``metric`` (accuracy / semantic / negational), ``value`` (×100, as printed).
+
+    Read from ``paper_tables/table2.csv`` (``BECEL Acc.`` and ``BECEL Cons.`` printed as
+    "semantic / negation"); where that transcription is missing, the Table 6 averages of
+    :func:`paper_table6_averages`, labelled as such.
+    """
+    from .paper import table
+
+    try:
+        wide = table(2)
+    except FileNotFoundError:
+        return paper_table6_averages()
+    rows = []
+    for _, r in wide.iterrows():
+        sem, neg = (float(x) for x in str(r["BECEL Cons."]).split("/"))
+        role = "base" if "base model" in r["model"] else "instruction-tuned"
+        for metric, value in (("accuracy", float(r["BECEL Acc."])), ("semantic", sem), ("negational", neg)):
+            rows.append({"source": f"{r['source']}, Table 2", "model": r["model"], "role": role, "metric": metric,
+                         "value": value})
+    return pd.DataFrame(rows)
+
+
+def negation_label_aware(predictions: pd.DataFrame) -> pd.DataFrame:
+    """Diagnostic, not the paper's measure: negational consistency that follows the gold labels
+    (:func:`ifhelpers.metrics.becel_label_consistency`: the prediction should change exactly when
+    BECEL's ``neg_label`` differs from ``label``), next to BECEL's rule, per model and task."""
+    neg = predictions[predictions["set"] == "negational"]
+    rows = []
+    for key, g in neg.groupby(_group_keys(neg) + ["task"], sort=False):
+        rows.append({**dict(zip(_group_keys(neg) + ["task"], key)),
+                     "BECEL rule (changes)": metrics.becel_consistency(g["pred_original"], g["pred_perturbed"],
+                                                                       "negational"),
+                     "label-aware": metrics.becel_label_consistency(g["pred_original"], g["pred_perturbed"],
+                                                                    g["label"], g["perturbed_label"].astype(int)),
+                     "share of pairs whose gold label flips": float(np.mean(g["label"] != g["perturbed_label"])),
+                     "n": len(g)})
+    return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------------------------------
+# 8. Figure
+# --------------------------------------------------------------------------------------------------
+
+
+def plot_table6(scores: pd.DataFrame, colors: dict, paper: pd.DataFrame | None = None, title: str = ""):
+    """Table 6 as a figure: one panel per measure (Sym, Sem, Neg, Acc.), tasks on the x axis, our
+    models as points with bootstrap intervals (colour per model), and the paper's LLaMA-7b (base)
+    and the mean of its 10 instruction-tuned LLaMA models as hollow black markers labelled paper."""
+    import matplotlib.pyplot as plt
+
+    from .plots import PAPER_STYLE
+
+    tasks = [t for t in becel.TASKS if t in set(scores["task"])]
+    models = list(dict.fromkeys(scores["model"]))
+    fig, axes = plt.subplots(1, len(METRICS), figsize=(3.2 * len(METRICS), 3.4), sharey=True)
+    width = 0.5 / max(1, len(models))
+    for ax, metric in zip(axes, METRICS):
+        for m, model in enumerate(models):
+            sub = scores[(scores["model"] == model) & (scores["metric"] == metric)].set_index("task").reindex(tasks)
+            x = np.arange(len(tasks)) + (m - (len(models) - 1) / 2) * width
+            ax.errorbar(x, sub["value"], yerr=[sub["value"] - sub["low"], sub["high"] - sub["value"]], fmt="o",
+                        color=colors.get(model), capsize=3, label=model)
+        if paper is not None:
+            llama = paper[(paper["family"] == "llama") & (paper["metric"] == metric)]
+            base = llama[llama["role"] == "base"].set_index("task")["value"].reindex(tasks)
+            tuned = llama[llama["role"] == "instruction-tuned"].groupby("task")["value"].mean().reindex(tasks)
+            x = np.arange(len(tasks)) + 0.33
+            ax.scatter(x, base, **{**PAPER_STYLE, "label": "paper: llama-7b (base)"})
+            ax.scatter(x, tuned, **{**PAPER_STYLE, "marker": "s", "label": "paper: mean of 10 IFT LLaMA-7b"})
+        ax.set_xticks(np.arange(len(tasks)), [t.upper() if t != "wic" else "WiC" for t in tasks])
+        ax.set_title(TABLE6_NAMES[metric])
+        ax.set_ylim(-0.03, 1.03)
+    axes[0].set_ylabel("score (higher is better)")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(4, len(labels)), bbox_to_anchor=(0.5, -0.1),
+               frameon=False)
+    if title:
+        fig.suptitle(title, fontweight="bold")
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,556 @@
+"""Consistent predictions: ParaRel factual consistency and MMLU accuracy spread (paper §3, Table 2, Table 5, App. C.1).
+
+The paper asks whether instruction tuning makes a model's *predictions* less sensitive to meaning-preserving
+changes of the input, with two zero-shot probes:
+
+* **ParaRel** (Elazar et al. 2021; §3 and footnote 4). Every fact is asked through several paraphrased
+  templates; *consistency* is the share of pairs of paraphrased queries of the same fact whose top-1
+  predictions agree, *accuracy* the share of queries whose top-1 prediction is a gold object. Both are
+  computed per relation, macro-averaged over relations, and averaged over the three prompts of Table 3;
+  the standard deviation over the prompts is the paper's yardstick of a significant difference (footnote 4).
+* **MMLU** (Hendrycks et al. 2021; §3, footnote 3, App. C.1). Zero-shot accuracy under the three
+  instructions of App. C.1 and three orderings of the answer options (nine setups); the *spread*
+  (Sclar et al. 2024) is the max − min accuracy across the instructions, averaged over the orderings.
+
+The forward passes are elsewhere: ParaRel uses the one pass all chapters share
+(:func:`ifhelpers.probes.run_pararel`), MMLU one cached pass per prompt scoring the answer letters
+(:func:`run_mmlu`). The metrics themselves are :mod:`ifhelpers.metrics` (``pararel_scores``,
+``mmlu_spread``, ``mmlu_summary``) and the intervals :mod:`ifhelpers.stats`; this module joins them into
+the per-model tables of Table 2 and adds what the paper leaves implicit (intervals over relations and
+questions, a permutation null for the spread).
+
+How a prediction is compared with a gold object
+------------------------------------------------
+A prediction is one token, the model's top-1 next token after the prompt. An object is compared through
+its *first token as it follows the prompt* (:func:`ifhelpers.tokens.first_continuation_id` of
+``" " + object``): ``"Paris"`` after ``"... is located in"`` is ``▁Paris`` for Gemma 3 and ``ĠParis`` for
+SmolLM2; ``"New York"`` is judged on ``▁New``. A query with several gold objects (N-M relations such as
+P47 "shares border with") is answered correctly when the prediction is the first token of any of them.
+Consistency compares the predicted *token ids* of two paraphrases, so two different correct objects of an
+N-M fact count as inconsistent, as in Elazar et al. (2021). :func:`object_token_stats` measures how often
+the first-token rule is lenient (objects of several tokens, distinct objects sharing a first token, and
+objects whose first token is bare whitespace, which happens for numbers: ``" 1990"`` -> ``▁``, ``1``...).
+"""
+
+from __future__ import annotations
+
+import math
+import textwrap
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from . import engine, metrics, mmlu, pararel, prompts, tokens
+from .models import LoadedModel
+from .sources import rng_for
+
+__all__ = [
+    "TABLE2_COLUMNS", "pararel_tidy", "pararel_scores", "pararel_summary", "pararel_by_relation",
+    "object_token_stats", "pair_breakdown", "relation_candidates", "restrict_to_candidates", "sample_questions", "mmlu_setups", "answer_letter_ids", "run_mmlu",
+    "letter_report", "mmlu_setup_accuracy", "mmlu_summary", "mmlu_by_question", "spread_interval", "spread_null",
+    "footnote4_rule", "table2_layout", "paper_table", "plot_metric",
+]
+
+#: Table 2's four columns this chapter fills (the paper's names; values in percent).
+TABLE2_COLUMNS = ("MMLU Acc.", "MMLU Spread", "PARAREL Acc.", "PARAREL Cons.")
+
+
+# --------------------------------------------------------------------------------------------------
+# ParaRel (§3, Table 2 "PARAREL", footnote 4)
+
+
+def pararel_tidy(frame: pd.DataFrame) -> pd.DataFrame:
+    """The frame of :func:`ifhelpers.probes.run_pararel` in the columns :func:`ifhelpers.metrics.pararel_scores` reads.
+
+    ``fact_id`` is the T-REx uuid, ``prediction`` the top-1 token *id* and ``gold`` the tuple of the gold
+    objects' first token ids (``object_first_ids``), so accuracy is exactly the frame's ``correct`` and
+    two paraphrases agree when they predict the same token. ``prompt_id`` and the decoded
+    ``prediction_text`` are kept.
+    """
+    missing = [c for c in ("relation", "uuid", "template_id", "prompt_id", "prediction_id", "object_first_ids")
+               if c not in frame.columns]
+    if missing:
+        raise ValueError(f"not a run_pararel frame: missing {missing}")
+    out = pd.DataFrame({
+        "prompt_id": frame["prompt_id"].to_numpy(),
+        "relation": frame["relation"].to_numpy(),
+        "fact_id": frame["uuid"].to_numpy(),
+        "template_id": frame["template_id"].to_numpy(),
+        "prediction": frame["prediction_id"].astype(int).to_numpy(),
+        "gold": [tuple(int(i) for i in ids) for ids in frame["object_first_ids"]],
+    })
+    if "prediction" in frame.columns:
+        out["prediction_text"] = frame["prediction"].to_numpy()
+    return out
+
+
+def _relations_with_pairs(tidy: pd.DataFrame) -> tuple[list[str], list[str]]:
+    n_templates = tidy.groupby("relation")["template_id"].nunique()
+    return sorted(n_templates.index[n_templates > 1]), sorted(n_templates.index[n_templates <= 1])
+
+
+def pararel_scores(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per-prompt, per-relation ParaRel accuracy and consistency of one model (§3, Table 2).
+
+    ``frame`` is :func:`ifhelpers.probes.run_pararel`'s. Each prompt of Table 3 is scored on its own with
+    :func:`ifhelpers.metrics.pararel_scores` (pairs of paraphrases are formed within a prompt). Relations
+    with a single usable template have no pair of paraphrases, so their consistency is undefined; they
+    are left out of accuracy too, so that both columns average over the same relations
+    (``attrs["dropped_relations"]`` lists them).
+
+    Returns
+    -------
+    DataFrame with ``model``, ``role``, ``prompt_id``, ``relation``, ``n_facts``, ``n_queries``, ``n_pairs``,
+    ``accuracy``, ``consistency`` (fractions).
+    """
+    tidy = pararel_tidy(frame)
+    keep, dropped = _relations_with_pairs(tidy)
+    tidy = tidy[tidy["relation"].isin(keep)]
+    if tidy.empty:
+        raise ValueError("no relation has two templates: consistency is undefined for every relation")
+    parts = []
+    for prompt_id, part in tidy.groupby("prompt_id", sort=True):
+        scores = metrics.pararel_scores(part.reset_index(drop=True)).reset_index()
+        scores.insert(0, "prompt_id", prompt_id)
+        parts.append(scores)
+    out = pd.concat(parts, ignore_index=True)
+    out.insert(0, "role", frame.attrs.get("role", ""))
+    out.insert(0, "model", frame.attrs.get("model", ""))
+    out.attrs["dropped_relations"] = dropped
+    return out
+
+
+def pararel_summary(scores: pd.DataFrame, ddof: int = 1) -> pd.DataFrame:
+    """Table 2's ParaRel "Acc." and "Cons." per model, with the spread over prompts (footnote 4).
+
+    ``scores`` is :func:`pararel_scores` (one or several models concatenated). For each prompt the metrics
+    are macro-averaged over relations (:func:`ifhelpers.metrics.pararel_macro`); Table 2's value is the
+    mean over the prompts, and ``*_std`` the standard deviation over the prompts (``ddof=1``: the paper
+    does not say which; with three prompts the sample standard deviation is the more cautious).
+
+    Returns
+    -------
+    DataFrame indexed by ``model`` with ``role``, ``accuracy``, ``consistency``, ``accuracy_std``,
+    ``consistency_std``, ``n_prompts``, ``n_relations`` (fractions).
+    """
+    rows = []
+    for (model, role), part in scores.groupby(["model", "role"], sort=False):
+        per_prompt = pd.DataFrame({p: metrics.pararel_macro(g) for p, g in part.groupby("prompt_id")}).T
+        rows.append({
+            "model": model, "role": role,
+            "accuracy": per_prompt["accuracy"].mean(), "consistency": per_prompt["consistency"].mean(),
+            "accuracy_std": per_prompt["accuracy"].std(ddof=ddof) if len(per_prompt) > ddof else np.nan,
+            "consistency_std": per_prompt["consistency"].std(ddof=ddof) if len(per_prompt) > ddof else np.nan,
+            "n_prompts": len(per_prompt), "n_relations": int(part["relation"].nunique()),
+        })
+    return pd.DataFrame(rows).set_index("model")
+
+
+def pararel_by_relation(scores: pd.DataFrame) -> pd.DataFrame:
+    """Accuracy and consistency of each (model, relation), averaged over prompts: the bootstrap units.
+
+    The mean of this table over relations equals :func:`pararel_summary`'s values when every prompt
+    covers the same relations (it does: relations and facts do not depend on the prompt).
+    """
+    return (scores.groupby(["model", "role", "relation"], sort=False)[["accuracy", "consistency"]]
+            .mean().reset_index())
+
+
+def object_token_stats(lm: LoadedModel, frame: pd.DataFrame) -> pd.Series:
+    """How lenient the first-token rule is for this tokenizer on these queries (module docstring).
+
+    Counts, over the distinct gold objects of ``frame`` (first prompt only): objects of several tokens,
+    objects whose first token is also the first token of another object of the same relation (a
+    prediction of that token is "correct" for both), and objects whose first token is whitespace only.
+    """
+    first_prompt = frame[frame["prompt_id"] == frame["prompt_id"].min()]
+    rows = {}
+    for prompt, objects, relation in zip(first_prompt["prompt"], first_prompt["objects"], first_prompt["relation"]):
+        for obj in objects:
+            if (relation, obj) not in rows:
+                ids = tokens.continuation_ids(lm.tokenizer, prompt, " " + obj)
+                rows[(relation, obj)] = ids
+    table = pd.DataFrame([(r, o, ids[0], len(ids)) for (r, o), ids in rows.items()],
+                         columns=["relation", "object", "first_id", "n_tokens"])
+    shared = table.groupby(["relation", "first_id"])["object"].transform("nunique") > 1
+    blank = table["first_id"].map(lambda i: lm.tokenizer.decode([int(i)]).strip() == "")
+    return pd.Series({
+        "model": lm.name, "n_objects": len(table),
+        "multi_token": float((table["n_tokens"] > 1).mean()),
+        "shared_first_token": float(shared.mean()),
+        "blank_first_token": int(blank.sum()),
+        "examples": "; ".join(
+            f"{o} -> {lm.tokenizer.convert_ids_to_tokens(int(i))!s}+{n - 1}"
+            for o, i, n in table.loc[table["n_tokens"] > 1, ["object", "first_id", "n_tokens"]].head(3).itertuples(index=False)),
+    })
+
+
+def pair_breakdown(frame: pd.DataFrame) -> pd.Series:
+    """What the consistent pairs are made of: the same correct object, or the same wrong token.
+
+    Over all pairs of paraphrased queries (every prompt, relations with two templates or more, pooled):
+    the share that agree on a correct object, that agree on a wrong token, and that disagree; and the
+    most frequent token among the wrong agreements.
+    """
+    tidy = pararel_tidy(frame)
+    keep, _ = _relations_with_pairs(tidy)
+    tidy = tidy[tidy["relation"].isin(keep)].reset_index(drop=True)
+    correct = np.array([p in g for p, g in zip(tidy["prediction"], tidy["gold"])])
+    parts = []
+    for _, part in tidy.groupby("prompt_id", sort=False):
+        pairs = metrics.pararel_query_pairs(part)
+        rows = part.index.to_numpy()
+        parts.append(pairs.assign(correct_a=correct[rows[pairs["row_a"]]], text=part["prediction_text"].to_numpy()[pairs["row_a"]]
+                                  if "prediction_text" in part else ""))
+    pairs = pd.concat(parts, ignore_index=True)
+    same_wrong = pairs["consistent"] & ~pairs["correct_a"]
+    top = pairs.loc[same_wrong, "text"].replace("", "(whitespace)").value_counts()
+    return pd.Series({
+        "n_pairs": len(pairs),
+        "agree_correct": float((pairs["consistent"] & pairs["correct_a"]).mean()),
+        "agree_wrong": float(same_wrong.mean()),
+        "disagree": float((~pairs["consistent"]).mean()),
+        "top_wrong_agreement": f"{top.index[0]!r} ({top.iloc[0] / len(pairs):.0%} of pairs)" if len(top) else "",
+    })
+
+
+def relation_candidates(lm: LoadedModel, frame: pd.DataFrame, data_dir=None) -> dict[str, frozenset[int]]:
+    """Each relation's candidate set as first token ids: every object of the relation in T-REx.
+
+    Elazar et al. (2021) score ParaRel with the prediction restricted to the objects that occur in the
+    relation's data (their ``--use_targets``). Here an object is its first token after the relation's
+    first prompt in ``frame`` (the queries end in a word, so the preceding text does not change how
+    ``" " + object`` starts).
+    """
+    out = {}
+    for relation, part in frame.groupby("relation", sort=False):
+        facts = pararel.load_facts(relation, data_dir=data_dir)
+        objects = sorted({o for objs in facts["objects"] for o in objs})
+        prompt = part["prompt"].iloc[0]
+        out[relation] = frozenset(tokens.first_continuation_id(lm.tokenizer, prompt, " " + o) for o in objects)
+    return out
+
+
+def restrict_to_candidates(frame: pd.DataFrame, top_ids: np.ndarray, candidates: dict) -> pd.DataFrame:
+    """Predictions restricted to the relation's candidate objects, read from the cached top-k tokens.
+
+    The restricted prediction is the best-ranked token of ``top_ids`` (``(n, k)``, the shared pass keeps
+    k = 10) that is in the relation's candidate set (:func:`relation_candidates`). When one is in the top
+    k it is exactly the argmax over the candidates. When none is, the restricted prediction is unknown:
+    it gets a distinct negative id, so it counts as wrong and agrees with no other query (a lower bound
+    on both metrics); ``in_top_k`` says which queries were found.
+    """
+    top_ids = np.asarray(top_ids)
+    if len(top_ids) != len(frame):
+        raise ValueError(f"top_ids has {len(top_ids)} rows, frame {len(frame)}")
+    restricted, found = [], []
+    for row, (relation, ranked) in enumerate(zip(frame["relation"], top_ids)):
+        hit = next((int(t) for t in ranked if int(t) in candidates[relation]), None)
+        found.append(hit is not None)
+        restricted.append(hit if hit is not None else -1 - row)
+    out = frame.drop(columns=[c for c in ("prediction",) if c in frame.columns])
+    out["prediction_id"] = restricted
+    out["in_top_k"] = found
+    out["correct"] = [p in ids for p, ids in zip(out["prediction_id"], out["object_first_ids"])]
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# MMLU (§3, footnote 3, App. C.1)
+
+
+def sample_questions(subjects: Sequence[str] | str | None = None, n_questions: int | None = None, seed: int = 0,
+                     split: str = "test") -> pd.DataFrame:
+    """``n_questions`` MMLU questions *in total*, spread evenly over ``subjects`` (all 57 by default).
+
+    Every subject gives ``ceil(n_questions / n_subjects)`` candidates (:func:`ifhelpers.mmlu.load_mmlu`, so
+    the draw within a subject depends only on the seed); the first candidate of every subject is taken
+    before any second one, subjects in a seeded random order, until ``n_questions`` are kept. With fewer
+    questions than subjects, a seeded random subset of subjects gives one question each. ``None`` keeps
+    every question of the subjects.
+    """
+    if n_questions is None:
+        return mmlu.load_mmlu(split, subjects, None, seed)
+    if int(n_questions) < 1:
+        raise ValueError(f"n_questions must be a positive int or None, got {n_questions!r}")
+    if isinstance(subjects, str):
+        subjects = [subjects]
+    subjects = list(subjects) if subjects is not None else mmlu.load_subjects(split)
+    per_subject = math.ceil(int(n_questions) / len(subjects))
+    pool = mmlu.load_mmlu(split, subjects, per_subject, seed)
+    rng = rng_for(seed, "predictions", "mmlu-total", split)
+    order = pd.Series(rng.permutation(len(subjects)), index=subjects)
+    pool["_rank"] = pool.groupby("subject").cumcount()
+    pool["_subject_order"] = pool["subject"].map(order)
+    picked = pool.sort_values(["_rank", "_subject_order"]).head(int(n_questions)).index
+    return pool.loc[sorted(picked)].drop(columns=["_rank", "_subject_order"]).reset_index(drop=True)
+
+
+def mmlu_setups(questions: pd.DataFrame, n_shuffles: int = 3, instruction_ids: Sequence[int] = (0, 1, 2),
+                seed: int = 0) -> pd.DataFrame:
+    """Every question under every instruction × ordering of the options (App. C.1: 3 × 3 = 9 setups).
+
+    Orderings come from :func:`ifhelpers.mmlu.choice_orderings` (ordering 0 is the original order, the
+    others seeded shuffles); the column is called ``shuffle``. Model-independent: :func:`run_mmlu` adds
+    the prompts in each model's format.
+    """
+    if n_shuffles < 1:
+        raise ValueError("n_shuffles must be >= 1")
+    bad = [i for i in instruction_ids if i not in range(len(prompts.MMLU_INSTRUCTIONS))]
+    if bad or not instruction_ids:
+        raise ValueError(f"instruction_ids must be among {list(range(len(prompts.MMLU_INSTRUCTIONS)))}, got {instruction_ids!r}")
+    ordered = mmlu.choice_orderings(questions, n_orderings=n_shuffles, seed=seed).rename(columns={"ordering": "shuffle"})
+    parts = []
+    for instruction in instruction_ids:
+        part = ordered.copy()
+        part.insert(0, "instruction", int(instruction))
+        parts.append(part)
+    return pd.concat(parts, ignore_index=True)
+
+
+def answer_letter_ids(tokenizer, texts: Sequence[str], letters: Sequence[str] = prompts.MMLU_LETTERS) -> np.ndarray:
+    """The token id of each answer letter as the next token after each prompt, ``(n, 4)``.
+
+    The prompt ends with "Answer:" (base) or "The answer is:" (dialogue), so the letter follows a space:
+    the candidate is the first token of ``" A"`` after the prompt (:func:`ifhelpers.tokens.first_continuation_id`),
+    ``▁A`` for SentencePiece-style and ``ĠA`` for byte-level BPE tokenizers, not the bare ``A``. Computed
+    per prompt (a prompt's last characters could change it); raises if two letters share a token.
+    """
+    ids = np.array([[tokens.first_continuation_id(tokenizer, text, " " + letter) for letter in letters]
+                    for text in texts], dtype=np.int64).reshape(-1, len(letters))
+    for row, text in zip(ids, texts):
+        if len(set(row.tolist())) != len(letters):
+            raise ValueError(f"answer letters share a first token after {text[-40:]!r}: {row.tolist()}")
+    return ids
+
+
+def run_mmlu(lm: LoadedModel, setups: pd.DataFrame, *, cache=True, progress=None) -> pd.DataFrame:
+    """Zero-shot MMLU for one model: the answer letters' next-token log-probabilities for every setup (§3).
+
+    ``setups`` is :func:`mmlu_setups`. The prompt is :func:`ifhelpers.prompts.format_mmlu` in the model's
+    format; the prediction is the letter with the highest log-probability among A-D at the last position
+    (one forward pass per prompt, :class:`ifhelpers.engine.Request` with ``candidates``).
+
+    Returns
+    -------
+    ``setups`` plus ``model``, ``role``, ``prompt``, ``n_tokens``, ``logprob_A`` ... ``logprob_D``,
+    ``letter_mass`` (probability of the four letters together), ``prediction_index``, ``prediction``,
+    ``correct``. ``attrs["letter_ids"]`` holds the candidate ids when they are the same for every prompt.
+    """
+    frame = setups.copy()
+    frame["prompt"] = [prompts.format_mmlu(s, q, [a, b, c, d], i, lm.spec.prompt_format, lm.tokenizer)
+                       for s, q, a, b, c, d, i in zip(frame["subject"], frame["question"], frame["A"], frame["B"],
+                                                      frame["C"], frame["D"], frame["instruction"])]
+    ids = answer_letter_ids(lm.tokenizer, frame["prompt"].tolist())
+    candidates = tuple(dict.fromkeys(ids.ravel().tolist()))
+    column = {c: k for k, c in enumerate(candidates)}
+    out = engine.run(lm, frame["prompt"].tolist(), engine.Request(candidates=candidates), cache=cache,
+                     progress=progress)
+    logprobs = out["candidate_logprobs"][np.arange(len(frame))[:, None], np.vectorize(column.get)(ids)]
+    for k, letter in enumerate(prompts.MMLU_LETTERS):
+        frame[f"logprob_{letter}"] = logprobs[:, k]
+    frame["letter_mass"] = np.exp(logprobs).sum(axis=1)
+    frame["prediction_index"] = metrics.mmlu_predictions(logprobs)
+    frame["prediction"] = frame["prediction_index"].map(dict(enumerate(prompts.MMLU_LETTERS)))
+    frame["correct"] = frame["prediction_index"].to_numpy() == frame["answer_index"].to_numpy()
+    frame["n_tokens"] = [len(tokens.encode(lm.tokenizer, p)) for p in frame["prompt"]]
+    frame.insert(0, "role", lm.spec.role)
+    frame.insert(0, "model", lm.name)
+    shared = bool((ids == ids[0]).all())
+    frame.attrs.update(model=lm.name, role=lm.spec.role, letter_ids_shared=shared,
+                       letter_ids=tuple(int(i) for i in ids[0]) if shared else None)
+    return frame
+
+
+def letter_report(lm: LoadedModel, results: pd.DataFrame) -> dict:
+    """The answer-letter tokens :func:`run_mmlu` scored for this model, and how much probability they get."""
+    shared = results.attrs.get("letter_ids_shared", False)
+    return {"candidates": lm.tokenizer.convert_ids_to_tokens(list(results.attrs["letter_ids"])) if shared
+            else "differ between prompts",
+            "same ids for every prompt": shared,
+            "probability on A-D": round(float(results["letter_mass"].mean()), 3)}
+
+
+def mmlu_setup_accuracy(results: pd.DataFrame) -> pd.DataFrame:
+    """Accuracy of every (model, instruction, shuffle) setup, with its number of questions."""
+    return (results.groupby(["model", "role", "instruction", "shuffle"], sort=False)["correct"]
+            .agg(accuracy="mean", n_questions="size").reset_index())
+
+
+def mmlu_summary(results: pd.DataFrame) -> pd.DataFrame:
+    """Table 2's MMLU "Acc." and "Spread" per model (:func:`ifhelpers.metrics.mmlu_summary`), fractions.
+
+    Also ``letter_mass``: the mean probability the model puts on the four answer letters (how well a
+    zero-shot model takes up the answer format).
+    """
+    rows = []
+    for (model, role), part in results.groupby(["model", "role"], sort=False):
+        summary = metrics.mmlu_summary(part)
+        rows.append({"model": model, "role": role, "accuracy": summary["accuracy"], "spread": summary["spread"],
+                     "n_setups": int(summary["n_setups"]), "n_questions": int(part["question_id"].nunique()),
+                     "letter_mass": float(part["letter_mass"].mean())})
+    return pd.DataFrame(rows).set_index("model")
+
+
+def _cube(part: pd.DataFrame) -> tuple[np.ndarray, list]:
+    """correct as (questions, shuffles, instructions)."""
+    table = part.pivot_table(index="question_id", columns=["shuffle", "instruction"], values="correct",
+                             aggfunc="first").sort_index(axis=1)
+    if table.isna().any().any():
+        raise ValueError("every question needs a result under every (shuffle, instruction) setup")
+    n_shuffles = table.columns.get_level_values(0).nunique()
+    n_instructions = table.columns.get_level_values(1).nunique()
+    return table.to_numpy(dtype=float).reshape(len(table), n_shuffles, n_instructions), list(table.index)
+
+
+def _spread_of_cube(cube: np.ndarray) -> np.ndarray:
+    """Spread (mean over shuffles of max − min over instructions) of cubes ``(..., questions, S, I)``."""
+    acc = cube.mean(axis=-3)
+    return (acc.max(axis=-1) - acc.min(axis=-1)).mean(axis=-1)
+
+
+def mmlu_by_question(results: pd.DataFrame) -> pd.DataFrame:
+    """Each (model, question)'s accuracy over the setups: the bootstrap units of MMLU accuracy."""
+    return (results.groupby(["model", "role", "question_id"], sort=False)["correct"].mean()
+            .rename("accuracy").reset_index())
+
+
+def spread_interval(results: pd.DataFrame, n_resamples: int = 2000, confidence: float = 0.95,
+                    seed: int = 0) -> pd.DataFrame:
+    """Percentile bootstrap interval of the spread per model, resampling questions.
+
+    A max − min is not a smooth statistic (BCa's jackknife is unreliable for it), so this is the plain
+    percentile interval. Read it with :func:`spread_null`: with a few dozen questions even identical
+    instructions show a spread of several points.
+    """
+    rows = []
+    for (model, role), part in results.groupby(["model", "role"], sort=False):
+        cube, _ = _cube(part)
+        rng = np.random.default_rng(seed)
+        draws = np.concatenate([
+            _spread_of_cube(cube[rng.integers(0, len(cube), size=(min(200, n_resamples - b), len(cube)))])
+            for b in range(0, n_resamples, 200)])
+        alpha = (1 - confidence) / 2
+        rows.append({"model": model, "role": role, "estimate": float(_spread_of_cube(cube)),
+                     "low": float(np.quantile(draws, alpha)), "high": float(np.quantile(draws, 1 - alpha)),
+                     "se": float(draws.std(ddof=1)), "n": len(cube), "confidence": confidence})
+    return pd.DataFrame(rows)
+
+
+def spread_null(results: pd.DataFrame, n_permutations: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """How large the spread is when the instructions make no difference: a permutation null per model.
+
+    Under the null that the instruction does not matter, the labels of the instructions are exchangeable
+    within each (question, ordering); permuting them independently gives the spread that sampling noise
+    alone produces with these questions. ``p_value`` is the share of permuted spreads at least as large
+    as the observed one (with the usual +1 correction).
+    """
+    rows = []
+    for (model, role), part in results.groupby(["model", "role"], sort=False):
+        cube, _ = _cube(part)
+        observed = float(_spread_of_cube(cube))
+        rng = np.random.default_rng(seed)
+        null = []
+        for b in range(0, n_permutations, 200):
+            k = min(200, n_permutations - b)
+            keys = rng.random((k, *cube.shape))
+            null.append(_spread_of_cube(np.take_along_axis(np.broadcast_to(cube, keys.shape), keys.argsort(axis=-1), axis=-1)))
+        null = np.concatenate(null)
+        rows.append({"model": model, "role": role, "spread": observed, "null_mean": float(null.mean()),
+                     "null_q95": float(np.quantile(null, 0.95)),
+                     "p_value": float((1 + (null >= observed - 1e-12).sum()) / (1 + len(null))),
+                     "n_questions": len(cube)})
+    return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------------------------------
+# Comparing with the base model, and with the paper
+
+
+def footnote4_rule(summary: pd.DataFrame, base: str, metric: str = "consistency") -> pd.DataFrame:
+    """The paper's significance rule (footnote 4) for each model against ``base``.
+
+    The paper calls a ParaRel consistency difference significant when it exceeds the base model's
+    standard deviation over the three prompts (1.4 points for LLaMA). ``summary`` is :func:`pararel_summary`.
+    """
+    threshold = float(summary.loc[base, f"{metric}_std"])
+    out = summary[["role", metric, f"{metric}_std"]].copy()
+    out["difference"] = out[metric] - float(summary.loc[base, metric])
+    out["threshold"] = threshold
+    out["beyond_threshold"] = out["difference"].abs() > threshold
+    return out.drop(index=base)
+
+
+def table2_layout(pararel: pd.DataFrame | None, mmlu_: pd.DataFrame | None) -> pd.DataFrame:
+    """Our numbers in Table 2's layout, in percent: ``source``, ``model``, ``role`` and :data:`TABLE2_COLUMNS`."""
+    parts = []
+    if mmlu_ is not None:
+        parts.append(pd.DataFrame({"MMLU Acc.": 100 * mmlu_["accuracy"], "MMLU Spread": 100 * mmlu_["spread"],
+                                   "role": mmlu_["role"]}))
+    if pararel is not None:
+        parts.append(pd.DataFrame({"PARAREL Acc.": 100 * pararel["accuracy"],
+                                   "PARAREL Cons.": 100 * pararel["consistency"], "role": pararel["role"]}))
+    if not parts:
+        raise ValueError("give the ParaRel or the MMLU summary")
+    table = parts[0]
+    for part in parts[1:]:
+        table = table.combine_first(part)
+    table = table.rename_axis("model").reset_index()
+    table.insert(0, "source", "ours")
+    return table[["source", "model", "role", *[c for c in TABLE2_COLUMNS if c in table.columns]]]
+
+
+def paper_table(number: int = 2) -> pd.DataFrame:
+    """The paper's Table 2 or 5 (:func:`ifhelpers.paper.table`) with a ``role`` and the columns of :data:`TABLE2_COLUMNS`.
+
+    The role is read from the paper's own marking of base models ("(base model)").
+    """
+    from . import paper
+
+    table = paper.table(number)
+    table.insert(2, "role", np.where(table["model"].str.contains("(base model)", regex=False), "base",
+                                     "instruction-tuned"))
+    return table[["source", "model", "role", *[c for c in TABLE2_COLUMNS if c in table.columns]]]
+
+
+def plot_metric(ours: pd.DataFrame, column: str, paper: pd.DataFrame | None = None, *, colors: dict | None = None,
+                title: str = "", ylabel: str | None = None, chance: float | None = None, ax=None):
+    """One metric per role: our models with their intervals beside the paper's models (hollow, "paper").
+
+    ``ours`` has ``model``, ``role``, ``estimate``, ``low``, ``high`` (percent); ``paper`` has ``model``,
+    ``role`` and ``column`` (percent). Base models on the left, instruction-tuned ones on the right; our
+    models at the left of each slot, the paper's at the right.
+    """
+    import matplotlib.pyplot as plt
+
+    from .plots import PAPER_STYLE, ROLE_COLORS
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6.4, 3.8))
+    roles = ["base", "instruction-tuned"]
+    for x, role in enumerate(roles):
+        mine = ours[ours["role"] == role].reset_index(drop=True)
+        offsets = np.linspace(-0.3, -0.1, len(mine)) if len(mine) > 1 else [-0.2]
+        for dx, row in zip(offsets, mine.itertuples(index=False)):
+            color = (colors or {}).get(row.model, ROLE_COLORS[role])
+            ax.errorbar(x + dx, row.estimate, yerr=[[row.estimate - row.low], [row.high - row.estimate]], fmt="o",
+                        color=color, capsize=3, markersize=7, label=row.model)
+        if paper is not None:
+            values = paper.loc[paper["role"] == role, column].astype(float).to_numpy()
+            if len(values):
+                xs = x + 0.2 + np.linspace(-0.08, 0.08, len(values)) if len(values) > 1 else [x + 0.2]
+                style = dict(PAPER_STYLE)
+                style["label"] = style["label"] if x == 0 or not any(paper["role"] == "base") else None
+                ax.scatter(xs, values, **style)
+    if chance is not None:
+        ax.axhline(chance, color="grey", linestyle=":", linewidth=1)
+        ax.annotate("chance", (-0.55, chance), fontsize=8, color="grey", va="bottom", ha="left")
+    ax.set_xticks(range(len(roles)), roles)
+    ax.set_xlim(-0.6, len(roles) - 0.4)
+    ax.set_ylabel(ylabel or column)
+    ax.set_title(textwrap.fill(title, 60), fontsize=11)
+    handles, labels = ax.get_legend_handles_labels()
+    unique = dict(zip(labels, handles))
+    ax.legend(unique.values(), unique.keys(), fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
+    return ax

@@ -1,0 +1,309 @@
+"""Fine-tuning and BECEL consistency machinery (paper §3 Table 2, App. C.2 Table 6), on a tiny
+random-weight Llama: seeded training, per-epoch checkpoints and resume, the shared evaluation, the
+paper's Table 6 transcription."""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from ifhelpers import becel, finetune, metrics, models, sources
+
+MIRROR = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+WORDS = ("premise hypothesis does the entail ? : answer sentence 1 2 do two sentences mean same thing word "
+         "is used with meaning in both a cat dog sat ran on mat park yes no not big small red blue").split()
+
+
+def _tokenizer():
+    from tokenizers import Tokenizer, models as tmodels, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {"[PAD]": 0, "[UNK]": 1, "[BOS]": 2, "[EOS]": 3}
+    for w in WORDS:
+        vocab.setdefault(w, len(vocab))
+    tok = Tokenizer(tmodels.WordLevel(vocab, unk_token="[UNK]"))
+    tok.normalizer = None
+    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Whitespace()])
+    from tokenizers.normalizers import Lowercase
+
+    tok.normalizer = Lowercase()
+    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="[PAD]", unk_token="[UNK]", bos_token="[BOS]",
+                                   eos_token="[EOS]")
+
+
+def _tiny_lm(name="tiny", seed=0):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    tok = _tokenizer()
+    config = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, pad_token_id=0, bos_token_id=2,
+                         eos_token_id=3)
+    return models.wrap(LlamaForCausalLM(config), tok, name)
+
+
+def _pairs(n, seed):
+    rng = np.random.default_rng(seed)
+    nouns = ["cat", "dog", "mat", "park"]
+    rows = []
+    for i in range(n):
+        label = int(rng.integers(0, 2))
+        a = f"a {rng.choice(nouns)} sat on the {rng.choice(nouns)}"
+        b = f"a {rng.choice(nouns)} is {'big' if label == 0 else 'small'}"
+        rows.append({"task": "rte", "row": i, "index": i, "text_a": a, "text_b": b, "label": label})
+    return pd.DataFrame(rows)
+
+
+def _set(frame, kind):
+    out = frame.copy()
+    out["kind"] = kind
+    if kind == "symmetric":
+        out["perturbed_a"], out["perturbed_b"] = out["text_b"], out["text_a"]
+    elif kind == "semantic":
+        out["perturbed_a"], out["perturbed_b"] = out["text_a"], out["text_b"].str.replace("a ", "the ", n=1)
+    else:
+        out["perturbed_a"], out["perturbed_b"] = out["text_a"], out["text_b"].str.replace(" is ", " is not ")
+    out["perturbed_label"] = pd.array(1 - out["label"] if kind == "negational" else [pd.NA] * len(out),
+                                      dtype="Int64")
+    return out
+
+
+def _data(n_train=40, n_eval=12):
+    ev = _pairs(n_eval, 2)
+    return finetune.TaskData("rte", _pairs(n_train, 0), _pairs(n_eval, 1), ev,
+                             {k: _set(ev, k) for k in ("symmetric", "semantic", "negational")}, "synthetic")
+
+
+@pytest.fixture()
+def isolated(tmp_path, monkeypatch):
+    monkeypatch.setenv("IFHELPERS_CACHE", str(tmp_path / "cache"))
+    return tmp_path
+
+
+CONFIG = finetune.FinetuneConfig(mode="probe", learning_rates=(5e-2, 1e-2), batch_size=8, max_epochs=4, patience=2)
+
+
+# ------------------------------------------------------------------------------------------ inputs
+
+
+def test_format_input_per_task():
+    assert finetune.format_input("snli", "A man.", "A person.") == (
+        "Premise: A man.\nHypothesis: A person.\nDoes the premise entail the hypothesis?\nAnswer:")
+    assert finetune.format_input("mrpc", "x", "y").startswith("Sentence 1: x\nSentence 2: y\n")
+    wic = finetune.format_input("wic", "He ran.", "She ran.", word="run")
+    assert wic.startswith("Word: run\nSentence 1: He ran.") and wic.endswith("Answer:")
+    with pytest.raises(ValueError):
+        finetune.format_input("wic", "a", "b")
+    dialogue = finetune.format_input("rte", "a", "b", prompt_format="open-instruct")
+    assert dialogue.startswith("<|user|>\nPremise: a") and dialogue.endswith("<|assistant|>\nAnswer:")
+
+
+def test_task_texts_perturbed_side():
+    frame = _set(_pairs(3, 0), "symmetric")
+    orig = finetune.task_texts(frame, "rte")
+    swapped = finetune.task_texts(frame, "rte", which="perturbed")
+    assert orig[0].startswith(f"Premise: {frame.text_a[0]}") and swapped[0].startswith(f"Premise: {frame.text_b[0]}")
+
+
+@pytest.mark.skipif(not MIRROR.is_dir(), reason="offline mirror not found")
+def test_task_data_caps_are_seeded(monkeypatch):
+    monkeypatch.setenv(sources.ENV_DATA, str(MIRROR))
+    a = finetune.task_data("rte", n_train=10, n_eval=5, seed=0)
+    b = finetune.task_data("rte", n_train=10, n_eval=5, seed=0)
+    c = finetune.task_data("rte", n_train=10, n_eval=5, seed=1)
+    assert a.sizes() == {"train": 10, "dev": 5, "eval": 5, "symmetric": 5, "semantic": 5, "negational": 5}
+    assert a.train["row"].tolist() == b.train["row"].tolist() != c.train["row"].tolist()
+    assert a.sets["negational"]["row"].tolist() == b.sets["negational"]["row"].tolist()
+    assert "n_train=10" in a.note and a.n_labels == 2
+    # RTE's symmetric pairs are swapped training pairs: drawn from this run's training pairs first
+    big = finetune.task_data("rte", n_train=200, n_eval=20, seed=0)
+    trained = set(zip(big.train["text_a"], big.train["text_b"]))
+    sym = big.sets["symmetric"]
+    assert all(p in trained for p in zip(sym["perturbed_a"], sym["perturbed_b"]))
+
+
+# ------------------------------------------------------------------------------------------ scores
+
+
+def _predictions(orig, pert, labels, kind):
+    n = len(orig)
+    return pd.DataFrame({"model": "m", "role": "base", "mode": "probe", "task": "rte", "set": kind,
+                         "row": np.arange(n), "label": labels, "perturbed_label": pd.array([pd.NA] * n, "Int64"),
+                         "pred_original": orig, "pred_perturbed": pert})
+
+
+def test_table6_scores_follow_becel_code():
+    rng = np.random.default_rng(0)
+    o, p, y = rng.integers(0, 2, 30), rng.integers(0, 2, 30), rng.integers(0, 2, 30)
+    frames = [_predictions(o, p, y, k) for k in ("symmetric", "semantic", "negational")]
+    frames.append(_predictions(o, np.full(30, -1), y, "eval"))
+    scores = finetune.table6_scores(pd.concat(frames, ignore_index=True), n_resamples=200).set_index("metric")
+    assert scores.loc["semantic", "value"] == pytest.approx(metrics.becel_consistency(o, p, "semantic"))
+    assert scores.loc["negational", "value"] == pytest.approx(metrics.becel_consistency(o, p, "negational"))
+    assert scores.loc["accuracy", "value"] == pytest.approx(metrics.accuracy(o, y))
+    assert (scores["low"] <= scores["value"]).all() and (scores["value"] <= scores["high"]).all()
+    assert list(scores.index) == ["symmetric", "semantic", "negational", "accuracy"]
+
+
+def test_constant_classifier_is_trivially_consistent():
+    ones = np.ones(10, dtype=int)
+    frames = [_predictions(ones, ones, ones, k) for k in ("symmetric", "semantic", "negational")]
+    frames.append(_predictions(ones, -ones, np.arange(10) % 2, "eval"))
+    scores = finetune.table6_scores(pd.concat(frames, ignore_index=True), n_resamples=100).set_index("metric")
+    assert scores.loc["semantic", "value"] == 1 and scores.loc["symmetric", "value"] == 1
+    assert scores.loc["negational", "value"] == 0 and scores.loc["accuracy", "value"] == 0.5
+    assert (scores["majority_share"] == 1).all()
+
+
+def test_table2_averages_tasks_and_compare_roles():
+    rng = np.random.default_rng(1)
+    frames = []
+    for model, role in (("b", "base"), ("t", "instruction-tuned")):
+        for task in ("rte", "mrpc"):
+            for kind in ("semantic", "negational", "eval"):
+                f = _predictions(rng.integers(0, 2, 20), rng.integers(0, 2, 20), rng.integers(0, 2, 20), kind)
+                f["model"], f["role"], f["task"] = model, role, task
+                frames.append(f)
+    preds = pd.concat(frames, ignore_index=True)
+    t2 = finetune.table2_becel(preds, n_resamples=200)
+    six = finetune.table6_scores(preds, n_resamples=100)
+    for (model, metric), value in t2.set_index(["model", "metric"])["value"].items():
+        expected = 100 * six[(six.model == model) & (six.metric == metric)]["value"].mean()
+        assert value == pytest.approx(expected)
+    assert (t2["tasks"] == 2).all()
+    cmp = finetune.compare_roles(preds, "b", "t", n_resamples=200)
+    assert len(cmp) == 6 and {"mean_diff", "diff_low", "wilcoxon_p"} <= set(cmp.columns)
+
+
+# ------------------------------------------------------------------------------------------ paper
+
+
+def test_negation_label_aware_diagnostic():
+    o, p = np.array([0, 0, 1, 1]), np.array([1, 0, 1, 0])
+    frame = _predictions(o, p, np.array([0, 0, 1, 1]), "negational")
+    frame["perturbed_label"] = pd.array([1, 1, 1, 1], dtype="Int64")  # labels flip on rows 0, 1 only
+    out = finetune.negation_label_aware(frame).iloc[0]
+    assert out["BECEL rule (changes)"] == pytest.approx(0.5)
+    assert out["label-aware"] == pytest.approx(metrics.becel_label_consistency(o, p, [0, 0, 1, 1], [1, 1, 1, 1]))
+    assert out["label-aware"] == pytest.approx(0.5) and out["share of pairs whose gold label flips"] == 0.5
+
+
+def test_paper_table6_averages_reproduce_table2():
+    # Table 2 BECEL columns of the paper (Acc., Cons. semantic / negation) for the LLaMA models.
+    table2 = {"llama-7b (base model)": (74.4, 84.7, 42.3), "baize-7b": (75.0, 87.5, 46.5),
+              "cot-7b": (76.6, 86.1, 51.9), "dolly-7b": (75.4, 86.2, 44.6), "flan-v2-7b": (78.4, 89.4, 51.0),
+              "gpt4-alpaca-7b": (75.8, 84.8, 47.6), "oasst1-7b": (75.2, 85.6, 46.2),
+              "sharegpt-7b": (74.8, 85.6, 42.8), "sni-7b": (75.1, 86.9, 45.1),
+              "stanford-alpaca-7b": (76.1, 87.1, 47.0), "unnatural-instructions-7b": (76.8, 85.2, 50.0)}
+    ours = finetune.paper_table6_averages().pivot(index="model", columns="metric", values="value")
+    assert set(ours.index) == set(table2)
+    for model, (acc, sem, neg) in table2.items():
+        assert ours.loc[model, "accuracy"] == pytest.approx(acc, abs=0.1)
+        assert ours.loc[model, "semantic"] == pytest.approx(sem, abs=0.1)
+        assert ours.loc[model, "negational"] == pytest.approx(neg, abs=0.1)
+    printed = finetune.paper_table2_becel().pivot(index="model", columns="metric", values="value")
+    assert printed.loc["llama-7b (base model)"].to_dict() == {"accuracy": 74.4, "semantic": 84.7, "negational": 42.3}
+    long = finetune.paper_table6_long()
+    assert len(long) == 15 * 16 and long["source"].str.startswith("paper").all()
+    assert finetune.table6_wide(long).shape == (15, 16)
+
+
+# ------------------------------------------------------------------------------------------ training
+
+
+def test_probe_features_are_the_sequence_classifier_input(isolated):
+    lm = _tiny_lm()
+    texts = finetune.task_texts(_pairs(5, 0), "rte")
+    probe = finetune.ProbeBackend(lm, 2, cache=isolated / "acts", progress=False)
+    probe.prepare(texts)
+    ids = [lm.tokenizer(t)["input_ids"] for t in texts]
+    with torch.no_grad():
+        for t, seq in zip(texts, ids):
+            state = lm.model.base_model(input_ids=torch.tensor([seq])).last_hidden_state[0, -1].numpy()
+            np.testing.assert_allclose(probe.features[t], state, atol=1e-5)
+
+
+def _probe_run(root, callback=None, config=CONFIG, lm=None):
+    lm = lm or _tiny_lm()
+    return finetune.finetune_task(lm, _data(), config, cache=root / "acts", checkpoint_root=root / "ckpt",
+                                  progress=False, callback=callback)
+
+
+def test_probe_training_is_reproducible(isolated):
+    a = _probe_run(isolated / "a")
+    b = _probe_run(isolated / "b")
+    pd.testing.assert_frame_equal(a.history, b.history)
+    pd.testing.assert_frame_equal(a.predictions, b.predictions)
+    assert a.mode == "probe" and (a.predictions["mode"] == "probe").all()
+    assert a.runs["chosen"].sum() == 1 and a.lr == a.runs.loc[a.runs["chosen"], "lr"].item()
+    assert set(a.predictions["set"]) == {"eval", "symmetric", "semantic", "negational"}
+    first = a.history[a.history["lr"] == CONFIG.learning_rates[0]]["train_loss"]
+    assert first.iloc[-1] < first.iloc[0] < np.log(2) + 1e-6  # the head learns from a uniform start
+
+
+def test_interrupted_training_resumes_from_last_checkpoint(isolated):
+    reference = _probe_run(isolated / "ref")
+
+    class Interrupted(Exception):
+        pass
+
+    def stop_at_second_epoch(epoch, record):
+        if epoch == 2:
+            raise Interrupted
+
+    with pytest.raises(Interrupted):
+        _probe_run(isolated / "run", callback=stop_at_second_epoch)
+    folders = sorted((isolated / "run" / "ckpt").iterdir())
+    assert len(folders) == 1 and torch.load(folders[0] / "checkpoint.pt", weights_only=True)["epoch"] == 2
+    epochs_run = []
+    resumed = _probe_run(isolated / "run", callback=lambda epoch, record: epochs_run.append(epoch))
+    assert epochs_run and epochs_run[0] == 3  # continued after the saved epoch, not from scratch
+    pd.testing.assert_frame_equal(resumed.history, reference.history)
+    pd.testing.assert_frame_equal(resumed.predictions, reference.predictions)
+    again = []
+    _probe_run(isolated / "run", callback=lambda epoch, record: again.append(epoch))
+    assert again == []  # finished runs are read back, not retrained
+
+
+def test_checkpoint_key_depends_on_hyperparameters(isolated):
+    lm = _tiny_lm()
+    args = (["x"], [0], ["y"], [1])
+    base = finetune.run_folder(lm, "rte", 1e-4, CONFIG, *args, root=isolated)
+    assert base == finetune.run_folder(lm, "rte", 1e-4, CONFIG, *args, root=isolated)
+    assert base != finetune.run_folder(lm, "rte", 5e-5, CONFIG, *args, root=isolated)
+    from dataclasses import replace
+
+    assert base != finetune.run_folder(lm, "rte", 1e-4, replace(CONFIG, seed=1), *args, root=isolated)
+    assert base != finetune.run_folder(lm, "rte", 1e-4, replace(CONFIG, mode="lora"), *args, root=isolated)
+    assert base != finetune.run_folder(lm, "mrpc", 1e-4, CONFIG, *args, root=isolated)
+
+
+@pytest.mark.parametrize("mode", ["lora", "full"])
+def test_lora_and_full_give_the_model_back_unchanged(isolated, mode):
+    lm = _tiny_lm()
+    before = {k: v.clone() for k, v in lm.model.state_dict().items()}
+    grads = {n: p.requires_grad for n, p in lm.model.named_parameters()}
+    config = finetune.FinetuneConfig(mode=mode, learning_rates=(1e-2,), batch_size=8, max_epochs=2, patience=1)
+    result = finetune.finetune_task(lm, _data(16, 6), config, checkpoint_root=isolated / "ckpt", progress=False)
+    after = lm.model.state_dict()
+    assert set(after) == set(before)  # no adapter left behind
+    for k, v in before.items():
+        assert torch.equal(v, after[k]), k
+    assert grads == {n: p.requires_grad for n, p in lm.model.named_parameters()}
+    assert not lm.model.training
+    assert result.mode == mode and len(result.history) >= 1
+    assert set(result.predictions["pred_original"]) <= {0, 1}
+    # the fine-tuned weights of the chosen epoch are in the checkpoint
+    saved = torch.load(next((isolated / "ckpt").iterdir()) / "checkpoint.pt", weights_only=True)
+    assert any(k.startswith("model.") for k in saved["best_state"])
+    assert saved["history"] == result.history.drop(columns=["model", "role", "task", "mode", "lr"]).to_dict("records")
+
+
+def test_resolve_mode():
+    assert finetune.resolve_mode("probe") == "probe"
+    assert finetune.resolve_mode("auto") in ("probe", "full")
+    with pytest.raises(ValueError):
+        finetune.resolve_mode("adapter")
