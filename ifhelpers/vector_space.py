@@ -1,0 +1,702 @@
+"""Consistency in vector space: how much closer paraphrases are than non-paraphrases (paper §2, App. B).
+
+Fierro, Li & Søgaard (2024) represent a text by the *outermost representation of its last token*
+(§2) and compare, per model and dataset, the gap
+
+    cos(paraph.) − cos(¬paraph.)                                     (Table 1, Table 4)
+
+where cos(paraph.) is the macro average over paraphrase sets of the mean cosine within each set
+(App. B.1 eq. 2-3) and cos(¬paraph.) the mean cosine of random pairs of texts from two different
+sets (eq. 4; MRPC brings its own non-paraphrase pairs). Each gap is averaged over the three prompts
+of Table 3 (App. B.2). The pure metrics live in :mod:`ifhelpers.metrics`; this module is the
+pipeline around them, one function per step:
+
+1. **What is compared** (model-independent): :func:`design_mrpc`, :func:`design_paraphrase_sets`
+   and :func:`design_pararel` give a :class:`Design`: the texts to embed and, for every paraphrase
+   set, the non-paraphrase pairs attached to it.
+2. **Representations**: :func:`sentence_prompts` puts each text in the Table 3 prompts,
+   :func:`embed_sentences` runs the engine (``Request(resid=True)``, last token) and
+   :func:`embed_pararel` reads the last layer of the one shared ParaRel pass
+   (:func:`ifhelpers.probes.run_pararel`). :func:`outermost_states` takes h^L at the last token,
+   with or without the final norm.
+3. **Per-set table**: :func:`unit_table` / :func:`model_units` give one row per (model, dataset,
+   prompt, representation, paraphrase set) with eq. 2's ``cos_para``, the mean cosine of its
+   non-paraphrase pairs ``cos_nonpara`` and their difference ``gap``. The mean of ``gap`` over sets
+   is eq. 3 − eq. 4 exactly.
+4. **Estimates**: :func:`summarise_gaps` (bootstrap intervals over paraphrase sets),
+   :func:`compare_roles` (paired base vs instruction-tuned test on the same sets),
+   :func:`paper_gaps` / :func:`paper_directions` (the paper's Tables 1 and 4, labelled as the
+   paper's), :func:`side_by_side` and the figure :func:`plot_gaps`.
+
+Design choices (the chapter explains them)
+    * **Representation.** h^L is taken *after* the model's final norm by default
+      (``representation="final_norm"``): that is the last entry of Hugging Face's
+      ``output_hidden_states``, the "outermost representation" that the works the paper cites
+      read, and the vector the unembedding sees. The engine's ``resid[:, -1]`` is before the
+      final norm; ``"pre_norm"`` keeps it, and both are always computed (it costs nothing).
+    * **Eq. 2 normalisation.** The mean over pairs (``normalisation="pairs"`` of
+      :func:`ifhelpers.metrics.mean_pairwise_cosine`), not the printed ``1/M`` which grows with the
+      set size; ``cos_para_literal`` keeps the printed form for comparison.
+    * **Eq. 4 sampling, stratified.** The paper draws K random pairs (set p_i, set p_j ≠ p_i, one
+      member of each). We draw the same way, except that p_i runs over every paraphrase set
+      ``n_nonparaphrase_per_set`` times, so each set carries its own non-paraphrase pairs. The
+      average over sets is still eq. 3 − eq. 4, and a bootstrap over sets resamples both terms.
+      For MRPC, paraphrase pair i is matched with MRPC non-paraphrase pair i (equal numbers are
+      drawn), which leaves the gap unchanged and makes the two samples resample together.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from . import engine, metrics, paper, pararel, probes, prompts, stats
+from .models import LoadedModel
+from .sources import DataSelectionError, rng_for
+
+__all__ = [
+    "DATASETS",
+    "DATASET_LABELS",
+    "REPRESENTATIONS",
+    "SENTENCE_REQUEST",
+    "Design",
+    "design_mrpc",
+    "design_paraphrase_sets",
+    "design_pararel",
+    "sentence_prompts",
+    "outermost_states",
+    "embed_sentences",
+    "embed_pararel",
+    "unit_table",
+    "model_units",
+    "prompt_average",
+    "summarise_gaps",
+    "compare_roles",
+    "direction",
+    "finding_title",
+    "paper_gaps",
+    "paper_directions",
+    "side_by_side",
+    "plot_gaps",
+]
+
+#: The datasets of Table 1, in its column order.
+DATASETS = ("mrpc", "tapaco", "pararel")
+#: Column names of the paper's Tables 1 and 4 for each dataset.
+PAPER_COLUMNS = {"mrpc": "MRPC", "tapaco": "TAPACO", "pararel": "PARAREL"}
+#: How tables and figures name each dataset (the TaPaCo stand-in gets its own label, see designs).
+DATASET_LABELS = {"mrpc": "MRPC", "tapaco": "TaPaCo", "pararel": "ParaRel"}
+#: h^L at the last token after the model's final norm (default), or the raw residual stream before it.
+REPRESENTATIONS = ("final_norm", "pre_norm")
+#: The sentence pass: the residual stream at the last token (the engine's cache is per request).
+SENTENCE_REQUEST = engine.Request(resid=True)
+
+# --------------------------------------------------------------------------------------------------
+# 1. What is compared
+
+
+@dataclass
+class Design:
+    """The texts of one dataset and the comparisons made on them (App. B.1).
+
+    ``items``: one row per text to embed, with ``text`` and ``set_id`` (its paraphrase set; ``""``
+    for a text that only appears in non-paraphrase pairs, as MRPC's negatives). Sets with at least
+    two members are the *units*: eq. 2 is computed on each, and the bootstrap resamples them.
+
+    ``nonparaphrase``: one row per non-paraphrase pair (eq. 4), ``unit_id`` (the paraphrase set it is
+    attached to), ``row_a``, ``row_b`` (positions in ``items``).
+
+    ``dataset`` is a key of :data:`DATASETS`; ``source`` says where the texts come from (the offline
+    TaPaCo stand-in says so); ``label`` is what tables print.
+    """
+
+    dataset: str
+    items: pd.DataFrame
+    nonparaphrase: pd.DataFrame
+    source: str
+    label: str
+
+    @property
+    def units(self) -> pd.Index:
+        """The paraphrase sets with at least two members, in first-appearance order."""
+        sizes = self.items.loc[self.items["set_id"] != "", "set_id"].value_counts(sort=False)
+        return pd.Index([s for s in dict.fromkeys(self.items["set_id"]) if s != "" and sizes.get(s, 0) >= 2],
+                        name="unit_id")
+
+    def describe(self) -> dict:
+        """Counts for a notebook table: texts, paraphrase sets, their sizes, non-paraphrase pairs."""
+        members = self.items[self.items["set_id"].isin(self.units)]
+        sizes = members.groupby("set_id").size()
+        return {"dataset": self.dataset, "label": self.label, "source": self.source, "n_texts": len(self.items),
+                "n_sets": len(self.units), "mean_set_size": float(sizes.mean()),
+                "max_set_size": int(sizes.max()), "n_nonparaphrase_pairs": len(self.nonparaphrase)}
+
+
+def _check_design(design: Design) -> Design:
+    items, non = design.items, design.nonparaphrase
+    if not {"text", "set_id"} <= set(items.columns):
+        raise ValueError("Design.items needs columns 'text' and 'set_id'")
+    if not {"unit_id", "row_a", "row_b"} <= set(non.columns):
+        raise ValueError("Design.nonparaphrase needs columns 'unit_id', 'row_a' and 'row_b'")
+    units = design.units
+    if len(units) < 2:
+        raise DataSelectionError(
+            f"{design.dataset}: {len(units)} paraphrase set(s) with two or more members; at least 2 are "
+            "needed for a gap with an interval. Ask for more sets or pairs."
+        )
+    if len(non) == 0 or not non["unit_id"].isin(units).all():
+        raise ValueError(f"{design.dataset}: every non-paraphrase pair must belong to a paraphrase set")
+    missing = units.difference(pd.Index(non["unit_id"].unique()))
+    if len(missing):
+        raise ValueError(f"{design.dataset}: paraphrase sets without non-paraphrase pairs, e.g. {list(missing[:3])}")
+    rows = non[["row_a", "row_b"]].to_numpy()
+    if rows.min() < 0 or rows.max() >= len(items):
+        raise ValueError(f"{design.dataset}: non-paraphrase rows outside the {len(items)} items")
+    same = items["set_id"].to_numpy()[rows[:, 0]] == items["set_id"].to_numpy()[rows[:, 1]]
+    same &= items["set_id"].to_numpy()[rows[:, 0]] != ""
+    if same.any():
+        raise ValueError(f"{design.dataset}: a non-paraphrase pair lies inside one paraphrase set")
+    return design
+
+
+def design_mrpc(pairs: pd.DataFrame, n_pairs: int, seed: int = 0) -> Design:
+    """MRPC: ``n_pairs`` paraphrase pairs and as many of MRPC's own non-paraphrase pairs (§2, Table 1).
+
+    ``pairs`` is :func:`ifhelpers.paraphrases.load_mrpc_pairs`. Each paraphrase pair is a set of two
+    (eq. 2 is then its cosine); non-paraphrase pair i is attached to paraphrase pair i, so the mean
+    over sets of ``cos_para − cos_nonpara`` is the difference of the two means. Both samples are
+    drawn without replacement with a generator seeded by ``seed``.
+    """
+    n_pairs = int(n_pairs)
+    pos = pairs[pairs["is_paraphrase"]]
+    neg = pairs[~pairs["is_paraphrase"]]
+    if n_pairs < 2 or n_pairs > min(len(pos), len(neg)):
+        raise DataSelectionError(
+            f"n_mrpc_pairs must lie in [2, {min(len(pos), len(neg))}] for these MRPC pairs "
+            f"({len(pos)} paraphrase, {len(neg)} non-paraphrase pairs); got {n_pairs}"
+        )
+    rng = rng_for(seed, "vector-space", "mrpc")
+    pos = pos.iloc[np.sort(rng.choice(len(pos), n_pairs, replace=False))]
+    neg = neg.iloc[np.sort(rng.choice(len(neg), n_pairs, replace=False))]
+    texts, set_ids = [], []
+    for a, b, pid in zip(pos["text_a"], pos["text_b"], pos["pair_id"]):
+        texts += [a, b]
+        set_ids += [f"mrpc:{pid}"] * 2
+    start = len(texts)
+    for a, b in zip(neg["text_a"], neg["text_b"]):
+        texts += [a, b]
+        set_ids += ["", ""]
+    items = pd.DataFrame({"text": texts, "set_id": set_ids})
+    rows_a = start + 2 * np.arange(n_pairs)
+    nonpara = pd.DataFrame({"unit_id": [f"mrpc:{pid}" for pid in pos["pair_id"]], "row_a": rows_a,
+                            "row_b": rows_a + 1, "pair_id": neg["pair_id"].to_numpy()})
+    source = pairs.attrs.get("source", "mrpc")
+    return _check_design(Design("mrpc", items, nonpara, source, DATASET_LABELS["mrpc"]))
+
+
+def design_paraphrase_sets(sets: pd.DataFrame, n_nonparaphrase_per_set: int, seed: int = 0,
+                           dataset: str = "tapaco", label: str | None = None) -> Design:
+    """Paraphrase sets (TaPaCo or its stand-in, ParaRel facts) with eq. 4 pairs drawn per set.
+
+    ``sets`` has the tidy columns of :mod:`ifhelpers.paraphrases` (``set_id``, ``text``, ``source``).
+    Every set with two or more members is a unit; sets of one member (e.g. ParaRel facts of a
+    relation with a single usable template) are only drawn as non-paraphrase partners. For each unit
+    p_i, ``n_nonparaphrase_per_set`` pairs are drawn as the paper describes (App. B.1): a set p_j ≠
+    p_i uniformly among all sets, then one member of p_i and one of p_j uniformly. The generator is
+    seeded by ``(seed, dataset)``, so the pairs do not depend on the model.
+
+    ``label`` defaults to the dataset's name, with the source appended when it is not the dataset
+    itself (the offline TaPaCo stand-in: ``"TaPaCo stand-in (msrp/opinosis paraphrase groups)"``).
+    """
+    k = int(n_nonparaphrase_per_set)
+    if k < 1:
+        raise ValueError(f"n_nonparaphrase_per_set must be >= 1; got {k}")
+    s = sets.reset_index(drop=True)
+    items = pd.DataFrame({"text": s["text"].astype(str).to_numpy(), "set_id": s["set_id"].astype(str).to_numpy()})
+    if (items["set_id"] == "").any():
+        raise ValueError("set_id must not be empty")
+    codes, ids = pd.factorize(items["set_id"])
+    members = [np.flatnonzero(codes == c) for c in range(len(ids))]
+    if len(ids) < 2:
+        raise DataSelectionError(f"{dataset}: non-paraphrase pairs need at least 2 sets; got {len(ids)}")
+    rng = rng_for(seed, "vector-space", "nonparaphrase", dataset)
+    rows = []
+    for c, set_id in enumerate(ids):
+        if len(members[c]) < 2:
+            continue
+        others = rng.integers(len(ids) - 1, size=k)
+        others = others + (others >= c)  # uniform over sets != c
+        for j in others:
+            rows.append((set_id, int(rng.choice(members[c])), int(rng.choice(members[j]))))
+    nonpara = pd.DataFrame(rows, columns=["unit_id", "row_a", "row_b"])
+    source = sets.attrs.get("source") or str(s["source"].iloc[0])
+    if label is None:
+        label = DATASET_LABELS.get(dataset, dataset)
+        if source.startswith("stand-in:"):
+            label = f"{label} stand-in ({source[len('stand-in:'):].strip()})"
+        elif source.lower() != dataset.lower():
+            label = f"{label} ({source})"
+    return _check_design(Design(dataset, items, nonpara, source, label))
+
+
+def design_pararel(queries: pd.DataFrame, n_nonparaphrase_per_set: int, seed: int = 0) -> Design:
+    """ParaRel: one paraphrase set per fact, all its queries (§2, Table 1 "PARAREL").
+
+    ``queries`` is :func:`ifhelpers.pararel.load_queries`; item rows follow its row order, which is
+    the order of each prompt's block in :func:`ifhelpers.probes.run_pararel`. Non-paraphrases are
+    random queries of two different facts (possibly the same relation and template with another
+    subject), drawn as in :func:`design_paraphrase_sets`.
+    """
+    sets = pararel.paraphrase_sets(queries)
+    return design_paraphrase_sets(sets, n_nonparaphrase_per_set, seed, dataset="pararel",
+                                  label=DATASET_LABELS["pararel"])
+
+
+# --------------------------------------------------------------------------------------------------
+# 2. Representations
+
+
+def sentence_prompts(lm: LoadedModel, texts: Sequence[str], prompt_ids=(0, 1, 2)) -> pd.DataFrame:
+    """Every text inside each Table 3 prompt for MRPC / TaPaCo, in the model's format (App. B.2).
+
+    Returns a frame with ``prompt_id``, ``item`` (the text's position in ``texts``) and ``prompt``,
+    prompt-major (all texts of prompt 0, then of prompt 1, ...).
+    """
+    if isinstance(texts, str):
+        raise TypeError("texts must be a list of strings, not one string")
+    texts = list(texts)
+    frames = []
+    for prompt_id in prompt_ids:
+        frames.append(pd.DataFrame({
+            "prompt_id": prompt_id, "item": np.arange(len(texts)),
+            "prompt": [prompts.format_prompt(t, "sentence", prompt_id, lm.spec.prompt_format, lm.tokenizer)
+                       for t in texts],
+        }))
+    return pd.concat(frames, ignore_index=True)
+
+
+def outermost_states(lm: LoadedModel, resid: np.ndarray, representation: str = "final_norm") -> np.ndarray:
+    """h^L, the outermost representation of the captured token (§2), as float64 ``(n, d)``.
+
+    ``resid`` is the engine's ``(n, L+1, d)`` array (h^0..h^L before the final norm) or already its
+    last layer ``(n, d)``. ``"final_norm"`` applies the model's final norm (what the unembedding
+    sees and what Hugging Face's last ``hidden_states`` entry holds); ``"pre_norm"`` returns the raw
+    residual stream. The norm's elementwise weight changes cosines; its scaling does not.
+    """
+    if representation not in REPRESENTATIONS:
+        raise ValueError(f"representation must be one of {REPRESENTATIONS}; got {representation!r}")
+    resid = np.asarray(resid)
+    h = resid[:, -1] if resid.ndim == 3 else resid
+    if h.ndim != 2:
+        raise ValueError(f"resid must be (n, L+1, d) or (n, d); got shape {resid.shape}")
+    if representation == "pre_norm":
+        return h.astype(np.float64)
+    import torch
+
+    norm = engine.final_norm(lm.model)
+    dtype = next(lm.model.parameters()).dtype
+    with torch.inference_mode():
+        out = norm(torch.as_tensor(h, device=lm.device, dtype=dtype))
+    return out.float().cpu().numpy().astype(np.float64)
+
+
+def _by_prompt(lm, resid_last: np.ndarray, prompt_of_row: np.ndarray, prompt_ids) -> dict:
+    states = {}
+    for representation in REPRESENTATIONS:
+        h = outermost_states(lm, resid_last, representation)
+        states[representation] = {p: h[prompt_of_row == p] for p in prompt_ids}
+    return states
+
+
+def embed_sentences(lm: LoadedModel, design: Design, prompt_ids=(0, 1, 2), *, cache=True,
+                    progress=None) -> dict:
+    """Last-token h^L of every item of ``design`` under each prompt (one cached engine pass).
+
+    Returns ``{representation: {prompt_id: array (n_items, d)}}`` for both :data:`REPRESENTATIONS`.
+    """
+    frame = sentence_prompts(lm, design.items["text"], prompt_ids)
+    out = engine.run(lm, frame["prompt"].tolist(), SENTENCE_REQUEST, cache=cache, progress=progress)
+    return _by_prompt(lm, out["resid"][:, -1], frame["prompt_id"].to_numpy(), prompt_ids)
+
+
+def embed_pararel(lm: LoadedModel, queries: pd.DataFrame, prompt_ids=(0, 1, 2), *, cache=True,
+                  progress=None) -> dict:
+    """Last-token h^L of every ParaRel query under each prompt, from the shared ParaRel pass.
+
+    Reads the last layer of ``resid`` from :func:`ifhelpers.probes.run_pararel` (so the forward
+    passes are those of the predictions and mechanisms chapters) and keeps nothing else.
+    Returns ``{representation: {prompt_id: array (n_queries, d)}}``, rows in ``queries`` order.
+    """
+    frame, arrays = probes.run_pararel(lm, queries, tuple(prompt_ids), cache=cache, progress=progress)
+    last = np.ascontiguousarray(arrays["resid"][:, -1])
+    del arrays
+    states = _by_prompt(lm, last, frame["prompt_id"].to_numpy(), prompt_ids)
+    for by_prompt in states.values():
+        for p, h in by_prompt.items():
+            if len(h) != len(queries):
+                raise RuntimeError(f"prompt {p}: {len(h)} ParaRel states for {len(queries)} queries")
+    return states
+
+
+# --------------------------------------------------------------------------------------------------
+# 3. The per-set table
+
+
+def unit_table(reps: np.ndarray, design: Design) -> pd.DataFrame:
+    """One row per paraphrase set: eq. 2, its non-paraphrase pairs' mean cosine, and the gap.
+
+    ``reps`` holds one representation per item of ``design`` (``(n_items, d)``). Columns
+    ``unit_id``, ``n_members``, ``cos_para`` (eq. 2, mean over pairs), ``cos_para_literal`` (eq. 2
+    as printed, ``1/M`` times the ordered-pair sum), ``cos_nonpara`` (mean over the set's eq. 4
+    pairs), ``n_nonpara`` and ``gap = cos_para − cos_nonpara``. With equally many pairs per set the
+    mean of ``gap`` equals :func:`ifhelpers.metrics.paraphrase_gap` on the same pairs.
+    """
+    reps = np.asarray(reps)
+    if reps.ndim != 2 or reps.shape[0] != len(design.items):
+        raise ValueError(f"reps must be (n_items={len(design.items)}, d); got {reps.shape}")
+    units = design.units
+    member = design.items["set_id"].isin(units).to_numpy()
+    set_ids = design.items["set_id"].to_numpy()[member]
+    para = metrics.paraphrase_cosine_per_set(reps[member], set_ids)["cos"]
+    literal = metrics.paraphrase_cosine_per_set(reps[member], set_ids, normalisation="paper_literal")["cos"]
+    sizes = pd.Series(set_ids).value_counts()
+    non = design.nonparaphrase
+    cos = metrics.pair_cosines(reps[non["row_a"].to_numpy()], reps[non["row_b"].to_numpy()])
+    nonpara = pd.Series(cos).groupby(non["unit_id"].to_numpy()).agg(["mean", "size"])
+    out = pd.DataFrame({"unit_id": units})
+    out["n_members"] = sizes.reindex(units).to_numpy()
+    out["cos_para"] = para.reindex(units).to_numpy()
+    out["cos_para_literal"] = literal.reindex(units).to_numpy()
+    out["cos_nonpara"] = nonpara["mean"].reindex(units).to_numpy()
+    out["n_nonpara"] = nonpara["size"].reindex(units).to_numpy()
+    out["gap"] = out["cos_para"] - out["cos_nonpara"]
+    return out
+
+
+def model_units(lm: LoadedModel, designs: dict, pararel_queries: pd.DataFrame | None = None,
+                prompt_ids=(0, 1, 2), *, cache=True, progress=None) -> pd.DataFrame:
+    """The tidy per-set frame of one model over all ``designs`` (``{dataset: Design}``).
+
+    MRPC and TaPaCo items go through :func:`embed_sentences`; ParaRel (``designs["pararel"]``,
+    built by :func:`design_pararel` from ``pararel_queries``) through :func:`embed_pararel`.
+    Columns ``model``, ``role``, ``family``, ``dataset``, ``dataset_label``, ``source``,
+    ``representation``, ``prompt_id`` and those of :func:`unit_table`. ``attrs["seconds"]`` holds
+    the wall time of each dataset's forward passes (near zero when the engine's cache has them).
+    """
+    frames, seconds = [], {}
+    for dataset, design in designs.items():
+        start = time.perf_counter()
+        if dataset == "pararel":
+            if pararel_queries is None:
+                raise ValueError("the ParaRel design needs pararel_queries (the queries it was built from)")
+            if len(pararel_queries) != len(design.items):
+                raise ValueError("pararel_queries do not match the ParaRel design")
+            states = embed_pararel(lm, pararel_queries, prompt_ids, cache=cache, progress=progress)
+        else:
+            states = embed_sentences(lm, design, prompt_ids, cache=cache, progress=progress)
+        seconds[dataset] = time.perf_counter() - start
+        for representation, by_prompt in states.items():
+            for prompt_id, reps in by_prompt.items():
+                table = unit_table(reps, design)
+                table.insert(0, "prompt_id", prompt_id)
+                table.insert(0, "representation", representation)
+                table.insert(0, "source", design.source)
+                table.insert(0, "dataset_label", design.label)
+                table.insert(0, "dataset", dataset)
+                frames.append(table)
+    out = pd.concat(frames, ignore_index=True)
+    out.insert(0, "family", lm.spec.family)
+    out.insert(0, "role", lm.spec.role)
+    out.insert(0, "model", lm.name)
+    out.attrs["seconds"] = seconds
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# 4. Estimates
+
+
+_KEYS = ["model", "role", "dataset"]
+_VALUES = ["cos_para", "cos_nonpara", "gap"]
+
+
+def prompt_average(units: pd.DataFrame, representation: str = "final_norm") -> pd.DataFrame:
+    """Per (model, dataset, set): ``cos_para``, ``cos_nonpara`` and ``gap`` averaged over prompts (App. B.2)."""
+    chosen = units[units["representation"] == representation]
+    if chosen.empty:
+        raise ValueError(f"no rows with representation {representation!r}")
+    n_prompts = chosen.groupby(_KEYS + ["unit_id"])["prompt_id"].nunique()
+    if n_prompts.nunique() != 1:
+        raise ValueError("paraphrase sets were scored under different numbers of prompts")
+    return chosen.groupby(_KEYS + ["unit_id"], sort=False)[_VALUES].mean().reset_index()
+
+
+def _summary_row(values: pd.DataFrame, n_resamples, confidence, seed) -> dict:
+    ci = stats.bootstrap_ci(values["gap"].to_numpy(), n_resamples=n_resamples, confidence=confidence, seed=seed)
+    return {"gap": ci["estimate"], "low": ci["low"], "high": ci["high"], "se": ci["se"],
+            "cos_para": values["cos_para"].mean(), "cos_nonpara": values["cos_nonpara"].mean(),
+            "n_sets": int(ci["n"])}
+
+
+def summarise_gaps(units: pd.DataFrame, representation: str = "final_norm", n_resamples: int = 2000,
+                   confidence: float = 0.95, seed: int = 0) -> pd.DataFrame:
+    """The gap per model, dataset and prompt, and averaged over prompts, with bootstrap intervals.
+
+    ``gap`` is cos(paraph.) − cos(¬paraph.) (eq. 3 − eq. 4). Intervals resample paraphrase sets
+    (:func:`ifhelpers.stats.bootstrap_ci`, BCa), each with its own non-paraphrase pairs; for
+    ``prompt == "mean"`` a set's value is first averaged over the prompts, so the interval is that
+    of the prompt-averaged gap that Table 1 reports. Columns ``model``, ``role``, ``dataset``,
+    ``dataset_label``, ``prompt`` (``"0"``, ``"1"``, ``"2"``, ``"mean"``), ``gap``, ``low``, ``high``,
+    ``se``, ``cos_para``, ``cos_nonpara``, ``n_sets``, ``representation``, ``confidence``.
+    """
+    chosen = units[units["representation"] == representation]
+    rows = []
+    for (model, role, dataset), group in chosen.groupby(_KEYS, sort=False):
+        label = group["dataset_label"].iloc[0]
+        for prompt_id, by_prompt in group.groupby("prompt_id"):
+            rows.append({"model": model, "role": role, "dataset": dataset, "dataset_label": label,
+                         "prompt": str(prompt_id), **_summary_row(by_prompt, n_resamples, confidence, seed)})
+        averaged = group.groupby("unit_id", sort=False)[_VALUES].mean()
+        rows.append({"model": model, "role": role, "dataset": dataset, "dataset_label": label, "prompt": "mean",
+                     **_summary_row(averaged, n_resamples, confidence, seed)})
+    out = pd.DataFrame(rows)
+    out["representation"] = representation
+    out["confidence"] = confidence
+    return out
+
+
+def direction(mean_diff: float, low: float, high: float) -> str:
+    """Words for a tuned − base difference and its interval, against the paper's direction (tuned > base)."""
+    if not np.isfinite(mean_diff):
+        return "undefined"
+    if mean_diff > 0:
+        return "same as paper (interval excludes 0)" if low > 0 else "same sign as paper (interval includes 0)"
+    if mean_diff < 0:
+        return "opposite to paper (interval excludes 0)" if high < 0 else "opposite sign (interval includes 0)"
+    return "no difference"
+
+
+def compare_roles(units: pd.DataFrame, representation: str = "final_norm", n_resamples: int = 2000,
+                  confidence: float = 0.95, seed: int = 0) -> pd.DataFrame:
+    """Paired comparison of each instruction-tuned model with each base model, per dataset.
+
+    The units are the paraphrase sets both models scored (the same sets and non-paraphrase pairs,
+    read through each model's own prompts), with each set's gap averaged over prompts.
+    :func:`ifhelpers.stats.paired_comparison` gives the mean difference tuned − base with a paired
+    bootstrap interval and a Wilcoxon signed-rank test; ``direction`` compares it with the paper's
+    finding that instruction-tuned models have the bigger gap (§2).
+    """
+    averaged = prompt_average(units, representation)
+    rows = []
+    for dataset, group in averaged.groupby("dataset", sort=False):
+        gaps = {m: g.set_index("unit_id")["gap"] for m, g in group.groupby("model", sort=False)}
+        role_of = dict(zip(group["model"], group["role"]))
+        bases = [m for m in gaps if role_of[m] == "base"]
+        tuned = [m for m in gaps if role_of[m] == "instruction-tuned"]
+        for b in bases:
+            for t in tuned:
+                res = stats.paired_comparison(gaps[b], gaps[t], n_resamples=n_resamples, confidence=confidence,
+                                              seed=seed)
+                rows.append({"dataset": dataset, "base": b, "tuned": t, "n_sets": int(res["n"]),
+                             "base_gap": res["base_mean"], "tuned_gap": res["tuned_mean"],
+                             "mean_diff": res["mean_diff"], "diff_low": res["diff_low"],
+                             "diff_high": res["diff_high"], "wilcoxon_p": res["wilcoxon_p"],
+                             "direction": direction(res["mean_diff"], res["diff_low"], res["diff_high"]),
+                             "note": res["note"]})
+    out = pd.DataFrame(rows, columns=["dataset", "base", "tuned", "n_sets", "base_gap", "tuned_gap", "mean_diff",
+                                      "diff_low", "diff_high", "wilcoxon_p", "direction", "note"])
+    out["representation"] = representation
+    out["confidence"] = confidence
+    return out
+
+
+def finding_title(comparison: pd.DataFrame) -> str:
+    """A figure title that states the finding of :func:`compare_roles` (first base/tuned pair).
+
+    "Significantly" means the paired bootstrap interval of the difference excludes zero.
+    """
+    if comparison.empty:
+        return "Gap between paraphrases and non-paraphrases"
+    first = comparison.iloc[0]
+    rows = comparison[(comparison["base"] == first["base"]) & (comparison["tuned"] == first["tuned"])]
+    n, more = len(rows), int((rows["mean_diff"] > 0).sum())
+    sig_more = int((rows["diff_low"] > 0).sum())
+    sig_less = int((rows["diff_high"] < 0).sum())
+    head = f"{first['tuned']} vs {first['base']}:\nthe instruction-tuned model separates paraphrases"
+    if more == n:
+        return f"{head} more on every dataset ({sig_more} significantly)"
+    if more == 0:
+        return f"{head} less on every dataset ({sig_less} significantly)"
+    return (f"{head} more on {more} of {n} datasets ({sig_more} significantly), "
+            f"less on {n - more} ({sig_less} significantly)")
+
+
+# --------------------------------------------------------------------------------------------------
+# The paper's numbers (always labelled as the paper's)
+
+_PAPER_FAMILIES = {"llama": "LLaMA-7b", "t5": "T5-XL", "falcon": "Falcon-7b"}
+
+
+def _paper_family(model: str) -> str:
+    lower = model.lower()
+    if "t5" in lower:
+        return "t5"
+    if "falcon" in lower:
+        return "falcon"
+    return "llama"
+
+
+def paper_gaps() -> pd.DataFrame:
+    """The paper's gaps, Table 1 (LLaMA-7b and 10 IFT models) and Table 4 (T5-XL, Falcon-7b), long.
+
+    Columns ``source`` (the paper), ``table``, ``model`` (as printed), ``role`` (``"(base model)"``
+    in the name means base), ``family`` (llama / t5 / falcon), ``dataset`` and ``gap``.
+    """
+    frames = []
+    for number in (1, 4):
+        wide = paper.table(number)
+        long = wide.melt(id_vars=["source", "model"], value_vars=list(PAPER_COLUMNS.values()),
+                         var_name="column", value_name="gap")
+        long["table"] = f"Table {number}"
+        frames.append(long)
+    out = pd.concat(frames, ignore_index=True)
+    out["dataset"] = out["column"].map({v: k for k, v in PAPER_COLUMNS.items()})
+    out["role"] = np.where(out["model"].str.contains("(base model)", regex=False), "base", "instruction-tuned")
+    out["family"] = out["model"].map(_paper_family)
+    return out[["source", "table", "model", "role", "family", "dataset", "gap"]]
+
+
+def paper_directions(gaps: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Per paper family and dataset: the base gap, the IFT gaps, and how many IFT models exceed the base.
+
+    Columns ``source``, ``family``, ``dataset``, ``base_gap``, ``tuned_mean``, ``tuned_min``,
+    ``tuned_max``, ``n_tuned``, ``n_tuned_above`` (strictly bigger gap than the base),
+    ``n_tuned_equal``.
+    """
+    gaps = paper_gaps() if gaps is None else gaps
+    rows = []
+    for (family, dataset), group in gaps.groupby(["family", "dataset"], sort=False):
+        base = group.loc[group["role"] == "base", "gap"]
+        tuned = group.loc[group["role"] == "instruction-tuned", "gap"]
+        if len(base) != 1 or tuned.empty:
+            continue
+        b = float(base.iloc[0])
+        rows.append({"source": group["source"].iloc[0], "family": _PAPER_FAMILIES[family], "dataset": dataset,
+                     "base_gap": b, "tuned_mean": float(tuned.mean()), "tuned_min": float(tuned.min()),
+                     "tuned_max": float(tuned.max()), "n_tuned": len(tuned),
+                     "n_tuned_above": int((tuned > b).sum()), "n_tuned_equal": int((tuned == b).sum())})
+    return pd.DataFrame(rows)
+
+
+def side_by_side(summary: pd.DataFrame, gaps: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Our prompt-averaged gaps beside the paper's Tables 1 and 4: one row per model, one column per dataset.
+
+    Our cells read ``gap [low, high]``; the paper's are its printed numbers. The ``source`` column
+    says whose number each row is.
+    """
+    gaps = paper_gaps() if gaps is None else gaps
+    ours = summary[summary["prompt"] == "mean"].copy()
+    ours["cell"] = [f"{g:.3f} [{lo:.3f}, {hi:.3f}]" for g, lo, hi in zip(ours["gap"], ours["low"], ours["high"])]
+    ours_wide = ours.pivot_table(index=["model", "role"], columns="dataset", values="cell", aggfunc="first",
+                                 sort=False).reset_index()
+    ours_wide.insert(0, "source", "ours (this run)")
+    theirs = gaps.copy()
+    # as printed: three decimals in Table 1, scientific notation in Table 4
+    theirs["cell"] = [f"{g:.2e}" if t == "Table 4" else f"{g:.3f}" for g, t in zip(theirs["gap"], theirs["table"])]
+    theirs_wide = theirs.pivot_table(index=["source", "table", "model", "role"], columns="dataset", values="cell",
+                                     aggfunc="first", sort=False).reset_index()
+    out = pd.concat([ours_wide, theirs_wide], ignore_index=True)
+    ours_order = list(dict.fromkeys(summary["dataset"]))
+    datasets = [d for d in DATASETS if d in out.columns] + [d for d in ours_order if d not in DATASETS]
+    out = out[["source", "table", "model", "role", *datasets]].fillna("")
+    out.columns.name = None
+    labels = dict(zip(summary["dataset"], summary["dataset_label"]))
+    names = {}
+    for d in datasets:
+        ours = labels.get(d, DATASET_LABELS.get(d, d))
+        paper_name = DATASET_LABELS.get(d)
+        names[d] = ours if paper_name in (None, ours) else f"{paper_name} | ours: {ours}"
+    return out.rename(columns=names)
+
+
+def plot_gaps(summary: pd.DataFrame, colors: dict | None = None, paper_gaps_frame: pd.DataFrame | None = None,
+              title: str | None = None):
+    """One panel per dataset: each model's prompt-averaged gap with its interval, base → tuned.
+
+    Our models are filled circles in their colour (``colors``, default by role) with the bootstrap
+    interval, the three single prompts as small dots, and a line from the base to each tuned model.
+    With ``paper_gaps_frame`` (from :func:`paper_gaps`) the paper's LLaMA-7b family (Table 1) is
+    drawn on a second y-axis of each panel in :data:`ifhelpers.plots.PAPER_STYLE` (hollow black
+    diamonds, "paper"): its gaps are on another scale, only the direction base → tuned compares.
+    Returns the figure.
+    """
+    import matplotlib.pyplot as plt
+
+    from .plots import PAPER_STYLE, ROLE_COLORS
+
+    means = summary[summary["prompt"] == "mean"]
+    singles = summary[summary["prompt"] != "mean"]
+    datasets = [d for d in DATASETS if d in set(means["dataset"])] + \
+        [d for d in dict.fromkeys(means["dataset"]) if d not in DATASETS]
+    roles = ["base", "instruction-tuned"]
+    fig, axes = plt.subplots(1, len(datasets), figsize=(3.6 * len(datasets) + 0.6, 3.8), squeeze=False)
+    handles = {}
+    for ax, dataset in zip(axes[0], datasets):
+        d = means[means["dataset"] == dataset]
+        models_here = list(dict.fromkeys(d["model"]))
+        offsets = {m: (i - (len(models_here) - 1) / 2) * 0.12 for i, m in enumerate(models_here)}
+        points = {}
+        for _, row in d.iterrows():
+            x = roles.index(row["role"]) + offsets[row["model"]]
+            color = (colors or {}).get(row["model"], ROLE_COLORS.get(row["role"], "grey"))
+            ax.errorbar(x, row["gap"], yerr=[[row["gap"] - row["low"]], [row["high"] - row["gap"]]], fmt="o",
+                        color=color, ms=7, capsize=4, lw=1.6, zorder=4)
+            handles[row["model"]] = plt.Line2D([], [], color=color, marker="o", ls="", label=row["model"])
+            s = singles[(singles["dataset"] == dataset) & (singles["model"] == row["model"])]
+            ax.scatter(np.full(len(s), x + 0.05), s["gap"], s=10, color=color, alpha=0.6, zorder=3)
+            points[row["model"]] = (x, row["gap"], row["role"])
+        for b, (xb, yb, rb) in points.items():
+            for t, (xt, yt, rt) in points.items():
+                if rb == "base" and rt == "instruction-tuned":
+                    ax.plot([xb, xt], [yb, yt], color="grey", lw=1, ls="-", zorder=2)
+        ax.axhline(0, color="black", lw=0.6)
+        ax.set_xticks(range(len(roles)), ["base", "instruction-\ntuned"])
+        ax.set_xlim(-0.5, len(roles) - 0.5)
+        ax.set_title(d["dataset_label"].iloc[0] if len(d) else dataset, fontsize=10)
+        ax.set_ylabel("cos(paraph.) − cos(¬paraph.)" if ax is axes[0][0] else "")
+        if paper_gaps_frame is not None:
+            p = paper_gaps_frame[(paper_gaps_frame["dataset"] == dataset) & (paper_gaps_frame["family"] == "llama")]
+            if len(p):
+                twin = ax.twinx()
+                xs = [roles.index(r) + 0.3 for r in p["role"]]
+                twin.scatter(xs, p["gap"], **PAPER_STYLE)
+                base = p.loc[p["role"] == "base", "gap"]
+                tuned = p.loc[p["role"] == "instruction-tuned", "gap"]
+                if len(base) and len(tuned):
+                    twin.plot([0.3, 1.3], [base.iloc[0], tuned.mean()], color="black", lw=0.8, ls=":")
+                # the paper's zero on our zero: both axes start from "no gap"
+                low, high = ax.get_ylim()
+                top = max(p["gap"].max() * 1.15, 1e-9)
+                if high <= 0:
+                    twin.set_ylim(0, top)
+                else:
+                    ratio = top / high if high > 0 else 1.0
+                    twin.set_ylim(min(low, 0) * ratio, top)
+                twin.grid(False)
+                twin.tick_params(axis="y", labelsize=8, colors="dimgray")
+                if ax is axes[0][-1]:
+                    twin.set_ylabel("paper, LLaMA-7b family (Table 1)", color="dimgray", fontsize=9)
+                handles["paper"] = plt.Line2D([], [], marker=PAPER_STYLE["marker"], ls="", markerfacecolor="none",
+                                              markeredgecolor="black", label="paper (Table 1, right axis)")
+    handles["prompts"] = plt.Line2D([], [], marker="o", ms=3, ls="", color="grey", alpha=0.6,
+                                    label="single prompts")
+    fig.legend(handles=list(handles.values()), loc="lower center", ncol=min(len(handles), 5), frameon=False,
+               bbox_to_anchor=(0.5, -0.08))
+    if title:
+        fig.suptitle(title, fontweight="bold")
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,327 @@
+"""The vector-space pipeline (paper §2, App. B.1-B.2): designs, per-set tables, estimates, figure.
+
+Small hand-made arrays check the arithmetic; the tiny random Llama of ``conftest.py`` checks the
+engine path and that h^L after the final norm is Hugging Face's last ``hidden_states`` entry.
+"""
+
+from __future__ import annotations
+
+import math
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ifhelpers import metrics, paraphrases, pararel
+from ifhelpers import vector_space as vs
+from ifhelpers.sources import DataSelectionError
+
+R2 = math.sqrt(2.0)
+
+
+def _mrpc_pairs(n_pos=6, n_neg=5):
+    rows = [(f"test/{i}", f"pos a {i}", f"pos b {i}", True) for i in range(n_pos)]
+    rows += [(f"test/{n_pos + i}", f"neg a {i}", f"neg b {i}", False) for i in range(n_neg)]
+    frame = pd.DataFrame(rows, columns=["pair_id", "text_a", "text_b", "is_paraphrase"])
+    frame.attrs["source"] = "mrpc"
+    return frame
+
+
+def _sets():
+    # three sets of sizes 3, 2, 1 (the singleton only serves as a non-paraphrase partner)
+    frame = pd.DataFrame({"set_id": ["a", "a", "a", "b", "b", "c"], "text": list("uvwxyz"), "source": "toy"})
+    frame.attrs["source"] = "toy"
+    return frame
+
+
+# ----------------------------------------------------------------------------------------- designs
+
+
+def test_design_mrpc_matches_each_paraphrase_pair_with_one_negative_pair():
+    design = vs.design_mrpc(_mrpc_pairs(), n_pairs=4, seed=0)
+    assert len(design.items) == 16 and len(design.units) == 4
+    members = design.items[design.items["set_id"] != ""]
+    assert members["text"].str.startswith("pos").all() and members.groupby("set_id").size().eq(2).all()
+    non = design.nonparaphrase
+    assert list(non["unit_id"]) == list(design.units)
+    negatives = _mrpc_pairs().set_index("pair_id")
+    assert design.items["text"].to_numpy()[non["row_a"]].tolist() == negatives.loc[non["pair_id"], "text_a"].tolist()
+    assert (non["row_b"] == non["row_a"] + 1).all()
+    # deterministic, and a different seed draws different pairs
+    again = vs.design_mrpc(_mrpc_pairs(), n_pairs=4, seed=0)
+    pd.testing.assert_frame_equal(design.items, again.items)
+    with pytest.raises(DataSelectionError, match="n_mrpc_pairs"):
+        vs.design_mrpc(_mrpc_pairs(), n_pairs=6)  # only 5 negatives
+
+
+def test_design_paraphrase_sets_draws_k_cross_set_pairs_per_set():
+    design = vs.design_paraphrase_sets(_sets(), n_nonparaphrase_per_set=50, seed=1, dataset="toy")
+    assert list(design.units) == ["a", "b"]  # the singleton c is not a unit
+    non = design.nonparaphrase
+    assert non.groupby("unit_id").size().to_dict() == {"a": 50, "b": 50}
+    sid = design.items["set_id"].to_numpy()
+    assert (sid[non["row_a"]] == non["unit_id"]).all()  # the anchor is a member of its set
+    assert (sid[non["row_a"]] != sid[non["row_b"]]).all()  # and the partner is from another set
+    # the singleton is drawn as a partner, all members of a set are drawn as anchors
+    assert "c" in set(sid[non["row_b"]])
+    assert set(non.loc[non["unit_id"] == "a", "row_a"]) == {0, 1, 2}
+    same = vs.design_paraphrase_sets(_sets(), 50, seed=1, dataset="toy")
+    pd.testing.assert_frame_equal(non, same.nonparaphrase)
+    with pytest.raises(ValueError, match=">= 1"):
+        vs.design_paraphrase_sets(_sets(), 0)
+
+
+def test_design_needs_two_sets_with_pairs():
+    one = pd.DataFrame({"set_id": ["a", "a", "b"], "text": ["x", "y", "z"], "source": "toy"})
+    with pytest.raises(DataSelectionError, match="at least 2"):
+        vs.design_paraphrase_sets(one, 3)
+
+
+def test_stand_in_label_says_so():
+    sets = paraphrases.load_tapaco_sets(n_sets=5, seed=0)
+    design = vs.design_paraphrase_sets(sets, 2)
+    assert design.source == paraphrases.STAND_IN_SOURCE
+    assert design.label == "TaPaCo stand-in (msrp/opinosis paraphrase groups)"
+
+
+def test_design_pararel_follows_query_order():
+    queries = pararel.load_queries(["P19", "P103"], n_per_relation=3, seed=0)
+    design = vs.design_pararel(queries, 4, seed=0)
+    assert design.items["text"].tolist() == queries["query"].tolist()
+    assert design.items["set_id"].tolist() == (queries["relation"] + ":" + queries["uuid"]).tolist()
+    assert design.label == "ParaRel" and design.source == "pararel"
+
+
+# ------------------------------------------------------------------------------------ per-set table
+
+
+def test_unit_table_hand_values():
+    # set a: e1, e1, e2 -> pair cosines 1, 0, 0 -> eq. 2 (pairs) = 1/3; printed 1/M form = 2/3
+    # set b: e1, (1,1)  -> cos = 1/sqrt2
+    # non-paraphrase pairs: a with (e2 vs (1,1)) = 1/sqrt2 ; b with (e1 vs e2) = 0 and (e1 vs -e1) = -1
+    items = pd.DataFrame({"text": list("pqrst") + ["u"], "set_id": ["a", "a", "a", "b", "b", ""]})
+    reps = np.array([[1, 0], [1, 0], [0, 1], [1, 0], [1, 1], [-1, 0]], dtype=float)
+    non = pd.DataFrame({"unit_id": ["a", "b", "b"], "row_a": [2, 3, 3], "row_b": [4, 2, 5]})
+    design = vs.Design("toy", items, non, "toy", "Toy")
+    table = vs.unit_table(reps, design).set_index("unit_id")
+    assert table.loc["a", "cos_para"] == pytest.approx(1 / 3)
+    assert table.loc["a", "cos_para_literal"] == pytest.approx(2 / 3)  # (M - 1) x the mean
+    assert table.loc["b", "cos_para"] == pytest.approx(1 / R2)
+    assert table.loc["a", "cos_nonpara"] == pytest.approx(1 / R2)
+    assert table.loc["b", "cos_nonpara"] == pytest.approx(-0.5)
+    assert table.loc["b", "gap"] == pytest.approx(1 / R2 + 0.5)
+    assert table["n_members"].tolist() == [3, 2] and table["n_nonpara"].tolist() == [1, 2]
+
+
+def test_mean_of_set_gaps_is_eq3_minus_eq4():
+    rng = np.random.default_rng(0)
+    sets = pd.DataFrame({"set_id": np.repeat([f"s{i}" for i in range(12)], [2, 3, 4] * 4),
+                         "text": [f"t{i}" for i in range(36)], "source": "toy"})
+    design = vs.design_paraphrase_sets(sets, n_nonparaphrase_per_set=7, seed=3, dataset="toy")
+    reps = rng.normal(size=(len(design.items), 8)) + 0.5
+    table = vs.unit_table(reps, design)
+    non = design.nonparaphrase
+    expected = metrics.paraphrase_gap(reps, design.items["set_id"],
+                                      nonparaphrase=(reps[non["row_a"]], reps[non["row_b"]]))
+    assert table["gap"].mean() == pytest.approx(expected, abs=1e-12)
+    # eq. 3 alone: the macro average of eq. 2 over sets
+    assert table["cos_para"].mean() == pytest.approx(metrics.paraphrase_cosine(reps, design.items["set_id"]))
+
+
+def test_mrpc_gap_is_difference_of_pair_means():
+    design = vs.design_mrpc(_mrpc_pairs(8, 8), 8, seed=2)
+    reps = np.random.default_rng(1).normal(size=(len(design.items), 5))
+    table = vs.unit_table(reps, design)
+    pos = np.arange(0, 16, 2)
+    neg = np.arange(16, 32, 2)
+    expected = metrics.pair_cosines(reps[pos], reps[pos + 1]).mean() - \
+        metrics.pair_cosines(reps[neg], reps[neg + 1]).mean()
+    assert table["gap"].mean() == pytest.approx(expected, abs=1e-12)
+
+
+def test_unit_table_checks_shapes():
+    design = vs.design_paraphrase_sets(_sets(), 2, dataset="toy")
+    with pytest.raises(ValueError, match="n_items"):
+        vs.unit_table(np.ones((3, 2)), design)
+
+
+# ---------------------------------------------------------------------------------------- estimates
+
+
+def _synthetic_units(shift=0.1, n_sets=30):
+    rng = np.random.default_rng(0)
+    rows = []
+    base = rng.normal(0.2, 0.05, size=(n_sets, 3))
+    for model, role, delta in (("b", "base", 0.0), ("t", "instruction-tuned", shift)):
+        for representation in vs.REPRESENTATIONS:
+            for p in range(3):
+                for i in range(n_sets):
+                    para = 0.9
+                    gap = base[i, p] + delta
+                    rows.append({"model": model, "role": role, "family": "x", "dataset": "toy",
+                                 "dataset_label": "Toy", "source": "toy", "representation": representation,
+                                 "prompt_id": p, "unit_id": f"s{i}", "n_members": 2, "cos_para": para,
+                                 "cos_para_literal": para, "cos_nonpara": para - gap, "n_nonpara": 1, "gap": gap})
+    return pd.DataFrame(rows), base
+
+
+def test_summarise_gaps_per_prompt_and_prompt_mean():
+    units, base = _synthetic_units()
+    summary = vs.summarise_gaps(units, n_resamples=500)
+    assert set(summary["prompt"]) == {"0", "1", "2", "mean"}
+    b = summary[summary["model"] == "b"].set_index("prompt")
+    for p in range(3):
+        assert b.loc[str(p), "gap"] == pytest.approx(base[:, p].mean())
+    assert b.loc["mean", "gap"] == pytest.approx(base.mean())
+    assert (summary["low"] <= summary["gap"]).all() and (summary["gap"] <= summary["high"]).all()
+    assert (summary["n_sets"] == 30).all()
+    np.testing.assert_allclose(summary["cos_para"] - summary["cos_nonpara"], summary["gap"], atol=1e-12)
+    averaged = vs.prompt_average(units)
+    assert len(averaged) == 60
+    assert averaged.loc[averaged["model"] == "t", "gap"].mean() == pytest.approx(base.mean() + 0.1)
+
+
+def test_compare_roles_is_paired_on_sets():
+    units, _ = _synthetic_units(shift=0.1)
+    comparison = vs.compare_roles(units, n_resamples=500)
+    row = comparison.iloc[0]
+    assert (row["base"], row["tuned"], row["n_sets"]) == ("b", "t", 30)
+    # every set moves by exactly 0.1: the paired interval collapses onto it
+    assert row["mean_diff"] == pytest.approx(0.1)
+    assert row["diff_low"] == pytest.approx(0.1) and row["diff_high"] == pytest.approx(0.1)
+    assert row["direction"] == "same as paper (interval excludes 0)"
+    lower, _ = _synthetic_units(shift=-0.05)
+    assert vs.compare_roles(lower, n_resamples=200).iloc[0]["direction"].startswith("opposite to paper")
+
+
+def test_direction_words():
+    assert vs.direction(0.1, 0.05, 0.2) == "same as paper (interval excludes 0)"
+    assert vs.direction(0.1, -0.05, 0.2) == "same sign as paper (interval includes 0)"
+    assert vs.direction(-0.1, -0.2, -0.05) == "opposite to paper (interval excludes 0)"
+    assert vs.direction(-0.1, -0.2, 0.05) == "opposite sign (interval includes 0)"
+    assert vs.direction(float("nan"), 0, 0) == "undefined"
+
+
+# ------------------------------------------------------------------------------------ paper numbers
+
+
+def test_paper_gaps_transcribe_tables_1_and_4():
+    gaps = vs.paper_gaps()
+    assert len(gaps) == (11 + 4) * 3
+    assert gaps["source"].str.startswith("paper").all()
+    assert gaps.groupby("family")["model"].nunique().to_dict() == {"falcon": 2, "llama": 11, "t5": 2}
+    assert (gaps["role"] == "base").sum() == 3 * 3
+    llama = gaps[(gaps["model"] == "llama-7b (base model)")].set_index("dataset")["gap"]
+    assert llama.to_dict() == {"mrpc": 0.010, "tapaco": 0.140, "pararel": 0.474}
+    assert gaps.set_index(["model", "dataset"]).loc[("T5-XL (base model)", "mrpc"), "gap"] == pytest.approx(1.24e-4)
+
+
+def test_paper_directions():
+    d = vs.paper_directions().set_index(["family", "dataset"])
+    # Table 1: every IFT model beats LLaMA on MRPC and ParaRel; on TaPaCo sharegpt is lower, gpt4-alpaca equal
+    assert d.loc[("LLaMA-7b", "mrpc"), "n_tuned_above"] == 10
+    assert d.loc[("LLaMA-7b", "pararel"), "n_tuned_above"] == 10
+    assert d.loc[("LLaMA-7b", "tapaco"), ["n_tuned_above", "n_tuned_equal"]].tolist() == [8, 1]
+    assert d.loc[("Falcon-7b", "tapaco"), "n_tuned_above"] == 1 and d.loc[("T5-XL", "mrpc"), "n_tuned"] == 1
+
+
+def test_side_by_side_labels_sources():
+    units, _ = _synthetic_units()
+    table = vs.side_by_side(vs.summarise_gaps(units, n_resamples=200))
+    assert {"ours (this run)", "paper (Fierro et al. 2024)"} == set(table["source"])
+    assert "Toy" in table.columns and "MRPC" in table.columns and "TaPaCo" in table.columns
+    paper_rows = table[table["table"] == "Table 4"]
+    assert paper_rows["MRPC"].iloc[0] == "1.24e-04"  # as printed
+    assert table.loc[table["source"] == "ours (this run)", "Toy"].str.contains(r"\[").all()
+
+
+def test_plot_gaps_draws_one_panel_per_dataset():
+    units, _ = _synthetic_units()
+    more = units.assign(dataset="mrpc", dataset_label="MRPC")
+    summary = vs.summarise_gaps(pd.concat([units, more]), n_resamples=200)
+    fig = vs.plot_gaps(summary, paper_gaps_frame=vs.paper_gaps(), title="t")
+    main_axes = [ax for ax in fig.axes if ax.get_title()]
+    assert [ax.get_title() for ax in main_axes] == ["MRPC", "Toy"]
+    assert len(fig.axes) == 3  # MRPC has the paper's twin axis, the toy dataset none
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+
+
+# ------------------------------------------------------------------------------- tiny model (engine)
+
+
+def test_final_norm_state_is_hugging_face_last_hidden_state(tiny_lm):
+    import torch
+
+    texts = ["the capital of france is paris", "rome is a city in italy ."]
+    out = vs.engine.run(tiny_lm, texts, vs.SENTENCE_REQUEST, cache=False)
+    normed = vs.outermost_states(tiny_lm, out["resid"], "final_norm")
+    raw = vs.outermost_states(tiny_lm, out["resid"], "pre_norm")
+    for i, text in enumerate(texts):
+        ids = tiny_lm.tokenizer(text, return_tensors="pt")
+        with torch.no_grad():
+            hidden = tiny_lm.model(**ids, output_hidden_states=True).hidden_states
+        np.testing.assert_allclose(normed[i], hidden[-1][0, -1].numpy(), rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(raw[i], out["resid"][i, -1], rtol=1e-6)
+    with pytest.raises(ValueError, match="representation"):
+        vs.outermost_states(tiny_lm, out["resid"], "post")
+
+
+def test_sentence_prompts_are_table_3(tiny_lm):
+    frame = vs.sentence_prompts(tiny_lm, ["paris is a city"], prompt_ids=(0, 1, 2))
+    assert frame["prompt"].tolist() == ["paris is a city", "Consider the following sentence: paris is a city",
+                                        "Summarize the main message of the following sentence.\nparis is a city"]
+
+
+def test_model_units_on_a_tiny_model(tiny_lm, tmp_path):
+    sets = pd.DataFrame({"set_id": ["a", "a", "b", "b", "b", "c", "c"],
+                         "text": ["paris is a city", "the capital of france is paris", "rome is in italy",
+                                  "rome is a city in italy", "italy . rome", "berlin was born", "germany berlin"],
+                         "source": "toy"})
+    designs = {"tapaco": vs.design_paraphrase_sets(sets, 3, dataset="tapaco"),
+               "mrpc": vs.design_mrpc(_mrpc_pairs(3, 3), 3)}
+    units = vs.model_units(tiny_lm, designs, prompt_ids=(0, 2), cache=tmp_path)
+    assert set(units["representation"]) == set(vs.REPRESENTATIONS)
+    assert set(units["prompt_id"]) == {0, 2} and set(units["dataset"]) == {"tapaco", "mrpc"}
+    assert units[["model", "role"]].drop_duplicates().values.tolist() == [["tiny-llama", "base"]]
+    assert units.groupby(["dataset", "representation", "prompt_id"]).size().to_dict()[("tapaco", "final_norm", 0)] == 3
+    assert np.isfinite(units["gap"]).all()
+    # the second call is served from the cache and gives the same numbers
+    again = vs.model_units(tiny_lm, designs, prompt_ids=(0, 2), cache=tmp_path)
+    pd.testing.assert_frame_equal(units, again)
+    with pytest.raises(ValueError, match="pararel_queries"):
+        vs.model_units(tiny_lm, {"pararel": designs["tapaco"]}, prompt_ids=(0,), cache=tmp_path)
+
+
+def test_pararel_states_come_from_the_shared_pass(tiny_lm, tmp_path):
+    from ifhelpers import probes
+
+    queries = pararel.load_queries(["P19", "P103"], n_per_relation=2, seed=0)
+    design = vs.design_pararel(queries, 2)
+    units = vs.model_units(tiny_lm, {"pararel": design}, queries, prompt_ids=(0, 1), cache=tmp_path)
+    assert set(units["dataset"]) == {"pararel"} and set(units["prompt_id"]) == {0, 1}
+    # the states are the last layer of run_pararel's resid, prompt block by prompt block
+    frame, arrays = probes.run_pararel(tiny_lm, queries, (0, 1), cache=tmp_path)
+    states = vs.embed_pararel(tiny_lm, queries, (0, 1), cache=tmp_path)
+    np.testing.assert_allclose(states["pre_norm"][1], arrays["resid"][frame["prompt_id"].to_numpy() == 1, -1])
+    expected = vs.unit_table(states["final_norm"][1], design)
+    got = units[(units["representation"] == "final_norm") & (units["prompt_id"] == 1)]
+    np.testing.assert_allclose(got["gap"].to_numpy(), expected["gap"].to_numpy())
+
+
+def test_finding_title_states_the_direction():
+    up, _ = _synthetic_units(shift=0.1)
+    down, _ = _synthetic_units(shift=-0.1)
+    assert vs.finding_title(vs.compare_roles(up, n_resamples=100)).endswith(
+        "more on every dataset (1 significantly)")
+    assert vs.finding_title(vs.compare_roles(down, n_resamples=100)).startswith("t vs b:\n")
+    assert "less on every dataset" in vs.finding_title(vs.compare_roles(down, n_resamples=100))
+    mixed = pd.concat([up, down.assign(dataset="other")])
+    assert vs.finding_title(vs.compare_roles(mixed, n_resamples=100)).endswith(
+        "more on 1 of 2 datasets (1 significantly), less on 1 (1 significantly)")
+    assert vs.finding_title(pd.DataFrame()) .startswith("Gap")
