@@ -1,0 +1,92 @@
+"""The book as a reader sees it: build it at smoke sizes, open pages in headless Chromium.
+
+The chapters are copied to a temporary folder, their parameters set to the smoke sizes of
+``notebooks/smoke.yaml`` (papermill's parameter injection), and the book is built with warnings as
+errors. Then the index and every chapter are opened in Chromium (Debian's ``chromium`` through
+Playwright): every figure must load (natural width > 0), no page may show an error cell, and a
+screenshot of each page is kept under ``_build/screenshots`` for a person to look at.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def smoke_sources(target: Path) -> list[str]:
+    """A copy of the book sources under ``target`` with every chapter set to its smoke sizes."""
+    import jupytext
+    from papermill.parameterize import parameterize_notebook
+
+    for name in ("_config.yml", "_toc.yml"):
+        shutil.copy(REPO / name, target / name)
+    shutil.copytree(REPO / "book", target / "book")
+    (target / "notebooks").mkdir()
+    smoke = yaml.safe_load((REPO / "notebooks" / "smoke.yaml").read_text()) or {}
+    chapters = []
+    for path in sorted((REPO / "notebooks").glob("[0-9][0-9]_*.md")):
+        notebook = jupytext.read(path)
+        notebook.metadata.setdefault("papermill", {})  # papermill expects what its own runs leave
+        for cell in notebook.cells:
+            cell.metadata.setdefault("tags", [])
+        notebook = parameterize_notebook(notebook, smoke.get(path.stem, {}))
+        jupytext.write(notebook, target / "notebooks" / f"{path.stem}.ipynb")
+        chapters.append(path.stem)
+    return chapters
+
+
+@pytest.fixture(scope="module")
+def built_book(tmp_path_factory):
+    root = tmp_path_factory.mktemp("book")
+    chapters = smoke_sources(root)
+    env = {**os.environ, "MPLBACKEND": "Agg"}
+    jb = Path(sys.executable).with_name("jupyter-book")
+    result = subprocess.run([str(jb), "build", str(root), "-W"], capture_output=True, text=True, env=env)
+    if result.returncode != 0:
+        pytest.fail(f"jupyter-book build failed:\n{result.stdout[-6000:]}\n{result.stderr[-3000:]}")
+    return root / "_build" / "html", chapters
+
+
+@pytest.mark.slow
+def test_every_page_renders_without_error_cells(built_book):
+    html, chapters = built_book
+    for page in ["intro", *(f"notebooks/{c}" for c in chapters)]:
+        text = (html / f"{page.replace('intro', 'book/intro')}.html").read_text()
+        assert "traceback" not in text.lower(), f"{page} shows an error cell"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed (apt-get install chromium)")
+def test_pages_and_figures_load_in_chromium(built_book):
+    from playwright.sync_api import sync_playwright
+
+    html, chapters = built_book
+    shots = REPO / "_build" / "screenshots"
+    shots.mkdir(parents=True, exist_ok=True)
+    pages = {"index": html / "book" / "intro.html", **{c: html / "notebooks" / f"{c}.html" for c in chapters}}
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        for name, path in pages.items():
+            page.goto(path.as_uri())
+            page.wait_for_load_state("load")
+            images = page.eval_on_selector_all(
+                "article img", "els => els.map(e => [e.getAttribute('src'), e.complete && e.naturalWidth > 0])")
+            broken = [src for src, ok in images if not ok]
+            assert not broken, f"{name}: figures that do not load: {broken}"
+            if name != "index":
+                assert images, f"{name}: the chapter shows no figure"
+            assert page.locator(".output.traceback, .output.error").count() == 0, f"{name} shows an error cell"
+            page.screenshot(path=str(shots / f"{name}.png"), full_page=False)
+        browser.close()
