@@ -10,7 +10,6 @@ BIN := $(VENV)/bin
 export IFHELPERS_DATA ?= $(abspath ../shared/data)
 export NLTK_DATA ?= $(IFHELPERS_DATA)/nltk_data
 export HF_HUB_OFFLINE ?= 1
-export MPLBACKEND ?= Agg
 
 .PHONY: book test env clean-book
 

@@ -50,9 +50,9 @@ def smoke_sources(target: Path) -> list[str]:
 def built_book(tmp_path_factory):
     root = tmp_path_factory.mktemp("book")
     chapters = smoke_sources(root)
-    env = {**os.environ, "MPLBACKEND": "Agg"}
+    env = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"}  # notebooks plot inline
     jb = Path(sys.executable).with_name("jupyter-book")
-    result = subprocess.run([str(jb), "build", str(root), "-W"], capture_output=True, text=True, env=env)
+    result = subprocess.run([str(jb), "build", str(root), "-W"], capture_output=True, text=True, env=env, cwd=root)
     if result.returncode != 0:
         pytest.fail(f"jupyter-book build failed:\n{result.stdout[-6000:]}\n{result.stderr[-3000:]}")
     return root / "_build" / "html", chapters
