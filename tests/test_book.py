@@ -84,6 +84,9 @@ def test_pages_and_figures_load_in_chromium(built_book):
             images = page.eval_on_selector_all(
                 "article img", "els => els.map(e => [e.getAttribute('src'), e.complete && e.naturalWidth > 0])")
             broken = [src for src, ok in images if not ok]
+            sources = [src for src, _ in images]
+            assert len(set(sources)) == len(sources), f"{name}: a figure is shown twice"
+
             assert not broken, f"{name}: figures that do not load: {broken}"
             if name != "index":
                 assert images, f"{name}: the chapter shows no figure"
