@@ -14,15 +14,23 @@ from .engine import final_norm
 from .models import LoadedModel
 
 
+def normed(lm: LoadedModel, vectors, apply_final_norm: bool = True):
+    """Vectors of shape ``(..., d)`` as a torch tensor on the model's device, after its final norm."""
+    import torch
+
+    v = torch.as_tensor(np.asarray(vectors), device=lm.device, dtype=next(lm.model.parameters()).dtype)
+    if apply_final_norm:
+        with torch.inference_mode():
+            v = final_norm(lm.model)(v)
+    return v
+
+
 def unembed(lm: LoadedModel, vectors, apply_final_norm: bool = True):
     """Logits ``E · norm(v)`` (a torch tensor) for vectors of shape ``(..., d)``."""
     import torch
 
-    v = torch.as_tensor(np.asarray(vectors), device=lm.device, dtype=next(lm.model.parameters()).dtype)
     with torch.inference_mode():
-        if apply_final_norm:
-            v = final_norm(lm.model)(v)
-        return lm.model.get_output_embeddings()(v).float()
+        return lm.model.get_output_embeddings()(normed(lm, vectors, apply_final_norm)).float()
 
 
 def top_tokens(lm: LoadedModel, vectors, k: int = 1, apply_final_norm: bool = True,

@@ -54,7 +54,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from . import engine, metrics, paper, pararel, probes, prompts, stats
+from . import engine, lens, metrics, paper, pararel, probes, prompts, stats
 from .models import LoadedModel
 from .sources import DataSelectionError, rng_for
 
@@ -295,13 +295,7 @@ def outermost_states(lm: LoadedModel, resid: np.ndarray, representation: str = "
         raise ValueError(f"resid must be (n, L+1, d) or (n, d); got shape {resid.shape}")
     if representation == "pre_norm":
         return h.astype(np.float64)
-    import torch
-
-    norm = engine.final_norm(lm.model)
-    dtype = next(lm.model.parameters()).dtype
-    with torch.inference_mode():
-        out = norm(torch.as_tensor(h, device=lm.device, dtype=dtype))
-    return out.float().cpu().numpy().astype(np.float64)
+    return lens.normed(lm, h).float().cpu().numpy().astype(np.float64)
 
 
 def _by_prompt(lm, resid_last: np.ndarray, prompt_of_row: np.ndarray, prompt_ids) -> dict:
