@@ -3,8 +3,10 @@
 The chapters are copied to a temporary folder, their parameters set to the smoke sizes of
 ``notebooks/smoke.yaml`` (papermill's parameter injection), and the book is built with warnings as
 errors. Then the index and every chapter are opened in Chromium (Debian's ``chromium`` through
-Playwright): every figure must load (natural width > 0), no page may show an error cell, and a
-screenshot of each page is kept under ``_build/screenshots`` for a person to look at.
+Playwright): every figure must load (natural width > 0), no page may show an error cell, no page
+may request anything off the machine (MathJax is the vendored copy in ``book/_static/mathjax``),
+every formula must be typeset by MathJax, and a screenshot of each page is kept under
+``_build/screenshots`` for a person to look at.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+LOCAL_SCHEMES = ("file:", "data:", "blob:", "about:")  # what a page may load without a network
+MATH_CHAPTER = "01_vector_space"  # a chapter with inline and display math
 
 
 def smoke_sources(target: Path) -> list[str]:
@@ -78,9 +82,26 @@ def test_pages_and_figures_load_in_chromium(built_book):
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
         page = browser.new_page(viewport={"width": 1280, "height": 900})
+        remote = []  # (page, url) of every request that would leave the machine
+        current = {"name": None}
+        page.on("request", lambda request: None if request.url.startswith(LOCAL_SCHEMES)
+                else remote.append((current["name"], request.url)))
         for name, path in pages.items():
+            current["name"] = name
             page.goto(path.as_uri())
             page.wait_for_load_state("load")
+            assert not remote, f"pages request resources off the machine: {remote}"
+
+            formulas = page.locator(".math").count()
+            if name == MATH_CHAPTER:
+                assert formulas, f"{name}: the chapter shows no formula"
+            if formulas:
+                page.wait_for_selector("mjx-container", state="attached", timeout=10_000)
+                page.wait_for_function("() => window.MathJax?.startup?.promise", timeout=10_000)
+                page.evaluate("() => MathJax.startup.promise")  # typesetting has finished
+                untypeset = page.locator(".math:not(:has(mjx-container))").count()
+                assert not untypeset, f"{name}: {untypeset} of {formulas} formulas not typeset by MathJax"
+                assert page.locator("[data-mml-node='merror']").count() == 0, f"{name}: a formula has a TeX error"
             images = page.eval_on_selector_all(
                 "article img", "els => els.map(e => [e.getAttribute('src'), e.complete && e.naturalWidth > 0])")
             broken = [src for src, ok in images if not ok]
@@ -93,3 +114,4 @@ def test_pages_and_figures_load_in_chromium(built_book):
             assert page.locator(".output.traceback, .output.error").count() == 0, f"{name} shows an error cell"
             page.screenshot(path=str(shots / f"{name}.png"), full_page=False)
         browser.close()
+    assert not remote, f"pages request resources off the machine: {remote}"
