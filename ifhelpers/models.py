@@ -202,6 +202,10 @@ def weights_location(spec: ModelSpec, base_path: str | Path | None = None) -> tu
     if kind == "hub":
         revision = spec.source.get("revision", "main")
         return spec.source["hub_id"], f"{spec.source['hub_id']}@{revision}"
+    if kind == "lora_tuned":
+        from .tuning import ensure_tuned
+
+        return ensure_tuned(spec)
     if kind == "local":
         path = Path(spec.source["path"])
         stamp = "-".join(f"{p.name}:{p.stat().st_size}:{int(p.stat().st_mtime)}"
@@ -288,7 +292,7 @@ def each(names, roles: dict[str, str] | None = None, **load_kwargs):
 
     roles = roles or {}
     for name in names:
-        lm = load(name, role=roles.get(name), **load_kwargs)
+        lm = load(name, role=roles.get(name) if isinstance(name, str) else None, **load_kwargs)
         try:
             yield lm
         finally:

@@ -126,10 +126,12 @@ def pair(name: str) -> PairSpec:
 def resolve(name_or_path: str, role: str | None = None, prompt_format: str | None = None) -> ModelSpec:
     """A registry name, a Hub id (``owner/name``) or a local folder, as a :class:`ModelSpec`.
 
-    Registry names win. For a Hub id or a local path the caller must say the ``role``; the prompt
+    Registry names win; a :class:`ModelSpec` (e.g. :func:`ifhelpers.tuning.spec_for`) passes through. For a Hub id or a local path the caller must say the ``role``; the prompt
     format defaults to the model's chat template for instruction-tuned models and to the plain base
     prompts of Table 3 otherwise.
     """
+    if isinstance(name_or_path, ModelSpec):
+        return name_or_path
     if name_or_path in models():
         spec = get(name_or_path)
         if role is not None and role != spec.role:
@@ -160,7 +162,9 @@ def table():
     rows = []
     for spec in models().values():
         src = spec.source
-        where = src.get("hub_id") or src.get("diff_hub_id") or f"PyPI: {src.get('package')}"
+        where = (src.get("hub_id") or src.get("diff_hub_id")
+                 or (f"trained by this book: LoRA on {src['base']}" if src["kind"] == "lora_tuned" else None)
+                 or f"PyPI: {src.get('package')}")
         rows.append({"model": spec.name, "role": spec.role, "family": spec.family,
                      "prompt format": spec.prompt_format, "source": src["kind"], "where": where,
                      "notes": " ".join(spec.notes.split())})
@@ -172,7 +176,7 @@ def specs(names, roles: dict[str, str] | None = None) -> list[ModelSpec]:
     roles = roles or {}
     if not names:
         raise ValueError("The models parameter is empty: give at least one registry name, Hub id or local folder.")
-    return [resolve(name, role=roles.get(name)) for name in names]
+    return [resolve(name, role=roles.get(name) if isinstance(name, str) else None) for name in names]
 
 
 def family_note(names, roles: dict[str, str] | None = None) -> str:

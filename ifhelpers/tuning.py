@@ -1,0 +1,411 @@
+"""Instruction-tune a base model yourself: controlled training mixtures, a contamination check, LoRA.
+
+The paper compares models that others trained; its introduction *posits* that instruction data
+make models consistent because they verbalise one task in many surface forms. The tune-it-yourself
+chapter tests that with one base model and three training mixtures of the same size, trained with
+the same steps and hyper-parameters (:class:`Recipe`):
+
+* ``paraphrase-rich``  -- every T0 task through *all* of its templates (round robin);
+* ``single-template``  -- every T0 task through *one* template (drawn with the seed);
+* ``free-form``        -- LIMA and Alpaca, which have no templates at all.
+
+Evaluation data never enter the mix (:func:`contamination`): an example is dropped when it states
+a ParaRel fact (subject and object both in it), or shares a word 8-gram with an MMLU test question
+or with any BECEL input.
+
+Training (:func:`train`) is LoRA through ``peft`` with the ``transformers`` Trainer: seeded,
+with a progress bar, checkpoints that a restarted run resumes from, and the loss on the response
+tokens only. The language-model head runs on the response positions only (``logits_to_keep``),
+which matters for Gemma's 262,144-token vocabulary. The trained adapter is merged into the base
+weights and stored, with a chat template, under ``<cache>/models/<name>-<recipe hash>``; a registry
+entry with ``source: {kind: lora_tuned, ...}`` names such a model, and the first load trains it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import re
+import resource
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from . import becel, instructions, mmlu, pararel, registry, sources
+from .registry import ModelSpec
+
+__all__ = ["MIXTURES", "GEMMA_CHAT_TEMPLATE", "Recipe", "recipe_of", "spec_for", "word_ngrams", "contamination",
+           "candidate_pool", "mixture", "mixture_summary", "fit_lora", "train", "ensure_tuned", "training_log"]
+
+MIXTURES = ("paraphrase-rich", "single-template", "free-form")
+
+#: Gemma's turn format (``<start_of_turn>user ... <end_of_turn>``), as a chat template. The GGUF of
+#: the pocket base model ships no template; the tuned models are trained and prompted with this one.
+GEMMA_CHAT_TEMPLATE = (
+    "{{ bos_token }}{% for message in messages %}"
+    "{% set role = 'model' if message['role'] == 'assistant' else message['role'] %}"
+    "<start_of_turn>{{ role }}\n{{ message['content'] | trim }}<end_of_turn>\n"
+    "{% endfor %}{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}"
+)
+_END_OF_TURN = "<end_of_turn>\n"
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Everything that decides a tuned model: the base, the mixture and the training settings.
+
+    ``n_examples`` is the size of every mixture (rounded down to a multiple of the number of T0
+    tasks, so that each task gets the same share); every variant trains ``epochs`` passes over its
+    examples in batches of ``batch_size``, hence the same number of optimiser steps.
+    """
+
+    name: str
+    base: str = "gemma-3-270m"
+    mixture: str = "paraphrase-rich"
+    n_examples: int = 270
+    max_tokens: int = 160
+    epochs: int = 1
+    batch_size: int = 4
+    learning_rate: float = 5e-4
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+    seed: int = 0
+
+    def __post_init__(self):
+        sources.choose("mixture", self.mixture, MIXTURES)
+        if self.n_examples < 1 or self.max_tokens < 8 or self.batch_size < 1 or self.epochs < 1:
+            raise ValueError(f"{self.name}: n_examples, batch_size, epochs must be >= 1 and max_tokens >= 8")
+
+    @property
+    def key(self) -> str:
+        """A short hash of every field but the name: two recipes with the same key train the same model."""
+        fields = {k: v for k, v in dataclasses.asdict(self).items() if k != "name"}
+        return hashlib.sha256(json.dumps(fields, sort_keys=True, default=list).encode()).hexdigest()[:10]
+
+    def replace(self, **changes) -> "Recipe":
+        return dataclasses.replace(self, **changes)
+
+
+def recipe_of(spec: ModelSpec) -> Recipe:
+    """The :class:`Recipe` of a registry entry whose source is ``{kind: lora_tuned, ...}``."""
+    fields = {k: v for k, v in spec.source.items() if k != "kind"}
+    if "target_modules" in fields:
+        fields["target_modules"] = tuple(fields["target_modules"])
+    return Recipe(name=spec.name, **fields)
+
+
+def spec_for(recipe: Recipe) -> ModelSpec:
+    """A model spec for a recipe (a registry entry's, or one with other sizes), loadable like any model."""
+    base = registry.get(recipe.base)
+    fields = {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(recipe).items() if k != "name"}
+    return ModelSpec(name=recipe.name, source={"kind": "lora_tuned", **fields}, family=base.family,
+                     role="instruction-tuned", prompt_format="chat-template", dtype=base.dtype,
+                     reference=None, notes=f"{recipe.base} + LoRA on the {recipe.mixture} mixture (this book).")
+
+
+# --------------------------------------------------------------------------------------------------
+# Keeping the evaluation data out
+
+_WORD = re.compile(r"\w+")
+
+
+def _words(text: str) -> list[str]:
+    return _WORD.findall(text.lower())
+
+
+def word_ngrams(text: str, n: int) -> set[tuple[str, ...]]:
+    """The lower-cased word n-grams of ``text`` (a text shorter than ``n`` words has none)."""
+    words = _words(text)
+    return {tuple(words[i:i + n]) for i in range(len(words) - n + 1)}
+
+
+def _pararel_facts(data_dir=None) -> dict[tuple[str, ...], set[tuple[str, ...]]]:
+    facts: dict[tuple[str, ...], set[tuple[str, ...]]] = {}
+    for relation in pararel.load_relations(data_dir):
+        for row in pararel.load_facts(relation, data_dir=data_dir).itertuples():
+            subject = tuple(_words(row.subject))
+            if subject:
+                facts.setdefault(subject, set()).update(tuple(_words(o)) for o in row.objects if _words(o))
+    return facts
+
+
+def _evaluation_texts(data_dir=None) -> dict[str, list[str]]:
+    """Every MMLU test question and every BECEL input (base splits and consistency sets)."""
+    questions = mmlu.load_mmlu(split="test", data_dir=data_dir)["question"].tolist()
+    becel_texts = []
+    for task in becel.TASKS:
+        frames = [becel.load_task_split(task, split, data_dir) for split in becel.SPLITS[task]]
+        frames += [becel.load_consistency_set(task, kind, data_dir) for kind in becel.CONSISTENCY_KINDS[task]]
+        for frame in frames:
+            for column in ("text_a", "text_b", "perturbed_a", "perturbed_b"):
+                if column in frame:
+                    becel_texts += [t for t in frame[column].tolist() if isinstance(t, str)]
+    return {"mmlu": questions, "becel": becel_texts}
+
+
+def contamination(examples: pd.DataFrame, n: int = 8, data_dir=None) -> pd.DataFrame:
+    """Flag training examples that contain evaluation data (one boolean column per source).
+
+    * ``pararel_fact``: the example mentions a ParaRel subject and one of its objects (whole words);
+    * ``mmlu_ngram`` / ``becel_ngram``: it shares a word ``n``-gram with an MMLU test question or a
+      BECEL input (an evaluation text shorter than ``n`` words is matched as a whole).
+    Returns ``examples`` with the three columns and ``contaminated`` (any of them).
+    """
+    facts = _pararel_facts(data_dir)
+    longest_subject = max(len(s) for s in facts)
+    references = {}
+    for source, texts in _evaluation_texts(data_dir).items():
+        grams: set[tuple[str, ...]] = set()
+        for text in texts:
+            words = _words(text)
+            grams |= ({tuple(words[i:i + n]) for i in range(len(words) - n + 1)} if len(words) >= n
+                      else ({tuple(words)} if words else set()))
+        references[source] = grams
+    short_lengths = sorted({len(g) for grams in references.values() for g in grams if len(g) < n})
+    flags = {"pararel_fact": [], "mmlu_ngram": [], "becel_ngram": []}
+    for text in (examples["prompt"] + "\n" + examples["response"]).tolist():
+        words = _words(text)
+        spans = {tuple(words[i:i + k]) for k in range(1, longest_subject + 1) for i in range(len(words) - k + 1)}
+        flags["pararel_fact"].append(any(spans & facts[s] for s in spans if s in facts))
+        grams = {tuple(words[i:i + k]) for k in (n, *short_lengths) for i in range(len(words) - k + 1)}
+        flags["mmlu_ngram"].append(not grams.isdisjoint(references["mmlu"]))
+        flags["becel_ngram"].append(not grams.isdisjoint(references["becel"]))
+    out = examples.assign(**flags)
+    return out.assign(contaminated=out["pararel_fact"] | out["mmlu_ngram"] | out["becel_ngram"])
+
+
+# --------------------------------------------------------------------------------------------------
+# The three mixtures
+
+
+def _chat_parts(tokenizer, prompt: str, response: str) -> tuple[list[int], list[int]]:
+    head = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
+                                         add_generation_prompt=True)
+    prompt_ids = tokenizer(head, add_special_tokens=False)["input_ids"]
+    response_ids = tokenizer(response.strip() + _END_OF_TURN, add_special_tokens=False)["input_ids"]
+    return prompt_ids, response_ids
+
+
+def candidate_pool(tokenizer, max_tokens: int, data_dir=None) -> pd.DataFrame:
+    """Every T0 and free-form example that fits ``max_tokens`` in the chat format, with the check.
+
+    T0 examples longer than ``max_tokens`` are dropped (cutting a templated prompt would cut its
+    question); free-form responses are cut to fit, as their prompts are short and their answers long.
+    Columns: those of :mod:`ifhelpers.instructions`, ``n_tokens`` and :func:`contamination`'s flags.
+    """
+    t0 = instructions.load_t0(data_dir=data_dir)
+    free = instructions.load_freeform(data_dir=data_dir).assign(task="free-form", template="free-form")
+    frames = []
+    for frame, cut in ((t0, False), (free, True)):
+        lengths = []
+        for prompt, response in zip(frame["prompt"], frame["response"]):
+            p, r = _chat_parts(tokenizer, prompt, response)
+            lengths.append(len(p) + (min(len(r), max_tokens - len(p)) if cut else len(r)))
+        prompt_fits = [len(_chat_parts(tokenizer, p, "")[0]) < max_tokens - 8 for p in frame["prompt"]] if cut else True
+        frames.append(frame.assign(n_tokens=lengths)[(np.array(lengths) <= max_tokens) & np.asarray(prompt_fits)])
+    pool = pd.concat(frames, ignore_index=True)
+    return contamination(pool, data_dir=data_dir)
+
+
+def mixture(pool: pd.DataFrame, kind: str, n_examples: int, seed: int = 0) -> pd.DataFrame:
+    """The training examples of one mixture, drawn from the clean part of :func:`candidate_pool`.
+
+    The T0 tasks that have at least two templates take part, each with ``n_examples // n_tasks``
+    examples; a task none of whose templates has that many clean examples that fit drops out (so
+    that the single-template mixture can use the same tasks). The free-form mixture gets the same total.
+    """
+    sources.choose("mixture", kind, MIXTURES)
+    clean = pool[~pool["contaminated"]]
+    t0 = clean[clean["task"] != "free-form"]
+    counts = t0.groupby(["task", "template"]).size()
+    usable = [task for task, c in counts.groupby(level="task") if len(c) >= 2]
+    while True:  # tasks whose largest template cannot give a task's share drop out; the share grows
+        per_task = n_examples // max(1, len(usable))
+        if per_task < 1:
+            raise ValueError(f"n_examples={n_examples} is smaller than the number of T0 tasks.")
+        fitting = [task for task in usable if counts[task].max() >= per_task]
+        if not fitting:
+            raise ValueError(f"{n_examples} examples need {per_task} per task, more clean examples than any "
+                             f"template has that fits: lower n_examples or raise max_tokens.")
+        if fitting == usable:
+            break
+        usable = fitting
+    if kind == "free-form":
+        free = clean[clean["task"] == "free-form"]
+        total = per_task * len(usable)
+        if len(free) < total:
+            raise ValueError(f"Only {len(free)} clean free-form examples fit; asked for {total}.")
+        return free.sample(total, random_state=seed).assign(mixture=kind)
+    picked = []
+    for task in usable:
+        rng = sources.rng_for(seed, "tune", task)
+        templates = sorted(counts[task].index)
+        if kind == "single-template":
+            eligible = [t for t in templates if counts[task][t] >= per_task]
+            template = eligible[rng.integers(len(eligible))]
+            rows = t0[t0["template"] == template]
+            picked.append(rows.iloc[rng.permutation(len(rows))[:per_task]])
+        else:  # paraphrase-rich: round robin over the task's templates, each shuffled
+            queues = {t: list(t0.index[t0["template"] == t][rng.permutation(counts[task][t])]) for t in templates}
+            order = []
+            while len(order) < per_task:
+                for template in templates:
+                    if queues[template] and len(order) < per_task:
+                        order.append(queues[template].pop())
+            picked.append(t0.loc[order])
+    return pd.concat(picked).assign(mixture=kind)
+
+
+def mixture_summary(mixtures: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Per mixture: examples, tasks, templates per task, tokens (what the variants share and what differs)."""
+    rows = []
+    for kind, frame in mixtures.items():
+        per_task = frame.groupby("task")["template"].nunique()
+        rows.append({"mixture": kind, "examples": len(frame), "tasks": frame["task"].nunique(),
+                     "templates per task": per_task.mean(), "tokens": int(frame["n_tokens"].sum()),
+                     "tokens per example": frame["n_tokens"].mean()})
+    return pd.DataFrame(rows).set_index("mixture")
+
+
+# --------------------------------------------------------------------------------------------------
+# Training
+
+
+def _collate(tokenizer):
+    """Left-pad a batch; labels only on the response; the LM head only on the last positions."""
+    import torch
+
+    def collate(examples):
+        width = max(len(e["input_ids"]) for e in examples)
+        keep = max(e["n_response"] for e in examples) + 1  # + the prompt's last position, which predicts token 1
+        ids = torch.full((len(examples), width), tokenizer.pad_token_id)
+        mask = torch.zeros((len(examples), width), dtype=torch.long)
+        labels = torch.full((len(examples), width), -100)
+        for row, e in enumerate(examples):
+            n = len(e["input_ids"])
+            ids[row, width - n:] = torch.tensor(e["input_ids"])
+            mask[row, width - n:] = 1
+            labels[row, width - e["n_response"]:] = torch.tensor(e["input_ids"][-e["n_response"]:])
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        return {"input_ids": ids, "attention_mask": mask, "position_ids": positions,
+                "labels": labels[:, width - keep:], "logits_to_keep": keep}
+
+    return collate
+
+
+def _encode(tokenizer, frame: pd.DataFrame, max_tokens: int) -> list[dict]:
+    encoded = []
+    for prompt, response in zip(frame["prompt"], frame["response"]):
+        p, r = _chat_parts(tokenizer, prompt, response)
+        r = r[:max_tokens - len(p)]
+        encoded.append({"input_ids": p + r, "n_response": len(r)})
+    return encoded
+
+
+def _folders(recipe: Recipe) -> tuple[Path, Path]:
+    from .models import cache_dir
+
+    return cache_dir("tuning", f"{recipe.name}-{recipe.key}"), cache_dir("models", f"{recipe.name}-{recipe.key}")
+
+
+def training_log(recipe: Recipe) -> dict:
+    """What :func:`train` recorded for a tuned model: time, steps, peak memory, losses, data check."""
+    return json.loads((_folders(recipe)[1] / "ifhelpers_provenance.json").read_text())["training"]
+
+
+def fit_lora(model, tokenizer, examples: pd.DataFrame, recipe: Recipe, work_dir: str | Path, *,
+             progress: bool = True, callbacks=()) -> tuple[object, dict]:
+    """LoRA-train ``model`` on ``examples`` with the Trainer; returns (merged model, training log).
+
+    Resumes from the last checkpoint in ``work_dir`` when there is one (checkpoints every fifth of
+    the run). The merged model has the adapter folded into its weights: a plain transformers model.
+    """
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import Trainer, TrainingArguments, set_seed
+    from transformers.trainer_utils import get_last_checkpoint
+
+    set_seed(recipe.seed)
+    lora = LoraConfig(r=recipe.lora_r, lora_alpha=recipe.lora_alpha, lora_dropout=recipe.lora_dropout,
+                      target_modules=list(recipe.target_modules), task_type="CAUSAL_LM")
+    model = get_peft_model(model, lora)
+    steps = recipe.epochs * -(-len(examples) // recipe.batch_size)
+    on_cpu = model.device.type == "cpu"
+    args = TrainingArguments(
+        output_dir=str(work_dir), max_steps=steps, per_device_train_batch_size=recipe.batch_size,
+        learning_rate=recipe.learning_rate, lr_scheduler_type="linear", warmup_steps=max(1, steps // 10),
+        weight_decay=0.0, logging_steps=max(1, steps // 20), save_steps=max(1, steps // 5), save_total_limit=1,
+        seed=recipe.seed, data_seed=recipe.seed, use_cpu=on_cpu, bf16=not on_cpu,
+        train_sampling_strategy="group_by_length",  # batches of similar length: little padding
+        report_to=[], remove_unused_columns=False, dataloader_num_workers=0, disable_tqdm=not progress,
+    )
+    trainer = Trainer(model=model, args=args, train_dataset=_encode(tokenizer, examples, recipe.max_tokens),
+                      data_collator=_collate(tokenizer), callbacks=list(callbacks))
+    last = get_last_checkpoint(str(work_dir)) if Path(work_dir).is_dir() else None
+    start = time.perf_counter()
+    result = trainer.train(resume_from_checkpoint=last)
+    log = {
+        "steps": steps, "examples": len(examples), "tokens": int(examples["n_tokens"].sum()),
+        "seconds": time.perf_counter() - start, "resumed_from": last,
+        "train_runtime": result.metrics.get("train_runtime"),
+        "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+        "peak_gpu_gib": torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None,
+        "torch_threads": torch.get_num_threads(), "device": str(model.device),
+        "losses": [{"step": e["step"], "loss": e["loss"]} for e in trainer.state.log_history if "loss" in e],
+        "examples_by_task": examples["task"].value_counts().to_dict(),
+        "examples_by_template": examples["template"].value_counts().to_dict(),
+    }
+    merged = model.merge_and_unload()
+    merged.eval()
+    return merged, log
+
+
+def train(recipe: Recipe, pool: pd.DataFrame | None = None, *, progress: bool = True, data_dir=None) -> Path:
+    """Train ``recipe`` (or resume it) on its base model and store the merged model; returns its folder.
+
+    A finished model is never trained again; an interrupted one resumes from its last checkpoint
+    (kept in ``<cache>/tuning/``, removed once the merged model is stored). ``pool`` is
+    :func:`candidate_pool`'s result, computed here when not given.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from .models import _save_atomically, default_device, weights_location
+
+    work, target = _folders(recipe)
+    if (target / "config.json").exists():
+        return target
+    location, fingerprint = weights_location(registry.get(recipe.base))
+    tokenizer = AutoTokenizer.from_pretrained(location)
+    tokenizer.chat_template = tokenizer.chat_template or GEMMA_CHAT_TEMPLATE
+    pool = candidate_pool(tokenizer, recipe.max_tokens, data_dir) if pool is None else pool
+    examples = mixture(pool, recipe.mixture, recipe.n_examples, recipe.seed)
+    device = default_device()
+    model = AutoModelForCausalLM.from_pretrained(location, use_safetensors=True,
+                                                 dtype=torch.float32 if device == "cpu" else torch.bfloat16).to(device)
+    merged, log = fit_lora(model, tokenizer, examples, recipe, work, progress=progress)
+    provenance = {"recipe": dataclasses.asdict(recipe), "recipe_key": recipe.key, "base": fingerprint, "training": log}
+    _save_atomically(merged, tokenizer, target, provenance)
+    shutil.rmtree(work, ignore_errors=True)  # checkpoints are only for resuming
+    return target
+
+
+def ensure_tuned(spec: ModelSpec) -> tuple[str, str]:
+    """(folder, fingerprint) of a ``lora_tuned`` model, training it first when it is not stored yet."""
+    recipe = recipe_of(spec)
+    target = _folders(recipe)[1]
+    if not (target / "config.json").exists():
+        print(f"{spec.name} is not trained yet on this machine: training it now ({recipe.mixture} mixture, "
+              f"{recipe.n_examples} examples; about 10 minutes on 2 CPU cores). It is stored in {target}.")
+        train(recipe)
+    weights = sorted(target.glob("*.safetensors"))
+    stamp = hashlib.sha256("".join(f"{p.name}:{p.stat().st_size}" for p in weights).encode())
+    stamp.update((target / "ifhelpers_provenance.json").read_bytes())
+    return str(target), f"{spec.name}@{recipe.key}:{stamp.hexdigest()[:12]}"

@@ -1,0 +1,208 @@
+"""The tune-it-yourself machinery: instruction data, the contamination check, mixtures, LoRA training."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import ifhelpers as ifh
+from ifhelpers import tuning
+
+from conftest import make_tiny_llama, make_tiny_tokenizer
+
+
+# ---------------------------------------------------------------------------------------- data
+
+
+def test_t0_rows_know_their_task_and_template():
+    t0 = ifh.instructions.load_t0()
+    assert len(t0) > 30_000 and t0["task"].nunique() >= 25
+    assert (t0.groupby("task")["template"].nunique() >= 2).all()  # every task has paraphrased templates
+    assert not t0["response"].str.contains("<|endoftext|>", regex=False).any()
+    assert all(t.startswith(task) for task, t in zip(t0["task"], t0["template"]))
+    assert not set(t0["task"]) & {"glue_mrpc", "paws", "qqp"}  # removed upstream: BECEL's paraphrase task
+
+
+def test_unknown_t0_task_lists_the_valid_ones():
+    with pytest.raises(ifh.sources.DataSelectionError, match="imdb"):
+        ifh.instructions.load_t0(tasks=["imbd"])
+
+
+def test_freeform_is_single_turn_lima_and_alpaca():
+    free = ifh.instructions.load_freeform()
+    assert set(free["source"]) == {"lima", "alpaca"}
+    assert free["prompt"].str.len().gt(0).all() and free["response"].str.len().gt(0).all()
+
+
+def test_missing_mirror_file_says_where_it_looked(tmp_path):
+    (tmp_path / "instructions" / "t0").mkdir(parents=True)
+    with pytest.raises(ifh.sources.DataNotFoundError, match=str(tmp_path)):
+        ifh.instructions.load_t0(data_dir=tmp_path)
+
+
+# ---------------------------------------------------------------------------- contamination
+
+
+def test_word_ngrams_by_hand():
+    assert tuning.word_ngrams("The cat, the HAT.", 2) == {("the", "cat"), ("cat", "the"), ("the", "hat")}
+    assert tuning.word_ngrams("one two", 3) == set()
+
+
+def test_contamination_flags_each_kind_of_evaluation_data():
+    fact = ifh.pararel.load_facts("P36").iloc[0]
+    question = ifh.mmlu.load_mmlu(split="test").iloc[0]["question"]
+    becel_text = ifh.becel.load_task_split("rte", "validation").iloc[0]["text_a"]
+    examples = pd.DataFrame({
+        "prompt": [f"Tell me about {fact.subject}.", "Quiz: " + question, "Read: " + becel_text,
+                   "Tell me about bread."],
+        "response": [f"Its capital is {fact.object}.", "A", "ok", "It is baked."],
+    })
+    flags = tuning.contamination(examples)
+    assert flags[["pararel_fact", "mmlu_ngram", "becel_ngram"]].to_numpy().tolist() == [
+        [True, False, False], [False, True, False], [False, False, True], [False, False, False]]
+    assert flags["contaminated"].tolist() == [True, True, True, False]
+
+
+# ------------------------------------------------------------------------------------ mixtures
+
+
+def fake_pool(beta_size=10):
+    rows = []
+    for task, n_templates, size in (("alpha", 3, 10), ("beta", 2, beta_size), ("gamma", 4, 10)):
+        for t in range(n_templates):
+            for i in range(size):
+                rows.append({"task": task, "template": f"{task}_t{t}", "prompt": f"{task} {t} {i}",
+                             "response": "r", "n_tokens": 5 + t, "contaminated": i == 0})
+    rows += [{"task": "free-form", "template": "free-form", "prompt": f"free {i}", "response": "r", "n_tokens": 9,
+              "contaminated": i < 3} for i in range(40)]
+    return pd.DataFrame(rows)
+
+
+def test_mixtures_have_the_same_size_and_differ_in_templates():
+    pool = fake_pool()
+    rich = tuning.mixture(pool, "paraphrase-rich", 18, seed=1)
+    single = tuning.mixture(pool, "single-template", 18, seed=1)
+    free = tuning.mixture(pool, "free-form", 18, seed=1)
+    assert len(rich) == len(single) == len(free) == 18
+    assert (rich.groupby("task").size() == 6).all() and (single.groupby("task").size() == 6).all()
+    assert single.groupby("task")["template"].nunique().eq(1).all()
+    # round robin: every template of a task is used, as evenly as possible
+    per_template = rich.groupby(["task", "template"]).size()
+    assert per_template.groupby(level="task").agg(lambda c: c.max() - c.min()).le(1).all()
+    assert rich.groupby("task")["template"].nunique().to_dict() == {"alpha": 3, "beta": 2, "gamma": 4}
+    for frame in (rich, single, free):
+        assert not frame["contaminated"].any()
+        assert not frame.index.duplicated().any()
+    assert tuning.mixture(pool, "paraphrase-rich", 18, seed=1).index.equals(rich.index)  # seeded
+
+
+def test_mixture_drops_tasks_whose_templates_are_too_small():
+    pool = fake_pool(beta_size=5)  # beta: 4 clean examples per template, the others 9
+    rich = tuning.mixture(pool, "paraphrase-rich", 18)  # 6 per task is too many for beta: 9 each for two
+    assert rich.groupby("task").size().to_dict() == {"alpha": 9, "gamma": 9}
+    assert len(tuning.mixture(pool, "free-form", 18)) == 18
+    with pytest.raises(ValueError, match="lower n_examples"):
+        tuning.mixture(pool, "single-template", 30)  # 10 per task: no template has that many
+    with pytest.raises(ifh.sources.DataSelectionError, match="paraphrase-rich"):
+        tuning.mixture(pool, "paraphrase-poor", 18)
+
+
+# ------------------------------------------------------------------------------------ training
+
+
+def tiny_setup():
+    tokenizer = make_tiny_tokenizer()
+    tokenizer.chat_template = tuning.GEMMA_CHAT_TEMPLATE
+    examples = pd.DataFrame({
+        "prompt": ["the capital of france is", "the capital of italy is", "berlin is located in",
+                   "everyone knows that rome is in", "paris is a city in", "it is widely known that berlin was"],
+        "response": ["paris", "rome", "germany", "italy", "france europe", "born"],
+        "task": ["a", "a", "b", "b", "c", "c"], "template": ["a1", "a2", "b1", "b2", "c1", "c2"],
+    })
+    examples["n_tokens"] = [sum(map(len, tuning._chat_parts(tokenizer, p, r))) for p, r in
+                            zip(examples["prompt"], examples["response"])]
+    return tokenizer, examples
+
+
+def test_loss_on_the_kept_positions_equals_the_full_loss_on_the_response():
+    import torch
+
+    tokenizer, examples = tiny_setup()
+    model = make_tiny_llama()
+    batch = tuning._collate(tokenizer)(tuning._encode(tokenizer, examples, 60))
+    keep = batch.pop("logits_to_keep")
+    with torch.no_grad():
+        fast = model(**batch, logits_to_keep=keep).loss
+        full_labels = torch.full_like(batch["input_ids"], -100)
+        full_labels[:, -keep:] = batch["labels"]
+        full = model(**{**batch, "labels": full_labels}).loss
+    # the response tokens, and only they, carry labels
+    n_response = sum(len(tuning._chat_parts(tokenizer, p, r)[1]) for p, r in zip(examples["prompt"], examples["response"]))
+    assert int((batch["labels"] != -100).sum()) == n_response
+    torch.testing.assert_close(fast, full)
+
+
+def test_collate_left_pads_with_positions_from_zero():
+    tokenizer, examples = tiny_setup()
+    batch = tuning._collate(tokenizer)(tuning._encode(tokenizer, examples.iloc[:2], 60))
+    mask, positions = batch["attention_mask"], batch["position_ids"]
+    for row in range(2):
+        first = int(mask[row].argmax())
+        assert positions[row, first] == 0 and positions[row, -1] == int(mask[row].sum()) - 1
+
+
+class StopAfter:
+    """A Trainer callback that interrupts training after ``step`` steps, as a killed run would."""
+
+    def __init__(self, step):
+        from transformers import TrainerCallback
+
+        outer = self
+
+        class _Callback(TrainerCallback):
+            def on_step_end(self, args, state, control, **kwargs):
+                if state.global_step >= outer.step:
+                    raise KeyboardInterrupt
+
+        self.step, self.callback = step, _Callback()
+
+
+def test_lora_training_learns_is_seeded_and_resumes(tmp_path):
+    import torch
+
+    tokenizer, examples = tiny_setup()
+    recipe = tuning.Recipe(name="tiny", n_examples=6, batch_size=2, epochs=3, learning_rate=5e-2, lora_r=4,
+                           lora_alpha=8, lora_dropout=0.0, target_modules=("q_proj", "v_proj", "down_proj"))
+    merged, log = tuning.fit_lora(make_tiny_llama(), tokenizer, examples, recipe, tmp_path / "a", progress=False)
+    assert log["steps"] == 9 and log["resumed_from"] is None
+    assert log["losses"][-1]["loss"] < log["losses"][0]["loss"]
+    assert not any("lora" in name for name in merged.state_dict())  # a plain model again
+    assert not torch.equal(merged.state_dict()["model.layers.0.self_attn.q_proj.weight"],
+                           make_tiny_llama().state_dict()["model.layers.0.self_attn.q_proj.weight"])
+    again, _ = tuning.fit_lora(make_tiny_llama(), tokenizer, examples, recipe, tmp_path / "b", progress=False)
+    for key, tensor in merged.state_dict().items():
+        torch.testing.assert_close(again.state_dict()[key], tensor)
+
+    # interrupted during step 4 of 9 (a checkpoint every 9 // 5 = 1 step), then run again: it resumes
+    stop = StopAfter(4)
+    with pytest.raises(KeyboardInterrupt):
+        tuning.fit_lora(make_tiny_llama(), tokenizer, examples, recipe, tmp_path / "c", progress=False,
+                        callbacks=[stop.callback])
+    resumed, log = tuning.fit_lora(make_tiny_llama(), tokenizer, examples, recipe, tmp_path / "c", progress=False)
+    assert log["resumed_from"] and log["resumed_from"].endswith("checkpoint-3")
+    for key, tensor in merged.state_dict().items():
+        torch.testing.assert_close(resumed.state_dict()[key], tensor, rtol=1e-4, atol=1e-5)
+
+
+def test_recipe_key_ignores_the_name_and_registry_entries_round_trip():
+    a = tuning.Recipe(name="x")
+    assert a.key == tuning.Recipe(name="y").key != a.replace(n_examples=10).key
+    for name in ifh.registry.pair("pocket-tuned").tuned:
+        spec = ifh.registry.get(name)
+        recipe = tuning.recipe_of(spec)
+        assert recipe.base == "gemma-3-270m" and spec.role == "instruction-tuned"
+        assert tuning.spec_for(recipe).source == {"kind": "lora_tuned", **{
+            k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(recipe).items() if k != "name"}}
+    with pytest.raises(ifh.sources.DataSelectionError, match="paraphrase-rich"):
+        tuning.Recipe(name="z", mixture="rich")
