@@ -21,6 +21,11 @@ import numpy as np
 from .models import cache_dir
 
 
+#: Part files (batches of forward passes) this process has written: how cold the cache was for a
+#: chapter's execution (:func:`ifhelpers.results.cache_activity`).
+PARTS_WRITTEN = 0
+
+
 def content_key(*parts) -> str:
     """A stable hex key for JSON-serialisable ``parts`` (texts, positions, request fields)."""
     return hashlib.sha256(json.dumps(parts, ensure_ascii=False, sort_keys=True).encode()).hexdigest()[:32]
@@ -56,6 +61,8 @@ class ActivationStore:
         tmp = self.folder / f".{name}.{os.getpid()}.tmp.npz"
         np.savez(tmp, keys=np.asarray(keys), **arrays)
         os.replace(tmp, target)
+        global PARTS_WRITTEN
+        PARTS_WRITTEN += 1
         self._add_to_index(target)
         return target
 

@@ -503,11 +503,18 @@ class FinetuneConfig:
         return keep
 
 
+#: Checkpoints this process has saved (epochs trained): how cold the cache was for a chapter's
+#: execution (:func:`ifhelpers.results.cache_activity`).
+CHECKPOINTS_WRITTEN = 0
+
+
 def _atomic_save(obj, path: Path) -> None:
+    global CHECKPOINTS_WRITTEN
     torch = _torch()
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     torch.save(obj, tmp)
     os.replace(tmp, path)
+    CHECKPOINTS_WRITTEN += 1
 
 
 def _load(path: Path) -> dict:

@@ -2,11 +2,17 @@
 
 A chapter executed by ``ifhelpers run`` (or papermill) gets a ``results_dir`` parameter; every
 tidy table it computes is written there as CSV with the run's name, the model and its role in
-columns. Executed without one (the rendered book), nothing is written.
+columns. Executed without one (the rendered book), nothing is written, except each chapter's
+*headlines* (:func:`save_headlines`): one row per result of the paper, kept in the book's build folder
+for the reproduction summary page.
 """
 
 from __future__ import annotations
 
+import os
+import sys
+import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pandas as pd
@@ -33,3 +39,97 @@ def load_tables(runs_dir: str | Path, name: str) -> pd.DataFrame:
     if not frames:
         return pd.DataFrame()
     return pd.concat(frames, ignore_index=True)
+
+
+# --------------------------------------------------------------------------------------------------
+# Headline findings: one tidy row per result of the paper, gathered by the reproduction summary page
+
+#: Columns of a chapter's headline table, in order (see :func:`save_headlines`).
+HEADLINE_COLUMNS = ["chapter", "paper_section", "result", "paper", "ours", "estimate", "low", "high",
+                    "direction_holds", "base", "tuned", "note", "elapsed_s", "executed_at", "cache", "cpus"]
+#: What ``direction_holds`` may say. "yes" / "no": our 95% interval excludes zero on the paper's /
+#: the other side; "n.s.": it contains zero (with the sign of the point estimate, when it has one);
+#: "mixed": some cells go each way; "not defined": the paper claims no direction, or the quantity
+#: does not exist for these models (a correlation over one tuned model); "not testable": it exists
+#: but cannot speak to the claim (models at chance).
+DIRECTION_VALUES = ("yes", "no", "n.s. (same sign)", "n.s. (opposite sign)", "n.s.", "mixed", "not defined",
+                    "not testable")
+
+
+def book_root(start: str | Path | None = None) -> Path | None:
+    """The folder holding ``_toc.yml``: ``start`` (default: the working directory) or one above it.
+
+    A chapter executed by ``jupyter-book build`` runs in its own folder (``notebooks/``) of the book
+    being built, which may be a copy of the repository (the book test builds one in a temporary
+    folder), so the root is found from where the kernel runs, not from this package's location.
+    """
+    here = Path(start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "_toc.yml").is_file():
+            return folder
+    return None
+
+
+def headlines_dir(start: str | Path | None = None) -> Path | None:
+    """Where the book build keeps the chapters' headlines: ``$IFHELPERS_HEADLINES`` if set, else
+    ``<book root>/_build/headlines`` (wiped with the Jupyter cache by ``make clean-book``); None when
+    no book root is found."""
+    override = os.environ.get("IFHELPERS_HEADLINES")
+    if override:
+        return Path(override)
+    root = book_root(start)
+    return None if root is None else root / "_build" / "headlines"
+
+
+def cache_activity() -> str:
+    """Whether the user cache was warm for this execution: the batches of forward passes
+    (:data:`ifhelpers.cache.PARTS_WRITTEN`) and the fine-tuning checkpoints
+    (:data:`ifhelpers.finetune.CHECKPOINTS_WRITTEN`) this process computed and wrote. A chapter runs
+    in a kernel of its own, so these count its own work only, not that of processes beside it."""
+    cache = sys.modules.get(f"{__package__}.cache")
+    finetune = sys.modules.get(f"{__package__}.finetune")
+    parts = getattr(cache, "PARTS_WRITTEN", 0)
+    epochs = getattr(finetune, "CHECKPOINTS_WRITTEN", 0)
+    if parts == 0 and epochs == 0:
+        return "warm (no forward pass or training computed)"
+    done = [f"{parts} batches of forward passes" if parts else "", f"{epochs} training epochs" if epochs else ""]
+    return f"cold or partly cold ({' and '.join(d for d in done if d)} computed)"
+
+
+def save_headlines(rows: list[dict] | pd.DataFrame, chapter: str, results_dir: str | Path | None,
+                   started: float | None = None) -> pd.DataFrame:
+    """Write a chapter's headline findings as a tidy CSV and return them as a table.
+
+    ``rows`` has one entry per result of the paper (keys of :data:`HEADLINE_COLUMNS`; build them with
+    :func:`ifhelpers.headlines.row`). ``started`` is the epoch time (``time.time()``) taken in the
+    chapter's first code cell: the elapsed wall time, the time of execution and the cache state
+    (:func:`cache_activity`) are added to every row. With a ``results_dir`` (``ifhelpers run``) the
+    table goes to ``<results_dir>/headlines_<chapter>.csv``; without one (the book build) to
+    ``<headlines_dir()>/<chapter>.csv``, which the reproduction summary page gathers.
+    """
+    frame = pd.DataFrame(list(rows) if not isinstance(rows, pd.DataFrame) else rows)
+    frame["chapter"] = chapter
+    now = time.time()
+    frame["elapsed_s"] = round(now - started, 1) if started is not None else float("nan")
+    frame["executed_at"] = datetime.fromtimestamp(now, timezone.utc).isoformat(timespec="seconds")
+    frame["cache"] = cache_activity()
+    frame["cpus"] = os.cpu_count()
+    frame = frame.reindex(columns=HEADLINE_COLUMNS)
+    if results_dir is not None:
+        save_table(frame, f"headlines_{chapter}", results_dir)
+        return frame
+    folder = headlines_dir()
+    if folder is not None:
+        folder.mkdir(parents=True, exist_ok=True)
+        frame.to_csv(folder / f"{chapter}.csv", index=False)
+    return frame
+
+
+def load_headlines(folder: str | Path | None = None) -> pd.DataFrame:
+    """Every chapter's headlines under ``folder`` (default :func:`headlines_dir`), in chapter order."""
+    folder = headlines_dir() if folder is None else Path(folder)
+    paths = sorted(folder.glob("*.csv")) if folder is not None and folder.is_dir() else []
+    frames = [pd.read_csv(path, keep_default_na=False, na_values=[""]) for path in paths]
+    if not frames:
+        return pd.DataFrame(columns=HEADLINE_COLUMNS)
+    return pd.concat(frames, ignore_index=True).reindex(columns=HEADLINE_COLUMNS)

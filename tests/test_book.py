@@ -47,6 +47,7 @@ def smoke_sources(target: Path) -> list[str]:
         notebook = parameterize_notebook(notebook, smoke.get(path.stem, {}))
         jupytext.write(notebook, target / "notebooks" / f"{path.stem}.ipynb")
         chapters.append(path.stem)
+    shutil.copy(REPO / "notebooks" / "summary.md", target / "notebooks")  # gathers the chapters' headlines
     return chapters
 
 

@@ -1,0 +1,95 @@
+"""The chapters' headline findings: verdicts, the paper's numbers as text, where the tables go."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ifhelpers import headlines as hl
+from ifhelpers import predictions as pred
+from ifhelpers import results
+
+
+@pytest.mark.parametrize(("diff", "low", "high", "sign", "expected"), [
+    (0.1, 0.05, 0.15, 1, "yes"),
+    (-0.1, -0.15, -0.05, 1, "no"),
+    (0.1, -0.05, 0.25, 1, "n.s. (same sign)"),
+    (-0.1, -0.25, 0.05, 1, "n.s. (opposite sign)"),
+    (-0.1, -0.15, -0.05, -1, "yes"),  # the paper's claim is "tuned lower"
+    (float("nan"), float("nan"), float("nan"), 1, "not defined"),
+])
+def test_verdict_reads_the_interval_against_the_papers_direction(diff, low, high, sign, expected):
+    assert hl.verdict(diff, low, high, paper_sign=sign) == expected
+    assert expected in results.DIRECTION_VALUES
+
+
+def test_combine_cells():
+    assert hl.combine(["yes", "n.s. (same sign)"]) == "yes"
+    assert hl.combine(["yes", "no"]) == "mixed"
+    assert hl.combine(["n.s. (opposite sign)", "n.s. (opposite sign)", "n.s. (same sign)"]) == "n.s. (opposite sign)"
+    assert hl.combine([]) == "not defined"
+
+
+def test_paper_text_counts_the_papers_own_table():
+    paper = pd.concat([pred.paper_table(2), pred.paper_table(5)], ignore_index=True)
+    text = hl.paper_direction_text(paper, "PARAREL Cons.", threshold=1.4)
+    # Table 2: LLaMA-7b 81.9; 8 of 10 tuned models above it, 6 by more than 1.4 points (by hand)
+    assert text.startswith("LLaMA-7b 81.9; 10 tuned 80.5-84.8, 8 higher (6 by > 1.4")
+    assert "T5-XL 75.5 → FlanT5-XL 80.1" in text and "Falcon-7b 76.2 → Falcon-Instruct-7b 72.2" in text
+    assert "10 lower" in hl.paper_direction_text(paper, "MMLU Spread", higher=False)
+
+
+def test_vector_space_rows_come_from_the_comparison():
+    comparison = pd.DataFrame([{"dataset": "mrpc", "base": "b", "tuned": "t", "n_sets": 5, "base_gap": 0.1,
+                                "tuned_gap": 0.3, "mean_diff": 0.2, "diff_low": 0.1, "diff_high": 0.3,
+                                "wilcoxon_p": 0.01}])
+    (row,) = hl.vector_space(comparison, {"mrpc": "MRPC"})
+    assert row["estimate"] == pytest.approx(0.2) and row["direction_holds"] == "yes"
+    assert row["ours"].startswith("+0.200 [+0.100, +0.300]")
+    assert row["paper"].startswith("LLaMA-7b 0.010; 10 tuned 0.014-0.045, 10 larger")
+
+
+def test_save_headlines_goes_to_the_book_build_folder(tmp_path, monkeypatch):
+    book = tmp_path / "book"
+    (book / "notebooks").mkdir(parents=True)
+    (book / "_toc.yml").write_text("root: intro\n")
+    monkeypatch.delenv("IFHELPERS_HEADLINES", raising=False)
+    monkeypatch.chdir(book / "notebooks")  # where jupyter-book runs a chapter
+    from ifhelpers import cache as activation_cache
+    from ifhelpers import finetune
+
+    monkeypatch.setattr(activation_cache, "PARTS_WRITTEN", 0)  # nothing computed yet in this process
+    monkeypatch.setattr(finetune, "CHECKPOINTS_WRITTEN", 0)
+    started = time.time()
+    rows = [hl.row("§2", "a result", "paper text", "ours text", "yes", estimate=1.0, low=0.5, high=1.5)]
+    frame = results.save_headlines(rows, "01_test", None, started=started)
+    assert list(frame.columns) == results.HEADLINE_COLUMNS
+    assert frame["cache"].iloc[0].startswith("warm")
+    written = results.load_headlines(book / "_build" / "headlines")
+    assert written[["chapter", "result", "direction_holds"]].values.tolist() == [["01_test", "a result", "yes"]]
+    assert results.load_headlines().shape[0] == 1  # found from the working directory, as the summary page does
+
+    monkeypatch.setattr(activation_cache, "PARTS_WRITTEN", 3)  # forward passes computed in this process
+    state = results.save_headlines(rows, "01_test", None, started=started)["cache"].iloc[0]
+    assert state == "cold or partly cold (3 batches of forward passes computed)"
+
+    runs = tmp_path / "runs" / "r"
+    results.save_headlines(rows, "01_test", runs, started=started)
+    assert (runs / "headlines_01_test.csv").exists()
+
+    monkeypatch.setenv("IFHELPERS_HEADLINES", str(tmp_path / "elsewhere"))
+    results.save_headlines(rows, "02_test", None, started=started)
+    assert (tmp_path / "elsewhere" / "02_test.csv").exists()
+    assert not (book / "_build" / "headlines" / "02_test.csv").exists()
+
+
+def test_no_book_root_writes_nothing(tmp_path, monkeypatch):
+    monkeypatch.delenv("IFHELPERS_HEADLINES", raising=False)
+    monkeypatch.chdir(tmp_path)
+    if results.book_root() is not None:  # a _toc.yml above the temporary folder: nothing to test
+        pytest.skip("a book root above the temporary folder")
+    frame = results.save_headlines([hl.row("§2", "r", "p", "o", "yes")], "01_test", None)
+    assert np.isnan(frame["elapsed_s"].iloc[0]) and results.load_headlines().empty
