@@ -65,7 +65,7 @@ class Recipe:
     """
 
     name: str
-    base: str = "gemma-3-270m"
+    base: str = "gemma-3-270m"  # a registry name, Hub id or local folder of a base model
     mixture: str = "paraphrase-rich"
     n_examples: int = 270
     max_tokens: int = 160
@@ -103,7 +103,7 @@ def recipe_of(spec: ModelSpec) -> Recipe:
 
 def spec_for(recipe: Recipe) -> ModelSpec:
     """A model spec for a recipe (a registry entry's, or one with other sizes), loadable like any model."""
-    base = registry.get(recipe.base)
+    base = registry.resolve(recipe.base, role="base")
     fields = {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(recipe).items() if k != "name"}
     return ModelSpec(name=recipe.name, source={"kind": "lora_tuned", **fields}, family=base.family,
                      role="instruction-tuned", prompt_format="chat-template", dtype=base.dtype,
@@ -229,7 +229,8 @@ def mixture(pool: pd.DataFrame, kind: str, n_examples: int, seed: int = 0) -> pd
     while True:  # tasks whose largest template cannot give a task's share drop out; the share grows
         per_task = n_examples // max(1, len(usable))
         if per_task < 1:
-            raise ValueError(f"n_examples={n_examples} is smaller than the number of T0 tasks.")
+            raise ValueError(f"n_examples={n_examples} is smaller than the number of T0 tasks ({len(usable)}): "
+                             f"give at least {len(usable)}, one example per task.")
         fitting = [task for task in usable if counts[task].max() >= per_task]
         if not fitting:
             raise ValueError(f"{n_examples} examples need {per_task} per task, more clean examples than any "
@@ -382,7 +383,7 @@ def train(recipe: Recipe, pool: pd.DataFrame | None = None, *, progress: bool = 
     work, target = _folders(recipe)
     if (target / "config.json").exists():
         return target
-    location, fingerprint = weights_location(registry.get(recipe.base))
+    location, fingerprint = weights_location(registry.resolve(recipe.base, role="base"))
     tokenizer = AutoTokenizer.from_pretrained(location)
     tokenizer.chat_template = tokenizer.chat_template or GEMMA_CHAT_TEMPLATE
     pool = candidate_pool(tokenizer, recipe.max_tokens, data_dir) if pool is None else pool
