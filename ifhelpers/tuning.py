@@ -404,7 +404,7 @@ def ensure_tuned(spec: ModelSpec) -> tuple[str, str]:
     target = _folders(recipe)[1]
     if not (target / "config.json").exists():
         print(f"{spec.name} is not trained yet on this machine: training it now ({recipe.mixture} mixture, "
-              f"{recipe.n_examples} examples; about 10 minutes on 2 CPU cores). It is stored in {target}.")
+              f"{recipe.n_examples} examples; 2-5 minutes at the default size on 2 CPU cores). It is stored in {target}.")
         train(recipe)
     weights = sorted(target.glob("*.safetensors"))
     stamp = hashlib.sha256("".join(f"{p.name}:{p.stat().st_size}" for p in weights).encode())
