@@ -204,12 +204,13 @@ def candidate_pool(tokenizer, max_tokens: int, data_dir=None) -> pd.DataFrame:
     free = instructions.load_freeform(data_dir=data_dir).assign(task="free-form", template="free-form")
     frames = []
     for frame, cut in ((t0, False), (free, True)):
-        lengths = []
+        lengths, fits = [], []
         for prompt, response in zip(frame["prompt"], frame["response"]):
             p, r = _chat_parts(tokenizer, prompt, response)
-            lengths.append(len(p) + (min(len(r), max_tokens - len(p)) if cut else len(r)))
-        prompt_fits = [len(_chat_parts(tokenizer, p, "")[0]) < max_tokens - 8 for p in frame["prompt"]] if cut else True
-        frames.append(frame.assign(n_tokens=lengths)[(np.array(lengths) <= max_tokens) & np.asarray(prompt_fits)])
+            n = len(p) + (min(len(r), max_tokens - len(p)) if cut else len(r))
+            lengths.append(n)
+            fits.append(n <= max_tokens and (not cut or len(p) < max_tokens - 8))  # a cut answer keeps 8 tokens
+        frames.append(frame.assign(n_tokens=lengths)[np.asarray(fits)])
     pool = pd.concat(frames, ignore_index=True)
     return contamination(pool, data_dir=data_dir)
 
