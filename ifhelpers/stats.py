@@ -257,3 +257,18 @@ def pearson_by_layer(rates, consistency) -> pd.DataFrame:
     frame.index.name = "layer"
     frame.insert(2, "n_models", n_models)
     return frame
+
+
+def verdict(diff: float, low: float, high: float, paper_sign: int = 1) -> str:
+    """Our difference (tuned − base) against the paper's direction (``paper_sign`` +1: tuned higher,
+    -1: tuned lower): "yes" / "no" when the interval excludes 0 on the paper's / the other side,
+    "n.s. (same sign)" / "n.s. (opposite sign)" when it contains 0, "not defined" without a number."""
+    if diff is None or not np.isfinite(diff):
+        return "not defined"
+    d, lo, hi = paper_sign * diff, paper_sign * low, paper_sign * high
+    lo, hi = min(lo, hi), max(lo, hi)
+    if np.isfinite(lo) and lo > 0:
+        return "yes"
+    if np.isfinite(hi) and hi < 0:
+        return "no"
+    return "n.s. (same sign)" if d > 0 else "n.s. (opposite sign)" if d < 0 else "n.s."

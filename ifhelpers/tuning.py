@@ -40,7 +40,7 @@ from . import becel, instructions, mmlu, pararel, registry, sources
 from .registry import ModelSpec
 
 __all__ = ["MIXTURES", "GEMMA_CHAT_TEMPLATE", "Recipe", "recipe_of", "spec_for", "word_ngrams", "contamination",
-           "candidate_pool", "mixture", "mixture_summary", "fit_lora", "train", "ensure_tuned", "training_log"]
+           "registered_names", "base_tokenizer", "candidate_pool", "mixture", "mixture_summary", "fit_lora", "train", "ensure_tuned", "training_log"]
 
 MIXTURES = ("paraphrase-rich", "single-template", "free-form")
 
@@ -89,9 +89,6 @@ class Recipe:
         fields = {k: v for k, v in dataclasses.asdict(self).items() if k != "name"}
         return hashlib.sha256(json.dumps(fields, sort_keys=True, default=list).encode()).hexdigest()[:10]
 
-    def replace(self, **changes) -> "Recipe":
-        return dataclasses.replace(self, **changes)
-
 
 def recipe_of(spec: ModelSpec) -> Recipe:
     """The :class:`Recipe` of a registry entry whose source is ``{kind: lora_tuned, ...}``."""
@@ -99,6 +96,23 @@ def recipe_of(spec: ModelSpec) -> Recipe:
     if "target_modules" in fields:
         fields["target_modules"] = tuple(fields["target_modules"])
     return Recipe(name=spec.name, **fields)
+
+
+def registered_names(base: str) -> dict[str, str]:
+    """The registry's tuned models of ``base`` by mixture, e.g. ``{"free-form": "gemma-3-270m-ift-free-form"}``."""
+    return {spec.source["mixture"]: name for name, spec in registry.models().items()
+            if spec.source["kind"] == "lora_tuned" and spec.source["base"] == base}
+
+
+def base_tokenizer(base: str):
+    """The tokenizer of a base model, with a chat template (Gemma's turn format when it ships none)."""
+    from transformers import AutoTokenizer
+
+    from .models import weights_location
+
+    tokenizer = AutoTokenizer.from_pretrained(weights_location(registry.resolve(base, role="base"))[0])
+    tokenizer.chat_template = tokenizer.chat_template or GEMMA_CHAT_TEMPLATE
+    return tokenizer
 
 
 def spec_for(recipe: Recipe) -> ModelSpec:
@@ -377,7 +391,7 @@ def train(recipe: Recipe, pool: pd.DataFrame | None = None, *, progress: bool = 
     :func:`candidate_pool`'s result, computed here when not given.
     """
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
     from .models import _save_atomically, default_device, weights_location
 
@@ -385,8 +399,7 @@ def train(recipe: Recipe, pool: pd.DataFrame | None = None, *, progress: bool = 
     if (target / "config.json").exists():
         return target
     location, fingerprint = weights_location(registry.resolve(recipe.base, role="base"))
-    tokenizer = AutoTokenizer.from_pretrained(location)
-    tokenizer.chat_template = tokenizer.chat_template or GEMMA_CHAT_TEMPLATE
+    tokenizer = base_tokenizer(recipe.base)
     pool = candidate_pool(tokenizer, recipe.max_tokens, data_dir) if pool is None else pool
     examples = mixture(pool, recipe.mixture, recipe.n_examples, recipe.seed)
     device = default_device()

@@ -463,15 +463,17 @@ def summarise_gaps(units: pd.DataFrame, representation: str = "final_norm", n_re
     return out
 
 
+_DIRECTION_WORDS = {
+    "yes": "same as paper (interval excludes 0)", "no": "opposite to paper (interval excludes 0)",
+    "n.s. (same sign)": "same sign as paper (interval includes 0)",
+    "n.s. (opposite sign)": "opposite sign (interval includes 0)", "n.s.": "no difference", "not defined": "undefined",
+}
+
+
 def direction(mean_diff: float, low: float, high: float) -> str:
-    """Words for a tuned − base difference and its interval, against the paper's direction (tuned > base)."""
-    if not np.isfinite(mean_diff):
-        return "undefined"
-    if mean_diff > 0:
-        return "same as paper (interval excludes 0)" if low > 0 else "same sign as paper (interval includes 0)"
-    if mean_diff < 0:
-        return "opposite to paper (interval excludes 0)" if high < 0 else "opposite sign (interval includes 0)"
-    return "no difference"
+    """Words for a tuned − base difference and its interval, against the paper's direction (tuned > base):
+    :func:`ifhelpers.stats.verdict`, spelled out for the chapter's tables."""
+    return _DIRECTION_WORDS[stats.verdict(mean_diff, low, high)]
 
 
 def compare_roles(units: pd.DataFrame, representation: str = "final_norm", n_resamples: int = 2000,
