@@ -1,7 +1,7 @@
 """Engine throughput on the pocket models against a naive loop, measured in the same run.
 
 Naive loop: one text at a time, full logits at every position, ``output_hidden_states=True``
-(what a first notebook would write). Engine: :func:`ifhelpers.engine.run` with the request the
+(what a first notebook would write). Engine: :func:`ifhelpers.model.engine.run` with the request the
 ParaRel chapters use (states at every layer, MHSA/MLP updates, top-10 next tokens), cache off.
 Texts: ParaRel queries in each model's own Table 3 prompt format (the book's main workload).
 
@@ -19,7 +19,8 @@ import time
 import torch
 
 import ifhelpers as ifh
-from ifhelpers import engine, models, pararel, probes
+from ifhelpers.model import engine, models, probes
+from ifhelpers.data import pararel
 
 
 def matmul_gflops(n: int = 2048, repeats: int = 10) -> float:
@@ -49,7 +50,7 @@ def naive_tokens_per_second(lm, texts) -> float:
 
 
 def engine_tokens_per_second(lm, texts, request) -> float:
-    n_tokens = sum(len(ifh.tokens.encode(lm.tokenizer, t)) for t in texts)
+    n_tokens = sum(len(ifh.model.tokens.encode(lm.tokenizer, t)) for t in texts)
     start = time.perf_counter()
     engine.run(lm, texts, request, cache=False, progress=False)
     return n_tokens / (time.perf_counter() - start)
@@ -69,7 +70,7 @@ def main() -> None:
     for name in args.models:
         lm = models.load(name, device="cpu")
         texts = probes.pararel_prompts(lm, queries)["prompt"].tolist()
-        n_tokens = sum(len(ifh.tokens.encode(lm.tokenizer, t)) for t in texts)
+        n_tokens = sum(len(ifh.model.tokens.encode(lm.tokenizer, t)) for t in texts)
         roofline = gflops * 1e9 / (2 * non_embedding_params(lm))
         naive = naive_tokens_per_second(lm, texts)
         plain = engine_tokens_per_second(lm, texts, engine.Request(top_k=1))

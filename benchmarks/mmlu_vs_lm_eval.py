@@ -34,7 +34,9 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from ifhelpers import mmlu, models, predictions, prompts, registry, sources, tokens  # noqa: E402
+from ifhelpers.data import mmlu, prompts, sources
+from ifhelpers.model import models, registry, tokens
+from ifhelpers.chapters import predictions# noqa: E402
 
 SUBJECTS = ["us_foreign_policy", "global_facts", "astronomy", "high_school_geography"]
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import yaml
 
-from . import registry
+from ifhelpers.model import registry
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = REPO / "notebooks"

@@ -10,7 +10,6 @@ for the reproduction summary page.
 from __future__ import annotations
 
 import os
-import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -83,13 +82,12 @@ def headlines_dir(start: str | Path | None = None) -> Path | None:
 
 def cache_activity() -> str:
     """Whether the user cache was warm for this execution: the batches of forward passes
-    (:data:`ifhelpers.cache.PARTS_WRITTEN`) and the fine-tuning checkpoints
-    (:data:`ifhelpers.finetune.CHECKPOINTS_WRITTEN`) this process computed and wrote. A chapter runs
+    (:data:`ifhelpers.model.cache.PARTS_WRITTEN`) and the fine-tuning checkpoints
+    (:data:`ifhelpers.model.cache.CHECKPOINTS_WRITTEN`) this process computed and wrote. A chapter runs
     in a kernel of its own, so these count its own work only, not that of processes beside it."""
-    cache = sys.modules.get(f"{__package__}.cache")
-    finetune = sys.modules.get(f"{__package__}.finetune")
-    parts = getattr(cache, "PARTS_WRITTEN", 0)
-    epochs = getattr(finetune, "CHECKPOINTS_WRITTEN", 0)
+    from ifhelpers.model import cache
+
+    parts, epochs = cache.PARTS_WRITTEN, cache.CHECKPOINTS_WRITTEN
     if parts == 0 and epochs == 0:
         return "warm (no forward pass or training computed)"
     done = [f"{parts} batches of forward passes" if parts else "", f"{epochs} training epochs" if epochs else ""]
@@ -101,7 +99,7 @@ def save_headlines(rows: list[dict] | pd.DataFrame, chapter: str, results_dir: s
     """Write a chapter's headline findings as a tidy CSV and return them as a table.
 
     ``rows`` has one entry per result of the paper (keys of :data:`HEADLINE_COLUMNS`; build them with
-    :func:`ifhelpers.headlines.row`). ``started`` is the epoch time (``time.time()``) taken in the
+    :func:`ifhelpers.chapters.headlines.row`). ``started`` is the epoch time (``time.time()``) taken in the
     chapter's first code cell: the elapsed wall time, the time of execution and the cache state
     (:func:`cache_activity`) are added to every row. With a ``results_dir`` (``ifhelpers run``) the
     table goes to ``<results_dir>/headlines_<chapter>.csv``; without one (the book build) to

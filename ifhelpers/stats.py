@@ -50,7 +50,7 @@ def bootstrap_ci(
 
     A thin wrapper of :func:`scipy.stats.bootstrap`. The units are the rows of
     ``values``: paraphrase sets (App. B.1 eq. 3, from
-    :func:`ifhelpers.metrics.paraphrase_cosine_per_set`), relations (ParaRel, §3) or
+    :func:`ifhelpers.metrics.cosine.paraphrase_cosine_per_set`), relations (ParaRel, §3) or
     questions (MMLU). A 2-D ``values`` (units × columns, e.g. sets × layers) gives one
     interval per column, resampling whole rows together.
 
@@ -199,7 +199,7 @@ def pearson_by_layer(rates, consistency) -> pd.DataFrame:
     Parameters
     ----------
     rates : array (n_models, L) or DataFrame (models × layers)
-        Extraction rate of each model at each layer (:func:`ifhelpers.metrics.extraction_rate`).
+        Extraction rate of each model at each layer (:func:`ifhelpers.metrics.extraction.extraction_rate`).
     consistency : array (n_models,) or Series indexed by model
         ParaRel consistency of each model (Table 2). A DataFrame/Series pair is
         aligned by model label.

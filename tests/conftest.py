@@ -53,6 +53,6 @@ def make_tiny_llama(tie: bool = False, seed: int = 0, n_layers: int = 3):
 
 @pytest.fixture
 def tiny_lm():
-    from ifhelpers.models import wrap
+    from ifhelpers.model.models import wrap
 
     return wrap(make_tiny_llama(), make_tiny_tokenizer(), "tiny-llama")

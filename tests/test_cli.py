@@ -33,7 +33,7 @@ results_dir = None
 ```{code-cell} ipython3
 import pandas as pd
 import ifhelpers as ifh
-specs = ifh.registry.specs(models, roles)
+specs = ifh.model.registry.specs(models, roles)
 frame = pd.DataFrame({"model": [s.name for s in specs], "role": [s.role for s in specs], "n_items": n_items})
 ifh.results.save_table(frame, "tiny_summary", results_dir)
 ```
@@ -70,7 +70,7 @@ def test_run_executes_the_chapter_and_writes_tidy_results(chapter, tmp_path):
 
 
 def test_bad_models_fail_before_execution(chapter, tmp_path):
-    from ifhelpers.registry import UnknownModelError
+    from ifhelpers.model.registry import UnknownModelError
 
     with pytest.raises(UnknownModelError, match="Known models"):
         cli.run_chapter(str(chapter), ["no-such-model"], {}, name="bad", runs_dir=tmp_path / "runs")

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from ifhelpers import pararel, sources
-from ifhelpers.sources import (
+from ifhelpers.data import pararel, sources
+from ifhelpers.data.sources import (
     DataFormatError,
     DataNotFoundError,
     MalformedRowsWarning,
@@ -159,7 +159,7 @@ def _seed_cache(tmp_path, source, names, mirror_folder):
 
 
 def test_online_pararel_and_becel_match_the_mirror(monkeypatch, tmp_path):
-    from ifhelpers import becel
+    from ifhelpers.data import becel
 
     offline_q = pararel.load_queries("P19")
     offline_b = becel.load_consistency_set("rte", "negational")
@@ -175,7 +175,7 @@ def test_online_pararel_and_becel_match_the_mirror(monkeypatch, tmp_path):
 def test_online_mmlu_and_tapaco_through_load_hf(monkeypatch):
     import pandas as pd
 
-    from ifhelpers import mmlu, paraphrases
+    from ifhelpers.data import mmlu, paraphrases
 
     offline = mmlu.load_mmlu("dev")
     fake_mmlu = pd.DataFrame({

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from ifhelpers import engine
+from ifhelpers.model import engine
 
 TEXTS = [
     "the capital of france is",
@@ -101,7 +101,7 @@ def test_interrupted_run_resumes(tiny_lm, tmp_path, monkeypatch):
 
 def test_cache_separates_models_and_requests(tiny_lm, tmp_path):
     from conftest import make_tiny_llama, make_tiny_tokenizer
-    from ifhelpers.models import wrap
+    from ifhelpers.model.models import wrap
 
     other = wrap(make_tiny_llama(seed=1), make_tiny_tokenizer(), "tiny-llama")
     a = engine.run(tiny_lm, TEXTS, engine.Request(top_k=3), cache=tmp_path)

@@ -9,7 +9,10 @@ import pandas as pd
 import pytest
 import torch
 
-from ifhelpers import becel, finetune, metrics, models, sources
+from ifhelpers.data import sources
+from ifhelpers.chapters import becel as finetune
+from ifhelpers import metrics
+from ifhelpers.model import models
 
 MIRROR = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -141,9 +144,9 @@ def test_table6_scores_follow_becel_code():
     frames = [_predictions(o, p, y, k) for k in ("symmetric", "semantic", "negational")]
     frames.append(_predictions(o, np.full(30, -1), y, "eval"))
     scores = finetune.table6_scores(pd.concat(frames, ignore_index=True), n_resamples=200).set_index("metric")
-    assert scores.loc["semantic", "value"] == pytest.approx(metrics.becel_consistency(o, p, "semantic"))
-    assert scores.loc["negational", "value"] == pytest.approx(metrics.becel_consistency(o, p, "negational"))
-    assert scores.loc["accuracy", "value"] == pytest.approx(metrics.accuracy(o, y))
+    assert scores.loc["semantic", "value"] == pytest.approx(metrics.becel.becel_consistency(o, p, "semantic"))
+    assert scores.loc["negational", "value"] == pytest.approx(metrics.becel.becel_consistency(o, p, "negational"))
+    assert scores.loc["accuracy", "value"] == pytest.approx(metrics.becel.accuracy(o, y))
     assert (scores["low"] <= scores["value"]).all() and (scores["value"] <= scores["high"]).all()
     assert list(scores.index) == ["symmetric", "semantic", "negational", "accuracy"]
 
@@ -187,7 +190,7 @@ def test_negation_label_aware_diagnostic():
     frame["perturbed_label"] = pd.array([1, 1, 1, 1], dtype="Int64")  # labels flip on rows 0, 1 only
     out = finetune.negation_label_aware(frame).iloc[0]
     assert out["BECEL rule (changes)"] == pytest.approx(0.5)
-    assert out["label-aware"] == pytest.approx(metrics.becel_label_consistency(o, p, [0, 0, 1, 1], [1, 1, 1, 1]))
+    assert out["label-aware"] == pytest.approx(metrics.becel.becel_label_consistency(o, p, [0, 0, 1, 1], [1, 1, 1, 1]))
     assert out["label-aware"] == pytest.approx(0.5) and out["share of pairs whose gold label flips"] == 0.5
 
 

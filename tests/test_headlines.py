@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ifhelpers import headlines as hl
-from ifhelpers import predictions as pred
+from ifhelpers.chapters import headlines as hl
+from ifhelpers.chapters import predictions as pred
 from ifhelpers import results
 
 
@@ -58,11 +58,10 @@ def test_save_headlines_goes_to_the_book_build_folder(tmp_path, monkeypatch):
     (book / "_toc.yml").write_text("root: intro\n")
     monkeypatch.delenv("IFHELPERS_HEADLINES", raising=False)
     monkeypatch.chdir(book / "notebooks")  # where jupyter-book runs a chapter
-    from ifhelpers import cache as activation_cache
-    from ifhelpers import finetune
+    from ifhelpers.model import cache as activation_cache
 
     monkeypatch.setattr(activation_cache, "PARTS_WRITTEN", 0)  # nothing computed yet in this process
-    monkeypatch.setattr(finetune, "CHECKPOINTS_WRITTEN", 0)
+    monkeypatch.setattr(activation_cache, "CHECKPOINTS_WRITTEN", 0)
     started = time.time()
     rows = [hl.row("§2", "a result", "paper text", "ours text", "yes", estimate=1.0, low=0.5, high=1.5)]
     frame = results.save_headlines(rows, "01_test", None, started=started)

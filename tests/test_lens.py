@@ -1,4 +1,4 @@
-"""The logit lens (ifhelpers.lens) on a tiny random-weight Llama with planted directions.
+"""The logit lens (ifhelpers.model.lens) on a tiny random-weight Llama with planted directions.
 
 Paper §4 reads hidden states and MHSA/MLP updates through ``E · norm(v)``. If a vector *is* a
 (scaled) row of the output embedding, the lens must return that row's token, for untied (LLaMA)
@@ -13,8 +13,9 @@ import pytest
 import torch
 
 from conftest import make_tiny_llama, make_tiny_tokenizer
-from ifhelpers import engine, lens, metrics
-from ifhelpers.models import wrap
+from ifhelpers.model import engine, lens
+from ifhelpers import metrics
+from ifhelpers.model.models import wrap
 
 PLANTED = 17  # a token id of the tiny vocabulary ("is" is 8; any id works)
 
@@ -71,7 +72,7 @@ def test_planted_update_is_found_and_extracted(tie):
     top = lens.top_tokens(lm, out["mlp_update"], k=1)[..., 0]  # (n, L)
     assert (top[:, -1] == PLANTED).all()
     assert (out["top_ids"][:, 0] == PLANTED).all()
-    rate = metrics.extraction_rate(top, out["top_ids"][:, 0])
+    rate = metrics.extraction.extraction_rate(top, out["top_ids"][:, 0])
     assert rate[-1] == 1.0
     # the final state read through the lens gives the model's own prediction
     assert (lens.top_tokens(lm, out["resid"][:, -1], k=1)[:, 0] == out["top_ids"][:, 0]).all()

@@ -1,4 +1,4 @@
-"""ifhelpers.mechanisms on hand-made arrays and frames (no real model; seconds)."""
+"""ifhelpers.chapters.mechanisms on hand-made arrays and frames (no real model; seconds)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ifhelpers import mechanisms as mech
+from ifhelpers.chapters import mechanisms as mech
 from ifhelpers import metrics
 
 
@@ -71,7 +71,7 @@ def test_consistency_groups_follow_fig5():
 
 
 def test_consistency_groups_from_a_pass():
-    from ifhelpers import predictions
+    from ifhelpers.chapters import predictions
 
     # prompt 0: fact a predicts 1,1,1 (3 of 3 pairs agree), fact b 2,2,5 (1 of 3), fact c 3,3 (1 of 1)
     #   -> R1 4/6, R2 1 -> macro 5/6 ; prompt 1: everything 9 -> 1. Mean 11/12.
@@ -109,7 +109,7 @@ def test_paraphrase_gap_table_splits():
     reps = np.array([e1, e1, e2, e1, e2, e2, e1, e1])[:, None, :]
     frame = fake_pass([[1, 1, 4, 2, 2, 2, 3, 5]])
     table = mech.paraphrase_gap_table(frame, reps, n_nonparaphrase_pairs=200, seed=0).set_index("split")
-    non = metrics.nonparaphrase_cosine(reps, mech._fact_key(frame), n_pairs=200, seed=0)
+    non = metrics.cosine.nonparaphrase_cosine(reps, mech._fact_key(frame), n_pairs=200, seed=0)
     assert table.loc["consistent", "cos_paraphrase"] == pytest.approx(2 / 3)
     assert table.loc["inconsistent", "cos_paraphrase"] == pytest.approx(1 / 2)
     assert table.loc["all", "cos_paraphrase"] == pytest.approx(5 / 9)
@@ -241,7 +241,7 @@ def test_mean_ci_by_layer_averages_units_first():
 
 
 def test_lens_token_strings_ranks_deeper_until_k_survive(tiny_lm):
-    from ifhelpers import lens
+    from ifhelpers.model import lens
 
     rng = np.random.default_rng(0)
     vectors = rng.normal(size=(2, 3, 32)).astype(np.float32)

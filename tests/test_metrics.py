@@ -13,64 +13,43 @@ R2 = math.sqrt(2.0)
 # ----------------------------------------------------------------------------- cosine
 
 
-def test_cosine_matrix_hand_values():
-    # e1, 2*e2, (3, 3): unit vectors e1, e2, (1, 1)/sqrt2
-    # cos(e1, e2) = 0; cos(e1, (1,1)/sqrt2) = 1/sqrt2; cos(e2, .) = 1/sqrt2
-    a = [[1, 0], [0, 2], [3, 3]]
-    expected = np.array([[1, 0, 1 / R2], [0, 1, 1 / R2], [1 / R2, 1 / R2, 1]])
-    np.testing.assert_allclose(m.cosine_matrix(a), expected, atol=1e-12)
-    # against b: cos([1,0], [-1,0]) = -1
-    np.testing.assert_allclose(m.cosine_matrix([[1, 0]], [[-1, 0], [0, 5]]), [[-1, 0]], atol=1e-12)
-
-
-def test_cosine_matrix_errors():
-    with pytest.raises(ValueError, match="dimension mismatch"):
-        m.cosine_matrix([[1, 0]], [[1, 0, 0]])
-    with pytest.raises(ValueError, match="zero vector"):
-        m.cosine_matrix([[0, 0], [1, 0]])
-    with pytest.raises(ValueError, match="2-D"):
-        m.cosine_matrix(np.ones((2, 2, 2)))
-    with pytest.raises(ValueError, match="empty"):
-        m.cosine_matrix(np.zeros((0, 3)))
-
-
 def test_mean_pairwise_cosine_pairs_and_paper_literal():
     # [1,0], [1,0], [0,1]: unordered pair cosines 1, 0, 0
     # pairs:         ordered sum 2*(1+0+0) = 2, divided by M(M-1) = 6  -> 1/3
     # paper_literal: ordered sum 2, divided by M = 3                   -> 2/3
     v = [[1, 0], [1, 0], [0, 1]]
-    assert m.mean_pairwise_cosine(v) == pytest.approx(1 / 3, abs=1e-12)
-    assert m.mean_pairwise_cosine(v, normalisation="paper_literal") == pytest.approx(2 / 3, abs=1e-12)
+    assert m.cosine.mean_pairwise_cosine(v) == pytest.approx(1 / 3, abs=1e-12)
+    assert m.cosine.mean_pairwise_cosine(v, normalisation="paper_literal") == pytest.approx(2 / 3, abs=1e-12)
 
 
 def test_mean_pairwise_cosine_literal_scales_with_set_size():
     # e1, e2, (1,1): unordered cosines 0, 1/sqrt2, 1/sqrt2 -> mean sqrt2/3
     # literal = ordered sum / M = 2*sqrt2/3 = (M-1) * mean
     v = [[1, 0], [0, 1], [1, 1]]
-    mean = m.mean_pairwise_cosine(v)
+    mean = m.cosine.mean_pairwise_cosine(v)
     assert mean == pytest.approx(R2 / 3, abs=1e-12)
-    assert m.mean_pairwise_cosine(v, "paper_literal") == pytest.approx(2 * mean, abs=1e-12)
+    assert m.cosine.mean_pairwise_cosine(v, "paper_literal") == pytest.approx(2 * mean, abs=1e-12)
     # for M = 2 the two normalisations agree: 2*cos / 2 = cos / 1
     pair = [[1, 0], [1, 1]]
-    assert m.mean_pairwise_cosine(pair) == pytest.approx(1 / R2)
-    assert m.mean_pairwise_cosine(pair, "paper_literal") == pytest.approx(1 / R2)
+    assert m.cosine.mean_pairwise_cosine(pair) == pytest.approx(1 / R2)
+    assert m.cosine.mean_pairwise_cosine(pair, "paper_literal") == pytest.approx(1 / R2)
 
 
 def test_mean_pairwise_cosine_per_layer():
     # (M=2, L=2, d=2). layer 0: [1,0],[1,0] -> 1 ; layer 1: [1,0],[0,1] -> 0
     v = np.array([[[1, 0], [1, 0]], [[1, 0], [0, 1]]], dtype=float)
-    np.testing.assert_allclose(m.mean_pairwise_cosine(v), [1.0, 0.0], atol=1e-12)
+    np.testing.assert_allclose(m.cosine.mean_pairwise_cosine(v), [1.0, 0.0], atol=1e-12)
 
 
 def test_mean_pairwise_cosine_errors():
     with pytest.raises(ValueError, match="at least 2 members"):
-        m.mean_pairwise_cosine([[1, 0]])
+        m.cosine.mean_pairwise_cosine([[1, 0]])
     with pytest.raises(ValueError, match="normalisation"):
-        m.mean_pairwise_cosine([[1, 0], [0, 1]], normalisation="mean")
+        m.cosine.mean_pairwise_cosine([[1, 0], [0, 1]], normalisation="mean")
     with pytest.raises(ValueError, match="NaN"):
-        m.mean_pairwise_cosine([[1, np.nan], [0, 1]])
+        m.cosine.mean_pairwise_cosine([[1, np.nan], [0, 1]])
     with pytest.raises(ValueError, match="2-D"):
-        m.mean_pairwise_cosine([1, 0])
+        m.cosine.mean_pairwise_cosine([1, 0])
 
 
 # rows interleave two sets: a = rows 0, 2 ; b = rows 1, 3, 4
@@ -82,13 +61,13 @@ COS_A, COS_B = 1.0, R2 / 3
 
 
 def test_paraphrase_cosine_per_set_and_macro():
-    per_set = m.paraphrase_cosine_per_set(REPS, SETS)
+    per_set = m.cosine.paraphrase_cosine_per_set(REPS, SETS)
     assert list(per_set.index) == ["a", "b"]
     assert list(per_set.columns) == ["cos"]
     np.testing.assert_allclose(per_set["cos"], [COS_A, COS_B], atol=1e-12)
     # eq. 3: macro average (1 + sqrt2/3) / 2, not the pair-weighted mean (1 + 3*sqrt2/3)/4
-    assert m.paraphrase_cosine(REPS, SETS) == pytest.approx((COS_A + COS_B) / 2, abs=1e-12)
-    literal = m.paraphrase_cosine(REPS, SETS, normalisation="paper_literal")
+    assert m.cosine.paraphrase_cosine(REPS, SETS) == pytest.approx((COS_A + COS_B) / 2, abs=1e-12)
+    literal = m.cosine.paraphrase_cosine(REPS, SETS, normalisation="paper_literal")
     # set a: 2*1/2 = 1 ; set b: 2*sqrt2/3 -> macro (1 + 2*sqrt2/3) / 2
     assert literal == pytest.approx((1 + 2 * R2 / 3) / 2, abs=1e-12)
 
@@ -96,37 +75,37 @@ def test_paraphrase_cosine_per_set_and_macro():
 def test_paraphrase_cosine_per_layer():
     # layer 0 = REPS ; layer 1: every vector [1,0] -> both sets 1
     reps3 = np.stack([REPS, np.tile([1.0, 0.0], (5, 1))], axis=1)
-    per_set = m.paraphrase_cosine_per_set(reps3, SETS)
+    per_set = m.cosine.paraphrase_cosine_per_set(reps3, SETS)
     assert list(per_set.columns) == [0, 1]
     np.testing.assert_allclose(per_set.to_numpy(), [[COS_A, 1], [COS_B, 1]], atol=1e-12)
-    np.testing.assert_allclose(m.paraphrase_cosine(reps3, SETS), [(COS_A + COS_B) / 2, 1], atol=1e-12)
+    np.testing.assert_allclose(m.cosine.paraphrase_cosine(reps3, SETS), [(COS_A + COS_B) / 2, 1], atol=1e-12)
 
 
 def test_paraphrase_cosine_singletons():
     reps = np.vstack([REPS, [[3, 4]]])
     sets = SETS + ["c"]
     with pytest.raises(ValueError, match="single member"):
-        m.paraphrase_cosine_per_set(reps, sets)
-    per_set = m.paraphrase_cosine_per_set(reps, sets, drop_singletons=True)
+        m.cosine.paraphrase_cosine_per_set(reps, sets)
+    per_set = m.cosine.paraphrase_cosine_per_set(reps, sets, drop_singletons=True)
     assert list(per_set.index) == ["a", "b"]
     with pytest.raises(ValueError, match="every paraphrase set"):
-        m.paraphrase_cosine(REPS[:2], ["x", "y"], drop_singletons=True)
+        m.cosine.paraphrase_cosine(REPS[:2], ["x", "y"], drop_singletons=True)
 
 
 def test_paraphrase_cosine_errors():
     with pytest.raises(ValueError, match="length"):
-        m.paraphrase_cosine(REPS, SETS[:4])
+        m.cosine.paraphrase_cosine(REPS, SETS[:4])
     with pytest.raises(ValueError, match="missing"):
-        m.paraphrase_cosine(REPS, ["a", None, "a", "b", "b"])
+        m.cosine.paraphrase_cosine(REPS, ["a", None, "a", "b", "b"])
     with pytest.raises(ValueError, match="empty"):
-        m.paraphrase_cosine(np.zeros((0, 2)), [])
+        m.cosine.paraphrase_cosine(np.zeros((0, 2)), [])
 
 
 def test_sample_nonparaphrase_pairs_deterministic_and_cross_set():
     sets = np.array([0, 0, 1, 1, 1, 2, 3, 3])
-    p1 = m.sample_nonparaphrase_pairs(sets, 500, seed=3)
-    p2 = m.sample_nonparaphrase_pairs(sets, 500, seed=3)
-    p3 = m.sample_nonparaphrase_pairs(sets, 500, seed=4)
+    p1 = m.cosine.sample_nonparaphrase_pairs(sets, 500, seed=3)
+    p2 = m.cosine.sample_nonparaphrase_pairs(sets, 500, seed=3)
+    p3 = m.cosine.sample_nonparaphrase_pairs(sets, 500, seed=4)
     assert p1.shape == (500, 2)
     np.testing.assert_array_equal(p1, p2)
     assert not np.array_equal(p1, p3)
@@ -138,34 +117,34 @@ def test_sample_nonparaphrase_pairs_deterministic_and_cross_set():
 
 def test_sample_nonparaphrase_pairs_errors():
     with pytest.raises(ValueError, match="at least 2 distinct sets"):
-        m.sample_nonparaphrase_pairs(["a", "a", "a"], 10)
+        m.cosine.sample_nonparaphrase_pairs(["a", "a", "a"], 10)
     with pytest.raises(ValueError, match="n_pairs"):
-        m.sample_nonparaphrase_pairs(["a", "b"], 0)
+        m.cosine.sample_nonparaphrase_pairs(["a", "b"], 0)
 
 
 def test_pair_cosines_and_nonparaphrase_with_explicit_pairs():
     reps = np.array([[1, 0], [0, 1], [1, 1]], dtype=float)
     # cos(row0,row1) = 0 ; cos(row0,row2) = 1/sqrt2 -> mean 1/(2 sqrt2)
-    np.testing.assert_allclose(m.pair_cosines(reps[[0, 0]], reps[[1, 2]]), [0, 1 / R2], atol=1e-12)
-    got = m.nonparaphrase_cosine(reps, None, pairs=np.array([[0, 1], [0, 2]]))
+    np.testing.assert_allclose(m.cosine.pair_cosines(reps[[0, 0]], reps[[1, 2]]), [0, 1 / R2], atol=1e-12)
+    got = m.cosine.nonparaphrase_cosine(reps, None, pairs=np.array([[0, 1], [0, 2]]))
     assert got == pytest.approx(1 / (2 * R2), abs=1e-12)
     with pytest.raises(ValueError, match="shape mismatch"):
-        m.pair_cosines(reps[:2], reps)
+        m.cosine.pair_cosines(reps[:2], reps)
     with pytest.raises(ValueError, match=r"\(K, 2\)"):
-        m.nonparaphrase_cosine(reps, None, pairs=np.array([0, 1]))
+        m.cosine.nonparaphrase_cosine(reps, None, pairs=np.array([0, 1]))
     with pytest.raises(ValueError, match="lie in"):
-        m.nonparaphrase_cosine(reps, None, pairs=np.array([[0, 3]]))
+        m.cosine.nonparaphrase_cosine(reps, None, pairs=np.array([[0, 3]]))
     with pytest.raises(ValueError, match="give set_ids"):
-        m.nonparaphrase_cosine(reps, None)
+        m.cosine.nonparaphrase_cosine(reps, None)
 
 
 def test_nonparaphrase_cosine_sampled_exact_when_cross_cosines_equal():
     # set a: all [1,0] ; set b: all [1,1] -> every cross-set pair has cosine 1/sqrt2
     reps = np.array([[1, 0], [2, 0], [1, 1], [3, 3], [5, 5]], dtype=float)
     sets = ["a", "a", "b", "b", "b"]
-    assert m.nonparaphrase_cosine(reps, sets, n_pairs=50, seed=1) == pytest.approx(1 / R2)
+    assert m.cosine.nonparaphrase_cosine(reps, sets, n_pairs=50, seed=1) == pytest.approx(1 / R2)
     # gap (Table 1 sign): cos(paraph.) = (1 + 1)/2 = 1 ; minus 1/sqrt2
-    assert m.paraphrase_gap(reps, sets, n_pairs=50) == pytest.approx(1 - 1 / R2)
+    assert m.cosine.paraphrase_gap(reps, sets, n_pairs=50) == pytest.approx(1 - 1 / R2)
 
 
 def test_paraphrase_gap_explicit_nonparaphrase_pairs_mrpc_style():
@@ -175,10 +154,10 @@ def test_paraphrase_gap_explicit_nonparaphrase_pairs_mrpc_style():
     non_a = np.array([[1, 0], [0, 1]], dtype=float)
     non_b = np.array([[0, 1], [1, 1]], dtype=float)
     # gap = (1/sqrt2 + 1)/2 - 1/(2 sqrt2) = 1/2
-    gap = m.paraphrase_gap(reps, [0, 0, 1, 1], nonparaphrase=(non_a, non_b))
+    gap = m.cosine.paraphrase_gap(reps, [0, 0, 1, 1], nonparaphrase=(non_a, non_b))
     assert gap == pytest.approx(0.5, abs=1e-12)
     with pytest.raises(ValueError, match="layer axis"):
-        m.paraphrase_gap(reps, [0, 0, 1, 1], nonparaphrase=(non_a[:, None, :], non_b[:, None, :]))
+        m.cosine.paraphrase_gap(reps, [0, 0, 1, 1], nonparaphrase=(non_a[:, None, :], non_b[:, None, :]))
 
 
 def test_paraphrase_gap_per_layer():
@@ -186,7 +165,7 @@ def test_paraphrase_gap_per_layer():
     # layer 1: everything [1,0] -> para 1, non-para 1 -> gap 0
     layer0 = np.array([[1, 0], [1, 0], [0, 1], [0, 1]], dtype=float)
     reps3 = np.stack([layer0, np.tile([1.0, 0.0], (4, 1))], axis=1)
-    gap = m.paraphrase_gap(reps3, ["a", "a", "b", "b"], n_pairs=20, seed=0)
+    gap = m.cosine.paraphrase_gap(reps3, ["a", "a", "b", "b"], n_pairs=20, seed=0)
     np.testing.assert_allclose(gap, [1.0, 0.0], atol=1e-12)
 
 
@@ -194,26 +173,26 @@ def test_grouped_pair_cosine_and_relation_similarity():
     reps = np.array([[1, 0], [0, 1], [1, 1], [2, 0]], dtype=float)
     pairs = np.array([[0, 3], [0, 1], [1, 2]])
     # r1: cos([1,0],[2,0]) = 1 ; r2: (cos([1,0],[0,1]) + cos([0,1],[1,1]))/2 = (0 + 1/sqrt2)/2
-    table = m.grouped_pair_cosine(reps, pairs, ["r1", "r2", "r2"])
+    table = m.cosine.grouped_pair_cosine(reps, pairs, ["r1", "r2", "r2"])
     np.testing.assert_allclose(table["cos"], [1.0, 1 / (2 * R2)], atol=1e-12)
     # macro over relations: (1 + 1/(2 sqrt2)) / 2 (the pair-pooled mean would be (1 + 1/sqrt2)/3)
-    sim = m.relation_similarity(reps, pairs, ["r1", "r2", "r2"])
+    sim = m.relations.relation_similarity(reps, pairs, ["r1", "r2", "r2"])
     assert sim == pytest.approx((1 + 1 / (2 * R2)) / 2, abs=1e-12)
-    per_rel = m.relation_similarity(reps, pairs, ["r1", "r2", "r2"], per_relation=True)
+    per_rel = m.relations.relation_similarity(reps, pairs, ["r1", "r2", "r2"], per_relation=True)
     assert list(per_rel.index) == ["r1", "r2"]
     # per layer: duplicate the layer -> same value twice
     reps3 = np.stack([reps, reps], axis=1)
-    np.testing.assert_allclose(m.relation_similarity(reps3, pairs, ["r1", "r2", "r2"]), [sim, sim])
+    np.testing.assert_allclose(m.relations.relation_similarity(reps3, pairs, ["r1", "r2", "r2"]), [sim, sim])
     with pytest.raises(ValueError, match="groups has length"):
-        m.grouped_pair_cosine(reps, pairs, ["r1"])
+        m.cosine.grouped_pair_cosine(reps, pairs, ["r1"])
     with pytest.raises(ValueError, match="integer"):
-        m.grouped_pair_cosine(reps, pairs.astype(float), ["r1", "r2", "r2"])
+        m.cosine.grouped_pair_cosine(reps, pairs.astype(float), ["r1", "r2", "r2"])
 
 
 def test_grouped_pair_cosine_matches_per_set_with_all_pairs():
     # all unordered pairs of each set reproduce eq. 2 with normalisation="pairs"
     pairs = np.array([[0, 2], [1, 3], [1, 4], [3, 4]])
-    table = m.grouped_pair_cosine(REPS, pairs, ["a", "b", "b", "b"])
+    table = m.cosine.grouped_pair_cosine(REPS, pairs, ["a", "b", "b", "b"])
     np.testing.assert_allclose(table["cos"], [COS_A, COS_B], atol=1e-12)
 
 
@@ -236,7 +215,7 @@ def pararel_frame():
 
 
 def test_pararel_query_pairs_labels():
-    pairs = m.pararel_query_pairs(pararel_frame())
+    pairs = m.pararel.pararel_query_pairs(pararel_frame())
     # f1: (t1,t2) same, (t1,t3) differ, (t2,t3) differ ; f2: (t1,t2) same ; f3: differ
     assert list(zip(pairs["row_a"], pairs["row_b"])) == [(0, 1), (0, 2), (1, 2), (3, 4), (5, 6)]
     assert list(pairs["consistent"]) == [True, False, False, True, False]
@@ -244,7 +223,7 @@ def test_pararel_query_pairs_labels():
 
 
 def test_pararel_scores_and_macro():
-    scores = m.pararel_scores(pararel_frame())
+    scores = m.pararel.pararel_scores(pararel_frame())
     p1, p2 = scores.loc["P1"], scores.loc["P2"]
     # P1 consistency pooled over pairs: f1 1/3 agreeing, f2 1/1 -> (1 + 1) / (3 + 1) = 0.5
     # P1 accuracy: f1 2 of 3 correct, f2 0 of 2 -> 2/5 = 0.4
@@ -254,50 +233,43 @@ def test_pararel_scores_and_macro():
     # P2: both predictions in the gold set -> accuracy 1 ; the one pair disagrees -> 0
     assert p2["accuracy"] == pytest.approx(1.0)
     assert p2["consistency"] == pytest.approx(0.0)
-    macro = m.pararel_macro(pararel_frame())
+    macro = m.pararel.pararel_macro(pararel_frame())
     # macro over relations: accuracy (0.4 + 1)/2 = 0.7 ; consistency (0.5 + 0)/2 = 0.25
     assert macro["accuracy"] == pytest.approx(0.7)
     assert macro["consistency"] == pytest.approx(0.25)
     assert macro["n_relations"] == 2
     # the per-relation table is accepted too
-    assert m.pararel_macro(scores)["consistency"] == pytest.approx(0.25)
+    assert m.pararel.pararel_macro(scores)["consistency"] == pytest.approx(0.25)
 
 
 def test_pararel_errors():
     df = pararel_frame()
     with pytest.raises(ValueError, match="lacks column"):
-        m.pararel_scores(df.drop(columns="gold"))
+        m.pararel.pararel_scores(df.drop(columns="gold"))
     with pytest.raises(ValueError, match="duplicate"):
-        m.pararel_scores(pd.concat([df, df.iloc[[0]]]))
+        m.pararel.pararel_scores(pd.concat([df, df.iloc[[0]]]))
     with pytest.raises(ValueError, match="empty"):
-        m.pararel_scores(df.iloc[:0])
+        m.pararel.pararel_scores(df.iloc[:0])
     with pytest.raises(ValueError, match="no fact queried with two templates"):
-        m.pararel_scores(df.drop(index=6))  # P2 left with one template
+        m.pararel.pararel_scores(df.drop(index=6))  # P2 left with one template
     bad = df.copy()
     bad.loc[0, "prediction"] = None
     with pytest.raises(ValueError, match="missing"):
-        m.pararel_scores(bad)
+        m.pararel.pararel_scores(bad)
     with pytest.raises(TypeError):
-        m.pararel_scores(df.to_dict())
+        m.pararel.pararel_scores(df.to_dict())
 
 
 # ----------------------------------------------------------------------------- MMLU
 
 
-def test_mmlu_predictions_and_accuracy():
+def test_mmlu_predictions():
     lp = [[-1, -2, -3, -4], [-3, -1, -2, -5], [-2, -2, -1, -9]]
-    np.testing.assert_array_equal(m.mmlu_predictions(lp), [0, 1, 2])
-    # predictions A, B, C vs answers A, C, C -> 2 of 3
-    assert m.mmlu_accuracy(lp, ["A", "C", "C"]) == pytest.approx(2 / 3)
-    assert m.mmlu_accuracy(lp, [0, 2, 2]) == pytest.approx(2 / 3)
+    np.testing.assert_array_equal(m.mmlu.mmlu_predictions(lp), [0, 1, 2])
     # a tie goes to the first option
-    assert m.mmlu_predictions([[-1, -1, -2, -3]])[0] == 0
-    with pytest.raises(ValueError, match="option letters"):
-        m.mmlu_accuracy(lp, ["A", "E", "C"])
-    with pytest.raises(ValueError, match="shape"):
-        m.mmlu_accuracy(lp, [0, 1])
+    assert m.mmlu.mmlu_predictions([[-1, -1, -2, -3]])[0] == 0
     with pytest.raises(ValueError, match="choice_logprobs"):
-        m.mmlu_predictions(np.zeros((0, 4)))
+        m.mmlu.mmlu_predictions(np.zeros((0, 4)))
 
 
 def mmlu_frame():
@@ -317,17 +289,11 @@ def mmlu_frame():
     return pd.DataFrame(rows, columns=["shuffle", "instruction", "question", "correct"])
 
 
-def test_spread():
-    assert m.spread([0.3, 0.45, 0.4]) == pytest.approx(0.15)
-    with pytest.raises(ValueError, match="at least 2"):
-        m.spread([0.3])
-
-
 def test_mmlu_spread_and_summary():
-    table = m.mmlu_spread(mmlu_frame())
+    table = m.mmlu.mmlu_spread(mmlu_frame())
     np.testing.assert_allclose(table.loc[0, ["i1", "i2", "i3"]].astype(float), [0.5, 0.75, 0.25])
     np.testing.assert_allclose(table["spread"], [0.5, 0.25])
-    summary = m.mmlu_summary(mmlu_frame())
+    summary = m.mmlu.mmlu_summary(mmlu_frame())
     # spread: mean over shufflings (0.5 + 0.25)/2 = 0.375
     # accuracy: mean of 6 setups (0.5+0.75+0.25+1+0.75+0.75)/6 = 4/6
     assert summary["spread"] == pytest.approx(0.375)
@@ -338,14 +304,14 @@ def test_mmlu_spread_and_summary():
 def test_mmlu_spread_errors():
     df = mmlu_frame()
     with pytest.raises(ValueError, match="at least 2 instructions"):
-        m.mmlu_spread(df[df["instruction"] == "i1"])
+        m.mmlu.mmlu_spread(df[df["instruction"] == "i1"])
     with pytest.raises(ValueError, match="every"):
-        m.mmlu_spread(df[~((df["shuffle"] == 1) & (df["instruction"] == "i3"))])
+        m.mmlu.mmlu_spread(df[~((df["shuffle"] == 1) & (df["instruction"] == "i3"))])
     bad = df.assign(correct=df["correct"].astype(int) * 2)
     with pytest.raises(ValueError, match="0/1"):
-        m.mmlu_spread(bad)
+        m.mmlu.mmlu_spread(bad)
     with pytest.raises(ValueError, match="lacks column"):
-        m.mmlu_spread(df.drop(columns="shuffle"))
+        m.mmlu.mmlu_spread(df.drop(columns="shuffle"))
 
 
 # ----------------------------------------------------------------------------- BECEL
@@ -355,33 +321,33 @@ PERT = [0, 1, 1, 2, 1]  # agree at items 0, 1, 4 -> 3/5
 
 
 def test_becel_semantic_symmetric_negational():
-    assert m.becel_consistency(ORIG, PERT, "semantic") == pytest.approx(0.6)
-    assert m.becel_consistency(ORIG, PERT, "symmetric") == pytest.approx(0.6)
+    assert m.becel.becel_consistency(ORIG, PERT, "semantic") == pytest.approx(0.6)
+    assert m.becel.becel_consistency(ORIG, PERT, "symmetric") == pytest.approx(0.6)
     # negation: consistent when the prediction changes -> 2/5 ; any change counts,
     # including 2 -> 1 (contradiction -> neutral) at item 2
-    assert m.becel_consistency(ORIG, PERT, "negational") == pytest.approx(0.4)
+    assert m.becel.becel_consistency(ORIG, PERT, "negational") == pytest.approx(0.4)
 
 
 def test_becel_conditioned_on_original_prediction():
     # original prediction 0 at items 0, 3: agree at 0 only -> 1/2
-    assert m.becel_consistency(ORIG, PERT, "symmetric", condition_on=0) == pytest.approx(0.5)
-    assert m.becel_consistency(ORIG, PERT, "negational", condition_on=0) == pytest.approx(0.5)
+    assert m.becel.becel_consistency(ORIG, PERT, "symmetric", condition_on=0) == pytest.approx(0.5)
+    assert m.becel.becel_consistency(ORIG, PERT, "negational", condition_on=0) == pytest.approx(0.5)
     # original prediction 1 at items 1, 4: both agree -> symmetric 1, negational 0
-    assert m.becel_consistency(ORIG, PERT, "symmetric", condition_on=1) == pytest.approx(1.0)
-    assert m.becel_consistency(ORIG, PERT, "negational", condition_on=1) == pytest.approx(0.0)
+    assert m.becel.becel_consistency(ORIG, PERT, "symmetric", condition_on=1) == pytest.approx(1.0)
+    assert m.becel.becel_consistency(ORIG, PERT, "negational", condition_on=1) == pytest.approx(0.0)
 
 
 def test_becel_errors():
     with pytest.raises(ValueError, match="kind"):
-        m.becel_consistency(ORIG, PERT, "transitive")
+        m.becel.becel_consistency(ORIG, PERT, "transitive")
     with pytest.raises(ValueError, match="length mismatch"):
-        m.becel_consistency(ORIG, PERT[:4], "semantic")
+        m.becel.becel_consistency(ORIG, PERT[:4], "semantic")
     with pytest.raises(ValueError, match="empty"):
-        m.becel_consistency([], [], "semantic")
+        m.becel.becel_consistency([], [], "semantic")
     with pytest.raises(ValueError, match="symmetric and negational only"):
-        m.becel_consistency(ORIG, PERT, "semantic", condition_on=0)
+        m.becel.becel_consistency(ORIG, PERT, "semantic", condition_on=0)
     with pytest.raises(ValueError, match="no item"):
-        m.becel_consistency(ORIG, PERT, "symmetric", condition_on=7)
+        m.becel.becel_consistency(ORIG, PERT, "symmetric", condition_on=7)
 
 
 def test_becel_label_consistency_and_accuracy():
@@ -389,15 +355,15 @@ def test_becel_label_consistency_and_accuracy():
     po, pp = [1, 0, 1, 0], [1, 0, 0, 0]
     lo = lp = [1, 0, 1, 0]
     # label-aware: consistent where predictions stay the same -> 3/4
-    assert m.becel_label_consistency(po, pp, lo, lp) == pytest.approx(0.75)
+    assert m.becel.becel_label_consistency(po, pp, lo, lp) == pytest.approx(0.75)
     # BECEL's negational rule rewards the single change -> 1/4
-    assert m.becel_consistency(po, pp, "negational") == pytest.approx(0.25)
+    assert m.becel.becel_consistency(po, pp, "negational") == pytest.approx(0.25)
     # SNLI-like negation where every label flips: the two rules agree (0.4 both)
-    assert m.becel_label_consistency(ORIG, PERT, [0] * 5, [2] * 5) == pytest.approx(0.4)
+    assert m.becel.becel_label_consistency(ORIG, PERT, [0] * 5, [2] * 5) == pytest.approx(0.4)
     with pytest.raises(ValueError, match="length mismatch"):
-        m.becel_label_consistency(po, pp, lo[:3], lp[:3])
+        m.becel.becel_label_consistency(po, pp, lo[:3], lp[:3])
     # accuracy: 3 of 4 equal
-    assert m.accuracy([1, 0, 1, 1], [1, 0, 0, 1]) == pytest.approx(0.75)
+    assert m.becel.accuracy([1, 0, 1, 1], [1, 0, 0, 1]) == pytest.approx(0.75)
 
 
 # ----------------------------------------------------------------------------- attributes
@@ -406,25 +372,25 @@ STOP = {"the", "is", "in", "of"}
 
 
 def test_clean_token():
-    assert m.clean_token("\u2581Paris") == "Paris"  # sentencepiece
-    assert m.clean_token("\u0120Paris") == "Paris"  # GPT-2 byte-level BPE
-    assert m.clean_token(" the \n") == "the"
-    assert m.clean_token("\u010a") == ""
+    assert m.attributes.clean_token("\u2581Paris") == "Paris"  # sentencepiece
+    assert m.attributes.clean_token("\u0120Paris") == "Paris"  # GPT-2 byte-level BPE
+    assert m.attributes.clean_token(" the \n") == "the"
+    assert m.attributes.clean_token("\u010a") == ""
     with pytest.raises(TypeError):
-        m.clean_token(3)
+        m.attributes.clean_token(3)
 
 
 def test_attribute_set():
     toks = ["▁The", "▁Eiffel", "▁Tower", "▁is", "▁in", "▁Paris", ".", "▁Paris", "▁France", "ĠFrance", "▁of", "▁Fr"]
     # "The" is a stopword despite the capital; "." and "Fr" are shorter than 3; duplicates collapse
-    assert m.attribute_set(toks, STOP) == {"Eiffel", "Tower", "Paris", "France"}
-    assert m.attribute_set(toks, STOP, lowercase=True) == {"eiffel", "tower", "paris", "france"}
+    assert m.attributes.attribute_set(toks, STOP) == {"Eiffel", "Tower", "Paris", "France"}
+    assert m.attributes.attribute_set(toks, STOP, lowercase=True) == {"eiffel", "tower", "paris", "france"}
     # one list per snippet is flattened
-    assert m.attribute_set([["▁Paris"], ["▁Seine", "▁of"]], STOP) == {"Paris", "Seine"}
+    assert m.attributes.attribute_set([["▁Paris"], ["▁Seine", "▁of"]], STOP) == {"Paris", "Seine"}
     with pytest.raises(TypeError):
-        m.attribute_set("Paris France", STOP)
+        m.attributes.attribute_set("Paris France", STOP)
     with pytest.raises(TypeError):
-        m.attribute_set(["Paris"], "the")
+        m.attributes.attribute_set(["Paris"], "the")
 
 
 def test_subject_attribute_rate():
@@ -432,26 +398,26 @@ def test_subject_attribute_rate():
     attrs = {"Paris", "France", "Tower"}
     # survivors in rank order: Paris, France, London, Tower ("the", "of" stopwords; "xy" < 3)
     # k = 3 -> Paris, France, London -> 2/3 ; k = 50 -> all 4 survivors -> 3/4
-    assert m.subject_attribute_rate(top, attrs, STOP, k=3) == pytest.approx(2 / 3)
-    assert m.subject_attribute_rate(top, attrs, STOP) == pytest.approx(3 / 4)
+    assert m.attributes.subject_attribute_rate(top, attrs, STOP, k=3) == pytest.approx(2 / 3)
+    assert m.attributes.subject_attribute_rate(top, attrs, STOP) == pytest.approx(3 / 4)
     # one list per layer; a layer with no survivor is NaN
-    rates = m.subject_attribute_rate([top, ["▁the", "▁of"]], attrs, STOP, k=3)
+    rates = m.attributes.subject_attribute_rate([top, ["▁the", "▁of"]], attrs, STOP, k=3)
     np.testing.assert_allclose(rates, [2 / 3, np.nan])
     # case: exact by default, case-insensitive when both sides are lower-cased
-    assert m.subject_attribute_rate(["▁paris"], {"Paris"}, STOP) == 0.0
-    lower_attrs = m.attribute_set(["Paris"], STOP, lowercase=True)
-    assert m.subject_attribute_rate(["▁Paris"], lower_attrs, STOP, lowercase=True) == 1.0
+    assert m.attributes.subject_attribute_rate(["▁paris"], {"Paris"}, STOP) == 0.0
+    lower_attrs = m.attributes.attribute_set(["Paris"], STOP, lowercase=True)
+    assert m.attributes.subject_attribute_rate(["▁Paris"], lower_attrs, STOP, lowercase=True) == 1.0
 
 
 def test_subject_attribute_rate_errors():
     with pytest.raises(TypeError):
-        m.subject_attribute_rate("Paris", {"Paris"}, STOP)
+        m.attributes.subject_attribute_rate("Paris", {"Paris"}, STOP)
     with pytest.raises(ValueError, match="empty"):
-        m.subject_attribute_rate([], {"Paris"}, STOP)
+        m.attributes.subject_attribute_rate([], {"Paris"}, STOP)
     with pytest.raises(ValueError, match="k must"):
-        m.subject_attribute_rate(["Paris"], {"Paris"}, STOP, k=0)
+        m.attributes.subject_attribute_rate(["Paris"], {"Paris"}, STOP, k=0)
     with pytest.raises(TypeError):
-        m.subject_attribute_rate(["Paris", ["London"]], {"Paris"}, STOP)
+        m.attributes.subject_attribute_rate(["Paris", ["London"]], {"Paris"}, STOP)
 
 
 # ----------------------------------------------------------------------------- extraction
@@ -461,15 +427,15 @@ def test_extraction_rate():
     top1 = np.array([[5, 7, 9], [5, 5, 9], [1, 7, 2], [9, 9, 9]])
     final = np.array([9, 5, 7, 9])
     # layer 0: hits at queries 1, 3 -> 2/4 ; layer 1: 1, 2, 3 -> 3/4 ; layer 2: 0, 3 -> 2/4
-    np.testing.assert_allclose(m.extraction_rate(top1, final), [0.5, 0.75, 0.5])
+    np.testing.assert_allclose(m.extraction.extraction_rate(top1, final), [0.5, 0.75, 0.5])
 
 
 def test_extraction_rate_errors():
     with pytest.raises(ValueError, match="queries"):
-        m.extraction_rate(np.zeros((3, 2), int), np.zeros(2, int))
+        m.extraction.extraction_rate(np.zeros((3, 2), int), np.zeros(2, int))
     with pytest.raises(ValueError, match=r"\(n, L\)"):
-        m.extraction_rate(np.zeros(3, int), np.zeros(3, int))
+        m.extraction.extraction_rate(np.zeros(3, int), np.zeros(3, int))
     with pytest.raises(ValueError, match="integer"):
-        m.extraction_rate(np.zeros((3, 2)), np.zeros(3, int))
+        m.extraction.extraction_rate(np.zeros((3, 2)), np.zeros(3, int))
     with pytest.raises(ValueError, match="empty"):
-        m.extraction_rate(np.zeros((0, 2), int), np.zeros(0, int))
+        m.extraction.extraction_rate(np.zeros((0, 2), int), np.zeros(0, int))

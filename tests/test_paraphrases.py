@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from ifhelpers import pararel, paraphrases, sources
-from ifhelpers.sources import DataNotFoundError, DataSelectionError, MalformedRowsWarning
+from ifhelpers.data import pararel, paraphrases, sources
+from ifhelpers.data.sources import DataNotFoundError, DataSelectionError, MalformedRowsWarning
 
 MIRROR = Path(__file__).resolve().parents[2] / "shared" / "data"
 

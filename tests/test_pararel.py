@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from ifhelpers import pararel, sources
-from ifhelpers.sources import DataSelectionError, MalformedRowsWarning
+from ifhelpers.data import pararel, sources
+from ifhelpers.data.sources import DataSelectionError, MalformedRowsWarning
 
 MIRROR = Path(__file__).resolve().parents[2] / "shared" / "data"
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ifhelpers import engine, lens, models, tokens
+from ifhelpers.model import engine, lens, models, tokens
 
 TEXTS = ["The capital of France is", "Water is made of hydrogen and",
          "Everyone knows that the Eiffel Tower is located in the city of"]

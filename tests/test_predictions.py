@@ -10,12 +10,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from platformdirs import user_cache_dir
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
-from ifhelpers import engine, metrics, predictions, probes, prompts, registry, sources, tokens
-from ifhelpers.models import LoadedModel, wrap
+from ifhelpers.model import engine, probes, registry, tokens
+from ifhelpers import metrics
+from ifhelpers.chapters import predictions
+from ifhelpers.data import prompts, sources
+from ifhelpers.data.sources import cache_root
+from ifhelpers.model.models import LoadedModel, wrap
 
 MIRROR = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -145,7 +148,7 @@ def test_prediction_ids_not_strings_decide_consistency():
     frame = pd.DataFrame({"prompt_id": 0, "relation": "P1", "uuid": "a", "template_id": [0, 1],
                           "prediction_id": [5, 6], "prediction": ["Paris", "Paris"], "object_first_ids": [(5,), (5,)]})
     tidy = predictions.pararel_tidy(frame)
-    assert metrics.pararel_query_pairs(tidy)["consistent"].tolist() == [False]
+    assert metrics.pararel.pararel_query_pairs(tidy)["consistent"].tolist() == [False]
 
 
 def test_blank_first_token_is_reported():
@@ -185,7 +188,7 @@ def test_relation_candidates_cover_every_object(monkeypatch):
     if not MIRROR.is_dir():
         pytest.skip("offline mirror not found")
     monkeypatch.setenv(sources.ENV_DATA, str(MIRROR))
-    from ifhelpers import pararel
+    from ifhelpers.data import pararel
 
     tok = bpe_tokenizer()
     queries = pararel.load_queries(["P30"], 3, seed=0)
@@ -257,7 +260,7 @@ POCKET = ["gemma-3-270m", "smollm2-135m-instruct"]
 @pytest.mark.parametrize("name", POCKET)
 def test_answer_letter_ids_pocket_tokenizers(name):
     # Read-only use of the user's converted models (conftest points IFHELPERS_CACHE at a private folder).
-    folder = Path(user_cache_dir("ifhelpers")) / "models" / name
+    folder = cache_root("models", name)
     if not (folder / "tokenizer_config.json").exists():
         pytest.skip(f"{name} is not converted in {folder} (run the pocket models once)")
     from transformers import AutoTokenizer
@@ -361,7 +364,7 @@ def test_spread_null_and_interval():
     assert null["spread"] > 0.6 and null["p_value"] < 0.01 and null["null_mean"] < 0.2
     ci = predictions.spread_interval(strong, n_resamples=400).iloc[0]
     assert ci["low"] <= ci["estimate"] <= ci["high"] and ci["n"] == 80
-    assert ci["estimate"] == pytest.approx(metrics.mmlu_summary(strong)["spread"])
+    assert ci["estimate"] == pytest.approx(metrics.mmlu.mmlu_summary(strong)["spread"])
 
 
 def test_sample_questions_total_and_balanced(monkeypatch):

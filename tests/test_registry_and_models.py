@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from ifhelpers import models, prompts, registry, tokens
+from ifhelpers.model import models, registry, tokens
+from ifhelpers.data import prompts
 
 
 def test_registry_holds_the_papers_models_and_the_pocket_pair():

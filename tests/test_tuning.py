@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 
-import numpy as np
 import pandas as pd
 import pytest
 
 import ifhelpers as ifh
-from ifhelpers import tuning
+from ifhelpers.model import tuned
+from ifhelpers.train import tuning
 
 from conftest import make_tiny_llama, make_tiny_tokenizer
 
@@ -18,7 +18,7 @@ from conftest import make_tiny_llama, make_tiny_tokenizer
 
 
 def test_t0_rows_know_their_task_and_template():
-    t0 = ifh.instructions.load_t0()
+    t0 = ifh.data.instructions.load_t0()
     assert len(t0) > 30_000 and t0["task"].nunique() >= 25
     assert (t0.groupby("task")["template"].nunique() >= 2).all()  # every task has paraphrased templates
     assert not t0["response"].str.contains("<|endoftext|>", regex=False).any()
@@ -27,34 +27,29 @@ def test_t0_rows_know_their_task_and_template():
 
 
 def test_unknown_t0_task_lists_the_valid_ones():
-    with pytest.raises(ifh.sources.DataSelectionError, match="imdb"):
-        ifh.instructions.load_t0(tasks=["imbd"])
+    with pytest.raises(ifh.data.sources.DataSelectionError, match="imdb"):
+        ifh.data.instructions.load_t0(tasks=["imbd"])
 
 
 def test_freeform_is_single_turn_lima_and_alpaca():
-    free = ifh.instructions.load_freeform()
+    free = ifh.data.instructions.load_freeform()
     assert set(free["source"]) == {"lima", "alpaca"}
     assert free["prompt"].str.len().gt(0).all() and free["response"].str.len().gt(0).all()
 
 
 def test_missing_mirror_file_says_where_it_looked(tmp_path):
     (tmp_path / "instructions" / "t0").mkdir(parents=True)
-    with pytest.raises(ifh.sources.DataNotFoundError, match=str(tmp_path)):
-        ifh.instructions.load_t0(data_dir=tmp_path)
+    with pytest.raises(ifh.data.sources.DataNotFoundError, match=str(tmp_path)):
+        ifh.data.instructions.load_t0(data_dir=tmp_path)
 
 
 # ---------------------------------------------------------------------------- contamination
 
 
-def test_word_ngrams_by_hand():
-    assert tuning.word_ngrams("The cat, the HAT.", 2) == {("the", "cat"), ("cat", "the"), ("the", "hat")}
-    assert tuning.word_ngrams("one two", 3) == set()
-
-
 def test_contamination_flags_each_kind_of_evaluation_data():
-    fact = ifh.pararel.load_facts("P36").iloc[0]
-    question = ifh.mmlu.load_mmlu(split="test").iloc[0]["question"]
-    becel_text = ifh.becel.load_task_split("rte", "validation").iloc[0]["text_a"]
+    fact = ifh.data.pararel.load_facts("P36").iloc[0]
+    question = ifh.data.mmlu.load_mmlu(split="test").iloc[0]["question"]
+    becel_text = ifh.data.becel.load_task_split("rte", "validation").iloc[0]["text_a"]
     examples = pd.DataFrame({
         "prompt": [f"Tell me about {fact.subject}.", "Quiz: " + question, "Read: " + becel_text,
                    "Tell me about bread."],
@@ -106,7 +101,7 @@ def test_mixture_drops_tasks_whose_templates_are_too_small():
     assert len(tuning.mixture(pool, "free-form", 18)) == 18
     with pytest.raises(ValueError, match="lower n_examples"):
         tuning.mixture(pool, "single-template", 30)  # 10 per task: no template has that many
-    with pytest.raises(ifh.sources.DataSelectionError, match="paraphrase-rich"):
+    with pytest.raises(ifh.data.sources.DataSelectionError, match="paraphrase-rich"):
         tuning.mixture(pool, "paraphrase-poor", 18)
 
 
@@ -174,7 +169,7 @@ def test_lora_training_learns_is_seeded_and_resumes(tmp_path):
     import torch
 
     tokenizer, examples = tiny_setup()
-    recipe = tuning.Recipe(name="tiny", n_examples=6, batch_size=2, epochs=3, learning_rate=5e-2, lora_r=4,
+    recipe = tuned.Recipe(name="tiny", n_examples=6, batch_size=2, epochs=3, learning_rate=5e-2, lora_r=4,
                            lora_alpha=8, lora_dropout=0.0, target_modules=("q_proj", "v_proj", "down_proj"))
     merged, log = tuning.fit_lora(make_tiny_llama(), tokenizer, examples, recipe, tmp_path / "a", progress=False)
     assert log["steps"] == 9 and log["resumed_from"] is None
@@ -198,13 +193,13 @@ def test_lora_training_learns_is_seeded_and_resumes(tmp_path):
 
 
 def test_recipe_key_ignores_the_name_and_registry_entries_round_trip():
-    a = tuning.Recipe(name="x")
-    assert a.key == tuning.Recipe(name="y").key != dataclasses.replace(a, n_examples=10).key
-    for name in ifh.registry.pair("pocket-tuned").tuned:
-        spec = ifh.registry.get(name)
-        recipe = tuning.recipe_of(spec)
+    a = tuned.Recipe(name="x")
+    assert a.key == tuned.Recipe(name="y").key != dataclasses.replace(a, n_examples=10).key
+    for name in ifh.model.registry.pair("pocket-tuned").tuned:
+        spec = ifh.model.registry.get(name)
+        recipe = tuned.recipe_of(spec)
         assert recipe.base == "gemma-3-270m" and spec.role == "instruction-tuned"
-        assert tuning.spec_for(recipe).source == {"kind": "lora_tuned", **{
+        assert tuned.spec_for(recipe).source == {"kind": "lora_tuned", **{
             k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(recipe).items() if k != "name"}}
-    with pytest.raises(ifh.sources.DataSelectionError, match="paraphrase-rich"):
-        tuning.Recipe(name="z", mixture="rich")
+    with pytest.raises(ifh.data.sources.DataSelectionError, match="paraphrase-rich"):
+        tuned.Recipe(name="z", mixture="rich")

@@ -16,9 +16,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ifhelpers import metrics, paraphrases, pararel
-from ifhelpers import vector_space as vs
-from ifhelpers.sources import DataSelectionError
+from ifhelpers import metrics
+from ifhelpers.data import paraphrases, pararel
+from ifhelpers.chapters import vector_space as vs
+from ifhelpers.data.sources import DataSelectionError
 
 R2 = math.sqrt(2.0)
 
@@ -125,11 +126,11 @@ def test_mean_of_set_gaps_is_eq3_minus_eq4():
     reps = rng.normal(size=(len(design.items), 8)) + 0.5
     table = vs.unit_table(reps, design)
     non = design.nonparaphrase
-    expected = metrics.paraphrase_gap(reps, design.items["set_id"],
+    expected = metrics.cosine.paraphrase_gap(reps, design.items["set_id"],
                                       nonparaphrase=(reps[non["row_a"]], reps[non["row_b"]]))
     assert table["gap"].mean() == pytest.approx(expected, abs=1e-12)
     # eq. 3 alone: the macro average of eq. 2 over sets
-    assert table["cos_para"].mean() == pytest.approx(metrics.paraphrase_cosine(reps, design.items["set_id"]))
+    assert table["cos_para"].mean() == pytest.approx(metrics.cosine.paraphrase_cosine(reps, design.items["set_id"]))
 
 
 def test_mrpc_gap_is_difference_of_pair_means():
@@ -138,8 +139,8 @@ def test_mrpc_gap_is_difference_of_pair_means():
     table = vs.unit_table(reps, design)
     pos = np.arange(0, 16, 2)
     neg = np.arange(16, 32, 2)
-    expected = metrics.pair_cosines(reps[pos], reps[pos + 1]).mean() - \
-        metrics.pair_cosines(reps[neg], reps[neg + 1]).mean()
+    expected = metrics.cosine.pair_cosines(reps[pos], reps[pos + 1]).mean() - \
+        metrics.cosine.pair_cosines(reps[neg], reps[neg + 1]).mean()
     assert table["gap"].mean() == pytest.approx(expected, abs=1e-12)
 
 
@@ -299,7 +300,7 @@ def test_model_units_on_a_tiny_model(tiny_lm, tmp_path):
 
 
 def test_pararel_states_come_from_the_shared_pass(tiny_lm, tmp_path):
-    from ifhelpers import probes
+    from ifhelpers.model import probes
 
     queries = pararel.load_queries(["P19", "P103"], n_per_relation=2, seed=0)
     design = vs.design_pararel(queries, 2)

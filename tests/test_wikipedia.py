@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from ifhelpers import pararel, sources, stopwords, wikipedia
-from ifhelpers.sources import DataSelectionError
+from ifhelpers.data import pararel, sources, stopwords, wikipedia
+from ifhelpers.data.sources import DataSelectionError
 
 MIRROR = Path(__file__).resolve().parents[2] / "shared" / "data"
 

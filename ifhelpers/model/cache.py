@@ -18,12 +18,20 @@ from pathlib import Path
 
 import numpy as np
 
-from .models import cache_dir
+from ifhelpers.data.sources import cache_root
 
 
 #: Part files (batches of forward passes) this process has written: how cold the cache was for a
 #: chapter's execution (:func:`ifhelpers.results.cache_activity`).
 PARTS_WRITTEN = 0
+#: Training checkpoints (epochs of a BECEL classifier) this process has written, for the same report.
+CHECKPOINTS_WRITTEN = 0
+
+
+def count_checkpoint() -> None:
+    """Record that this process trained and saved one checkpoint (see :data:`CHECKPOINTS_WRITTEN`)."""
+    global CHECKPOINTS_WRITTEN
+    CHECKPOINTS_WRITTEN += 1
 
 
 def content_key(*parts) -> str:
@@ -91,7 +99,7 @@ class ActivationStore:
 
 def store_for(model_fingerprint: str, request_key: str, root: str | Path | None = None) -> ActivationStore:
     """The store of one model and request under ``root`` (default: ``<ifhelpers cache>/activations``)."""
-    root = Path(root) if root is not None else cache_dir("activations")
+    root = Path(root) if root is not None else cache_root("activations")
     folder = root / content_key(model_fingerprint) / request_key
     folder.mkdir(parents=True, exist_ok=True)
     about = folder / "about.json"

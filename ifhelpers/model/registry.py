@@ -126,7 +126,7 @@ def pair(name: str) -> PairSpec:
 def resolve(name_or_path: str, role: str | None = None, prompt_format: str | None = None) -> ModelSpec:
     """A registry name, a Hub id (``owner/name``) or a local folder, as a :class:`ModelSpec`.
 
-    Registry names win; a :class:`ModelSpec` (e.g. :func:`ifhelpers.tuning.spec_for`) passes through. For a Hub id or a local path the caller must say the ``role``; the prompt
+    Registry names win; a :class:`ModelSpec` (e.g. :func:`ifhelpers.train.tuning.spec_for`) passes through. For a Hub id or a local path the caller must say the ``role``; the prompt
     format defaults to the model's chat template for instruction-tuned models and to the plain base
     prompts of Table 3 otherwise.
     """

@@ -17,7 +17,7 @@ pipeline around them, one function per step:
 2. **Representations**: :func:`sentence_prompts` puts each text in the Table 3 prompts,
    :func:`embed_sentences` runs the engine (``Request(resid=True)``, last token) and
    :func:`embed_pararel` reads the last layer of the one shared ParaRel pass
-   (:func:`ifhelpers.probes.run_pararel`). :func:`outermost_states` takes h^L at the last token,
+   (:func:`ifhelpers.model.probes.run_pararel`). :func:`outermost_states` takes h^L at the last token,
    with or without the final norm.
 3. **Per-set table**: :func:`unit_table` / :func:`model_units` give one row per (model, dataset,
    prompt, representation, paraphrase set) with eq. 2's ``cos_para``, the mean cosine of its
@@ -35,7 +35,7 @@ Design choices (the chapter explains them)
       read, and the vector the unembedding sees. The engine's ``resid[:, -1]`` is before the
       final norm; ``"pre_norm"`` keeps it, and both are always computed (it costs nothing).
     * **Eq. 2 normalisation.** The mean over pairs (``normalisation="pairs"`` of
-      :func:`ifhelpers.metrics.mean_pairwise_cosine`), not the printed ``1/M`` which grows with the
+      :func:`ifhelpers.metrics.cosine.mean_pairwise_cosine`), not the printed ``1/M`` which grows with the
       set size; ``cos_para_literal`` keeps the printed form for comparison.
     * **Eq. 4 sampling, stratified.** The paper draws K random pairs (set p_i, set p_j ≠ p_i, one
       member of each). We draw the same way, except that p_i runs over every paraphrase set
@@ -54,9 +54,11 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from . import engine, lens, metrics, paper, pararel, probes, prompts, stats
-from .models import LoadedModel
-from .sources import DataSelectionError, rng_for
+from ifhelpers.model import engine, lens, probes
+from ifhelpers import metrics, paper, stats
+from ifhelpers.data import pararel, prompts
+from ifhelpers.model.models import LoadedModel
+from ifhelpers.data.sources import DataSelectionError, rng_for
 
 __all__ = [
     "DATASETS",
@@ -166,7 +168,7 @@ def _check_design(design: Design) -> Design:
 def design_mrpc(pairs: pd.DataFrame, n_pairs: int, seed: int = 0) -> Design:
     """MRPC: ``n_pairs`` paraphrase pairs and as many of MRPC's own non-paraphrase pairs (§2, Table 1).
 
-    ``pairs`` is :func:`ifhelpers.paraphrases.load_mrpc_pairs`. Each paraphrase pair is a set of two
+    ``pairs`` is :func:`ifhelpers.data.paraphrases.load_mrpc_pairs`. Each paraphrase pair is a set of two
     (eq. 2 is then its cosine); non-paraphrase pair i is attached to paraphrase pair i, so the mean
     over sets of ``cos_para − cos_nonpara`` is the difference of the two means. Both samples are
     drawn without replacement with a generator seeded by ``seed``.
@@ -202,7 +204,7 @@ def design_paraphrase_sets(sets: pd.DataFrame, n_nonparaphrase_per_set: int, see
                            dataset: str = "tapaco", label: str | None = None) -> Design:
     """Paraphrase sets (TaPaCo or its stand-in, ParaRel facts) with eq. 4 pairs drawn per set.
 
-    ``sets`` has the tidy columns of :mod:`ifhelpers.paraphrases` (``set_id``, ``text``, ``source``).
+    ``sets`` has the tidy columns of :mod:`ifhelpers.data.paraphrases` (``set_id``, ``text``, ``source``).
     Every set with two or more members is a unit; sets of one member (e.g. ParaRel facts of a
     relation with a single usable template) are only drawn as non-paraphrase partners. For each unit
     p_i, ``n_nonparaphrase_per_set`` pairs are drawn as the paper describes (App. B.1): a set p_j ≠
@@ -246,8 +248,8 @@ def design_paraphrase_sets(sets: pd.DataFrame, n_nonparaphrase_per_set: int, see
 def design_pararel(queries: pd.DataFrame, n_nonparaphrase_per_set: int, seed: int = 0) -> Design:
     """ParaRel: one paraphrase set per fact, all its queries (§2, Table 1 "PARAREL").
 
-    ``queries`` is :func:`ifhelpers.pararel.load_queries`; item rows follow its row order, which is
-    the order of each prompt's block in :func:`ifhelpers.probes.run_pararel`. Non-paraphrases are
+    ``queries`` is :func:`ifhelpers.data.pararel.load_queries`; item rows follow its row order, which is
+    the order of each prompt's block in :func:`ifhelpers.model.probes.run_pararel`. Non-paraphrases are
     random queries of two different facts (possibly the same relation and template with another
     subject), drawn as in :func:`design_paraphrase_sets`.
     """
@@ -321,7 +323,7 @@ def embed_pararel(lm: LoadedModel, queries: pd.DataFrame, prompt_ids=(0, 1, 2), 
                   progress=None) -> dict:
     """Last-token h^L of every ParaRel query under each prompt, from the shared ParaRel pass.
 
-    Reads the last layer of ``resid`` from :func:`ifhelpers.probes.run_pararel` (so the forward
+    Reads the last layer of ``resid`` from :func:`ifhelpers.model.probes.run_pararel` (so the forward
     passes are those of the predictions and mechanisms chapters) and keeps nothing else.
     Returns ``{representation: {prompt_id: array (n_queries, d)}}``, rows in ``queries`` order.
     """
@@ -347,7 +349,7 @@ def unit_table(reps: np.ndarray, design: Design) -> pd.DataFrame:
     ``unit_id``, ``n_members``, ``cos_para`` (eq. 2, mean over pairs), ``cos_para_literal`` (eq. 2
     as printed, ``1/M`` times the ordered-pair sum), ``cos_nonpara`` (mean over the set's eq. 4
     pairs), ``n_nonpara`` and ``gap = cos_para − cos_nonpara``. With equally many pairs per set the
-    mean of ``gap`` equals :func:`ifhelpers.metrics.paraphrase_gap` on the same pairs.
+    mean of ``gap`` equals :func:`ifhelpers.metrics.cosine.paraphrase_gap` on the same pairs.
     """
     reps = np.asarray(reps)
     if reps.ndim != 2 or reps.shape[0] != len(design.items):
@@ -355,11 +357,11 @@ def unit_table(reps: np.ndarray, design: Design) -> pd.DataFrame:
     units = design.units
     member = design.items["set_id"].isin(units).to_numpy()
     set_ids = design.items["set_id"].to_numpy()[member]
-    para = metrics.paraphrase_cosine_per_set(reps[member], set_ids)["cos"]
-    literal = metrics.paraphrase_cosine_per_set(reps[member], set_ids, normalisation="paper_literal")["cos"]
+    para = metrics.cosine.paraphrase_cosine_per_set(reps[member], set_ids)["cos"]
+    literal = metrics.cosine.paraphrase_cosine_per_set(reps[member], set_ids, normalisation="paper_literal")["cos"]
     sizes = pd.Series(set_ids).value_counts()
     non = design.nonparaphrase
-    cos = metrics.pair_cosines(reps[non["row_a"].to_numpy()], reps[non["row_b"].to_numpy()])
+    cos = metrics.cosine.pair_cosines(reps[non["row_a"].to_numpy()], reps[non["row_b"].to_numpy()])
     nonpara = pd.Series(cos).groupby(non["unit_id"].to_numpy()).agg(["mean", "size"])
     out = pd.DataFrame({"unit_id": units})
     out["n_members"] = sizes.reindex(units).to_numpy()
@@ -632,7 +634,7 @@ def plot_gaps(summary: pd.DataFrame, colors: dict | None = None, paper_gaps_fram
     """
     import matplotlib.pyplot as plt
 
-    from .plots import PAPER_STYLE, ROLE_COLORS
+    from ifhelpers.plots import PAPER_STYLE, ROLE_COLORS
 
     means = summary[summary["prompt"] == "mean"]
     singles = summary[summary["prompt"] != "mean"]

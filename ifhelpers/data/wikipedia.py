@@ -37,14 +37,14 @@ from typing import Iterable, Sequence
 
 import pandas as pd
 
-from .sources import (
+from ifhelpers.data.sources import (
     DataSelectionError,
     cache_root,
     locate,
     mirror_root,
     note_malformed,
     read_jsonl,
-    _cache_key,
+    file_key,
 )
 
 __all__ = [
@@ -188,7 +188,7 @@ class _CorpusIndex:
 def _index(data_dir) -> _CorpusIndex:
     root = mirror_root(data_dir)
     paths = [root / "wikipedia" / n for n in ("wikihop_paragraphs.jsonl", "dbpedia_abstracts.jsonl")]
-    key = tuple(_cache_key(p) if p.is_file() else str(p) for p in paths)
+    key = tuple(file_key(p) if p.is_file() else str(p) for p in paths)
     if key not in _INDEX:
         _INDEX[key] = _CorpusIndex(load_corpus(data_dir))
     return _INDEX[key]
@@ -257,13 +257,13 @@ def search_mediawiki(
     else:
         import requests
 
-        from .sources import _USER_AGENT
+        from ifhelpers.data.sources import USER_AGENT
 
         params = {"action": "query", "list": "search", "srsearch": subject, "srlimit": limit,
                   "srqiprofile": profile, "srprop": "snippet", "srnamespace": 0, "format": "json",
                   "formatversion": 2}
         http = session or requests.Session()
-        response = http.get(API_URL, params=params, timeout=timeout, headers={"User-Agent": _USER_AGENT})
+        response = http.get(API_URL, params=params, timeout=timeout, headers={"User-Agent": USER_AGENT})
         response.raise_for_status()
         payload = response.json()
         if "error" in payload:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 
-from .sources import DataFormatError, DataNotFoundError, cache_root, locate, mirror_root
+from ifhelpers.data.sources import DataFormatError, DataNotFoundError, cache_root, locate, mirror_root
 
 __all__ = ["english_stopwords"]
 

@@ -4,7 +4,7 @@ Table 1 compares cos(paraphrases) - cos(non-paraphrases) on three datasets:
 
 * MRPC: sentence pairs labelled paraphrase / not paraphrase (:func:`load_mrpc_pairs`);
 * TaPaCo: sets of paraphrases from Tatoeba (:func:`load_tapaco_sets`);
-* ParaRel: all queries of one fact (:func:`ifhelpers.pararel.paraphrase_sets`).
+* ParaRel: all queries of one fact (:func:`ifhelpers.data.pararel.paraphrase_sets`).
 
 Sets share one tidy shape, so Eq. 2-4 need one implementation:
 
@@ -27,8 +27,8 @@ import os
 import numpy as np
 import pandas as pd
 
-from .becel import load_task_split
-from .sources import (
+from ifhelpers.data.becel import load_task_split
+from ifhelpers.data.sources import (
     DataSelectionError,
     HF_SOURCES,
     load_hf,

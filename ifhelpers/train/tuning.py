@@ -18,31 +18,29 @@ with a progress bar, checkpoints that a restarted run resumes from, and the loss
 tokens only. The language-model head runs on the response positions only (``logits_to_keep``),
 which matters for Gemma's 262,144-token vocabulary. The trained adapter is merged into the base
 weights and stored, with a chat template, under ``<cache>/models/<name>-<recipe hash>``; a registry
-entry with ``source: {kind: lora_tuned, ...}`` names such a model, and the first load trains it.
+entry with ``source: {kind: lora_tuned, ...}`` names such a model (:mod:`ifhelpers.model.tuned` finds it),
+and :func:`ensure_tuned` trains it when it is not stored yet.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import re
 import resource
 import shutil
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from . import becel, instructions, mmlu, pararel, registry, sources
-from .registry import ModelSpec
+from ifhelpers.data import becel, instructions, mmlu, pararel, sources
+from ifhelpers.model import registry
+from ifhelpers.model.registry import ModelSpec
+from ifhelpers.model.tuned import MIXTURES, Recipe, folders, is_trained, location, recipe_of
 
-__all__ = ["MIXTURES", "GEMMA_CHAT_TEMPLATE", "Recipe", "recipe_of", "spec_for", "word_ngrams", "contamination",
-           "registered_names", "base_tokenizer", "candidate_pool", "mixture", "mixture_summary", "fit_lora", "train", "ensure_tuned", "training_log"]
-
-MIXTURES = ("paraphrase-rich", "single-template", "free-form")
+__all__ = ["GEMMA_CHAT_TEMPLATE", "contamination", "base_tokenizer", "candidate_pool", "mixture",
+           "mixture_summary", "fit_lora", "train", "ensure_tuned"]
 
 #: Gemma's turn format (``<start_of_turn>user ... <end_of_turn>``), as a chat template. The GGUF of
 #: the pocket base model ships no template; the tuned models are trained and prompted with this one.
@@ -55,73 +53,17 @@ GEMMA_CHAT_TEMPLATE = (
 _END_OF_TURN = "<end_of_turn>\n"
 
 
-@dataclass(frozen=True)
-class Recipe:
-    """Everything that decides a tuned model: the base, the mixture and the training settings.
-
-    ``n_examples`` is the size of every mixture (rounded down to a multiple of the number of T0
-    tasks, so that each task gets the same share); every variant trains ``epochs`` passes over its
-    examples in batches of ``batch_size``, hence the same number of optimiser steps.
-    """
-
-    name: str
-    base: str = "gemma-3-270m"  # a registry name, Hub id or local folder of a base model
-    mixture: str = "paraphrase-rich"
-    n_examples: int = 270
-    max_tokens: int = 160
-    epochs: int = 1
-    batch_size: int = 4
-    learning_rate: float = 5e-4
-    lora_r: int = 16
-    lora_alpha: int = 32
-    lora_dropout: float = 0.05
-    target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
-    seed: int = 0
-
-    def __post_init__(self):
-        sources.choose("mixture", self.mixture, MIXTURES)
-        if self.n_examples < 1 or self.max_tokens < 8 or self.batch_size < 1 or self.epochs < 1:
-            raise ValueError(f"{self.name}: n_examples, batch_size, epochs must be >= 1 and max_tokens >= 8")
-
-    @property
-    def key(self) -> str:
-        """A short hash of every field but the name: two recipes with the same key train the same model."""
-        fields = {k: v for k, v in dataclasses.asdict(self).items() if k != "name"}
-        return hashlib.sha256(json.dumps(fields, sort_keys=True, default=list).encode()).hexdigest()[:10]
-
-
-def recipe_of(spec: ModelSpec) -> Recipe:
-    """The :class:`Recipe` of a registry entry whose source is ``{kind: lora_tuned, ...}``."""
-    fields = {k: v for k, v in spec.source.items() if k != "kind"}
-    if "target_modules" in fields:
-        fields["target_modules"] = tuple(fields["target_modules"])
-    return Recipe(name=spec.name, **fields)
-
-
-def registered_names(base: str) -> dict[str, str]:
-    """The registry's tuned models of ``base`` by mixture, e.g. ``{"free-form": "gemma-3-270m-ift-free-form"}``."""
-    return {spec.source["mixture"]: name for name, spec in registry.models().items()
-            if spec.source["kind"] == "lora_tuned" and spec.source["base"] == base}
-
 
 def base_tokenizer(base: str):
     """The tokenizer of a base model, with a chat template (Gemma's turn format when it ships none)."""
     from transformers import AutoTokenizer
 
-    from .models import weights_location
+    from ifhelpers.model.models import weights_location
 
     tokenizer = AutoTokenizer.from_pretrained(weights_location(registry.resolve(base, role="base"))[0])
     tokenizer.chat_template = tokenizer.chat_template or GEMMA_CHAT_TEMPLATE
     return tokenizer
 
-
-def spec_for(recipe: Recipe) -> ModelSpec:
-    """A model spec for a recipe (a registry entry's, or one with other sizes), loadable like any model."""
-    base = registry.resolve(recipe.base, role="base")
-    fields = {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(recipe).items() if k != "name"}
-    return ModelSpec(name=recipe.name, source={"kind": "lora_tuned", **fields}, family=base.family,
-                     role="instruction-tuned", prompt_format="chat-template", dtype=base.dtype,
-                     reference=None, notes=f"{recipe.base} + LoRA on the {recipe.mixture} mixture (this book).")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -132,12 +74,6 @@ _WORD = re.compile(r"\w+")
 
 def _words(text: str) -> list[str]:
     return _WORD.findall(text.lower())
-
-
-def word_ngrams(text: str, n: int) -> set[tuple[str, ...]]:
-    """The lower-cased word n-grams of ``text`` (a text shorter than ``n`` words has none)."""
-    words = _words(text)
-    return {tuple(words[i:i + n]) for i in range(len(words) - n + 1)}
 
 
 def _pararel_facts(data_dir=None) -> dict[tuple[str, ...], set[tuple[str, ...]]]:
@@ -212,7 +148,7 @@ def candidate_pool(tokenizer, max_tokens: int, data_dir=None) -> pd.DataFrame:
 
     T0 examples longer than ``max_tokens`` are dropped (cutting a templated prompt would cut its
     question); free-form responses are cut to fit, as their prompts are short and their answers long.
-    Columns: those of :mod:`ifhelpers.instructions`, ``n_tokens`` and :func:`contamination`'s flags.
+    Columns: those of :mod:`ifhelpers.data.instructions`, ``n_tokens`` and :func:`contamination`'s flags.
     """
     t0 = instructions.load_t0(data_dir=data_dir)
     free = instructions.load_freeform(data_dir=data_dir).assign(task="free-form", template="free-form")
@@ -325,17 +261,6 @@ def _encode(tokenizer, frame: pd.DataFrame, max_tokens: int) -> list[dict]:
     return encoded
 
 
-def _folders(recipe: Recipe) -> tuple[Path, Path]:
-    from .models import cache_dir
-
-    return cache_dir("tuning", f"{recipe.name}-{recipe.key}"), cache_dir("models", f"{recipe.name}-{recipe.key}")
-
-
-def training_log(recipe: Recipe) -> dict:
-    """What :func:`train` recorded for a tuned model: time, steps, peak memory, losses, data check."""
-    return json.loads((_folders(recipe)[1] / "ifhelpers_provenance.json").read_text())["training"]
-
-
 def fit_lora(model, tokenizer, examples: pd.DataFrame, recipe: Recipe, work_dir: str | Path, *,
              progress: bool = True, callbacks=()) -> tuple[object, dict]:
     """LoRA-train ``model`` on ``examples`` with the Trainer; returns (merged model, training log).
@@ -393,9 +318,9 @@ def train(recipe: Recipe, pool: pd.DataFrame | None = None, *, progress: bool = 
     import torch
     from transformers import AutoModelForCausalLM
 
-    from .models import _save_atomically, default_device, weights_location
+    from ifhelpers.model.models import default_device, save_atomically, weights_location
 
-    work, target = _folders(recipe)
+    work, target = folders(recipe)
     if (target / "config.json").exists():
         return target
     location, fingerprint = weights_location(registry.resolve(recipe.base, role="base"))
@@ -407,7 +332,7 @@ def train(recipe: Recipe, pool: pd.DataFrame | None = None, *, progress: bool = 
                                                  dtype=torch.float32 if device == "cpu" else torch.bfloat16).to(device)
     merged, log = fit_lora(model, tokenizer, examples, recipe, work, progress=progress)
     provenance = {"recipe": dataclasses.asdict(recipe), "recipe_key": recipe.key, "base": fingerprint, "training": log}
-    _save_atomically(merged, tokenizer, target, provenance)
+    save_atomically(merged, tokenizer, target, provenance)
     shutil.rmtree(work, ignore_errors=True)  # checkpoints are only for resuming
     return target
 
@@ -415,12 +340,9 @@ def train(recipe: Recipe, pool: pd.DataFrame | None = None, *, progress: bool = 
 def ensure_tuned(spec: ModelSpec) -> tuple[str, str]:
     """(folder, fingerprint) of a ``lora_tuned`` model, training it first when it is not stored yet."""
     recipe = recipe_of(spec)
-    target = _folders(recipe)[1]
-    if not (target / "config.json").exists():
+    if not is_trained(spec):
         print(f"{spec.name} is not trained yet on this machine: training it now ({recipe.mixture} mixture, "
-              f"{recipe.n_examples} examples; 2-5 minutes at the default size on 2 CPU cores). It is stored in {target}.")
+              f"{recipe.n_examples} examples; 2-5 minutes at the default size on 2 CPU cores). It is stored in "
+              f"{folders(recipe)[1]}.")
         train(recipe)
-    weights = sorted(target.glob("*.safetensors"))
-    stamp = hashlib.sha256("".join(f"{p.name}:{p.stat().st_size}" for p in weights).encode())
-    stamp.update((target / "ifhelpers_provenance.json").read_bytes())
-    return str(target), f"{spec.name}@{recipe.key}:{stamp.hexdigest()[:12]}"
+    return location(spec)

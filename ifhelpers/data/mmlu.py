@@ -18,7 +18,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from .sources import (
+from ifhelpers.data.sources import (
     DataFormatError,
     DataNotFoundError,
     DataSelectionError,

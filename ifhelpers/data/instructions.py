@@ -21,7 +21,7 @@ import os
 
 import pandas as pd
 
-from . import sources
+from ifhelpers.data import sources
 
 __all__ = ["T0_TASKS", "load_t0", "load_freeform", "task_of_template"]
 

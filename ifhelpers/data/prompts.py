@@ -107,7 +107,7 @@ def format_mmlu(subject: str, question: str, choices, instruction_id: int, promp
     """A zero-shot MMLU prompt with instruction ``instruction_id`` of App. C.1.
 
     The prompt ends right before the answer letter, so the next token is scored against
-    " A" ... " D" (see ``ifhelpers.engine.letter_token_ids`` for the tokenization).
+    " A" ... " D" (see ``ifhelpers.model.engine.letter_token_ids`` for the tokenization).
     """
     instruction = MMLU_INSTRUCTIONS[instruction_id].format(subject.replace("_", " "))
     body = f"{instruction}\n\n{mmlu_question_block(question, choices)}"

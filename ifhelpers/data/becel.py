@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from .sources import (
+from ifhelpers.data.sources import (
     DataFormatError,
     DataSelectionError,
     GitHubFile,

@@ -49,7 +49,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from .sources import (
+from ifhelpers.data.sources import (
     GITHUB_SOURCES,
     DataNotFoundError,
     DataSelectionError,
@@ -413,7 +413,7 @@ def relation_summary(data_dir: str | os.PathLike | None = None) -> pd.DataFrame:
 
 
 def paraphrase_sets(queries: pd.DataFrame) -> pd.DataFrame:
-    """ParaRel paraphrase sets in the tidy form of :mod:`ifhelpers.paraphrases` (§2, Eq. 2-3).
+    """ParaRel paraphrase sets in the tidy form of :mod:`ifhelpers.data.paraphrases` (§2, Eq. 2-3).
 
     One set per fact: all its queries. Columns ``set_id`` (``"<relation>:<uuid>"``),
     ``item_id`` (the template id), ``text`` (the query), ``source`` (``"pararel"``), plus

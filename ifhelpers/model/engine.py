@@ -21,7 +21,7 @@ at other positions):
 
 Texts are tokenized once, sorted by length and packed into batches under a padded-token budget;
 left padding with explicit position ids makes each text's result equal to its unpadded single run.
-Every finished batch is written to the on-disk cache (:mod:`ifhelpers.cache`) keyed by model, request
+Every finished batch is written to the on-disk cache (:mod:`ifhelpers.model.cache`) keyed by model, request
 and the exact text and position, so repeating a run repeats no forward pass and an interrupted run
 resumes where it stopped.
 """
@@ -36,13 +36,9 @@ from typing import Sequence
 
 import numpy as np
 
-from .cache import ActivationStore, content_key, store_for
-from .models import LoadedModel
-from .tokens import encode
-
-#: Names of the collected outputs, for readers of the code (TransformerLens-style).
-OUTPUTS = ("resid", "attn_update", "mlp_update", "top_ids", "top_logprobs", "candidate_logprobs",
-           "next_token_logits")
+from ifhelpers.model.cache import ActivationStore, content_key, store_for
+from ifhelpers.model.models import LoadedModel
+from ifhelpers.model.tokens import encode
 
 
 @dataclass(frozen=True)
@@ -179,7 +175,12 @@ def plan_batches(lengths: Sequence[int], max_batch_tokens: int, max_batch_size: 
     return batches
 
 
-def _pad_left(ids: list[list[int]], pad_id: int, device):
+def pad_left(ids: list[list[int]], pad_id: int, device):
+    """Left-pad token id lists into one batch: ``(input_ids, attention_mask, position_ids)``.
+
+    Padding goes on the left so that every text's last token is the batch's last column; position ids
+    count real tokens only, so a padded text sees the positions it would see alone.
+    """
     import torch
 
     width = max(map(len, ids))
@@ -196,7 +197,7 @@ def _forward_batch(lm: LoadedModel, recorder: _Recorder, ids: list[list[int]], p
     import torch
 
     request = recorder.request
-    input_ids, mask, position_ids = _pad_left(ids, lm.tokenizer.pad_token_id, lm.device)
+    input_ids, mask, position_ids = pad_left(ids, lm.tokenizer.pad_token_id, lm.device)
     width = input_ids.shape[1]
     rows = torch.arange(len(ids), device=lm.device)
     cols = torch.tensor([width - len(seq) + (p if p >= 0 else len(seq) + p) for seq, p in zip(ids, positions)],
@@ -230,7 +231,7 @@ def check_decomposition(out: dict, atol: float = 1e-3) -> None:
     if error > atol * scale:
         raise RuntimeError(
             f"h^(l+1) != h^l + a^l + f^l (max error {error:.3g} at scale {scale:.3g}): the engine hooks the "
-            f"wrong attention/MLP modules for this architecture; see ifhelpers.engine.update_modules."
+            f"wrong attention/MLP modules for this architecture; see ifhelpers.model.engine.update_modules."
         )
 
 

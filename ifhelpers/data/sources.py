@@ -91,7 +91,7 @@ HF_SOURCES = {
 }
 """Hugging Face Hub sources used when no mirror is given."""
 
-_USER_AGENT = "ifhelpers/0.1 (ifbook reproduction of Fierro et al. 2024; python-requests)"
+USER_AGENT = "ifhelpers/0.1 (ifbook reproduction of Fierro et al. 2024; python-requests)"
 
 
 class DataNotFoundError(FileNotFoundError):
@@ -162,14 +162,16 @@ def mirror_root(data_dir: str | os.PathLike | None = None) -> Path | None:
     return root
 
 
-def cache_root() -> Path:
-    """Download cache: ``$IFHELPERS_CACHE`` or ``platformdirs.user_cache_dir("ifhelpers")``."""
+def cache_root(*parts: str) -> Path:
+    """The user cache of ifhelpers, joined with ``parts``: ``$IFHELPERS_CACHE`` (``~`` expanded) or
+    ``platformdirs.user_cache_dir("ifhelpers")``. The one place that decides where downloads,
+    converted models, forward passes, checkpoints and tuned models are kept."""
     env = os.environ.get(ENV_CACHE, "").strip()
     if env:
-        return Path(env).expanduser()
+        return Path(env).expanduser().joinpath(*parts)
     import platformdirs
 
-    return Path(platformdirs.user_cache_dir("ifhelpers"))
+    return Path(platformdirs.user_cache_dir("ifhelpers")).joinpath(*parts)
 
 
 def describe_source(data_dir: str | os.PathLike | None = None) -> str:
@@ -234,7 +236,7 @@ def download(url: str, dest: Path, timeout: float = 60.0) -> Path:
     import requests
 
     dest.parent.mkdir(parents=True, exist_ok=True)
-    response = requests.get(url, timeout=timeout, headers={"User-Agent": _USER_AGENT})
+    response = requests.get(url, timeout=timeout, headers={"User-Agent": USER_AGENT})
     response.raise_for_status()
     fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=dest.name, suffix=".part")
     try:
@@ -303,7 +305,7 @@ def rng_for(seed: int, *keys: object) -> np.random.Generator:
 _PARSED: dict = {}
 
 
-def _cache_key(path: Path, *extra) -> tuple:
+def file_key(path: Path, *extra) -> tuple:
     st = path.stat()
     return (str(path.resolve()), st.st_mtime_ns, st.st_size) + extra
 
@@ -317,7 +319,7 @@ def read_jsonl(
     A line is malformed when it is not a JSON object, lacks a ``required`` key, or has an
     empty value for a key in ``nonempty``. Blank lines are skipped. Never unpickles.
     """
-    key = _cache_key(path, "jsonl", tuple(required), tuple(nonempty))
+    key = file_key(path, "jsonl", tuple(required), tuple(nonempty))
     if key in _PARSED:
         records, bad = _PARSED[key]
         return [dict(r) for r in records], list(bad)
@@ -360,7 +362,7 @@ def read_delimited(
     ``required`` column raises :class:`DataFormatError`. Repeated header names get a
     ``.1`` suffix (BECEL's ``mrpc/symmetric.tsv`` repeats ``index``).
     """
-    key = _cache_key(path, "delim", sep, tuple(required))
+    key = file_key(path, "delim", sep, tuple(required))
     if key in _PARSED:
         frame, bad = _PARSED[key]
         return frame.copy(), list(bad)

@@ -1,0 +1,147 @@
+"""ParaRel factual accuracy and consistency (paper §3, Table 2; Elazar et al. 2021; App. E).
+
+Pure: arrays or tidy frames in, numbers out; nothing here imports the rest of the package
+except its sibling metric modules.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+import pandas as pd
+
+from ifhelpers.metrics.validation import check_columns
+
+
+_PARAREL_COLUMNS = ("relation", "fact_id", "template_id", "prediction", "gold")
+
+
+def _check_pararel(frame: pd.DataFrame) -> None:
+    check_columns(frame, _PARAREL_COLUMNS, "ParaRel predictions")
+    keys = ["relation", "fact_id", "template_id"]
+    dup = frame.duplicated(keys)
+    if dup.any():
+        row = frame.loc[dup, keys].iloc[0].to_dict()
+        raise ValueError(f"duplicate (relation, fact_id, template_id) query, e.g. {row}")
+    if frame["prediction"].isna().any():
+        raise ValueError("prediction contains missing values")
+
+
+def _gold_set(gold) -> frozenset:
+    if isinstance(gold, str):
+        return frozenset([gold])
+    if not isinstance(gold, Iterable) and pd.isna(gold):
+        raise ValueError("gold contains a missing value")
+    if isinstance(gold, Iterable):
+        gold = frozenset(gold)
+        if not gold:
+            raise ValueError("gold contains an empty set of objects")
+        return gold
+    return frozenset([gold])
+
+
+def pararel_query_pairs(predictions: pd.DataFrame) -> pd.DataFrame:
+    """All pairs of paraphrased queries of the same fact, labelled consistent or not.
+
+    §3 (Elazar et al. 2021): two queries of one fact (same relation and subject, two
+    different templates) are *consistent* when their top-1 predictions are the same
+    string. App. E / §4 Fig. 4 split the paraphrase cosines by this label.
+
+    Parameters
+    ----------
+    predictions : DataFrame with columns ``relation``, ``fact_id``, ``template_id``,
+        ``prediction`` (one row per query; normalise the strings beforehand, the
+        comparison is exact) and ``gold`` (unused here).
+
+    Returns
+    -------
+    DataFrame with one row per unordered pair: ``relation``, ``fact_id``,
+    ``template_a``, ``template_b``, ``row_a``, ``row_b`` (positional rows of
+    ``predictions``, i.e. of an aligned representation array), ``prediction_a``,
+    ``prediction_b`` and ``consistent`` (bool). Facts with a single query give no pair.
+    """
+    _check_pararel(predictions)
+    left = predictions[["relation", "fact_id", "template_id", "prediction"]].copy()
+    left["row"] = np.arange(len(left))
+    merged = left.merge(left, on=["relation", "fact_id"], suffixes=("_a", "_b"))
+    merged = merged[merged["row_a"] < merged["row_b"]]
+    out = pd.DataFrame(
+        {
+            "relation": merged["relation"].to_numpy(),
+            "fact_id": merged["fact_id"].to_numpy(),
+            "template_a": merged["template_id_a"].to_numpy(),
+            "template_b": merged["template_id_b"].to_numpy(),
+            "row_a": merged["row_a"].to_numpy(dtype=np.intp),
+            "row_b": merged["row_b"].to_numpy(dtype=np.intp),
+            "prediction_a": merged["prediction_a"].to_numpy(),
+            "prediction_b": merged["prediction_b"].to_numpy(),
+        }
+    )
+    out["consistent"] = out["prediction_a"].to_numpy() == out["prediction_b"].to_numpy()
+    return out.sort_values(["row_a", "row_b"], kind="stable").reset_index(drop=True)
+
+
+def pararel_scores(predictions: pd.DataFrame) -> pd.DataFrame:
+    """Per-relation ParaRel accuracy and consistency (§3, Table 2; Elazar et al. 2021).
+
+    * accuracy: share of queries whose top-1 prediction is a correct object. ``gold``
+      holds one object string or, for N-M relations, a collection of objects; any of
+      them counts as correct.
+    * consistency: share of pairs of paraphrased queries of the same fact (all
+      unordered template pairs) whose top-1 predictions agree, pooled over the facts of
+      the relation (Elazar et al.'s per-relation definition).
+
+    Returns
+    -------
+    DataFrame indexed by ``relation`` with columns ``n_facts``, ``n_queries``,
+    ``n_pairs``, ``accuracy``, ``consistency`` (fractions in [0, 1]).
+    """
+    _check_pararel(predictions)
+    gold = predictions["gold"].map(_gold_set)
+    correct = [p in g for p, g in zip(predictions["prediction"], gold)]
+    queries = pd.DataFrame(
+        {
+            "relation": predictions["relation"].to_numpy(),
+            "fact_id": predictions["fact_id"].to_numpy(),
+            "correct": np.asarray(correct, dtype=float),
+        }
+    )
+    by_rel = queries.groupby("relation", sort=True)
+    scores = pd.DataFrame(
+        {
+            "n_facts": by_rel["fact_id"].nunique(),
+            "n_queries": by_rel.size(),
+            "accuracy": by_rel["correct"].mean(),
+        }
+    )
+    pairs = pararel_query_pairs(predictions)
+    pair_stats = pairs.groupby("relation", sort=True)["consistent"].agg(["size", "mean"])
+    scores["n_pairs"] = pair_stats["size"].reindex(scores.index).fillna(0).astype(int)
+    scores["consistency"] = pair_stats["mean"].reindex(scores.index).astype(float)
+    no_pairs = scores.index[scores["n_pairs"] == 0]
+    if len(no_pairs):
+        raise ValueError(
+            f"relation(s) {list(no_pairs)} have no fact queried with two templates; "
+            "consistency is undefined for them"
+        )
+    return scores[["n_facts", "n_queries", "n_pairs", "accuracy", "consistency"]]
+
+
+def pararel_macro(predictions_or_scores: pd.DataFrame) -> pd.Series:
+    """Macro average over relations of ParaRel accuracy and consistency (Table 2).
+
+    Accepts the tidy predictions (passed through :func:`pararel_scores`) or an
+    already computed per-relation table. Returns a Series ``accuracy``,
+    ``consistency``, ``n_relations``; values are fractions (Table 2 shows percent).
+    """
+    frame = predictions_or_scores
+    if not {"accuracy", "consistency"}.issubset(getattr(frame, "columns", [])):
+        frame = pararel_scores(frame)
+    return pd.Series(
+        {
+            "accuracy": float(frame["accuracy"].mean()),
+            "consistency": float(frame["consistency"].mean()),
+            "n_relations": int(len(frame)),
+        }
+    )

@@ -1,0 +1,117 @@
+"""Models this book tunes itself: what decides one (:class:`Recipe`) and where it is stored.
+
+A registry entry with ``source: {kind: lora_tuned, base: ..., mixture: ...}`` names a model that
+:mod:`ifhelpers.train.tuning` trains from a base model. This module only *finds* such a model: its
+recipe, its folder in the user cache and a fingerprint of its weights. Loading a name that has not
+been trained yet raises :class:`ModelNotTrainedError`, which says how to train it; nothing in the
+model layer starts a training run (the chapters and ``ifhelpers run`` train what they need first,
+through :func:`ifhelpers.train.tuning.ensure_tuned`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from ifhelpers.data import sources
+from ifhelpers.model import registry
+from ifhelpers.model.registry import ModelSpec
+
+#: The three training mixtures of chapter 5 (:func:`ifhelpers.train.tuning.mixture`).
+MIXTURES = ("paraphrase-rich", "single-template", "free-form")
+
+
+class ModelNotTrainedError(FileNotFoundError):
+    """A ``lora_tuned`` registry model that is not stored on this machine yet; the message says how to train it."""
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Everything that decides a tuned model: the base, the mixture and the training settings.
+
+    ``n_examples`` is the size of every mixture (rounded down to a multiple of the number of T0
+    tasks, so that each task gets the same share); every variant trains ``epochs`` passes over its
+    examples in batches of ``batch_size``, hence the same number of optimiser steps.
+    """
+
+    name: str
+    base: str = "gemma-3-270m"  # a registry name, Hub id or local folder of a base model
+    mixture: str = "paraphrase-rich"
+    n_examples: int = 270
+    max_tokens: int = 160
+    epochs: int = 1
+    batch_size: int = 4
+    learning_rate: float = 5e-4
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+    seed: int = 0
+
+    def __post_init__(self):
+        sources.choose("mixture", self.mixture, MIXTURES)
+        if self.n_examples < 1 or self.max_tokens < 8 or self.batch_size < 1 or self.epochs < 1:
+            raise ValueError(f"{self.name}: n_examples, batch_size, epochs must be >= 1 and max_tokens >= 8")
+
+    @property
+    def key(self) -> str:
+        """A short hash of every field but the name: two recipes with the same key train the same model."""
+        fields = {k: v for k, v in dataclasses.asdict(self).items() if k != "name"}
+        return hashlib.sha256(json.dumps(fields, sort_keys=True, default=list).encode()).hexdigest()[:10]
+
+
+def recipe_of(spec: ModelSpec) -> Recipe:
+    """The :class:`Recipe` of a registry entry whose source is ``{kind: lora_tuned, ...}``."""
+    fields = {k: v for k, v in spec.source.items() if k != "kind"}
+    if "target_modules" in fields:
+        fields["target_modules"] = tuple(fields["target_modules"])
+    return Recipe(name=spec.name, **fields)
+
+
+def spec_for(recipe: Recipe) -> ModelSpec:
+    """A model spec for a recipe (a registry entry's, or one with other sizes), loadable like any model."""
+    base = registry.resolve(recipe.base, role="base")
+    fields = {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(recipe).items() if k != "name"}
+    return ModelSpec(name=recipe.name, source={"kind": "lora_tuned", **fields}, family=base.family,
+                     role="instruction-tuned", prompt_format="chat-template", dtype=base.dtype,
+                     reference=None, notes=f"{recipe.base} + LoRA on the {recipe.mixture} mixture (this book).")
+
+
+def registered_names(base: str) -> dict[str, str]:
+    """The registry's tuned models of ``base`` by mixture, e.g. ``{"free-form": "gemma-3-270m-ift-free-form"}``."""
+    return {spec.source["mixture"]: name for name, spec in registry.models().items()
+            if spec.source["kind"] == "lora_tuned" and spec.source["base"] == base}
+
+
+def folders(recipe: Recipe) -> tuple[Path, Path]:
+    """(checkpoint folder while training, folder of the stored merged model) in the user cache."""
+    name = f"{recipe.name}-{recipe.key}"
+    return sources.cache_root("tuning", name), sources.cache_root("models", name)
+
+
+def is_trained(spec: ModelSpec) -> bool:
+    """Whether the tuned model of ``spec`` is stored on this machine."""
+    return (folders(recipe_of(spec))[1] / "config.json").exists()
+
+
+def training_log(recipe: Recipe) -> dict:
+    """What training recorded for a tuned model: time, steps, peak memory, losses, data check."""
+    return json.loads((folders(recipe)[1] / "ifhelpers_provenance.json").read_text())["training"]
+
+
+def location(spec: ModelSpec) -> tuple[str, str]:
+    """(folder, fingerprint) of a stored ``lora_tuned`` model; :class:`ModelNotTrainedError` if not trained."""
+    recipe = recipe_of(spec)
+    target = folders(recipe)[1]
+    if not (target / "config.json").exists():
+        raise ModelNotTrainedError(
+            f"{spec.name} is a model this book tunes itself and it is not trained on this machine yet "
+            f"(expected in {target}). Train it with `ifhelpers.train.tuning.ensure_tuned("
+            f"ifhelpers.model.registry.get({spec.name!r}))`; `ifhelpers run` and the chapters do this for you.")
+    weights = sorted(target.glob("*.safetensors"))
+    stamp = hashlib.sha256("".join(f"{p.name}:{p.stat().st_size}" for p in weights).encode())
+    stamp.update((target / "ifhelpers_provenance.json").read_bytes())
+    return str(target), f"{spec.name}@{recipe.key}:{stamp.hexdigest()[:12]}"
