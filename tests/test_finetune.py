@@ -194,24 +194,6 @@ def test_negation_label_aware_diagnostic():
     assert out["label-aware"] == pytest.approx(0.5) and out["share of pairs whose gold label flips"] == 0.5
 
 
-def test_paper_table6_averages_reproduce_table2():
-    # Table 2 BECEL columns of the paper (Acc., Cons. semantic / negation) for the LLaMA models.
-    table2 = {"llama-7b (base model)": (74.4, 84.7, 42.3), "baize-7b": (75.0, 87.5, 46.5),
-              "cot-7b": (76.6, 86.1, 51.9), "dolly-7b": (75.4, 86.2, 44.6), "flan-v2-7b": (78.4, 89.4, 51.0),
-              "gpt4-alpaca-7b": (75.8, 84.8, 47.6), "oasst1-7b": (75.2, 85.6, 46.2),
-              "sharegpt-7b": (74.8, 85.6, 42.8), "sni-7b": (75.1, 86.9, 45.1),
-              "stanford-alpaca-7b": (76.1, 87.1, 47.0), "unnatural-instructions-7b": (76.8, 85.2, 50.0)}
-    ours = finetune.paper_table6_averages().pivot(index="model", columns="metric", values="value")
-    assert set(ours.index) == set(table2)
-    for model, (acc, sem, neg) in table2.items():
-        assert ours.loc[model, "accuracy"] == pytest.approx(acc, abs=0.1)
-        assert ours.loc[model, "semantic"] == pytest.approx(sem, abs=0.1)
-        assert ours.loc[model, "negational"] == pytest.approx(neg, abs=0.1)
-    printed = finetune.paper_table2_becel().pivot(index="model", columns="metric", values="value")
-    assert printed.loc["llama-7b (base model)"].to_dict() == {"accuracy": 74.4, "semantic": 84.7, "negational": 42.3}
-    long = finetune.paper_table6_long()
-    assert len(long) == 15 * 16 and long["source"].str.startswith("paper").all()
-    assert finetune.table6_wide(long).shape == (15, 16)
 
 
 # ------------------------------------------------------------------------------------------ training

@@ -9,7 +9,6 @@ import pandas as pd
 import pytest
 
 from ifhelpers.chapters import headlines as hl
-from ifhelpers.chapters import predictions as pred
 from ifhelpers import results
 
 
@@ -33,13 +32,6 @@ def test_combine_cells():
     assert hl.combine([]) == "not defined"
 
 
-def test_paper_text_counts_the_papers_own_table():
-    paper = pd.concat([pred.paper_table(2), pred.paper_table(5)], ignore_index=True)
-    text = hl.paper_direction_text(paper, "PARAREL Cons.", threshold=1.4)
-    # Table 2: LLaMA-7b 81.9; 8 of 10 tuned models above it, 6 by more than 1.4 points (by hand)
-    assert text.startswith("LLaMA-7b 81.9; 10 tuned 80.5-84.8, 8 higher (6 by > 1.4")
-    assert "T5-XL 75.5 → FlanT5-XL 80.1" in text and "Falcon-7b 76.2 → Falcon-Instruct-7b 72.2" in text
-    assert "10 lower" in hl.paper_direction_text(paper, "MMLU Spread", higher=False)
 
 
 def test_vector_space_rows_come_from_the_comparison():

@@ -37,11 +37,9 @@ def fake_pass(predictions_by_prompt):
     return pd.concat(frames, ignore_index=True)
 
 
-def test_relative_depth_and_paper_span():
+def test_relative_depth():
     np.testing.assert_allclose(mech.relative_depth([0, 9, 18], 18), [0, 0.5, 1])
     np.testing.assert_allclose(mech.relative_depth([0, 17], 18, "update"), [1 / 18, 1])
-    assert mech.paper_layer_span(3, 8) == (3 / 32, 8 / 32)
-    assert mech.paper_layer_span(13, 21, "update") == (14 / 32, 22 / 32)
     with pytest.raises(ValueError):
         mech.relative_depth(1, 4, "block")
 

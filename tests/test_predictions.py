@@ -13,6 +13,7 @@ import pytest
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
+from ifhelpers import paper
 from ifhelpers.model import engine, probes, registry, tokens
 from ifhelpers import metrics
 from ifhelpers.chapters import predictions
@@ -382,17 +383,11 @@ def test_sample_questions_total_and_balanced(monkeypatch):
 # ------------------------------------------------------------------------------------------ tables
 
 
-def test_table2_layout_and_paper_tables():
+def test_table2_layout():
     pararel = pd.DataFrame({"role": ["base", "instruction-tuned"], "accuracy": [0.1, 0.2], "consistency": [0.5, 0.6]},
                            index=pd.Index(["b", "t"], name="model"))
     mmlu_ = pd.DataFrame({"role": ["base", "instruction-tuned"], "accuracy": [0.25, 0.26], "spread": [0.02, 0.01]},
                          index=pd.Index(["b", "t"], name="model"))
     table = predictions.table2_layout(pararel, mmlu_)
-    assert list(table.columns) == ["source", "model", "role", *predictions.TABLE2_COLUMNS]
+    assert list(table.columns) == ["source", "model", "role", *paper.TABLE2_COLUMNS]
     assert table.set_index("model").loc["t", "PARAREL Cons."] == pytest.approx(60.0)
-    paper2 = predictions.paper_table(2)
-    assert len(paper2) == 11 and (paper2["role"] == "base").sum() == 1
-    assert paper2.set_index("model").loc["llama-7b (base model)", "MMLU Spread"] == 1.6
-    paper5 = predictions.paper_table(5)
-    assert paper5.set_index("model").loc["Falcon-Instruct-7b", "PARAREL Cons."] == 72.2
-    assert (paper5["role"] == "base").sum() == 2

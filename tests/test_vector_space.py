@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from ifhelpers import paper
 from ifhelpers import metrics
 from ifhelpers.data import paraphrases, pararel
 from ifhelpers.chapters import vector_space as vs
@@ -210,24 +211,8 @@ def test_direction_words():
 # ------------------------------------------------------------------------------------ paper numbers
 
 
-def test_paper_gaps_transcribe_tables_1_and_4():
-    gaps = vs.paper_gaps()
-    assert len(gaps) == (11 + 4) * 3
-    assert gaps["source"].str.startswith("paper").all()
-    assert gaps.groupby("family")["model"].nunique().to_dict() == {"falcon": 2, "llama": 11, "t5": 2}
-    assert (gaps["role"] == "base").sum() == 3 * 3
-    llama = gaps[(gaps["model"] == "llama-7b (base model)")].set_index("dataset")["gap"]
-    assert llama.to_dict() == {"mrpc": 0.010, "tapaco": 0.140, "pararel": 0.474}
-    assert gaps.set_index(["model", "dataset"]).loc[("T5-XL (base model)", "mrpc"), "gap"] == pytest.approx(1.24e-4)
 
 
-def test_paper_directions():
-    d = vs.paper_directions().set_index(["family", "dataset"])
-    # Table 1: every IFT model beats LLaMA on MRPC and ParaRel; on TaPaCo sharegpt is lower, gpt4-alpaca equal
-    assert d.loc[("LLaMA-7b", "mrpc"), "n_tuned_above"] == 10
-    assert d.loc[("LLaMA-7b", "pararel"), "n_tuned_above"] == 10
-    assert d.loc[("LLaMA-7b", "tapaco"), ["n_tuned_above", "n_tuned_equal"]].tolist() == [8, 1]
-    assert d.loc[("Falcon-7b", "tapaco"), "n_tuned_above"] == 1 and d.loc[("T5-XL", "mrpc"), "n_tuned"] == 1
 
 
 def test_side_by_side_labels_sources():
@@ -244,7 +229,7 @@ def test_plot_gaps_draws_one_panel_per_dataset():
     units, _ = _synthetic_units()
     more = units.assign(dataset="mrpc", dataset_label="MRPC")
     summary = vs.summarise_gaps(pd.concat([units, more]), n_resamples=200)
-    fig = vs.plot_gaps(summary, paper_gaps_frame=vs.paper_gaps(), title="t")
+    fig = vs.plot_gaps(summary, paper_gaps_frame=paper.gaps(), title="t")
     main_axes = [ax for ax in fig.axes if ax.get_title()]
     assert [ax.get_title() for ax in main_axes] == ["MRPC", "Toy"]
     assert len(fig.axes) == 3  # MRPC has the paper's twin axis, the toy dataset none

@@ -41,7 +41,7 @@ import numpy as np
 import pandas as pd
 
 from ifhelpers.data import becel
-from ifhelpers import metrics, stats
+from ifhelpers import metrics, paper, stats
 from ifhelpers.model.cache import content_key
 from ifhelpers.data.sources import rng_for
 
@@ -49,7 +49,6 @@ __all__ = [
     "MODES",
     "MODE_DESCRIPTIONS",
     "METRICS",
-    "TABLE6_NAMES",
     "TEMPLATES",
     "FinetuneConfig",
     "TaskData",
@@ -71,9 +70,6 @@ __all__ = [
     "table6_wide",
     "table2_becel",
     "compare_roles",
-    "paper_table6_long",
-    "paper_table2_becel",
-    "paper_table6_averages",
     "negation_label_aware",
     "plot_table6",
 ]
@@ -87,7 +83,6 @@ MODE_DESCRIPTIONS = {
 }
 #: The columns of Table 6 per task, in the paper's order, and their names there.
 METRICS = ("symmetric", "semantic", "negational", "accuracy")
-TABLE6_NAMES = {"symmetric": "Sym", "semantic": "Sem", "negational": "Neg", "accuracy": "Acc."}
 INPUT_FORMATS = ("plain", "model")
 
 # --------------------------------------------------------------------------------------------------
@@ -776,11 +771,11 @@ def table6_scores(predictions: pd.DataFrame, n_resamples: int = 2000, confidence
 def table6_wide(scores: pd.DataFrame, with_intervals: bool = False) -> pd.DataFrame:
     """Table 6's layout: one row per model, columns ``(task, Sym/Sem/Neg/Acc.)``.
 
-    ``scores`` is :func:`table6_scores` (ours) or :func:`paper_table6_long` (paper's); the
+    ``scores`` is :func:`table6_scores` (ours) or :func:`ifhelpers.paper.becel_table6` (paper's); the
     ``source``/``mode`` columns, when present, stay in the row index.
     """
     frame = scores.copy()
-    frame["col"] = frame["metric"].map(TABLE6_NAMES)
+    frame["col"] = frame["metric"].map(paper.TABLE6_NAMES)
     frame["task_name"] = frame["task"].str.upper().replace({"WIC": "WiC"})
     if with_intervals:
         frame["value"] = [f"{v:.3f} [{lo:.2f}, {hi:.2f}]" for v, lo, hi in zip(frame["value"], frame["low"],
@@ -788,7 +783,7 @@ def table6_wide(scores: pd.DataFrame, with_intervals: bool = False) -> pd.DataFr
     index = [c for c in ("source", "model", "role", "mode") if c in frame]
     wide = frame.pivot_table(index=index, columns=["task_name", "col"], values="value", aggfunc="first", sort=False)
     tasks = [t for t in ("SNLI", "RTE", "MRPC", "WiC") if t in wide.columns.get_level_values(0)]
-    cols = [(t, TABLE6_NAMES[m]) for t in tasks for m in METRICS if (t, TABLE6_NAMES[m]) in wide.columns]
+    cols = [(t, paper.TABLE6_NAMES[m]) for t in tasks for m in METRICS if (t, paper.TABLE6_NAMES[m]) in wide.columns]
     wide = wide[cols]
     wide.columns.names = [None, None]
     return wide
@@ -841,74 +836,6 @@ def compare_roles(predictions: pd.DataFrame, base: str, tuned: str, n_resamples:
 # 7. The paper's numbers (Table 6, and Table 2's BECEL columns as its averages)
 # --------------------------------------------------------------------------------------------------
 
-#: Paper Table 6 row labels -> registry name and role. "FlanT5-XL (base model)" is printed so, but
-#: its numbers average to Table 5's FlanT5-XL row (accuracy 81.3), so it is the instruction-tuned
-#: model; the mislabel is the paper's.
-PAPER_MODELS = {
-    "llama-7b (base model)": ("llama-7b", "base"),
-    "FlanT5-XL (base model)": ("flan-t5-xl", "instruction-tuned"),
-    "t5-xl-lm-adapt": ("t5-xl-lm-adapt", "base"),
-    "Falcon-7b": ("falcon-7b", "base"),
-    "Falcon-7b-instruct": ("falcon-7b-instruct", "instruction-tuned"),
-}
-
-
-def paper_table6_long() -> pd.DataFrame:
-    """The paper's Table 6 (``ifhelpers/paper_tables/table6.csv``) in the long form of
-    :func:`table6_scores`: ``source``, ``model`` (as printed), ``registry_name``, ``role``,
-    ``family`` (llama / t5 / falcon), ``task``, ``metric``, ``value``."""
-    from ifhelpers.paper import table
-
-    wide = table(6)
-    rows = []
-    for _, r in wide.iterrows():
-        name, role = PAPER_MODELS.get(r["model"], (r["model"], "instruction-tuned"))
-        family = "t5" if "t5" in name.lower() else "falcon" if "falcon" in name.lower() else "llama"
-        for task in becel.TASKS:
-            label = task.upper() if task != "wic" else "WiC"
-            for metric in METRICS:
-                rows.append({"source": r["source"], "model": r["model"], "registry_name": name, "role": role,
-                             "family": family, "task": task, "metric": metric,
-                             "value": float(r[f"{label} {TABLE6_NAMES[metric]}"])})
-    return pd.DataFrame(rows)
-
-
-def paper_table6_averages() -> pd.DataFrame:
-    """Table 2's BECEL columns (Acc., Cons. semantic / negation, ×100) recomputed as the paper's
-    Table 6 averaged over the four tasks; they agree with the printed Table 2 within 0.1.
-
-    Labelled ``source = "paper Table 6, averaged over tasks"``. LLaMA models only (Table 2's rows).
-    """
-    long = paper_table6_long()
-    long = long[(long["family"] == "llama") & long["metric"].isin(["accuracy", "semantic", "negational"])]
-    out = long.groupby(["model", "registry_name", "role", "metric"], sort=False)["value"].mean().mul(100).reset_index()
-    out.insert(0, "source", "paper Table 6, averaged over tasks")
-    return out
-
-
-def paper_table2_becel() -> pd.DataFrame:
-    """The paper's Table 2 BECEL columns in long form: ``source``, ``model`` (as printed), ``role``,
-    ``metric`` (accuracy / semantic / negational), ``value`` (×100, as printed).
-
-    Read from ``paper_tables/table2.csv`` (``BECEL Acc.`` and ``BECEL Cons.`` printed as
-    "semantic / negation"); where that transcription is missing, the Table 6 averages of
-    :func:`paper_table6_averages`, labelled as such.
-    """
-    from ifhelpers.paper import table
-
-    try:
-        wide = table(2)
-    except FileNotFoundError:
-        return paper_table6_averages()
-    rows = []
-    for _, r in wide.iterrows():
-        sem, neg = (float(x) for x in str(r["BECEL Cons."]).split("/"))
-        role = "base" if "base model" in r["model"] else "instruction-tuned"
-        for metric, value in (("accuracy", float(r["BECEL Acc."])), ("semantic", sem), ("negational", neg)):
-            rows.append({"source": f"{r['source']}, Table 2", "model": r["model"], "role": role, "metric": metric,
-                         "value": value})
-    return pd.DataFrame(rows)
-
 
 def negation_label_aware(predictions: pd.DataFrame) -> pd.DataFrame:
     """Diagnostic, not the paper's measure: negational consistency that follows the gold labels
@@ -958,7 +885,7 @@ def plot_table6(scores: pd.DataFrame, colors: dict, paper: pd.DataFrame | None =
             ax.scatter(x, base, **{**PAPER_STYLE, "label": "paper: llama-7b (base)"})
             ax.scatter(x, tuned, **{**PAPER_STYLE, "marker": "s", "label": "paper: mean of 10 IFT LLaMA-7b"})
         ax.set_xticks(np.arange(len(tasks)), [t.upper() if t != "wic" else "WiC" for t in tasks])
-        ax.set_title(TABLE6_NAMES[metric])
+        ax.set_title(paper.TABLE6_NAMES[metric])
         ax.set_ylim(-0.03, 1.03)
     axes[0].set_ylabel("score (higher is better)")
     handles, labels = axes[0].get_legend_handles_labels()

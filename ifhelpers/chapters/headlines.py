@@ -3,7 +3,7 @@
 Each chapter ends with a cell that passes its own tables to one function of this module and hands
 the rows to :func:`ifhelpers.results.save_headlines`; the reproduction summary page
 (``notebooks/summary.md``) gathers them. The paper's numbers come from its transcribed tables
-(:mod:`ifhelpers.paper` and the chapters' ``paper_*`` helpers) and fill the ``paper`` column only;
+(:mod:`ifhelpers.paper`) and fill the ``paper`` column only;
 every number in ``ours`` is the chapter's. Pure pandas: nothing here runs a model.
 
 ``direction_holds`` compares our tuned − base difference with the paper's direction using the 95%
@@ -57,45 +57,6 @@ def row(section: str, result: str, paper: str, ours: str, direction_holds: str, 
             "direction_holds": direction_holds, "base": base, "tuned": tuned, "note": note}
 
 
-def _family(name: str) -> str:
-    lower = name.lower()
-    return "t5" if "t5" in lower else "falcon" if "falcon" in lower else "llama"
-
-
-def _short(name: str) -> str:
-    name = name.replace(" (base model)", "")
-    return "LLaMA-7b" if name == "llama-7b" else name
-
-
-def paper_direction_text(table: pd.DataFrame, value: str, higher: bool = True, spec: str = ".1f",
-                         threshold: float | None = None) -> str:
-    """The paper's numbers for one column, per family: "LLaMA-7b 81.9; its 10 tuned models 80.5-84.8,
-    8 higher" (and "T5-XL 75.5 vs FlanT5-XL 80.1" for a family with one tuned model).
-
-    ``table`` has ``model``, ``role`` and ``value``; ``higher`` says which way the paper's claim goes;
-    ``threshold`` adds how many differ by more than it (footnote 4)."""
-    parts = []
-    for family, group in table.groupby(table["model"].map(_family), sort=False):
-        base = group[group["role"] == "base"]
-        tuned = group[group["role"] == "instruction-tuned"]
-        if len(base) != 1 or tuned.empty:
-            continue
-        b = float(base[value].iloc[0])
-        t = tuned[value].astype(float)
-        word = "higher" if higher else "lower"
-        n_way = int((t > b).sum() if higher else (t < b).sum())
-        if len(t) == 1:
-            parts.append(f"{_short(base['model'].iloc[0])} {b:{spec}} → {tuned['model'].iloc[0]} {t.iloc[0]:{spec}}")
-            continue
-        text = (f"{_short(base['model'].iloc[0])} {b:{spec}}; {len(t)} tuned {t.min():{spec}}-{t.max():{spec}}, "
-                f"{n_way} {word}")
-        if threshold is not None:
-            beyond = int(((t - b) > threshold).sum() if higher else ((b - t) > threshold).sum())
-            text += f" ({beyond} by > {threshold:g}, fn. 4)"
-        parts.append(text)
-    return "; ".join(parts)
-
-
 # --------------------------------------------------------------------------------------------------
 # Chapter 1: consistency in vector space (Table 1, Table 4)
 
@@ -107,7 +68,7 @@ def vector_space(comparison: pd.DataFrame, labels: dict[str, str] | None = None,
     from ifhelpers.chapters import vector_space as vs
 
     labels = labels or {}
-    directions = vs.paper_directions()
+    directions = paper_tables.gap_directions()
     rows = []
     for _, c in comparison.iterrows():
         dataset = c["dataset"]
@@ -143,10 +104,8 @@ def predictions(pararel_paired: pd.DataFrame, pararel_summary: pd.DataFrame, foo
                 spread_noise: bool, n_relations: int, n_questions: int) -> list[dict]:
     """ParaRel consistency and accuracy, MMLU accuracy and spread: tuned − base, against Table 2
     (LLaMA) and Table 5 (T5, Falcon). Values in percent / points, as the paper prints them."""
-    from ifhelpers.chapters import predictions as pred
-    from ifhelpers.chapters.mechanisms import PAPER_FINDINGS
 
-    paper = pd.concat([pred.paper_table(2), pred.paper_table(5)], ignore_index=True)
+    paper = pd.concat([paper_tables.predictions_table(2), paper_tables.predictions_table(5)], ignore_index=True)
     sd = footnote4.loc[tuned, "threshold"] * 100 if tuned in footnote4.index else NAN
     rows = []
     for metric, column, label in (("consistency", "PARAREL Cons.", "ParaRel consistency"),
@@ -162,10 +121,10 @@ def predictions(pararel_paired: pd.DataFrame, pararel_summary: pd.DataFrame, foo
                 note += f"; footnote 4's threshold (base sd over prompts) {sd:.1f} points: {beyond} it"
             else:
                 note += "; the paper claims no direction for ParaRel accuracy"
-            threshold = PAPER_FINDINGS["base_consistency_sd"] if metric == "consistency" else None
+            threshold = paper_tables.FINDINGS["base_consistency_sd"] if metric == "consistency" else None
             rows.append(row(
                 "§3, Table 2", f"{label}, tuned − base (points)",
-                paper_direction_text(paper, column, threshold=threshold),
+                paper_tables.direction_text(paper, column, threshold=threshold),
                 f"{diff_text(d, lo, hi, '+.1f')} (base {100 * pararel_summary.loc[base, metric]:.1f}%, "
                 f"tuned {100 * pararel_summary.loc[model, metric]:.1f}%)",
                 holds, estimate=d, low=lo, high=hi, base=base, tuned=model, note=note))
@@ -173,7 +132,7 @@ def predictions(pararel_paired: pd.DataFrame, pararel_summary: pd.DataFrame, foo
     chance_note = ("both models at chance: every accuracy interval contains 25%" if at_chance
                    else "not every model at chance")
     rows.append(row(
-        "§3, Table 2", "MMLU accuracy, tuned − base (points)", paper_direction_text(paper, "MMLU Acc."),
+        "§3, Table 2", "MMLU accuracy, tuned − base (points)", paper_tables.direction_text(paper, "MMLU Acc."),
         f"{diff_text(d, lo, hi, '+.1f')} (base {mmlu_table.loc[base, 'accuracy']:.1f}%, "
         f"tuned {mmlu_table.loc[tuned, 'accuracy']:.1f}%)",
         verdict(d, lo, hi), estimate=d, low=lo, high=hi, base=base, tuned=tuned,
@@ -190,7 +149,7 @@ def predictions(pararel_paired: pd.DataFrame, pararel_summary: pd.DataFrame, foo
         why = "compared by the two spreads' bootstrap intervals"
     rows.append(row(
         "§3, Table 2", "MMLU accuracy spread across instructions (points; lower = more robust)",
-        paper_direction_text(paper, "MMLU Spread", higher=False),
+        paper_tables.direction_text(paper, "MMLU Spread", higher=False),
         f"base {b['spread']:.1f} [{b['spread_low']:.1f}, {b['spread_high']:.1f}], tuned {t['spread']:.1f} "
         f"[{t['spread_low']:.1f}, {t['spread_high']:.1f}]; no-effect null {b['null_mean']:.1f} / {t['null_mean']:.1f}",
         holds, estimate=t["spread"] - b["spread"], base=base, tuned=tuned,
@@ -232,17 +191,9 @@ def becel(predictions: pd.DataFrame, table2: pd.DataFrame, paired: pd.DataFrame,
           mode: str, n_resamples: int = 2000, seed: int = 0) -> list[dict]:
     """BECEL accuracy and semantic / negational consistency averaged over tasks (Table 2), and the
     per-task cells (Table 6): tuned − base, against the paper's LLaMA (and T5, Falcon) numbers."""
-    from ifhelpers.chapters.becel import paper_table2_becel, paper_table6_long
-
-    paper2 = paper_table2_becel()
-    paper2 = paper2.pivot_table(index=["model", "role"], columns="metric", values="value", sort=False).reset_index()
-    t5 = paper_tables.table(5)
-    t5_sem_neg = t5["BECEL Cons."].str.split("/", expand=True).astype(float)
-    paper5 = pd.DataFrame({"model": t5["model"], "role": np.where(t5["model"].str.contains("(base model)", regex=False),
-                                                                  "base", "instruction-tuned"),
-                           "accuracy": t5["BECEL Acc."].astype(float), "semantic": t5_sem_neg[0],
-                           "negational": t5_sem_neg[1]})
-    paper_all = pd.concat([paper2, paper5], ignore_index=True)
+    paper_all = pd.concat([paper_tables.becel_table2(2), paper_tables.becel_table2(5)], ignore_index=True)
+    paper_all = paper_all.pivot_table(index=["model", "role"], columns="metric", values="value",
+                                      sort=False).reset_index()
     ours = table2.set_index(["model", "metric"])
     rows = []
     names = {"accuracy": "BECEL accuracy", "semantic": "BECEL semantic consistency (paraphrase)",
@@ -253,13 +204,13 @@ def becel(predictions: pd.DataFrame, table2: pd.DataFrame, paired: pd.DataFrame,
             b, t = ours["value"].get((base, metric), NAN), ours["value"].get((tuned, metric), NAN)
             rows.append(row(
                 "§3, Table 2", f"{label}, mean over tasks, tuned − base (×100)",
-                paper_direction_text(paper_all, metric),
+                paper_tables.direction_text(paper_all, metric),
                 f"{diff_text(res['diff'], res['low'], res['high'], '+.1f')} (base {b:.1f}, tuned {t:.1f})",
                 verdict(res["diff"], res["low"], res["high"]), estimate=res["diff"], low=res["low"], high=res["high"],
                 base=base, tuned=tuned,
                 note=f"{res['tasks']} of the paper's 4 tasks; classifier: {mode}; paired bootstrap over items "
                      f"within tasks"))
-    paper6 = paper_table6_long()
+    paper6 = paper_tables.becel_table6()
     llama6 = paper6[paper6["family"] == "llama"]
     lowest = llama6.loc[llama6.groupby(["task", "metric"])["value"].idxmin()]
     counts = {m: int((lowest[lowest["metric"] == m]["role"] == "base").sum()) for m in ("semantic", "symmetric",

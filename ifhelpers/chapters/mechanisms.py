@@ -46,12 +46,12 @@ from ifhelpers.model import lens, tokens
 from ifhelpers import metrics, stats
 from ifhelpers.data import pararel, wikipedia
 from ifhelpers.chapters import predictions
+from ifhelpers import paper
 from ifhelpers.model.models import LoadedModel
 
 __all__ = [
     "BLOCKS",
     "GROUP_COLORS",
-    "PAPER_FINDINGS",
     "relative_depth",
     "with_model",
     "prompt_rows",
@@ -71,7 +71,6 @@ __all__ = [
     "mean_ci_by_layer",
     "compare_to_base",
     "relation_separation",
-    "paper_layer_span",
     "plot_layer_curves",
     "shade_paper_layers",
 ]
@@ -83,20 +82,6 @@ BLOCKS = {"MHSA": "attn_update", "MLP": "mlp_update"}
 GROUP_COLORS = {"base": "#4C72B0", "lower": "#D4A017", "higher-close": "#55A868", "higher": "#C44E52",
                 "instruction-tuned": "#DD8452"}
 
-PAPER_N_LAYERS = 32  # LLaMA-7b
-
-#: The paper's findings stated in its prose (not in a table), for figures and comparisons, labelled
-#: as the paper's wherever they appear. Layers are LLaMA-7b's (32); see :func:`paper_layer_span`.
-PAPER_FINDINGS = {
-    "relation_layers": (3, 8),          # §4 "Relations": the bigger drop for different relations
-    "attribute_rate_peak": 0.30,        # §4 footnote 5: "peaks at ≈30%"
-    "attribute_decrease_after": 25,     # §4 footnote 5: "the rate decreases after layer 25"
-    "attributes_per_subject": (1936, 1036),  # App. D: 1,936 ± 1,036 attributes per subject
-    "n_subjects": 27341,                # App. D
-    "extraction_layers": (13, 21),      # §4: significant correlations in layers 13-21 (Table 7)
-    "base_consistency_sd": 1.4,         # §3 footnote 4: sd of LLaMA's ParaRel consistency over prompts
-    "n_tuned_models": 10,
-}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -130,12 +115,6 @@ def with_model(frame: pd.DataFrame, lm: LoadedModel, kind: str | None = None) ->
     if kind is not None:
         out["depth"] = relative_depth(out["layer"].to_numpy(), lm.n_layers, kind)
     return out
-
-
-def paper_layer_span(first: int, last: int, kind: str = "state", n_layers: int = PAPER_N_LAYERS):
-    """The paper's layers ``first ... last`` of LLaMA-7b as a relative-depth interval (see module doc)."""
-    lo, hi = relative_depth(np.array([first, last]), n_layers, kind)
-    return float(lo), float(hi)
 
 
 def prompt_rows(frame: pd.DataFrame) -> dict[int, np.ndarray]:
@@ -669,7 +648,7 @@ def plot_layer_curves(ax, data: pd.DataFrame, x: str = "depth", y: str = "estima
 
 def shade_paper_layers(ax, first: int, last: int, kind: str = "state", label: str = "paper", color: str = "0.3"):
     """Hatch the paper's layers ``first ... last`` (of 32) at their relative depth, labelled as the paper's."""
-    lo, hi = paper_layer_span(first, last, kind)
+    lo, hi = paper.layer_span(first, last, kind)
     ax.axvspan(lo, hi, facecolor="none", edgecolor=color, hatch="///", linewidth=0, alpha=0.35, label=label,
                zorder=0)
     return ax

@@ -44,18 +44,18 @@ import pandas as pd
 from ifhelpers.model import engine, tokens
 from ifhelpers import metrics
 from ifhelpers.data import mmlu, pararel, prompts
+from ifhelpers import paper
 from ifhelpers.model.models import LoadedModel
 from ifhelpers.data.sources import rng_for
 
 __all__ = [
-    "TABLE2_COLUMNS", "pararel_tidy", "pararel_scores", "pararel_summary", "pararel_by_relation",
+    "pararel_tidy", "pararel_scores", "pararel_summary", "pararel_by_relation",
     "object_token_stats", "pair_breakdown", "relation_candidates", "restrict_to_candidates", "sample_questions", "mmlu_setups", "answer_letter_ids", "run_mmlu",
     "letter_report", "mmlu_setup_accuracy", "mmlu_summary", "mmlu_by_question", "spread_interval", "spread_null",
-    "footnote4_rule", "table2_layout", "paper_table", "plot_metric",
+    "footnote4_rule", "table2_layout", "plot_metric",
 ]
 
 #: Table 2's four columns this chapter fills (the paper's names; values in percent).
-TABLE2_COLUMNS = ("MMLU Acc.", "MMLU Spread", "PARAREL Acc.", "PARAREL Cons.")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -485,7 +485,7 @@ def footnote4_rule(summary: pd.DataFrame, base: str, metric: str = "consistency"
 
 
 def table2_layout(pararel: pd.DataFrame | None, mmlu_: pd.DataFrame | None) -> pd.DataFrame:
-    """Our numbers in Table 2's layout, in percent: ``source``, ``model``, ``role`` and :data:`TABLE2_COLUMNS`."""
+    """Our numbers in Table 2's layout, in percent: ``source``, ``model``, ``role`` and :data:`paper.TABLE2_COLUMNS`."""
     parts = []
     if mmlu_ is not None:
         parts.append(pd.DataFrame({"MMLU Acc.": 100 * mmlu_["accuracy"], "MMLU Spread": 100 * mmlu_["spread"],
@@ -500,20 +500,8 @@ def table2_layout(pararel: pd.DataFrame | None, mmlu_: pd.DataFrame | None) -> p
         table = table.combine_first(part)
     table = table.rename_axis("model").reset_index()
     table.insert(0, "source", "ours")
-    return table[["source", "model", "role", *[c for c in TABLE2_COLUMNS if c in table.columns]]]
+    return table[["source", "model", "role", *[c for c in paper.TABLE2_COLUMNS if c in table.columns]]]
 
-
-def paper_table(number: int = 2) -> pd.DataFrame:
-    """The paper's Table 2 or 5 (:func:`ifhelpers.paper.table`) with a ``role`` and the columns of :data:`TABLE2_COLUMNS`.
-
-    The role is read from the paper's own marking of base models ("(base model)").
-    """
-    from ifhelpers import paper
-
-    table = paper.table(number)
-    table.insert(2, "role", np.where(table["model"].str.contains("(base model)", regex=False), "base",
-                                     "instruction-tuned"))
-    return table[["source", "model", "role", *[c for c in TABLE2_COLUMNS if c in table.columns]]]
 
 
 def plot_metric(ours: pd.DataFrame, column: str, paper: pd.DataFrame | None = None, *, colors: dict | None = None,

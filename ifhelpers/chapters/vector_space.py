@@ -25,8 +25,7 @@ pipeline around them, one function per step:
    is eq. 3 − eq. 4 exactly.
 4. **Estimates**: :func:`summarise_gaps` (bootstrap intervals over paraphrase sets),
    :func:`compare_roles` (paired base vs instruction-tuned test on the same sets),
-   :func:`paper_gaps` / :func:`paper_directions` (the paper's Tables 1 and 4, labelled as the
-   paper's), :func:`side_by_side` and the figure :func:`plot_gaps`.
+   :func:`ifhelpers.paper.gaps` (the paper's Tables 1 and 4, labelled as the paper's), :func:`side_by_side` and the figure :func:`plot_gaps`.
 
 Design choices (the chapter explains them)
     * **Representation.** h^L is taken *after* the model's final norm by default
@@ -80,16 +79,12 @@ __all__ = [
     "compare_roles",
     "direction",
     "finding_title",
-    "paper_gaps",
-    "paper_directions",
     "side_by_side",
     "plot_gaps",
 ]
 
 #: The datasets of Table 1, in its column order.
 DATASETS = ("mrpc", "tapaco", "pararel")
-#: Column names of the paper's Tables 1 and 4 for each dataset.
-PAPER_COLUMNS = {"mrpc": "MRPC", "tapaco": "TAPACO", "pararel": "PARAREL"}
 #: How tables and figures name each dataset (the TaPaCo stand-in gets its own label, see designs).
 DATASET_LABELS = {"mrpc": "MRPC", "tapaco": "TaPaCo", "pararel": "ParaRel"}
 #: h^L at the last token after the model's final norm (default), or the raw residual stream before it.
@@ -536,67 +531,13 @@ def finding_title(comparison: pd.DataFrame) -> str:
 # --------------------------------------------------------------------------------------------------
 # The paper's numbers (always labelled as the paper's)
 
-_PAPER_FAMILIES = {"llama": "LLaMA-7b", "t5": "T5-XL", "falcon": "Falcon-7b"}
-
-
-def _paper_family(model: str) -> str:
-    lower = model.lower()
-    if "t5" in lower:
-        return "t5"
-    if "falcon" in lower:
-        return "falcon"
-    return "llama"
-
-
-def paper_gaps() -> pd.DataFrame:
-    """The paper's gaps, Table 1 (LLaMA-7b and 10 IFT models) and Table 4 (T5-XL, Falcon-7b), long.
-
-    Columns ``source`` (the paper), ``table``, ``model`` (as printed), ``role`` (``"(base model)"``
-    in the name means base), ``family`` (llama / t5 / falcon), ``dataset`` and ``gap``.
-    """
-    frames = []
-    for number in (1, 4):
-        wide = paper.table(number)
-        long = wide.melt(id_vars=["source", "model"], value_vars=list(PAPER_COLUMNS.values()),
-                         var_name="column", value_name="gap")
-        long["table"] = f"Table {number}"
-        frames.append(long)
-    out = pd.concat(frames, ignore_index=True)
-    out["dataset"] = out["column"].map({v: k for k, v in PAPER_COLUMNS.items()})
-    out["role"] = np.where(out["model"].str.contains("(base model)", regex=False), "base", "instruction-tuned")
-    out["family"] = out["model"].map(_paper_family)
-    return out[["source", "table", "model", "role", "family", "dataset", "gap"]]
-
-
-def paper_directions(gaps: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Per paper family and dataset: the base gap, the IFT gaps, and how many IFT models exceed the base.
-
-    Columns ``source``, ``family``, ``dataset``, ``base_gap``, ``tuned_mean``, ``tuned_min``,
-    ``tuned_max``, ``n_tuned``, ``n_tuned_above`` (strictly bigger gap than the base),
-    ``n_tuned_equal``.
-    """
-    gaps = paper_gaps() if gaps is None else gaps
-    rows = []
-    for (family, dataset), group in gaps.groupby(["family", "dataset"], sort=False):
-        base = group.loc[group["role"] == "base", "gap"]
-        tuned = group.loc[group["role"] == "instruction-tuned", "gap"]
-        if len(base) != 1 or tuned.empty:
-            continue
-        b = float(base.iloc[0])
-        rows.append({"source": group["source"].iloc[0], "family": _PAPER_FAMILIES[family], "dataset": dataset,
-                     "base_gap": b, "tuned_mean": float(tuned.mean()), "tuned_min": float(tuned.min()),
-                     "tuned_max": float(tuned.max()), "n_tuned": len(tuned),
-                     "n_tuned_above": int((tuned > b).sum()), "n_tuned_equal": int((tuned == b).sum())})
-    return pd.DataFrame(rows)
-
-
 def side_by_side(summary: pd.DataFrame, gaps: pd.DataFrame | None = None) -> pd.DataFrame:
     """Our prompt-averaged gaps beside the paper's Tables 1 and 4: one row per model, one column per dataset.
 
     Our cells read ``gap [low, high]``; the paper's are its printed numbers. The ``source`` column
     says whose number each row is.
     """
-    gaps = paper_gaps() if gaps is None else gaps
+    gaps = paper.gaps() if gaps is None else gaps
     ours = summary[summary["prompt"] == "mean"].copy()
     ours["cell"] = [f"{g:.3f} [{lo:.3f}, {hi:.3f}]" for g, lo, hi in zip(ours["gap"], ours["low"], ours["high"])]
     ours_wide = ours.pivot_table(index=["model", "role"], columns="dataset", values="cell", aggfunc="first",
@@ -627,7 +568,7 @@ def plot_gaps(summary: pd.DataFrame, colors: dict | None = None, paper_gaps_fram
 
     Our models are filled circles in their colour (``colors``, default by role) with the bootstrap
     interval, the three single prompts as small dots, and a line from the base to each tuned model.
-    With ``paper_gaps_frame`` (from :func:`paper_gaps`) the paper's LLaMA-7b family (Table 1) is
+    With ``paper_gaps_frame`` (from :func:`ifhelpers.paper.gaps`) the paper's LLaMA-7b family (Table 1) is
     drawn on a second y-axis of each panel in :data:`ifhelpers.plots.PAPER_STYLE` (hollow black
     diamonds, "paper"): its gaps are on another scale, only the direction base → tuned compares.
     Returns the figure.
