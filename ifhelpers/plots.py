@@ -27,13 +27,22 @@ def setup() -> None:
 def model_colors(models: list[str], roles: dict[str, str]) -> dict[str, str]:
     """A stable colour per model: base models in blues, instruction-tuned ones in oranges/reds.
 
-    Colours depend only on the model's rank among models of its role *in registry order*, so the
-    same list of models gets the same colours in every chapter.
+    A registry model's colour is fixed by its rank among the registry's models of its role (registry
+    order), so it is the same in every chapter and in every list it appears in; other models (Hub ids,
+    local folders) take the shades after the registry's, in the order given.
     """
-    colors, counts = {}, {"base": 0, "instruction-tuned": 0}
+    from ifhelpers.model import registry
+
+    listed = registry.models()
+    rank = {role: [name for name, spec in listed.items() if spec.role == role] for role in ("base", "instruction-tuned")}
+    colors, extra = {}, {"base": 0, "instruction-tuned": 0}
     for name in models:
         role = roles[name]
         shades = _BASE_SHADES if role == "base" else _TUNED_SHADES
-        colors[name] = shades[counts[role] % len(shades)]
-        counts[role] += 1
+        if name in rank[role]:
+            index = rank[role].index(name)
+        else:
+            index = len(rank[role]) + extra[role]
+            extra[role] += 1
+        colors[name] = shades[index % len(shades)]
     return colors

@@ -16,7 +16,8 @@ import numpy as np
 import pandas as pd
 import scipy.stats
 
-__all__ = ["bootstrap_ci", "paired_comparison", "pearson_by_layer"]
+__all__ = ["bootstrap_ci", "resample_statistic", "percentile_interval", "stratified_mean_bootstrap",
+           "paired_comparison", "compare_roles", "pearson_by_layer", "verdict"]
 
 # Keep each bootstrap batch (resamples x units x columns) near this many numbers, so
 # that BCa's jackknife over thousands of units does not build an n x n array at once.
@@ -98,6 +99,46 @@ def bootstrap_ci(
         index=columns,
     )
     return frame.iloc[0].rename(None) if arr.ndim == 1 else frame
+
+
+def resample_statistic(units, statistic, n_resamples: int = 2000, seed=0, batch: int | None = None) -> np.ndarray:
+    """Bootstrap draws of ``statistic`` over the units on axis 0 of ``units`` (resampled with replacement).
+
+    ``statistic`` takes a stack of resamples, shape ``(k, n_units, ...)``, and returns ``k`` values; it
+    is called on batches of at most ``batch`` resamples (all at once when None). ``seed`` is an int
+    or a :class:`numpy.random.Generator` (to draw several statistics from one stream). For statistics
+    that are not smooth (a max − min), where scipy's BCa is unreliable, use these draws with
+    :func:`percentile_interval`.
+    """
+    arr = np.asarray(units)
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    size = n_resamples if batch is None else batch
+    return np.concatenate([
+        np.asarray(statistic(arr[rng.integers(0, len(arr), size=(min(size, n_resamples - b), len(arr)))]))
+        for b in range(0, n_resamples, size)])
+
+
+def percentile_interval(draws, confidence: float = 0.95) -> tuple[float, float]:
+    """The percentile bootstrap interval of ``draws``: their (1 − c)/2 and (1 + c)/2 quantiles."""
+    alpha = (1 - confidence) / 2
+    return float(np.quantile(draws, alpha)), float(np.quantile(draws, 1 - alpha))
+
+
+def stratified_mean_bootstrap(strata, n_resamples: int = 2000, confidence: float = 0.95, seed=0) -> dict:
+    """The mean over strata of each stratum's mean, with a percentile interval that resamples units within
+    each stratum (e.g. BECEL items within tasks, for Table 2's average over tasks).
+
+    ``strata`` is a list of 1-D arrays; ``seed`` an int or a Generator, drawn from stratum by stratum.
+    Returns ``estimate``, ``low``, ``high`` and ``strata`` (how many were averaged).
+    """
+    strata = [np.asarray(s, dtype=np.float64) for s in strata]
+    if not strata:
+        return {"estimate": np.nan, "low": np.nan, "high": np.nan, "strata": 0}
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    draws = np.mean([resample_statistic(s, lambda x: x.mean(axis=1), n_resamples, rng) for s in strata], axis=0)
+    low, high = percentile_interval(draws, confidence)
+    return {"estimate": float(np.mean([s.mean() for s in strata])), "low": low, "high": high,
+            "strata": len(strata)}
 
 
 def _paired_arrays(base, tuned):
@@ -190,6 +231,38 @@ def paired_comparison(
         },
         dtype=object,
     )
+
+
+def compare_roles(table: pd.DataFrame, value: str, unit, *, by=(), n_resamples: int = 2000,
+                  confidence: float = 0.95, seed: int = 0) -> pd.DataFrame:
+    """Every instruction-tuned model against every base model on the units both scored (paired).
+
+    ``table`` is tidy: ``model``, ``role``, the ``unit`` column(s) (paraphrase sets, items, subjects),
+    ``value`` and the ``by`` columns (dataset, task, metric). A unit's value is the mean of its rows
+    (e.g. over prompts or layers); units keep their order of first appearance. For each group of
+    ``by`` and each (base, tuned) pair, :func:`paired_comparison` gives tuned − base with its paired
+    bootstrap interval and Wilcoxon test. Returns the ``by`` columns, ``base``, ``tuned`` and the
+    fields of :func:`paired_comparison`; empty (with those columns) without both roles.
+    """
+    by = [by] if isinstance(by, str) else list(by)
+    units = [unit] if isinstance(unit, str) else list(unit)
+    fields = ["n", "base_mean", "tuned_mean", "mean_diff", "diff_low", "diff_high", "confidence",
+              "wilcoxon_statistic", "wilcoxon_p", "note"]
+    rows = []
+    for key, group in (table.groupby(by, sort=False) if by else [((), table)]):
+        key = key if isinstance(key, tuple) else (key,)
+        role_of = dict(zip(group["model"], group["role"]))
+        means = {m: g.groupby(units, sort=False)[value].mean().dropna() for m, g in group.groupby("model", sort=False)}
+        for base in (m for m in means if role_of[m] == "base"):
+            for tuned in (m for m in means if role_of[m] == "instruction-tuned"):
+                b, t = means[base], means[tuned]
+                shared = b.index.intersection(t.index, sort=False)
+                if len(shared) < 2:
+                    continue
+                result = paired_comparison(b.loc[shared], t.loc[shared], n_resamples=n_resamples,
+                                           confidence=confidence, seed=seed)
+                rows.append({**dict(zip(by, key)), "base": base, "tuned": tuned, **result.to_dict()})
+    return pd.DataFrame(rows, columns=[*by, "base", "tuned", *fields])
 
 
 def pearson_by_layer(rates, consistency) -> pd.DataFrame:

@@ -134,3 +134,38 @@ def test_pearson_by_layer_aligns_frames_and_errors():
         s.pearson_by_layer(np.ones((3, 2)), [1.0, 2.0])
     with pytest.raises(ValueError, match="NaN"):
         s.pearson_by_layer([[1.0], [np.nan], [2.0]], [1.0, 2.0, 3.0])
+
+
+def test_resample_statistic_draws_units_with_the_seeded_generator():
+    units = np.array([1.0, 2.0, 4.0])
+    draws = s.resample_statistic(units, lambda x: x.mean(axis=1), n_resamples=5, seed=3, batch=2)
+    rng = np.random.default_rng(3)  # the same draws by hand, batch by batch (2, 2, 1 resamples)
+    by_hand = np.concatenate([units[rng.integers(0, 3, size=(k, 3))].mean(1) for k in (2, 2, 1)])
+    np.testing.assert_array_equal(draws, by_hand)
+    assert s.percentile_interval(np.arange(101.0), 0.9) == pytest.approx((5.0, 95.0))
+
+
+def test_stratified_mean_bootstrap_averages_strata_means():
+    # strata means 3/4 and 1/3 -> estimate (3/4 + 1/3) / 2 = 13/24
+    res = s.stratified_mean_bootstrap([np.array([1, 0, 1, 1.0]), np.array([0, 0, 1.0])], 500, seed=0)
+    assert res["estimate"] == pytest.approx(13 / 24) and res["strata"] == 2
+    assert 0 <= res["low"] < res["estimate"] < res["high"] <= 1
+    constant = s.stratified_mean_bootstrap([np.ones(4), np.zeros(3)], 100, seed=0)
+    assert (constant["low"], constant["high"]) == (0.5, 0.5)
+    assert s.stratified_mean_bootstrap([], 10)["strata"] == 0
+
+
+def test_compare_roles_pairs_every_base_with_every_tuned_model_on_shared_units():
+    # unit u1 has two rows for model b (mean 0.2); unit u4 only for t (left out)
+    table = pd.DataFrame({
+        "model": ["b", "b", "b", "b", "t", "t", "t", "t"],
+        "role": ["base"] * 4 + ["instruction-tuned"] * 4,
+        "unit": ["u1", "u1", "u2", "u3", "u1", "u2", "u3", "u4"],
+        "score": [0.1, 0.3, 0.5, 0.4, 0.6, 0.5, 0.9, 9.0],
+        "task": "x"})
+    out = s.compare_roles(table, "score", "unit", by="task", n_resamples=200)
+    (row,) = out.to_dict("records")
+    assert (row["task"], row["base"], row["tuned"], row["n"]) == ("x", "b", "t", 3)
+    # differences 0.6-0.2, 0.5-0.5, 0.9-0.4 -> mean 0.3
+    assert row["mean_diff"] == pytest.approx(0.3) and row["base_mean"] == pytest.approx(1.1 / 3)
+    assert s.compare_roles(table[table["role"] == "base"], "score", "unit").empty
