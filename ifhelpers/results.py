@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from ifhelpers.findings import HEADLINE_COLUMNS
+
 
 def save_table(frame: pd.DataFrame, name: str, results_dir: str | Path | None) -> Path | None:
     """Write ``frame`` as ``<results_dir>/<name>.csv`` (no-op when ``results_dir`` is None)."""
@@ -42,18 +44,6 @@ def load_tables(runs_dir: str | Path, name: str) -> pd.DataFrame:
 
 # --------------------------------------------------------------------------------------------------
 # Headline findings: one tidy row per result of the paper, gathered by the reproduction summary page
-
-#: Columns of a chapter's headline table, in order (see :func:`save_headlines`).
-HEADLINE_COLUMNS = ["chapter", "paper_section", "result", "paper", "ours", "estimate", "low", "high",
-                    "direction_holds", "base", "tuned", "note", "elapsed_s", "executed_at", "cache", "cpus"]
-#: What ``direction_holds`` may say. "yes" / "no": our 95% interval excludes zero on the paper's /
-#: the other side; "n.s.": it contains zero (with the sign of the point estimate, when it has one);
-#: "mixed": some cells go each way; "not defined": the paper claims no direction, or the quantity
-#: does not exist for these models (a correlation over one tuned model); "not testable": it exists
-#: but cannot speak to the claim (models at chance).
-DIRECTION_VALUES = ("yes", "no", "n.s. (same sign)", "n.s. (opposite sign)", "n.s.", "mixed", "not defined",
-                    "not testable")
-
 
 def book_root(start: str | Path | None = None) -> Path | None:
     """The folder holding ``_toc.yml``: ``start`` (default: the working directory) or one above it.
@@ -99,7 +89,7 @@ def save_headlines(rows: list[dict] | pd.DataFrame, chapter: str, results_dir: s
     """Write a chapter's headline findings as a tidy CSV and return them as a table.
 
     ``rows`` has one entry per result of the paper (keys of :data:`HEADLINE_COLUMNS`; build them with
-    :func:`ifhelpers.chapters.headlines.row`). ``started`` is the epoch time (``time.time()``) taken in the
+    :func:`ifhelpers.findings.row`). ``started`` is the epoch time (``time.time()``) taken in the
     chapter's first code cell: the elapsed wall time, the time of execution and the cache state
     (:func:`cache_activity`) are added to every row. With a ``results_dir`` (``ifhelpers run``) the
     table goes to ``<results_dir>/headlines_<chapter>.csv``; without one (the book build) to

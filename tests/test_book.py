@@ -26,6 +26,9 @@ CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 LOCAL_SCHEMES = ("file:", "data:", "blob:", "about:")  # what a page may load without a network
 MATH_CHAPTER = "01_vector_space"  # a chapter with inline and display math
+GOLDEN = REPO / "tests" / "golden"  # the smoke-size headlines every change is compared with
+VOLATILE = ["elapsed_s", "executed_at", "cache", "cpus"]  # what a run may change: its time and cache state
+NUMERIC = ["estimate", "low", "high"]
 
 
 def smoke_sources(target: Path) -> list[str]:
@@ -61,6 +64,50 @@ def built_book(tmp_path_factory):
     if result.returncode != 0:
         pytest.fail(f"jupyter-book build failed:\n{result.stdout[-6000:]}\n{result.stderr[-3000:]}")
     return root / "_build" / "html", chapters
+
+
+def compare_headlines(built: Path, golden: Path, chapters: list[str], rtol: float = 1e-6) -> list[str]:
+    """Differences between the headlines a build wrote and the golden ones: text columns exactly, the
+    estimates and interval bounds to ``rtol``; wall time and cache state are not compared."""
+    import numpy as np
+    import pandas as pd
+
+    problems = []
+    for chapter in chapters:
+        ours_path, gold_path = built / f"{chapter}.csv", golden / f"{chapter}.csv"
+        if not ours_path.exists() or not gold_path.exists():
+            problems.append(f"{chapter}: headlines missing ({ours_path if not ours_path.exists() else gold_path})")
+            continue
+        ours, gold = (pd.read_csv(p, keep_default_na=False, na_values=[""]).drop(columns=VOLATILE) for p in
+                      (ours_path, gold_path))
+        if list(ours["result"]) != list(gold["result"]):
+            problems.append(f"{chapter}: results differ: {list(ours['result'])} vs {list(gold['result'])}")
+            continue
+        for i, (o, g) in enumerate(zip(ours.to_dict("records"), gold.to_dict("records"))):
+            for column in gold.columns:
+                a, b = o[column], g[column]
+                if column in NUMERIC:
+                    same = (np.isnan(a) and np.isnan(b)) or np.isclose(a, b, rtol=rtol, atol=1e-12)
+                else:
+                    same = (a == b) or (a != a and b != b)
+                if not same:
+                    problems.append(f"{chapter} row {i} ({g['result'][:60]}) {column}: {a!r} != golden {b!r}")
+    return problems
+
+
+@pytest.mark.slow
+def test_headlines_equal_the_golden_run(built_book):
+    """The numbers must not move by accident: every chapter's smoke-size headlines equal tests/golden/.
+
+    After a deliberate change of a number, rewrite them with ``IFHELPERS_UPDATE_GOLDEN=1 pytest
+    tests/test_book.py -k golden`` and give the before/after in the commit that makes the change."""
+    html, chapters = built_book
+    built = html.parent / "headlines"
+    if os.environ.get("IFHELPERS_UPDATE_GOLDEN") == "1":
+        for chapter in chapters:
+            shutil.copy(built / f"{chapter}.csv", GOLDEN / f"{chapter}.csv")
+    problems = compare_headlines(built, GOLDEN, chapters)
+    assert not problems, "headlines moved:\n" + "\n".join(problems)
 
 
 @pytest.mark.slow

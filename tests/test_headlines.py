@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from ifhelpers.chapters import headlines as hl
-from ifhelpers import results
+from ifhelpers import findings, results
 
 
 @pytest.mark.parametrize(("diff", "low", "high", "sign", "expected"), [
@@ -22,14 +22,14 @@ from ifhelpers import results
 ])
 def test_verdict_reads_the_interval_against_the_papers_direction(diff, low, high, sign, expected):
     assert hl.verdict(diff, low, high, paper_sign=sign) == expected
-    assert expected in results.DIRECTION_VALUES
+    assert expected in findings.DIRECTION_VALUES
 
 
 def test_combine_cells():
-    assert hl.combine(["yes", "n.s. (same sign)"]) == "yes"
-    assert hl.combine(["yes", "no"]) == "mixed"
-    assert hl.combine(["n.s. (opposite sign)", "n.s. (opposite sign)", "n.s. (same sign)"]) == "n.s. (opposite sign)"
-    assert hl.combine([]) == "not defined"
+    assert findings.combine(["yes", "n.s. (same sign)"]) == "yes"
+    assert findings.combine(["yes", "no"]) == "mixed"
+    assert findings.combine(["n.s. (opposite sign)", "n.s. (opposite sign)", "n.s. (same sign)"]) == "n.s. (opposite sign)"
+    assert findings.combine([]) == "not defined"
 
 
 
@@ -55,9 +55,9 @@ def test_save_headlines_goes_to_the_book_build_folder(tmp_path, monkeypatch):
     monkeypatch.setattr(activation_cache, "PARTS_WRITTEN", 0)  # nothing computed yet in this process
     monkeypatch.setattr(activation_cache, "CHECKPOINTS_WRITTEN", 0)
     started = time.time()
-    rows = [hl.row("§2", "a result", "paper text", "ours text", "yes", estimate=1.0, low=0.5, high=1.5)]
+    rows = [findings.row("§2", "a result", "paper text", "ours text", "yes", estimate=1.0, low=0.5, high=1.5)]
     frame = results.save_headlines(rows, "01_test", None, started=started)
-    assert list(frame.columns) == results.HEADLINE_COLUMNS
+    assert list(frame.columns) == findings.HEADLINE_COLUMNS
     assert frame["cache"].iloc[0].startswith("warm")
     written = results.load_headlines(book / "_build" / "headlines")
     assert written[["chapter", "result", "direction_holds"]].values.tolist() == [["01_test", "a result", "yes"]]
@@ -82,5 +82,5 @@ def test_no_book_root_writes_nothing(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     if results.book_root() is not None:  # a _toc.yml above the temporary folder: nothing to test
         pytest.skip("a book root above the temporary folder")
-    frame = results.save_headlines([hl.row("§2", "r", "p", "o", "yes")], "01_test", None)
+    frame = results.save_headlines([findings.row("§2", "r", "p", "o", "yes")], "01_test", None)
     assert np.isnan(frame["elapsed_s"].iloc[0]) and results.load_headlines().empty

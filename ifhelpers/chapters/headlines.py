@@ -8,7 +8,7 @@ every number in ``ours`` is the chapter's. Pure pandas: nothing here runs a mode
 
 ``direction_holds`` compares our tuned − base difference with the paper's direction using the 95%
 interval the chapter computed (:func:`verdict`); its words are
-:data:`ifhelpers.results.DIRECTION_VALUES`.
+:data:`ifhelpers.findings.DIRECTION_VALUES`.
 """
 
 from __future__ import annotations
@@ -17,45 +17,8 @@ import numpy as np
 import pandas as pd
 
 from ifhelpers import paper as paper_tables
+from ifhelpers.findings import NAN, combine, diff_text, row
 from ifhelpers.stats import verdict
-
-NAN = float("nan")
-
-
-# --------------------------------------------------------------------------------------------------
-# Building blocks
-
-
-def combine(verdicts: list[str]) -> str:
-    """One word for several cells: "yes" / "no" when every significant cell goes one way (and at least
-    one is significant), "mixed" when they go both ways, else "n.s." with the majority sign."""
-    verdicts = [v for v in verdicts if v != "not defined"]
-    if not verdicts:
-        return "not defined"
-    yes, no = verdicts.count("yes"), verdicts.count("no")
-    if yes and no:
-        return "mixed"
-    if yes or no:
-        return "yes" if yes else "no"
-    same = sum(v == "n.s. (same sign)" for v in verdicts)
-    return "n.s. (same sign)" if same > len(verdicts) / 2 else "n.s. (opposite sign)"
-
-
-def diff_text(diff: float, low: float, high: float, spec: str = "+.3f", unit: str = "") -> str:
-    """``+0.012 [-0.003, +0.027]`` (a difference with its 95% interval)."""
-    if diff is None or not np.isfinite(diff):
-        return "n/a"
-    return f"{diff:{spec}}{unit} [{low:{spec}}, {high:{spec}}]"
-
-
-def row(section: str, result: str, paper: str, ours: str, direction_holds: str, *, estimate: float = NAN,
-        low: float = NAN, high: float = NAN, base: str = "", tuned: str = "", note: str = "") -> dict:
-    """One headline: the paper's section and result, the paper's number or direction (text), ours
-    (text, and ``estimate``/``low``/``high`` as numbers: tuned − base where that is defined)."""
-    return {"paper_section": section, "result": result, "paper": paper, "ours": ours,
-            "estimate": float(estimate), "low": float(low), "high": float(high),
-            "direction_holds": direction_holds, "base": base, "tuned": tuned, "note": note}
-
 
 # --------------------------------------------------------------------------------------------------
 # Chapter 1: consistency in vector space (Table 1, Table 4)

@@ -21,7 +21,6 @@ Opinosis paraphrase groups of White et al. (2015) from the mirror as a stand-in,
 
 from __future__ import annotations
 
-import itertools
 import os
 
 import numpy as np
@@ -46,8 +45,6 @@ __all__ = [
     "load_tapaco_sets",
     "load_grouped_paraphrases",
     "subsample_sets",
-    "paraphrase_pairs",
-    "non_paraphrase_pairs",
 ]
 
 TAPACO_SOURCE = "tapaco"
@@ -198,54 +195,4 @@ def subsample_sets(sets: pd.DataFrame, n_sets: int | None = None, min_size: int 
     out.attrs = dict(sets.attrs)
     if out.empty:
         raise DataSelectionError(f"No paraphrase set has at least {min_size} sentences")
-    return out
-
-
-def paraphrase_pairs(sets: pd.DataFrame) -> pd.DataFrame:
-    """All unordered pairs of sentences within each set (Eq. 2's ``i != j`` terms).
-
-    Columns ``set_id``, ``row_a``, ``row_b`` (row positions in ``sets``), ``text_a``,
-    ``text_b``, ``source``.
-    """
-    s = sets.reset_index(drop=True)
-    rows = []
-    for set_id, idx in s.groupby("set_id", sort=False).indices.items():
-        for i, j in itertools.combinations(sorted(idx), 2):
-            rows.append((set_id, i, j))
-    out = pd.DataFrame(rows, columns=["set_id", "row_a", "row_b"])
-    out["text_a"] = s["text"].to_numpy()[out["row_a"].to_numpy(dtype=int)] if len(out) else []
-    out["text_b"] = s["text"].to_numpy()[out["row_b"].to_numpy(dtype=int)] if len(out) else []
-    out["source"] = sets.attrs.get("source", s["source"].iloc[0] if len(s) else "")
-    return out
-
-
-def non_paraphrase_pairs(sets: pd.DataFrame, n_pairs: int, seed: int = 0) -> pd.DataFrame:
-    """Random pairs of sentences from two different sets (Eq. 4).
-
-    Draws two distinct sets uniformly, then one sentence of each, with a generator seeded by
-    ``seed``; pairs are distinct. Columns ``set_id_a``, ``set_id_b``, ``row_a``, ``row_b``,
-    ``text_a``, ``text_b``, ``source``.
-    """
-    s = sets.reset_index(drop=True)
-    indices = s.groupby("set_id").indices
-    ids = sorted(indices)
-    groups = [indices[k] for k in ids]
-    if len(groups) < 2:
-        raise DataSelectionError("Need at least two paraphrase sets to draw non-paraphrase pairs")
-    rng = rng_for(seed, "non-paraphrase-pairs")
-    seen, rows = set(), []
-    for _ in range(20 * n_pairs):
-        if len(rows) == n_pairs:
-            break
-        a, b = rng.choice(len(groups), size=2, replace=False)
-        i, j = int(rng.choice(groups[a])), int(rng.choice(groups[b]))
-        key = (min(i, j), max(i, j))
-        if key in seen:
-            continue
-        seen.add(key)
-        rows.append((ids[a], ids[b], i, j))
-    out = pd.DataFrame(rows, columns=["set_id_a", "set_id_b", "row_a", "row_b"])
-    out["text_a"] = s["text"].to_numpy()[out["row_a"].to_numpy(dtype=int)]
-    out["text_b"] = s["text"].to_numpy()[out["row_b"].to_numpy(dtype=int)]
-    out["source"] = sets.attrs.get("source", s["source"].iloc[0])
     return out

@@ -41,7 +41,6 @@ Only the JSON-lines files are read (never the pickled graph files of the ParaRel
 
 from __future__ import annotations
 
-import itertools
 import os
 import re
 from typing import Sequence
@@ -73,7 +72,6 @@ __all__ = [
     "final_word",
     "relation_summary",
     "paraphrase_sets",
-    "paraphrase_pairs",
     "relation_query_pairs",
 ]
 
@@ -437,29 +435,6 @@ def paraphrase_sets(queries: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-def paraphrase_pairs(queries: pd.DataFrame) -> pd.DataFrame:
-    """All pairs of paraphrased queries of the same fact (§3 consistency, §4 Fig. 4).
-
-    Columns ``relation``, ``uuid``, ``subject``, ``template_id_a``, ``template_id_b``
-    (``a < b``), ``query_a``, ``query_b``, ``row_a``, ``row_b`` (row positions in
-    ``queries``, to join model outputs back).
-    """
-    q = queries.reset_index(drop=True)
-    template = q["template_id"].to_numpy()
-    pos_a, pos_b = [], []
-    groups = q.groupby(["relation", "uuid"], sort=False).indices.values()
-    for idx in sorted(groups, key=lambda g: g.min()):  # facts in order of appearance
-        rows = idx[np.argsort(template[idx], kind="stable")]
-        for i, j in itertools.combinations(range(len(rows)), 2):
-            pos_a.append(rows[i])
-            pos_b.append(rows[j])
-    a, b = q.iloc[pos_a], q.iloc[pos_b]
-    return pd.DataFrame({
-        "relation": a["relation"].to_numpy(), "uuid": a["uuid"].to_numpy(), "subject": a["subject"].to_numpy(),
-        "template_id_a": a["template_id"].to_numpy(), "template_id_b": b["template_id"].to_numpy(),
-        "query_a": a["query"].to_numpy(), "query_b": b["query"].to_numpy(),
-        "row_a": np.asarray(pos_a, dtype=int), "row_b": np.asarray(pos_b, dtype=int),
-    })
 
 
 def relation_query_pairs(

@@ -52,7 +52,8 @@ __all__ = [
     "MEDIAWIKI_SOURCE",
     "CORPUS_SOURCE",
     "load_corpus",
-    "mention_span",
+    "word_tokens",
+    "match_mention",
     "search_corpus",
     "search_mediawiki",
     "load_snippets",
@@ -72,13 +73,16 @@ def _norm(token: str) -> str:
     return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
 
 
-def _tokens(text: str) -> tuple[list[str], list[tuple[int, int]]]:
+def word_tokens(text: str) -> tuple[list[str], list[tuple[int, int]]]:
+    """The word tokens of ``text`` (case and accents folded) and their character spans."""
     matches = list(_WORD.finditer(text))
     return [_norm(m.group()) for m in matches], [m.span() for m in matches]
 
 
-def _match(doc_tokens: Sequence[str], subject_tokens: Sequence[str], max_gap: int) -> tuple[int, int] | None:
-    """First (first token index, last token index) of an in-order match with bounded gaps."""
+def match_mention(doc_tokens: Sequence[str], subject_tokens: Sequence[str], max_gap: int) -> tuple[int, int] | None:
+    """The mention rule (see the module docstring): the first ``(first, last)`` token indices of
+    ``subject_tokens`` in ``doc_tokens`` in order, with at most ``max_gap`` other tokens between two
+    consecutive subject tokens; None when there is no mention."""
     k, n = len(subject_tokens), len(doc_tokens)
 
     def extend(pos: int, m: int) -> int | None:
@@ -98,19 +102,6 @@ def _match(doc_tokens: Sequence[str], subject_tokens: Sequence[str], max_gap: in
                 return p, end
     return None
 
-
-def mention_span(text: str, subject: str, max_gap: int = 3) -> tuple[int, int] | None:
-    """Character span ``(start, end)`` of the first mention of ``subject`` in ``text``, or None.
-
-    See the module docstring for the rule (in-order word tokens, case and accents ignored,
-    at most ``max_gap`` extra tokens between consecutive subject tokens).
-    """
-    subject_tokens, _ = _tokens(subject)
-    if not subject_tokens:
-        return None
-    doc_tokens, spans = _tokens(text)
-    hit = _match(doc_tokens, subject_tokens, max_gap)
-    return None if hit is None else (spans[hit[0]][0], spans[hit[1]][1])
 
 
 # --------------------------------------------------------------------------- offline corpus
@@ -158,7 +149,7 @@ class _CorpusIndex:
         self.texts = corpus["text"].tolist()
         self.tokens, self.spans, self.postings = [], [], {}
         for d, text in enumerate(self.texts):
-            toks, spans = _tokens(text)
+            toks, spans = word_tokens(text)
             self.tokens.append(toks)
             self.spans.append(spans)
             for t in set(toks):
@@ -166,7 +157,7 @@ class _CorpusIndex:
 
     def search(self, subject: str, max_gap: int, limit: int | None) -> list[tuple[int, int, int]]:
         """(doc, first token, last token) of documents mentioning ``subject``, in corpus order."""
-        subject_tokens, _ = _tokens(subject)
+        subject_tokens, _ = word_tokens(subject)
         if not subject_tokens:
             return []
         candidates = None
@@ -177,7 +168,7 @@ class _CorpusIndex:
             candidates = docs if candidates is None else candidates & docs
         hits = []
         for d in sorted(candidates):
-            hit = _match(self.tokens[d], subject_tokens, max_gap)
+            hit = match_mention(self.tokens[d], subject_tokens, max_gap)
             if hit is not None:
                 hits.append((d, hit[0], hit[1]))
                 if limit is not None and len(hits) >= limit:
