@@ -41,7 +41,8 @@ import numpy as np
 import pandas as pd
 
 from ifhelpers.data import becel
-from ifhelpers import metrics, paper, stats
+from ifhelpers import metrics, stats
+from ifhelpers.paper import TABLE6_NAMES
 from ifhelpers.model.cache import content_key
 from ifhelpers.data.sources import rng_for
 
@@ -775,7 +776,7 @@ def table6_wide(scores: pd.DataFrame, with_intervals: bool = False) -> pd.DataFr
     ``source``/``mode`` columns, when present, stay in the row index.
     """
     frame = scores.copy()
-    frame["col"] = frame["metric"].map(paper.TABLE6_NAMES)
+    frame["col"] = frame["metric"].map(TABLE6_NAMES)
     frame["task_name"] = frame["task"].str.upper().replace({"WIC": "WiC"})
     if with_intervals:
         frame["value"] = [f"{v:.3f} [{lo:.2f}, {hi:.2f}]" for v, lo, hi in zip(frame["value"], frame["low"],
@@ -783,7 +784,7 @@ def table6_wide(scores: pd.DataFrame, with_intervals: bool = False) -> pd.DataFr
     index = [c for c in ("source", "model", "role", "mode") if c in frame]
     wide = frame.pivot_table(index=index, columns=["task_name", "col"], values="value", aggfunc="first", sort=False)
     tasks = [t for t in ("SNLI", "RTE", "MRPC", "WiC") if t in wide.columns.get_level_values(0)]
-    cols = [(t, paper.TABLE6_NAMES[m]) for t in tasks for m in METRICS if (t, paper.TABLE6_NAMES[m]) in wide.columns]
+    cols = [(t, TABLE6_NAMES[m]) for t in tasks for m in METRICS if (t, TABLE6_NAMES[m]) in wide.columns]
     wide = wide[cols]
     wide.columns.names = [None, None]
     return wide
@@ -885,7 +886,7 @@ def plot_table6(scores: pd.DataFrame, colors: dict, paper: pd.DataFrame | None =
             ax.scatter(x, base, **{**PAPER_STYLE, "label": "paper: llama-7b (base)"})
             ax.scatter(x, tuned, **{**PAPER_STYLE, "marker": "s", "label": "paper: mean of 10 IFT LLaMA-7b"})
         ax.set_xticks(np.arange(len(tasks)), [t.upper() if t != "wic" else "WiC" for t in tasks])
-        ax.set_title(paper.TABLE6_NAMES[metric])
+        ax.set_title(TABLE6_NAMES[metric])
         ax.set_ylim(-0.03, 1.03)
     axes[0].set_ylabel("score (higher is better)")
     handles, labels = axes[0].get_legend_handles_labels()
