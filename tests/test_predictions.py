@@ -148,7 +148,7 @@ def test_prediction_ids_not_strings_decide_consistency():
     """" Paris" and "Paris" decode to the same stripped text but are different predictions."""
     frame = pd.DataFrame({"prompt_id": 0, "relation": "P1", "uuid": "a", "template_id": [0, 1],
                           "prediction_id": [5, 6], "prediction": ["Paris", "Paris"], "object_first_ids": [(5,), (5,)]})
-    tidy = predictions.pararel_tidy(frame)
+    tidy = probes.pararel_predictions(frame)
     assert metrics.pararel.pararel_query_pairs(tidy)["consistent"].tolist() == [False]
 
 

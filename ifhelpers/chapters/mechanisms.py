@@ -42,10 +42,9 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from ifhelpers.model import lens, tokens
+from ifhelpers.model import lens, probes, tokens
 from ifhelpers import metrics, stats
 from ifhelpers.data import pararel, wikipedia
-from ifhelpers.chapters import predictions
 from ifhelpers import paper
 from ifhelpers.model.models import LoadedModel
 
@@ -266,7 +265,7 @@ def paraphrase_gap_table(frame: pd.DataFrame, resid, n_nonparaphrase_pairs: int 
     rows: cos(paraph.) is eq. 3, the macro average over facts of the mean cosine of the fact's
     paraphrase pairs, taking ``"all"`` pairs (:func:`ifhelpers.metrics.cosine.paraphrase_gap`), only the
     pairs the model answers ``"consistent"``-ly (same top-1 token) or only the ``"inconsistent"``
-    ones (:func:`ifhelpers.metrics.pararel.pararel_query_pairs` on :func:`ifhelpers.chapters.predictions.pararel_tidy`,
+    ones (:func:`ifhelpers.metrics.pararel.pararel_query_pairs` on :func:`ifhelpers.model.probes.pararel_predictions`,
     :func:`~ifhelpers.metrics.cosine.grouped_pair_cosine`).
     cos(¬paraph.) is eq. 4 on random pairs of queries of different facts, the same draw for the
     three splits, so the splits differ only in their paraphrase pairs. Facts with a single query
@@ -282,7 +281,7 @@ def paraphrase_gap_table(frame: pd.DataFrame, resid, n_nonparaphrase_pairs: int 
         reps = resid[rows]
         set_ids = _fact_key(sub).to_numpy()
         non = np.asarray(metrics.cosine.nonparaphrase_cosine(reps, set_ids, n_pairs=n_nonparaphrase_pairs, seed=seed))
-        pairs = metrics.pararel.pararel_query_pairs(predictions.pararel_tidy(sub))
+        pairs = metrics.pararel.pararel_query_pairs(probes.pararel_predictions(sub))
         pairs["fact"] = pairs["relation"].astype(str) + ":" + pairs["fact_id"].astype(str)
         splits = {"all": pairs, "consistent": pairs[pairs["consistent"]], "inconsistent": pairs[~pairs["consistent"]]}
         for split, chosen in splits.items():

@@ -41,7 +41,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from ifhelpers.model import engine, tokens
+from ifhelpers.model import engine, probes, tokens
 from ifhelpers import metrics
 from ifhelpers.data import mmlu, pararel, prompts
 from ifhelpers import paper
@@ -49,7 +49,7 @@ from ifhelpers.model.models import LoadedModel
 from ifhelpers.data.sources import rng_for
 
 __all__ = [
-    "pararel_tidy", "pararel_scores", "pararel_summary", "pararel_by_relation",
+    "pararel_scores", "pararel_summary", "pararel_by_relation",
     "object_token_stats", "pair_breakdown", "relation_candidates", "restrict_to_candidates", "sample_questions", "mmlu_setups", "answer_letter_ids", "run_mmlu",
     "letter_report", "mmlu_setup_accuracy", "mmlu_summary", "mmlu_by_question", "spread_interval", "spread_null",
     "footnote4_rule", "table2_layout", "plot_metric",
@@ -60,31 +60,6 @@ __all__ = [
 
 # --------------------------------------------------------------------------------------------------
 # ParaRel (§3, Table 2 "PARAREL", footnote 4)
-
-
-def pararel_tidy(frame: pd.DataFrame) -> pd.DataFrame:
-    """The frame of :func:`ifhelpers.model.probes.run_pararel` in the columns :func:`ifhelpers.metrics.pararel.pararel_scores` reads.
-
-    ``fact_id`` is the T-REx uuid, ``prediction`` the top-1 token *id* and ``gold`` the tuple of the gold
-    objects' first token ids (``object_first_ids``), so accuracy is exactly the frame's ``correct`` and
-    two paraphrases agree when they predict the same token. ``prompt_id`` and the decoded
-    ``prediction_text`` are kept.
-    """
-    missing = [c for c in ("relation", "uuid", "template_id", "prompt_id", "prediction_id", "object_first_ids")
-               if c not in frame.columns]
-    if missing:
-        raise ValueError(f"not a run_pararel frame: missing {missing}")
-    out = pd.DataFrame({
-        "prompt_id": frame["prompt_id"].to_numpy(),
-        "relation": frame["relation"].to_numpy(),
-        "fact_id": frame["uuid"].to_numpy(),
-        "template_id": frame["template_id"].to_numpy(),
-        "prediction": frame["prediction_id"].astype(int).to_numpy(),
-        "gold": [tuple(int(i) for i in ids) for ids in frame["object_first_ids"]],
-    })
-    if "prediction" in frame.columns:
-        out["prediction_text"] = frame["prediction"].to_numpy()
-    return out
 
 
 def _relations_with_pairs(tidy: pd.DataFrame) -> tuple[list[str], list[str]]:
@@ -106,7 +81,7 @@ def pararel_scores(frame: pd.DataFrame) -> pd.DataFrame:
     DataFrame with ``model``, ``role``, ``prompt_id``, ``relation``, ``n_facts``, ``n_queries``, ``n_pairs``,
     ``accuracy``, ``consistency`` (fractions).
     """
-    tidy = pararel_tidy(frame)
+    tidy = probes.pararel_predictions(frame)
     keep, dropped = _relations_with_pairs(tidy)
     tidy = tidy[tidy["relation"].isin(keep)]
     if tidy.empty:
@@ -195,7 +170,7 @@ def pair_breakdown(frame: pd.DataFrame) -> pd.Series:
     the share that agree on a correct object, that agree on a wrong token, and that disagree; and the
     most frequent token among the wrong agreements.
     """
-    tidy = pararel_tidy(frame)
+    tidy = probes.pararel_predictions(frame)
     keep, _ = _relations_with_pairs(tidy)
     tidy = tidy[tidy["relation"].isin(keep)].reset_index(drop=True)
     correct = np.array([p in g for p, g in zip(tidy["prediction"], tidy["gold"])])

@@ -74,3 +74,28 @@ def run_subject_states(lm: LoadedModel, frame: pd.DataFrame, *, cache=True, prog
     out = engine.run(lm, frame["prompt"].tolist(), SUBJECT_REQUEST, positions=frame["subject_token"].tolist(),
                      cache=cache, progress=progress)
     return out["resid"]
+
+
+def pararel_predictions(frame: pd.DataFrame) -> pd.DataFrame:
+    """The frame of :func:`ifhelpers.model.probes.run_pararel` in the columns :func:`ifhelpers.metrics.pararel.pararel_scores` reads.
+
+    ``fact_id`` is the T-REx uuid, ``prediction`` the top-1 token *id* and ``gold`` the tuple of the gold
+    objects' first token ids (``object_first_ids``), so accuracy is exactly the frame's ``correct`` and
+    two paraphrases agree when they predict the same token. ``prompt_id`` and the decoded
+    ``prediction_text`` are kept.
+    """
+    missing = [c for c in ("relation", "uuid", "template_id", "prompt_id", "prediction_id", "object_first_ids")
+               if c not in frame.columns]
+    if missing:
+        raise ValueError(f"not a run_pararel frame: missing {missing}")
+    out = pd.DataFrame({
+        "prompt_id": frame["prompt_id"].to_numpy(),
+        "relation": frame["relation"].to_numpy(),
+        "fact_id": frame["uuid"].to_numpy(),
+        "template_id": frame["template_id"].to_numpy(),
+        "prediction": frame["prediction_id"].astype(int).to_numpy(),
+        "gold": [tuple(int(i) for i in ids) for ids in frame["object_first_ids"]],
+    })
+    if "prediction" in frame.columns:
+        out["prediction_text"] = frame["prediction"].to_numpy()
+    return out
