@@ -5,10 +5,22 @@ Søgaard, 2024). Notebooks import this package in one line and call one function
 of the method, in the spirit of d2l's helper library::
 
     import ifhelpers as ifh
-    gap = ifh.metrics.cosine.paraphrase_gap(...)
+    per_set = ifh.metrics.cosine.paraphrase_gap_per_set(reps, set_ids, pair_a, pair_b, pair_sets)
+    table1_gap = per_set["gap"].mean()          # Table 1: cos(paraph.) - cos(¬paraph.)
 
-Submodules are imported lazily on first attribute access, so ``import ifhelpers`` is cheap
-and does not import torch.
+The package is in layers, each importing only those below it (``tests/test_layers.py``):
+
+* ``metrics`` (one module per section of the paper: the only home of each formula), ``stats``,
+  ``paper`` (the paper's own numbers); then ``findings`` and ``plots``;
+* ``data`` (every dataset, online or from the offline mirror);
+* ``model`` (registry, loading, the forward-pass engine and its cache, the logit lens);
+* ``train`` (the BECEL classifiers, instruction tuning);
+* ``chapters`` (one module per chapter: what it computes and finds);
+* ``results``, ``summary``, ``equations``, then ``book`` (the chapter preamble and glue) and ``cli``.
+
+The appendix page "Where each equation lives" (``book/equations.md``) maps every equation, table
+and figure of the paper to its one function. Submodules are imported lazily on first attribute
+access, so ``import ifhelpers`` is cheap and does not import torch.
 """
 
 import importlib

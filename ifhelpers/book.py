@@ -2,7 +2,7 @@
 
 A chapter's first code cell is ``ch = ifh.book.setup(models, roles)``: it checks every model name
 before anything loads, trains the book's own tuned models that are named but not stored yet, sets the
-plotting defaults, gives each model its colour (:func:`ifhelpers.plots.model_colors`), says where the
+plotting defaults, gives each model its colour (:func:`model_colors`), says where the
 data come from and warns when the compared models come from different families. Values for the prose
 go through :func:`glue`; the last cell hands the chapter's headline rows to :func:`finish`.
 """
@@ -19,7 +19,7 @@ from ifhelpers import plots, results
 from ifhelpers.data import sources
 from ifhelpers.model import registry, tuned
 
-__all__ = ["Chapter", "Plain", "setup", "glue", "glue_by_role", "finish"]
+__all__ = ["Chapter", "Plain", "setup", "model_colors", "glue", "glue_by_role", "finish"]
 
 
 class Plain:
@@ -84,7 +84,7 @@ def setup(models, roles: dict[str, str] | None = None, *, require_pair: bool = T
 
             ensure_tuned(spec)
     chapter = Chapter(models=[s.name for s in specs], role_of=role_of,
-                      colors=plots.model_colors(list(role_of), role_of),
+                      colors=model_colors(list(role_of), role_of),
                       caution=registry.family_note(models, roles), started=started)
     glue("base_name", chapter.base_name or "(no base model)")
     glue("tuned_name", chapter.tuned_name or "(no tuned model)")
@@ -98,6 +98,28 @@ def setup(models, roles: dict[str, str] | None = None, *, require_pair: bool = T
         else:
             print("Every instruction-tuned model is from the base model's family.")
     return chapter
+
+
+def model_colors(models: list[str], roles: dict[str, str]) -> dict[str, str]:
+    """A stable colour per model: base models in blues, instruction-tuned ones in oranges/reds.
+
+    A registry model's colour is fixed by its rank among the registry's models of its role (registry
+    order), so it is the same in every chapter and in every list it appears in; other models (Hub ids,
+    local folders) take the shades after the registry's, in the order given.
+    """
+    listed = registry.models()
+    rank = {role: [name for name, spec in listed.items() if spec.role == role] for role in ("base", "instruction-tuned")}
+    colors, extra = {}, {"base": 0, "instruction-tuned": 0}
+    for name in models:
+        role = roles[name]
+        shades = plots.BASE_SHADES if role == "base" else plots.TUNED_SHADES
+        if name in rank[role]:
+            index = rank[role].index(name)
+        else:
+            index = len(rank[role]) + extra[role]
+            extra[role] += 1
+        colors[name] = shades[index % len(shades)]
+    return colors
 
 
 def glue(name: str, value, display: bool = False):

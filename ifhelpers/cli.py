@@ -20,8 +20,17 @@ import yaml
 
 from ifhelpers.model import registry
 
-REPO = Path(__file__).resolve().parents[1]
-NOTEBOOKS = REPO / "notebooks"
+
+
+def chapters_folder() -> Path:
+    """Where the chapters are: ``ifhelpers/notebooks`` inside an installed package (package data, see
+    ``pyproject.toml``), else the ``notebooks/`` folder of the clone this package is imported from."""
+    package = Path(__file__).resolve().parent
+    installed = package / "notebooks"
+    return installed if installed.is_dir() else package.parent / "notebooks"
+
+
+NOTEBOOKS = chapters_folder()
 #: Parameters every chapter has; ``run`` sets them itself.
 COMMON = ("models", "roles", "results_dir")
 
@@ -166,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "chapters":
         for name, path in chapters().items():
             params = {k: v for k, v in notebook_parameters(path).items() if k not in COMMON}
-            print(f"{name:18s} {path.relative_to(REPO)}")
+            print(f"{name:18s} {path}")
             for key, value in params.items():
                 print(f"    {key} = {value!r}")
         return 0

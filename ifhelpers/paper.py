@@ -32,6 +32,36 @@ FINDINGS = {
     "n_tuned_models": 10,
 }
 
+#: Every equation, table and figure of the paper that the book computes, with what it is. Exactly one
+#: function of the package carries each of these in a ``paper:`` line of its docstring (the appendix
+#: "Where each equation lives" is generated from them, and a test checks that each has one home).
+QUANTITIES = {
+    "eq. 1": "the residual stream as a sum of updates, h^(l+1) = h^l + a^l (MHSA) + f^l (MLP), §4",
+    "eq. 2": "cos(p): the mean cosine of the members of one paraphrase set, App. B.1",
+    "eq. 3": "cos(paraph.): the macro average of cos(p) over the paraphrase sets, App. B.1",
+    "eq. 4": "cos(¬paraph.): the mean cosine of K random non-paraphrase pairs, App. B.1",
+    "eq. 4 pairs": "the random non-paraphrase pairs of eq. 4: two different sets, one member of each",
+    "Table 1": "the gap cos(paraph.) − cos(¬paraph.) of LLaMA-7b and its tuned models, §2",
+    "Table 4": "the same gap for T5-XL / Flan-T5-XL and Falcon-7b / Falcon-7b-instruct, App. B",
+    "Fig. 4": "the gap per layer, for paraphrases whose predictions agree (consistent) or not, §4",
+    "Fig. 6-7": "mean cosine of the paraphrase pairs in each group (consistent / inconsistent), App. E",
+    "Table 3": "the prompts that put a text before the model, App. B.2",
+    "§3 ParaRel pairs": "the pairs of paraphrased queries of one fact, consistent when their top-1 predictions agree",
+    "Table 2 ParaRel": "ParaRel accuracy and consistency of one relation (Elazar et al. 2021), §3",
+    "Table 2 ParaRel macro": "ParaRel accuracy and consistency averaged over relations, §3",
+    "footnote 4": "the standard deviation of ParaRel consistency over the three prompts, and the rule it sets",
+    "App. C.1": "the zero-shot MMLU prompt (instruction, question, options, answer cue)",
+    "§3 MMLU prediction": "the predicted option: the answer letter with the highest log-probability",
+    "Table 2 MMLU": "MMLU accuracy and its spread (max − min) across the three instructions, §3, footnote 3",
+    "Table 6 Acc.": "BECEL accuracy of a fine-tuned classifier, App. C.2",
+    "Table 6 Sym/Sem/Neg": "BECEL symmetric, semantic and negational consistency (1 − τ), App. C.2",
+    "App. D": "the attribute set A_s of a subject, from its Wikipedia snippets",
+    "Fig. 2": "the subject attribute rate of the top tokens of the logit lens, §4",
+    "Fig. 3": "the cosine of query pairs of the same or of different relations per layer, §4",
+    "Fig. 5, 8": "the extraction rate of MHSA (Fig. 5) and MLP (Fig. 8) updates per layer, §4",
+    "Table 7": "the Pearson correlation of extraction rate and ParaRel consistency across tuned models, App. F",
+}
+
 #: The three model families of the paper and how its prose names their base models.
 FAMILIES = {"llama": "LLaMA-7b", "t5": "T5-XL", "falcon": "Falcon-7b"}
 #: Table 1 / Table 4 column of each dataset of the vector-space chapter.

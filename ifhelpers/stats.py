@@ -286,6 +286,8 @@ def pearson_by_layer(rates, consistency) -> pd.DataFrame:
     -------
     DataFrame indexed by ``layer`` with ``r``, ``p_value``, ``n_models``,
     ``defined``, ``message``.
+
+    paper: Table 7
     """
     layers = None
     if isinstance(rates, pd.DataFrame):

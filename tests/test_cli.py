@@ -84,3 +84,18 @@ def test_sweep_through_submitit_debug_executor(chapter, tmp_path):
 
     gathered = load_tables(tmp_path / "runs", "tiny_summary")
     assert set(gathered["run"]) == {"pocket", "smollm2"} and len(gathered) == 4
+
+
+def test_chapters_ship_in_the_wheel(tmp_path):
+    """`pip install .` (not only -e) gets the chapters as package data, where the CLI looks for them."""
+    import subprocess
+    import sys
+    import zipfile
+
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", str(cli.Path(
+        cli.__file__).parents[1]), "-w", str(tmp_path)], check=True, capture_output=True, cwd=tmp_path)
+    (wheel,) = tmp_path.glob("ifhelpers-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    stems = [p.name for p in cli.chapters().values()]
+    assert stems and all(f"ifhelpers/notebooks/{s}" in names for s in stems)
+    assert {"ifhelpers/notebooks/smoke.yaml", "ifhelpers/model/models.yaml", "ifhelpers/paper_tables/table2.csv"} <= names

@@ -8,9 +8,9 @@ from ifhelpers import book, plots
 def test_a_model_keeps_its_colour_whatever_else_is_plotted():
     roles = {"gemma-3-270m": "base", "smollm2-135m-instruct": "instruction-tuned",
              "gemma-3-270m-ift-free-form": "instruction-tuned", "org/other": "instruction-tuned"}
-    everything = plots.model_colors(list(roles), roles)
-    alone = plots.model_colors(["gemma-3-270m", "gemma-3-270m-ift-free-form"], roles)
-    reordered = plots.model_colors(["org/other", "gemma-3-270m-ift-free-form", "smollm2-135m-instruct"], roles)
+    everything = book.model_colors(list(roles), roles)
+    alone = book.model_colors(["gemma-3-270m", "gemma-3-270m-ift-free-form"], roles)
+    reordered = book.model_colors(["org/other", "gemma-3-270m-ift-free-form", "smollm2-135m-instruct"], roles)
     assert alone["gemma-3-270m-ift-free-form"] == everything["gemma-3-270m-ift-free-form"]
     assert reordered["smollm2-135m-instruct"] == everything["smollm2-135m-instruct"]
     assert everything["smollm2-135m-instruct"] != everything["gemma-3-270m-ift-free-form"]

@@ -14,6 +14,7 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
 from ifhelpers import paper
+from ifhelpers import stats as ifh_stats
 from ifhelpers.model import engine, probes, registry, tokens
 from ifhelpers import metrics
 from ifhelpers.chapters import predictions
@@ -391,3 +392,196 @@ def test_table2_layout():
     table = predictions.table2_layout(pararel, mmlu_)
     assert list(table.columns) == ["source", "model", "role", *paper.TABLE2_COLUMNS]
     assert table.set_index("model").loc["t", "PARAREL Cons."] == pytest.approx(60.0)
+
+
+# ------------------------------------------------------------------------------------------ comparisons
+
+
+def wide_frame():
+    """:func:`pararel_wide`'s layout by hand: five relations, base b and tuned t."""
+    relations = pd.Index([f"P{i}" for i in range(5)], name="relation")
+    columns = pd.MultiIndex.from_product([["accuracy", "consistency"], ["b", "t"]], names=[None, "model"])
+    values = np.array([[0.1, 0.2, 0.5, 0.7], [0.2, 0.2, 0.6, 0.9], [0.3, 0.4, 0.4, 0.4], [0.1, 0.3, 0.5, 0.3],
+                       [0.2, 0.2, 0.6, 0.8]])
+    return pd.DataFrame(values, index=relations, columns=columns)
+
+
+def test_pararel_wide_comparison_and_wins():
+    wide = predictions.pararel_wide(scores_frame())
+    assert list(wide.index) == ["P1", "P2"]
+    assert wide[("consistency", "b")].tolist() == pytest.approx([0.6, 0.7])
+    assert wide[("consistency", "t")].tolist() == pytest.approx([0.8, 0.9])
+    assert predictions.relation_wins(wide, "b", "t") == (2, 0)
+    assert predictions.relation_wins(wide, "b", "t", "accuracy") == (0, 0)
+    paired = predictions.pararel_comparison(wide, "b", ["b", "t"], n_resamples=50)
+    assert list(paired.index) == [("t", "accuracy"), ("t", "consistency")]
+    assert paired.index.names == ["model", "metric"]
+    cons = paired.loc[("t", "consistency")]
+    assert cons["n"] == 2 and cons["mean_diff"] == pytest.approx(0.2)
+    assert cons["diff_low"] == pytest.approx(0.2) and cons["diff_high"] == pytest.approx(0.2)  # constant difference
+    assert paired.loc[("t", "accuracy"), "mean_diff"] == 0 and paired.loc[("t", "accuracy"), "note"]
+    wide = wide_frame()
+    assert predictions.relation_wins(wide, "b", "t") == (3, 1)  # P2 is a tie
+    assert predictions.relation_wins(wide, "b", "t", "accuracy") == (3, 0)
+
+
+def test_pararel_intervals_one_row_per_model_and_metric():
+    ci = predictions.pararel_intervals(wide_frame(), ["t", "b"], n_resamples=200)
+    assert ci[["model", "metric"]].values.tolist() == [["t", "accuracy"], ["t", "consistency"],
+                                                       ["b", "accuracy"], ["b", "consistency"]]
+    est = ci.set_index(["model", "metric"])["estimate"]
+    assert est[("b", "accuracy")] == pytest.approx(0.18) and est[("t", "consistency")] == pytest.approx(0.62)
+    assert ((ci["low"] <= ci["estimate"]) & (ci["estimate"] <= ci["high"])).all() and (ci["n"] == 5).all()
+
+
+def mmlu_results_two_models():
+    base = results_frame((0.25, 0.25, 0.25), n=40, seed=1)
+    tuned = results_frame((0.1, 0.5, 0.9), n=40, seed=2).assign(model="t", role="instruction-tuned")
+    return pd.concat([base.assign(model="b"), tuned], ignore_index=True)
+
+
+def test_mmlu_intervals_join_accuracy_spread_and_null():
+    results = mmlu_results_two_models()
+    table = predictions.mmlu_intervals(results, n_resamples=200, seed=3)
+    assert list(table.index) == ["b", "t"] and table["role"].tolist() == ["base", "instruction-tuned"]
+    summary = predictions.mmlu_summary(results)
+    assert table["accuracy"].tolist() == pytest.approx((100 * summary["accuracy"]).tolist())
+    assert table["spread"].tolist() == pytest.approx((100 * summary["spread"]).tolist())
+    spread = predictions.spread_interval(results, n_resamples=200, seed=3).set_index("model")
+    null = predictions.spread_null(results, n_permutations=200, seed=3).set_index("model")
+    assert table["spread_low"].tolist() == pytest.approx((100 * spread["low"]).tolist())
+    assert table["null_q95"].tolist() == pytest.approx((100 * null["null_q95"]).tolist())
+    assert table["p_value"].tolist() == null["p_value"].tolist()
+    by_question = predictions.mmlu_by_question(results)
+    acc = ifh_stats.bootstrap_ci(by_question.loc[by_question["model"] == "t", "accuracy"].to_numpy(), n_resamples=200,
+                                 seed=3)
+    assert table.loc["t", "acc_low"] == pytest.approx(100 * acc["low"]) and (table["n_questions"] == 40).all()
+    assert table.loc["t", "p_value"] < 0.05  # the tuned model's instructions differ
+
+
+def test_chance_and_null_rules():
+    table = pd.DataFrame({"acc_low": [20.0, 24.0], "acc_high": [30.0, 25.0], "p_value": [0.5, 0.06]},
+                         index=["b", "t"])
+    assert predictions.all_at_chance(table) and predictions.spreads_within_null(table)
+    assert not predictions.all_at_chance(table.assign(acc_high=[30.0, 24.9]))
+    assert not predictions.spreads_within_null(table.assign(p_value=[0.5, 0.05]))
+    assert predictions.all_at_chance(table.assign(acc_low=[60.0, 55.0], acc_high=[70.0, 65.0]), chance=66) is False
+
+
+def test_comparison_title_reads_the_verdict():
+    assert predictions.comparison_title("t", "b", 3.0, 1.0, 5.0, "consistent") == "t is more consistent than b (+3.0 points)"
+    assert predictions.comparison_title("t", "b", -3.0, -5.0, -1.0, "accurate") == "t is less accurate than b (-3.0 points)"
+    assert (predictions.comparison_title("t", "b", 1.0, -1.0, 3.0, "consistent")
+            == "t and b are about equally consistent (+1.0 points, interval spans 0)")
+
+
+def test_plot_points_from_long_and_wide_tables():
+    ci = pd.DataFrame({"model": ["b", "b", "t", "t"], "metric": ["accuracy", "consistency"] * 2,
+                       "estimate": [0.1, 0.5, 0.2, 0.6], "low": [0.0, 0.4, 0.1, 0.5], "high": [0.2, 0.6, 0.3, 0.7]})
+    roles = {"b": "base", "t": "instruction-tuned"}
+    points = predictions.plot_points(ci, roles, metric="consistency", scale=100)
+    assert list(points.columns) == ["model", "role", "estimate", "low", "high"]
+    assert points.values.tolist() == [["b", "base", 50.0, 40.0, 60.0], ["t", "instruction-tuned", 60.0, 50.0, 70.0]]
+    table = pd.DataFrame({"spread": [8.0, 4.0], "spread_low": [1.0, 0.0], "spread_high": [20.0, 9.0]}, index=["b", "t"])
+    points = predictions.plot_points(table, roles, "spread", "spread_low", "spread_high")
+    assert points.values.tolist() == [["b", "base", 8.0, 1.0, 20.0], ["t", "instruction-tuned", 4.0, 0.0, 9.0]]
+
+
+def test_paper_predictions_are_tables_2_and_5():
+    rows = predictions.paper_predictions()
+    assert len(rows) == len(paper.predictions_table(2)) + len(paper.predictions_table(5))
+    llama = rows.set_index("model").loc["llama-7b (base model)"]
+    assert llama["role"] == "base" and llama["PARAREL Cons."] == pytest.approx(81.9)
+    assert llama["MMLU Spread"] == pytest.approx(1.6)
+
+
+# ------------------------------------------------------------------------------------------ findings and headlines
+
+
+def paired_row(diff, low, high, p=0.5):
+    return {"mean_diff": diff, "diff_low": low, "diff_high": high, "wilcoxon_p": p}
+
+
+def headline_inputs(cons=(-0.072, -0.127, 0.016), spread_t=(16.7, 0.0, 50.4)):
+    pararel_paired = pd.DataFrame([paired_row(-0.009, -0.028, 0.0, 1.0), paired_row(*cons)],
+                                  index=pd.MultiIndex.from_tuples([("t", "accuracy"), ("t", "consistency")],
+                                                                  names=["model", "metric"]))
+    pararel_summary = pd.DataFrame({"accuracy": [0.046, 0.037], "consistency": [0.588, 0.516]}, index=["b", "t"])
+    footnote4 = pd.DataFrame({"threshold": [0.042], "beyond_threshold": [True]}, index=["t"])
+    mmlu_table = pd.DataFrame({"accuracy": [13.9, 52.8], "spread": [8.3, spread_t[0]], "spread_low": [0.0, spread_t[1]],
+                               "spread_high": [25.0, spread_t[2]], "null_mean": [8.3, 16.7], "p_value": [1.0, 1.0]},
+                              index=["b", "t"])
+    mmlu_paired = pd.Series(paired_row(0.389, -0.073, 0.802))
+    return pararel_paired, pararel_summary, footnote4, mmlu_table, mmlu_paired
+
+
+def test_headlines_rows_at_chance():
+    rows = predictions.headlines(*headline_inputs(), "b", "t", True, True, 3, 6)
+    assert [r["result"] for r in rows] == [
+        "ParaRel consistency, tuned − base (points)", "ParaRel accuracy, tuned − base (points)",
+        "MMLU accuracy, tuned − base (points)",
+        "MMLU accuracy spread across instructions (points; lower = more robust)"]
+    assert [r["direction_holds"] for r in rows] == ["n.s. (opposite sign)", "not defined", "n.s. (same sign)",
+                                                    "not testable"]
+    cons, acc, mmlu_acc, spread = rows
+    assert cons["ours"] == "-7.2 [-12.7, +1.6] (base 58.8%, tuned 51.6%)"
+    assert cons["estimate"] == pytest.approx(-7.2) and cons["high"] == pytest.approx(1.6)
+    assert cons["note"] == ("3 relations; paired bootstrap over relations; Wilcoxon p = 0.5; footnote 4's threshold "
+                            "(base sd over prompts) 4.2 points: beyond it")
+    both = predictions.paper_predictions()
+    assert cons["paper"] == paper.direction_text(both, "PARAREL Cons.", threshold=1.4)
+    assert cons["paper"].startswith("LLaMA-7b 81.9; 10 tuned 80.5-84.8, 8 higher (6 by > 1.4, fn. 4)")
+    assert acc["note"].endswith("the paper claims no direction for ParaRel accuracy")
+    assert mmlu_acc["ours"] == "+38.9 [-7.3, +80.2] (base 13.9%, tuned 52.8%)"
+    assert mmlu_acc["note"] == ("6 questions × 9 setups; paired bootstrap over questions; both models at chance: "
+                                "every accuracy interval contains 25%")
+    assert spread["ours"] == "base 8.3 [0.0, 25.0], tuned 16.7 [0.0, 50.4]; no-effect null 8.3 / 16.7"
+    assert spread["estimate"] == pytest.approx(8.4) and np.isnan(spread["low"])
+    assert spread["note"].startswith("both models at chance: every accuracy interval contains 25%, so a spread is "
+                                     "noise; both spreads within the permutation null")
+    assert spread["note"].endswith("permutation p = 1.00 (base), 1.00 (tuned)")
+    assert all(r["base"] == "b" and r["tuned"] == "t" for r in rows)
+
+
+@pytest.mark.parametrize(("spread_t", "expected"), [
+    ((1.0, 0.0, 2.0), "yes"),                 # the tuned interval lies below the base's [0, 25]
+    ((30.0, 26.0, 40.0), "no"),               # above it
+    ((5.0, 1.0, 9.0), "n.s. (same sign)"),    # overlapping, tuned lower
+    ((12.0, 1.0, 30.0), "n.s. (opposite sign)"),
+])
+def test_headlines_spread_compares_the_intervals(spread_t, expected):
+    inputs = list(headline_inputs(spread_t=spread_t))
+    inputs[3].loc["b", ["spread", "spread_low", "spread_high"]] = [8.3, 3.0, 25.0]
+    rows = predictions.headlines(*inputs, "b", "t", False, False, 3, 6)
+    assert rows[-1]["direction_holds"] == expected
+    assert rows[-1]["note"].startswith("compared by the two spreads' bootstrap intervals")
+    assert rows[2]["note"].endswith("not every model at chance")
+
+
+def test_headlines_consistency_within_the_threshold():
+    inputs = list(headline_inputs(cons=(0.03, 0.01, 0.05)))
+    inputs[2] = inputs[2].assign(beyond_threshold=False)
+    (cons, *_) = predictions.headlines(*inputs, "b", "t", True, True, 3, 6)
+    assert cons["direction_holds"] == "yes" and cons["note"].endswith("4.2 points: within it")
+
+
+def test_summary_lines_state_the_direction():
+    pararel_paired, _, footnote4, _, _ = headline_inputs()
+    restricted = pd.Series(paired_row(0.02, -0.01, 0.05))
+    text = predictions.summary_lines(pararel_paired, footnote4, restricted, "b", "t", True, True, "")
+    lines = text.split("\n")
+    assert lines[0] == ("- **ParaRel consistency**: t − b = -7.2 points (interval -12.7 to +1.6); footnote 4's "
+                        "threshold 4.2 points: beyond it.")
+    assert lines[1] == ("- **ParaRel restricted to the relation's objects** (top-10 lower bound): t − b = +2.0 points "
+                        "(interval -1.0 to +5.0).")
+    assert lines[2].endswith("here the unrestricted difference is not distinguishable from zero.")
+    assert lines[3] == "- **MMLU**: no model distinguishable from chance; spreads within the no-effect null."
+    assert lines[4] == "- Same family: the comparison isolates instruction tuning."
+    up = pararel_paired.copy()
+    up.loc[("t", "consistency"), ["mean_diff", "diff_low", "diff_high"]] = [0.03, 0.01, 0.05]
+    text = predictions.summary_lines(up, footnote4, restricted, "b", "t", False, False, "Caution: families differ.")
+    assert "is in the same direction." in text and text.endswith("- Caution: families differ.")
+    assert "not all models at chance; spreads not all within" in text
+    down = pararel_paired.copy()
+    down.loc[("t", "consistency"), ["mean_diff", "diff_low", "diff_high"]] = [-0.03, -0.05, -0.01]
+    assert "is in the opposite direction." in predictions.summary_lines(down, footnote4, restricted, "b", "t", 1, 1)

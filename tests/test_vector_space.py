@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 
 from ifhelpers import paper
-from ifhelpers import metrics
+from ifhelpers import metrics, stats
 from ifhelpers.data import paraphrases, pararel
 from ifhelpers.chapters import vector_space as vs
 from ifhelpers.data.sources import DataSelectionError
@@ -311,3 +311,265 @@ def test_finding_title_states_the_direction():
     assert vs.finding_title(vs.compare_roles(mixed, n_resamples=100)).endswith(
         "more on 1 of 2 datasets (1 significantly), less on 1 (1 significantly)")
     assert vs.finding_title(pd.DataFrame()) .startswith("Gap")
+
+
+# ------------------------------------------------------------------------------------- parameters
+
+
+def test_check_parameters_refuses_unknown_datasets_and_representations():
+    vs.check_parameters(["mrpc", "pararel"], "pre_norm")  # no error
+    with pytest.raises(ValueError, match=r"unknown datasets \['sst2'\]"):
+        vs.check_parameters(["mrpc", "sst2"], "final_norm")
+    with pytest.raises(ValueError, match="representation must be one of"):
+        vs.check_parameters(["mrpc"], "hidden")
+    with pytest.raises(ValueError, match="empty"):
+        vs.check_parameters([], "final_norm")
+    with pytest.raises(TypeError, match="not one string"):
+        vs.check_parameters("mrpc", "final_norm")
+
+
+# ------------------------------------------------------------------------------- building the data
+
+
+def test_build_designs_makes_the_asked_datasets_in_table_1_order(monkeypatch):
+    calls = []
+    queries = pd.DataFrame({"relation": "P1", "template_id": [0, 1, 0, 1], "subject": ["a", "a", "b", "b"]})
+
+    def mrpc(split):
+        calls.append(("mrpc", split))
+        return _mrpc_pairs(6, 5)
+
+    def tapaco(n_sets, seed):
+        calls.append(("tapaco", n_sets, seed))
+        return _sets()
+
+    def load_queries(relations, n_per_relation, seed):
+        calls.append(("pararel", relations, n_per_relation, seed))
+        return queries
+
+    monkeypatch.setattr(vs.paraphrases, "load_mrpc_pairs", mrpc)
+    monkeypatch.setattr(vs.paraphrases, "load_tapaco_sets", tapaco)
+    monkeypatch.setattr(vs.pararel, "load_queries", load_queries)
+    monkeypatch.setattr(vs.pararel, "paraphrase_sets",
+                        lambda q: pd.DataFrame({"set_id": ["a", "a", "b", "b"], "text": list("wxyz"), "source": "pararel"}))
+    kwargs = dict(n_mrpc_pairs=3, n_paraphrase_sets=7, n_nonparaphrase_per_set=2, pararel_relations=["P1"],
+                  pararel_n_per_relation=2, seed=4)
+    designs, got_queries = vs.build_designs(["pararel", "mrpc", "tapaco"], **kwargs)
+    assert list(designs) == ["mrpc", "tapaco", "pararel"]
+    assert calls == [("mrpc", "test"), ("tapaco", 7, 4), ("pararel", ["P1"], 2, 4)]
+    assert got_queries is queries
+    pd.testing.assert_frame_equal(designs["mrpc"].items, vs.design_mrpc(_mrpc_pairs(6, 5), 3, 4).items)
+    pd.testing.assert_frame_equal(designs["tapaco"].nonparaphrase,
+                                  vs.design_paraphrase_sets(_sets(), 2, 4).nonparaphrase)
+    assert len(designs["pararel"].units) == 2 and designs["pararel"].label == "ParaRel"
+    only, none = vs.build_designs(["mrpc"], **kwargs)
+    assert list(only) == ["mrpc"] and none is None
+    table = vs.describe_designs(designs)
+    assert table["dataset"].tolist() == ["mrpc", "tapaco", "pararel"]
+    assert table["n_sets"].tolist() == [3, 2, 2] and table["n_nonparaphrase_pairs"].tolist() == [3, 4, 4]
+    assert vs.sample_sizes(designs) == {"n_mrpc_pairs": 3, "n_tapaco_sets": 2, "n_pararel_sets": 2}
+    assert vs.sample_sizes(only) == {"n_mrpc_pairs": 3, "n_tapaco_sets": 0, "n_pararel_sets": 0}
+
+
+def test_share_found_ignores_case_spacing_and_punctuation():
+    assert vs.text_key("It's 3 p.m. , OK") == "its3pmok"
+    assert vs.share_found(["It's here.", "it s here", "Other one", "x"], ["its HERE", "x!"]) == 0.75
+    assert math.isnan(vs.share_found([], ["a"]))
+
+
+def test_stand_in_overlap_counts_msrp_sentences_found_in_mrpc(monkeypatch):
+    mrpc = pd.DataFrame({"text_a": ["The cat sat .", "b"], "text_b": ["c", "A dog , barking"]})
+    msrp = pd.DataFrame({"text": ["the cat sat", "a dog barking", "new sentence", "c."]})
+    monkeypatch.setattr(vs.paraphrases, "load_mrpc_pairs", lambda split: mrpc if split == "all" else None)
+    monkeypatch.setattr(vs.paraphrases, "load_grouped_paraphrases", lambda name: msrp if name == "msrp" else None)
+    stand_in = _sets().assign(source=paraphrases.STAND_IN_SOURCE)
+    stand_in.attrs["source"] = paraphrases.STAND_IN_SOURCE
+    designs = {"tapaco": vs.design_paraphrase_sets(stand_in, 1)}
+    assert vs.stand_in_overlap(designs) == 0.75
+    assert math.isnan(vs.stand_in_overlap({"tapaco": vs.design_paraphrase_sets(_sets(), 1)}))  # real TaPaCo
+    assert math.isnan(vs.stand_in_overlap({}))
+
+
+# ------------------------------------------------------------------------------ comparison (stats)
+
+
+def _noisy_units(n_sets=12, tuned=(("t", 0.05),)):
+    """Per-set gaps with noise, one base ``b`` and the ``tuned`` models (name, mean shift), two datasets."""
+    rng = np.random.default_rng(3)
+    rows = []
+    for dataset in ("mrpc", "toy"):
+        for model, role, shift in (("b", "base", 0.0), *((m, "instruction-tuned", s) for m, s in tuned)):
+            gaps = rng.normal(0.2 + shift, 0.05, size=(n_sets, 2))
+            for representation in vs.REPRESENTATIONS:
+                sign = 1 if representation == "final_norm" else -1
+                for p in range(2):
+                    for i in range(n_sets):
+                        gap = sign * gaps[i, p]
+                        rows.append({"model": model, "role": role, "dataset": dataset, "dataset_label": dataset,
+                                     "representation": representation, "prompt_id": p, "unit_id": f"s{i}",
+                                     "n_members": 2 + i % 3, "cos_para": 0.9, "cos_para_literal": 0.9 * (1 + i % 3),
+                                     "cos_nonpara": 0.9 - gap, "gap": gap})
+    return pd.DataFrame(rows)
+
+
+def test_compare_roles_is_the_paired_comparison_of_prompt_averaged_set_gaps():
+    units = _noisy_units(tuned=(("t1", 0.05), ("t2", -0.02)))
+    comparison = vs.compare_roles(units, n_resamples=300, seed=5)
+    assert list(comparison.columns) == vs.COMPARISON_COLUMNS + ["representation", "confidence"]
+    assert comparison[["dataset", "base", "tuned"]].values.tolist() == [
+        ["mrpc", "b", "t1"], ["mrpc", "b", "t2"], ["toy", "b", "t1"], ["toy", "b", "t2"]]
+    averaged = vs.prompt_average(units)
+    for _, row in comparison.iterrows():
+        gaps = averaged[averaged["dataset"] == row["dataset"]]
+        b = gaps[gaps["model"] == "b"].set_index("unit_id")["gap"]
+        t = gaps[gaps["model"] == row["tuned"]].set_index("unit_id")["gap"]
+        expected = stats.paired_comparison(b, t, n_resamples=300, seed=5)
+        assert row["n_sets"] == 12
+        for ours, theirs in (("base_gap", "base_mean"), ("tuned_gap", "tuned_mean"), ("mean_diff", "mean_diff"),
+                             ("diff_low", "diff_low"), ("diff_high", "diff_high"), ("wilcoxon_p", "wilcoxon_p")):
+            assert row[ours] == expected[theirs]
+        assert row["direction"] == vs.direction(row["mean_diff"], row["diff_low"], row["diff_high"])
+    assert (comparison["representation"] == "final_norm").all() and (comparison["confidence"] == 0.95).all()
+    # one role only: no rows, the same columns
+    alone = vs.compare_roles(units[units["model"] == "b"], n_resamples=100)
+    assert alone.empty and list(alone.columns) == list(comparison.columns)
+
+
+def test_compare_representations_and_sign_changes():
+    units = _noisy_units()
+    both = vs.compare_representations(units, n_resamples=200, seed=1)
+    assert both["representation"].tolist() == ["final_norm", "final_norm", "pre_norm", "pre_norm"]
+    pd.testing.assert_frame_equal(both.iloc[:2], vs.compare_roles(units, "final_norm", 200, seed=1))
+    # pre_norm gaps are the negated final_norm gaps here, so every difference changes sign
+    np.testing.assert_allclose(both["mean_diff"].iloc[2:].to_numpy(), -both["mean_diff"].iloc[:2].to_numpy())
+    assert vs.sign_changes(both) == 2
+    assert vs.sign_changes(both.assign(mean_diff=0.1)) == 0
+    assert vs.sign_changes(both.iloc[:0]) == 0
+    table = vs.representation_table(both)
+    assert table.shape == (2, 6) and table.loc[("mrpc", "b", "t"), ("mean_diff", "pre_norm")] == round(
+        -both["mean_diff"].iloc[0], 3)
+
+
+def test_gap_table_and_mean_cosines_for_reading():
+    summary = pd.DataFrame({"dataset_label": "Toy", "model": "b", "role": "base", "prompt": ["0", "mean"],
+                            "gap": [0.1234, 0.2], "low": [0.1, 0.15], "high": [0.2, 0.25]})
+    assert vs.gap_table(summary).loc[("Toy", "b", "base")].to_dict() == {"0": "0.123 [0.100, 0.200]",
+                                                                        "mean": "0.200 [0.150, 0.250]"}
+    units = _noisy_units()
+    cosines = vs.mean_cosines(units)
+    chosen = units[(units["model"] == "t") & (units["dataset"] == "toy") & (units["representation"] == "pre_norm")]
+    assert cosines.loc[("t", "toy"), ("gap", "pre_norm")] == round(chosen["gap"].mean(), 3)
+    assert set(cosines.index) == {("b", "mrpc"), ("b", "toy"), ("t", "mrpc"), ("t", "toy")}
+
+
+# --------------------------------------------------------------------------------- values for the prose
+
+
+def _comparison_table():
+    return pd.DataFrame([
+        {"dataset": "mrpc", "base": "b", "tuned": "t", "base_gap": 0.1, "tuned_gap": 0.3, "mean_diff": 0.2,
+         "diff_low": 0.1, "diff_high": 0.3, "wilcoxon_p": 0.01, "direction": "same as paper (interval excludes 0)"},
+        {"dataset": "mrpc", "base": "b", "tuned": "u", "base_gap": 0.1, "tuned_gap": 0.0, "mean_diff": -0.1,
+         "diff_low": -0.2, "diff_high": -0.05, "wilcoxon_p": 0.02, "direction": "opposite to paper (interval excludes 0)"},
+        {"dataset": "pararel", "base": "b", "tuned": "t", "base_gap": 0.2, "tuned_gap": 0.25, "mean_diff": 0.05,
+         "diff_low": -0.01, "diff_high": 0.1, "wilcoxon_p": 0.3, "direction": "same sign as paper (interval includes 0)"},
+    ])
+
+
+def test_comparison_values_quote_the_first_pair_per_dataset_and_count_all_rows():
+    values = vs.comparison_values(_comparison_table(), suffix="_x")
+    assert values["mean_diff_x_mrpc"] == 0.2 and values["tuned_gap_x_mrpc"] == 0.3  # the first pair, b vs t
+    assert values["direction_x_pararel"] == "same sign as paper (interval includes 0)"
+    assert math.isnan(values["base_gap_x_tapaco"]) and values["direction_x_tapaco"] == "n/a"
+    assert (values["n_same_x"], values["n_same_significant_x"], values["n_opposite_significant_x"],
+            values["n_comparisons_x"]) == (2, 1, 1, 3)
+    assert len(values) == 3 * 7 + 4
+    empty = vs.comparison_values(_comparison_table().iloc[:0])
+    assert empty["n_comparisons"] == 0 and empty["n_same"] == 0 and math.isnan(empty["mean_diff_mrpc"])
+
+
+def test_nonparaphrase_cosines_per_model_and_dataset():
+    units = _noisy_units()
+    values = vs.nonparaphrase_cosines(units, "final_norm", "b", "t")
+    assert set(values) == {f"{k}_cos_nonpara_{d}" for k in ("base", "tuned") for d in vs.DATASETS}  # not "toy"
+    chosen = units[(units["model"] == "t") & (units["dataset"] == "mrpc") & (units["representation"] == "final_norm")]
+    assert len(chosen) == 24 and values["tuned_cos_nonpara_mrpc"] == pytest.approx(chosen["cos_nonpara"].mean())
+    assert math.isnan(values["base_cos_nonpara_pararel"])
+    assert math.isnan(vs.nonparaphrase_cosines(units, "final_norm", None, None)["base_cos_nonpara_mrpc"])
+
+
+def test_paper_values_are_table_1():
+    values = vs.paper_values()
+    assert values["paper_base_mrpc"] == 0.010 and values["paper_n_above_mrpc"] == 10
+    assert values["paper_tuned_mean_mrpc"] == pytest.approx(0.0302)
+    assert (values["paper_n_above_tapaco"], values["paper_n_equal_tapaco"]) == (8, 1)
+    assert values["paper_base_pararel"] == 0.474 and values["paper_n_above_pararel"] == 10
+
+
+def test_representation_values():
+    units = _noisy_units()
+    both = vs.compare_representations(units, n_resamples=200)
+    values = vs.representation_values(both, units, "final_norm", "b", "t")
+    other = vs.comparison_values(both[both["representation"] == "pre_norm"], suffix="_other")
+    assert {k: values[k] for k in other} == other
+    assert (values["main_representation"], values["other_representation"]) == ("final-norm", "pre-norm")
+    assert values["n_sign_changes"] == 2 and values["representation_phrase"].startswith("a direction that changes")
+    pre = units[(units["model"] == "b") & (units["representation"] == "pre_norm")]["cos_nonpara"].mean()
+    assert values["base_cos_nonpara_pre"] == pytest.approx(pre)
+    flipped = vs.representation_values(both, units, "pre_norm", "b", "t")
+    assert flipped["other_representation"] == "final-norm"
+    assert flipped["mean_diff_other_mrpc"] == both.iloc[0]["mean_diff"]
+    same = vs.representation_values(both.assign(mean_diff=0.1), units, "final_norm", "b", "t")
+    assert same["n_sign_changes"] == 0 and same["representation_phrase"].startswith("one vector of two")
+
+
+def test_printed_eq2_values_on_the_tapaco_sets_of_one_model():
+    units = _noisy_units().replace({"dataset": {"toy": "tapaco"}})
+    values = vs.printed_eq2_values(units, "final_norm", "b")
+    chosen = units[(units["model"] == "b") & (units["dataset"] == "tapaco") & (units["representation"] == "final_norm")]
+    assert (values["tapaco_min_size"], values["tapaco_max_size"]) == (2, 4)
+    assert values["pairs_gap_tapaco"] == pytest.approx(chosen["gap"].mean())
+    assert values["literal_gap_tapaco"] == pytest.approx((chosen["cos_para_literal"] - chosen["cos_nonpara"]).mean())
+    missing = vs.printed_eq2_values(units, "final_norm", "nobody")
+    assert missing["tapaco_min_size"] == 0 and math.isnan(missing["literal_gap_tapaco"])
+
+
+# ---------------------------------------------------------------------------------------- headlines
+
+
+def test_headlines_rows_come_from_the_comparison():
+    comparison = pd.DataFrame([{"dataset": "mrpc", "base": "b", "tuned": "t", "n_sets": 5, "base_gap": 0.1,
+                                "tuned_gap": 0.3, "mean_diff": 0.2, "diff_low": 0.1, "diff_high": 0.3,
+                                "wilcoxon_p": 0.01}])
+    (row,) = vs.headlines(comparison, {"mrpc": "MRPC"})
+    assert row["estimate"] == pytest.approx(0.2) and row["direction_holds"] == "yes"
+    assert row["ours"] == "+0.200 [+0.100, +0.300] (base 0.100, tuned 0.300)"
+    assert row["paper"] == ("LLaMA-7b 0.010; 10 tuned 0.014-0.045, 10 larger; "
+                            "T5-XL, Falcon-7b: tuned larger (Table 4)")
+    assert row["result"] == "cos(paraph.) − cos(¬paraph.), tuned − base: MRPC"
+    assert row["note"] == "5 paraphrase sets; paired bootstrap interval; Wilcoxon p = 0.01"
+    (labelled,) = vs.headlines(comparison.assign(dataset="tapaco", mean_diff=-0.2, diff_low=-0.3, diff_high=-0.1),
+                               {"tapaco": "TaPaCo stand-in"}, "final_norm")
+    assert labelled["direction_holds"] == "no" and labelled["result"].endswith("TaPaCo stand-in")
+    assert labelled["note"].endswith("; representation final_norm")
+    assert vs.headlines(comparison.iloc[:0]) == []
+
+
+# ------------------------------------------------------------------------------------ all models
+
+
+def test_units_of_models_stacks_each_model(tiny_lm, tmp_path, monkeypatch):
+    loaded = []
+
+    def each(names, roles):
+        for name in names:
+            loaded.append((name, roles))
+            yield tiny_lm
+
+    monkeypatch.setattr(vs, "each_model", each)
+    designs = {"mrpc": vs.design_mrpc(_mrpc_pairs(3, 3), 3)}
+    units, seconds = vs.units_of_models(["tiny-llama"], {"x": "base"}, designs, prompt_ids=(0,), cache=tmp_path)
+    assert loaded == [("tiny-llama", {"x": "base"})]
+    assert list(seconds) == ["tiny-llama"] and list(seconds["tiny-llama"]) == ["mrpc"]
+    pd.testing.assert_frame_equal(units, vs.model_units(tiny_lm, designs, prompt_ids=(0,), cache=tmp_path))
+    assert units.attrs == {}

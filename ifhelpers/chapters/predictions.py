@@ -16,8 +16,9 @@ The forward passes are elsewhere: ParaRel uses the one pass all chapters share
 (:func:`ifhelpers.model.probes.run_pararel`), MMLU one cached pass per prompt scoring the answer letters
 (:func:`run_mmlu`). The metrics themselves are :mod:`ifhelpers.metrics` (``pararel_scores``,
 ``mmlu_spread``, ``mmlu_summary``) and the intervals :mod:`ifhelpers.stats`; this module joins them into
-the per-model tables of Table 2 and adds what the paper leaves implicit (intervals over relations and
-questions, a permutation null for the spread).
+the per-model tables of Table 2, adds what the paper leaves implicit (intervals over relations and
+questions, a permutation null for the spread) and writes the chapter's findings (:func:`summary_lines`)
+and headline rows (:func:`headlines`), with directions read by :func:`ifhelpers.stats.verdict`.
 
 How a prediction is compared with a gold object
 ------------------------------------------------
@@ -44,7 +45,7 @@ import pandas as pd
 from ifhelpers.model import engine, probes, tokens
 from ifhelpers import metrics
 from ifhelpers.data import mmlu, pararel, prompts
-from ifhelpers import paper
+from ifhelpers import findings, paper, stats
 from ifhelpers.model.models import LoadedModel
 from ifhelpers.data.sources import rng_for
 
@@ -52,10 +53,10 @@ __all__ = [
     "pararel_scores", "pararel_summary", "pararel_by_relation",
     "object_token_stats", "pair_breakdown", "relation_candidates", "restrict_to_candidates", "sample_questions", "mmlu_setups", "answer_letter_ids", "run_mmlu",
     "letter_report", "mmlu_setup_accuracy", "mmlu_summary", "mmlu_by_question", "spread_interval", "spread_null",
-    "footnote4_rule", "table2_layout", "plot_metric",
+    "pararel_wide", "pararel_intervals", "pararel_comparison", "relation_wins", "mmlu_intervals", "all_at_chance",
+    "spreads_within_null", "footnote4_rule", "table2_layout", "paper_predictions", "comparison_title",
+    "plot_points", "plot_metric", "summary_lines", "headlines",
 ]
-
-#: Table 2's four columns this chapter fills (the paper's names; values in percent).
 
 
 # --------------------------------------------------------------------------------------------------
@@ -132,6 +133,48 @@ def pararel_by_relation(scores: pd.DataFrame) -> pd.DataFrame:
     """
     return (scores.groupby(["model", "role", "relation"], sort=False)[["accuracy", "consistency"]]
             .mean().reset_index())
+
+
+def pararel_wide(scores: pd.DataFrame) -> pd.DataFrame:
+    """:func:`pararel_by_relation` with one row per relation (sorted) and columns ``(metric, model)``:
+    the paired units of the ParaRel comparisons (§3, Table 2; both models answer the same relations)."""
+    return pararel_by_relation(scores).pivot(index="relation", columns="model", values=["accuracy", "consistency"])
+
+
+def pararel_intervals(wide: pd.DataFrame, models: Sequence[str], n_resamples: int = 2000,
+                      seed: int = 0) -> pd.DataFrame:
+    """Each model's ParaRel accuracy and consistency (Table 2's macro averages) with a BCa bootstrap interval
+    over relations (:func:`ifhelpers.stats.bootstrap_ci`; the paper gives point estimates only).
+
+    ``wide`` is :func:`pararel_wide`. Returns ``model``, ``metric`` and the fields of ``bootstrap_ci``
+    (fractions), models in the order given.
+    """
+    return pd.concat({m: stats.bootstrap_ci(wide.xs(m, axis=1, level="model"), n_resamples=n_resamples, seed=seed)
+                      for m in models}, names=["model", "metric"]).reset_index()
+
+
+def pararel_comparison(wide: pd.DataFrame, base: str, models: Sequence[str], n_resamples: int = 2000,
+                       seed: int = 0) -> pd.DataFrame:
+    """Every other model against ``base`` on ParaRel accuracy and consistency, paired over relations
+    (:func:`ifhelpers.stats.paired_comparison`, tuned − base; §3, Table 2 and footnote 4's question).
+
+    ``wide`` is :func:`pararel_wide`. Returns a table indexed by ``(model, metric)`` with the fields of
+    ``paired_comparison``.
+    """
+    out = pd.DataFrame({
+        (m, metric): stats.paired_comparison(wide[(metric, base)], wide[(metric, m)], n_resamples=n_resamples,
+                                             seed=seed)
+        for m in models if m != base for metric in ("accuracy", "consistency")}).T
+    out.index.names = ["model", "metric"]
+    return out
+
+
+def relation_wins(wide: pd.DataFrame, base: str, tuned: str, metric: str = "consistency") -> tuple[int, int]:
+    """In how many relations ``tuned`` scores higher than ``base``, and in how many lower (ties in neither).
+
+    ``wide`` is :func:`pararel_wide`; the per-relation view of Table 2's ParaRel difference."""
+    t, b = wide[(metric, tuned)], wide[(metric, base)]
+    return int((t > b).sum()), int((t < b).sum())
 
 
 def object_token_stats(lm: LoadedModel, frame: pd.DataFrame) -> pd.Series:
@@ -441,6 +484,42 @@ def spread_null(results: pd.DataFrame, n_permutations: int = 2000, seed: int = 0
     return pd.DataFrame(rows)
 
 
+def mmlu_intervals(results: pd.DataFrame, n_resamples: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """Table 2's MMLU accuracy and spread per model, in percent, with what the book adds to them (§3).
+
+    ``accuracy`` with a BCa bootstrap interval over questions (``acc_low``, ``acc_high``;
+    :func:`ifhelpers.stats.bootstrap_ci` of :func:`mmlu_by_question`), ``spread`` with its percentile
+    interval (:func:`spread_interval`), the permutation null of the spread (``null_mean``, ``null_q95``,
+    ``p_value``: :func:`spread_null`) and ``n_questions``. Indexed by ``model``, with ``role``.
+    """
+    summary = mmlu_summary(results)
+    by_question = mmlu_by_question(results)
+    accuracy_ci = pd.DataFrame({
+        m: stats.bootstrap_ci(by_question.loc[by_question["model"] == m, "accuracy"].to_numpy(),
+                              n_resamples=n_resamples, seed=seed) for m in summary.index}).T
+    spread_ci = spread_interval(results, n_resamples=n_resamples, seed=seed).set_index("model")
+    null = spread_null(results, n_permutations=n_resamples, seed=seed).set_index("model")
+    return pd.DataFrame({
+        "role": summary["role"],
+        "accuracy": 100 * summary["accuracy"], "acc_low": 100 * accuracy_ci["low"],
+        "acc_high": 100 * accuracy_ci["high"],
+        "spread": 100 * summary["spread"], "spread_low": 100 * spread_ci["low"], "spread_high": 100 * spread_ci["high"],
+        "null_mean": 100 * null["null_mean"], "null_q95": 100 * null["null_q95"],
+        "p_value": null["p_value"], "n_questions": summary["n_questions"]})
+
+
+def all_at_chance(table: pd.DataFrame, chance: float = 25.0) -> bool:
+    """Whether every model's MMLU accuracy interval contains chance (25% with four options), so that no
+    model is distinguishable from guessing. ``table`` is :func:`mmlu_intervals` (percent)."""
+    return bool(((table["acc_low"] <= chance) & (chance <= table["acc_high"])).all())
+
+
+def spreads_within_null(table: pd.DataFrame, alpha: float = 0.05) -> bool:
+    """Whether every model's MMLU spread is within its permutation null (``p_value`` > ``alpha``): spreads
+    that instructions making no difference would give. ``table`` is :func:`mmlu_intervals`."""
+    return bool((table["p_value"] > alpha).all())
+
+
 # --------------------------------------------------------------------------------------------------
 # Comparing with the base model, and with the paper
 
@@ -476,6 +555,37 @@ def table2_layout(pararel: pd.DataFrame | None, mmlu_: pd.DataFrame | None) -> p
     table = table.rename_axis("model").reset_index()
     table.insert(0, "source", "ours")
     return table[["source", "model", "role", *[c for c in paper.TABLE2_COLUMNS if c in table.columns]]]
+
+
+def paper_predictions() -> pd.DataFrame:
+    """The paper's Table 2 (LLaMA-7b and its tuned models) and Table 5 (T5, Falcon) rows, MMLU and ParaRel
+    columns (:func:`ifhelpers.paper.predictions_table`)."""
+    return pd.concat([paper.predictions_table(2), paper.predictions_table(5)], ignore_index=True)
+
+
+def comparison_title(tuned: str, base: str, diff: float, low: float, high: float, what: str) -> str:
+    """A figure title that states a tuned − base difference (points) with its direction, read by
+    :func:`ifhelpers.stats.verdict`: "more"/"less" ``what`` when the interval excludes 0, else "about equally"."""
+    word = {"yes": "more", "no": "less"}.get(stats.verdict(diff, low, high))
+    if word:
+        return f"{tuned} is {word} {what} than {base} ({diff:+.1f} points)"
+    return f"{tuned} and {base} are about equally {what} ({diff:+.1f} points, interval spans 0)"
+
+
+def plot_points(table: pd.DataFrame, role_of: dict, estimate: str = "estimate", low: str = "low", high: str = "high",
+                *, metric: str | None = None, scale: float = 1.0) -> pd.DataFrame:
+    """The rows :func:`plot_metric` draws: ``model``, ``role``, ``estimate``, ``low``, ``high`` (× ``scale``).
+
+    ``table`` has one row per model (a ``model`` column or index) and the three named columns, e.g.
+    :func:`mmlu_intervals`; with ``metric``, only its rows of a long table with a ``metric`` column
+    (:func:`pararel_intervals`).
+    """
+    part = table if metric is None else table[table["metric"] == metric]
+    part = part.set_index("model") if "model" in part.columns else part
+    return pd.DataFrame({"model": list(part.index), "role": [role_of[m] for m in part.index],
+                         "estimate": scale * part[estimate].to_numpy(dtype=float),
+                         "low": scale * part[low].to_numpy(dtype=float),
+                         "high": scale * part[high].to_numpy(dtype=float)})
 
 
 
@@ -519,3 +629,101 @@ def plot_metric(ours: pd.DataFrame, column: str, paper: pd.DataFrame | None = No
     unique = dict(zip(labels, handles))
     ax.legend(unique.values(), unique.keys(), fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
     return ax
+
+
+# --------------------------------------------------------------------------------------------------
+# What holds for our pair: the chapter's findings in words, and its headline rows
+
+
+def summary_lines(pararel_paired: pd.DataFrame, footnote4: pd.DataFrame, restricted_paired: pd.Series, base: str,
+                  tuned: str, at_chance: bool, spread_noise: bool, caution: str = "") -> str:
+    """The chapter's findings for one base/tuned pair as a Markdown list (§3, Table 2, footnote 4).
+
+    ``pararel_paired`` is :func:`pararel_comparison`, ``footnote4`` :func:`footnote4_rule`,
+    ``restricted_paired`` the :func:`ifhelpers.stats.paired_comparison` of the restricted consistency;
+    ``at_chance`` and ``spread_noise`` are :func:`all_at_chance` and :func:`spreads_within_null`. The
+    direction is :func:`ifhelpers.stats.verdict`'s against the paper's (tuned at least as consistent).
+    """
+    c = pararel_paired.loc[(tuned, "consistency")]
+    direction = {"yes": "in the same direction", "no": "in the opposite direction"}.get(
+        stats.verdict(c["mean_diff"], c["diff_low"], c["diff_high"]), "not distinguishable from zero")
+    lines = [f"- **ParaRel consistency**: {tuned} − {base} = {100 * c['mean_diff']:+.1f} points "
+             f"(interval {100 * c['diff_low']:+.1f} to {100 * c['diff_high']:+.1f}); footnote 4's threshold "
+             f"{footnote4.loc[tuned, 'threshold'] * 100:.1f} points: "
+             f"{'beyond' if footnote4.loc[tuned, 'beyond_threshold'] else 'within'} it.",
+             f"- **ParaRel restricted to the relation's objects** (top-10 lower bound): {tuned} − {base} = "
+             f"{100 * restricted_paired['mean_diff']:+.1f} points (interval {100 * restricted_paired['diff_low']:+.1f} "
+             f"to {100 * restricted_paired['diff_high']:+.1f}).",
+             f"- **Direction**: the paper finds tuned models at least as consistent as their base; here the "
+             f"unrestricted difference is {direction}.",
+             f"- **MMLU**: {'no model distinguishable from chance' if at_chance else 'not all models at chance'}; "
+             f"spreads {'within' if spread_noise else 'not all within'} the no-effect null.",
+             f"- {caution}" if caution else "- Same family: the comparison isolates instruction tuning."]
+    return "\n".join(lines)
+
+
+def headlines(pararel_paired: pd.DataFrame, pararel_summary: pd.DataFrame, footnote4: pd.DataFrame,
+              mmlu_table: pd.DataFrame, mmlu_paired: pd.Series, base: str, tuned: str, at_chance: bool,
+              spread_noise: bool, n_relations: int, n_questions: int) -> list[dict]:
+    """The chapter's headline rows (:func:`ifhelpers.findings.row`): ParaRel consistency and accuracy, MMLU
+    accuracy and spread, tuned − base, against Table 2 (LLaMA) and Table 5 (T5, Falcon) (§3). Values in
+    percent / points, as the paper prints them.
+
+    ``pararel_paired`` is :func:`pararel_comparison` (one consistency and one accuracy row per tuned model),
+    ``pararel_summary`` :func:`pararel_summary`, ``footnote4`` :func:`footnote4_rule` (whether a difference
+    is beyond footnote 4's threshold), ``mmlu_table`` :func:`mmlu_intervals`, ``mmlu_paired`` the paired
+    comparison of MMLU accuracy over questions (fractions). Directions are :func:`ifhelpers.stats.verdict`'s;
+    the paper claims none for ParaRel accuracy. The spread is "not testable" when the models are at chance
+    or their spreads within the no-effect null; otherwise the two spreads' intervals are compared (tuned
+    lower when its interval lies wholly below the base model's).
+    """
+    paper_rows = paper_predictions()
+    rows = []
+    for metric, column, label in (("consistency", "PARAREL Cons.", "ParaRel consistency"),
+                                  ("accuracy", "PARAREL Acc.", "ParaRel accuracy")):
+        for (model, m), p in pararel_paired.iterrows():
+            if m != metric:
+                continue
+            d, lo, hi = 100 * p["mean_diff"], 100 * p["diff_low"], 100 * p["diff_high"]
+            holds = stats.verdict(d, lo, hi) if metric == "consistency" else "not defined"
+            note = f"{n_relations} relations; paired bootstrap over relations; Wilcoxon p = {p['wilcoxon_p']:.2g}"
+            if metric == "consistency":
+                beyond = "beyond" if footnote4.loc[model, "beyond_threshold"] else "within"
+                note += (f"; footnote 4's threshold (base sd over prompts) {100 * footnote4.loc[model, 'threshold']:.1f} "
+                         f"points: {beyond} it")
+            else:
+                note += "; the paper claims no direction for ParaRel accuracy"
+            threshold = paper.FINDINGS["base_consistency_sd"] if metric == "consistency" else None
+            rows.append(findings.row(
+                "§3, Table 2", f"{label}, tuned − base (points)",
+                paper.direction_text(paper_rows, column, threshold=threshold),
+                f"{findings.diff_text(d, lo, hi, '+.1f')} (base {100 * pararel_summary.loc[base, metric]:.1f}%, "
+                f"tuned {100 * pararel_summary.loc[model, metric]:.1f}%)",
+                holds, estimate=d, low=lo, high=hi, base=base, tuned=model, note=note))
+    d, lo, hi = (100 * mmlu_paired[k] for k in ("mean_diff", "diff_low", "diff_high"))
+    chance_note = ("both models at chance: every accuracy interval contains 25%" if at_chance
+                   else "not every model at chance")
+    rows.append(findings.row(
+        "§3, Table 2", "MMLU accuracy, tuned − base (points)", paper.direction_text(paper_rows, "MMLU Acc."),
+        f"{findings.diff_text(d, lo, hi, '+.1f')} (base {mmlu_table.loc[base, 'accuracy']:.1f}%, "
+        f"tuned {mmlu_table.loc[tuned, 'accuracy']:.1f}%)",
+        stats.verdict(d, lo, hi), estimate=d, low=lo, high=hi, base=base, tuned=tuned,
+        note=f"{n_questions} questions × 9 setups; paired bootstrap over questions; {chance_note}"))
+    b, t = mmlu_table.loc[base], mmlu_table.loc[tuned]
+    if at_chance or spread_noise:
+        holds = "not testable"
+        why = (f"{chance_note}, so a spread is noise" if at_chance else "") + (
+            "; " if at_chance and spread_noise else "") + (
+            "both spreads within the permutation null (instruction makes no difference)" if spread_noise else "")
+    else:  # the widest interval of tuned − base the two intervals allow: they overlap iff it contains 0
+        holds = stats.verdict(t["spread"] - b["spread"], t["spread_low"] - b["spread_high"],
+                              t["spread_high"] - b["spread_low"], paper_sign=-1)
+        why = "compared by the two spreads' bootstrap intervals"
+    rows.append(findings.row(
+        "§3, Table 2", "MMLU accuracy spread across instructions (points; lower = more robust)",
+        paper.direction_text(paper_rows, "MMLU Spread", higher=False),
+        f"base {b['spread']:.1f} [{b['spread_low']:.1f}, {b['spread_high']:.1f}], tuned {t['spread']:.1f} "
+        f"[{t['spread_low']:.1f}, {t['spread_high']:.1f}]; no-effect null {b['null_mean']:.1f} / {t['null_mean']:.1f}",
+        holds, estimate=t["spread"] - b["spread"], base=base, tuned=tuned,
+        note=f"{why}; permutation p = {b['p_value']:.2f} (base), {t['p_value']:.2f} (tuned)"))
+    return rows

@@ -11,9 +11,13 @@ sets (eq. 4; MRPC brings its own non-paraphrase pairs). Each gap is averaged ove
 of Table 3 (App. B.2). The pure metrics live in :mod:`ifhelpers.metrics`; this module is the
 pipeline around them, one function per step:
 
+0. **Parameters**: :func:`check_parameters` refuses unknown datasets and representations before any
+   model loads.
 1. **What is compared** (model-independent): :func:`design_mrpc`, :func:`design_paraphrase_sets`
    and :func:`design_pararel` give a :class:`Design`: the texts to embed and, for every paraphrase
-   set, the non-paraphrase pairs attached to it.
+   set, the non-paraphrase pairs attached to it; :func:`build_designs` makes those the chapter asks
+   for, :func:`describe_designs` counts them and :func:`stand_in_overlap` says how much of the
+   offline TaPaCo stand-in is MRPC.
 2. **Representations**: :func:`sentence_prompts` puts each text in the Table 3 prompts,
    :func:`embed_sentences` runs the engine (``Request(resid=True)``, last token) and
    :func:`embed_pararel` reads the last layer of the one shared ParaRel pass
@@ -22,10 +26,15 @@ pipeline around them, one function per step:
 3. **Per-set table**: :func:`unit_table` / :func:`model_units` give one row per (model, dataset,
    prompt, representation, paraphrase set) with eq. 2's ``cos_para``, the mean cosine of its
    non-paraphrase pairs ``cos_nonpara`` and their difference ``gap``. The mean of ``gap`` over sets
-   is eq. 3 − eq. 4 exactly.
+   is eq. 3 − eq. 4 exactly. :func:`units_of_models` does it for every model of the chapter.
 4. **Estimates**: :func:`summarise_gaps` (bootstrap intervals over paraphrase sets),
-   :func:`compare_roles` (paired base vs instruction-tuned test on the same sets),
+   :func:`compare_roles` (paired base vs instruction-tuned test on the same sets, through
+   :func:`ifhelpers.stats.compare_roles`), :func:`compare_representations`,
    :func:`ifhelpers.paper.gaps` (the paper's Tables 1 and 4, labelled as the paper's), :func:`side_by_side` and the figure :func:`plot_gaps`.
+5. **Values for the prose**: :func:`sample_sizes`, :func:`comparison_values`,
+   :func:`nonparaphrase_cosines`, :func:`paper_values`, :func:`representation_values` and
+   :func:`printed_eq2_values` return the numbers the chapter's text quotes, keyed by their glue names.
+6. **Headlines**: :func:`headlines`, one row per dataset for the reproduction summary.
 
 Design choices (the chapter explains them)
     * **Representation.** h^L is taken *after* the model's final norm by default
@@ -54,9 +63,10 @@ import numpy as np
 import pandas as pd
 
 from ifhelpers.model import engine, lens, probes
-from ifhelpers import metrics, paper, stats
-from ifhelpers.data import pararel, prompts
+from ifhelpers import findings, metrics, paper, stats
+from ifhelpers.data import paraphrases, pararel, prompts
 from ifhelpers.model.models import LoadedModel
+from ifhelpers.model.models import each as each_model
 from ifhelpers.data.sources import DataSelectionError, rng_for
 
 __all__ = [
@@ -64,23 +74,43 @@ __all__ = [
     "DATASET_LABELS",
     "REPRESENTATIONS",
     "SENTENCE_REQUEST",
+    "check_parameters",
     "Design",
     "design_mrpc",
     "design_paraphrase_sets",
     "design_pararel",
+    "build_designs",
+    "describe_designs",
+    "text_key",
+    "share_found",
+    "stand_in_overlap",
     "sentence_prompts",
     "outermost_states",
     "embed_sentences",
     "embed_pararel",
     "unit_table",
     "model_units",
+    "units_of_models",
     "prompt_average",
     "summarise_gaps",
+    "gap_table",
+    "COMPARISON_COLUMNS",
     "compare_roles",
+    "compare_representations",
+    "representation_table",
+    "mean_cosines",
+    "sign_changes",
     "direction",
     "finding_title",
     "side_by_side",
     "plot_gaps",
+    "sample_sizes",
+    "comparison_values",
+    "nonparaphrase_cosines",
+    "paper_values",
+    "representation_values",
+    "printed_eq2_values",
+    "headlines",
 ]
 
 #: The datasets of Table 1, in its column order.
@@ -91,6 +121,21 @@ DATASET_LABELS = {"mrpc": "MRPC", "tapaco": "TaPaCo", "pararel": "ParaRel"}
 REPRESENTATIONS = ("final_norm", "pre_norm")
 #: The sentence pass: the residual stream at the last token (the engine's cache is per request).
 SENTENCE_REQUEST = engine.Request(resid=True)
+NAN = float("nan")
+
+
+def check_parameters(datasets: Sequence[str], representation: str) -> None:
+    """Refuse, before any model loads, a ``datasets`` parameter outside Table 1's columns
+    (:data:`DATASETS`) or a ``representation`` outside :data:`REPRESENTATIONS` (§2)."""
+    if isinstance(datasets, str):
+        raise TypeError(f"datasets must be a list of names, e.g. [{datasets!r}], not one string")
+    unknown = sorted(set(datasets) - set(DATASETS))
+    if unknown:
+        raise ValueError(f"unknown datasets {unknown}; choose among {DATASETS}")
+    if not datasets:
+        raise ValueError(f"datasets is empty; choose at least one of {DATASETS}")
+    if representation not in REPRESENTATIONS:
+        raise ValueError(f"representation must be one of {REPRESENTATIONS}; got {representation!r}")
 
 # --------------------------------------------------------------------------------------------------
 # 1. What is compared
@@ -253,6 +298,62 @@ def design_pararel(queries: pd.DataFrame, n_nonparaphrase_per_set: int, seed: in
                                   label=DATASET_LABELS["pararel"])
 
 
+def build_designs(datasets: Sequence[str], *, n_mrpc_pairs: int, n_paraphrase_sets: int,
+                  n_nonparaphrase_per_set: int, pararel_relations=None, pararel_n_per_relation: int = 8,
+                  seed: int = 0) -> tuple[dict, pd.DataFrame | None]:
+    """The designs of the chapter's ``datasets`` (Table 1's columns), in Table 1's order, and the ParaRel
+    queries the ParaRel design was built from (None without ParaRel).
+
+    MRPC: :func:`design_mrpc` on the test split; TaPaCo: ``n_paraphrase_sets`` sets of
+    :func:`ifhelpers.data.paraphrases.load_tapaco_sets` (the offline stand-in when TaPaCo is absent)
+    through :func:`design_paraphrase_sets`; ParaRel: :func:`ifhelpers.data.pararel.load_queries`
+    through :func:`design_pararel`. Every draw is seeded by ``seed``.
+    """
+    designs, queries = {}, None
+    if "mrpc" in datasets:
+        designs["mrpc"] = design_mrpc(paraphrases.load_mrpc_pairs("test"), n_mrpc_pairs, seed)
+    if "tapaco" in datasets:
+        tapaco_sets = paraphrases.load_tapaco_sets(n_sets=n_paraphrase_sets, seed=seed)
+        designs["tapaco"] = design_paraphrase_sets(tapaco_sets, n_nonparaphrase_per_set, seed)
+    if "pararel" in datasets:
+        queries = pararel.load_queries(pararel_relations, pararel_n_per_relation, seed)
+        designs["pararel"] = design_pararel(queries, n_nonparaphrase_per_set, seed)
+    return designs, queries
+
+
+def describe_designs(designs: dict) -> pd.DataFrame:
+    """One row of :meth:`Design.describe` per design: texts, paraphrase sets, their sizes, eq. 4 pairs."""
+    return pd.DataFrame([design.describe() for design in designs.values()])
+
+
+def text_key(text: str) -> str:
+    """A text up to case, spacing and punctuation (its letters and digits, lower-cased), so that
+    differently tokenised copies of one sentence compare equal."""
+    return "".join(ch for ch in str(text).lower() if ch.isalnum())
+
+
+def share_found(texts, reference) -> float:
+    """The share of ``texts`` that occur in ``reference`` up to :func:`text_key` (NaN without texts)."""
+    keys = set(map(text_key, reference))
+    found = [text_key(t) in keys for t in texts]
+    return float(np.mean(found)) if found else NAN
+
+
+def stand_in_overlap(designs: dict) -> float:
+    """How much of the offline TaPaCo stand-in's MSRP part occurs in MRPC (either side of any pair, any
+    split), up to tokenisation; NaN when the TaPaCo design is absent or is not the stand-in.
+
+    The stand-in's MSRP groups are regrouped MRPC sentences, so the chapter's MRPC and "TaPaCo"
+    columns are less independent than Table 1's.
+    """
+    design = designs.get("tapaco")
+    if design is None or design.source != paraphrases.STAND_IN_SOURCE:
+        return NAN
+    mrpc = paraphrases.load_mrpc_pairs("all")
+    msrp = paraphrases.load_grouped_paraphrases("msrp")
+    return share_found(msrp["text"], [*mrpc["text_a"], *mrpc["text_b"]])
+
+
 # --------------------------------------------------------------------------------------------------
 # 2. Representations
 
@@ -407,12 +508,32 @@ def model_units(lm: LoadedModel, designs: dict, pararel_queries: pd.DataFrame | 
     return out
 
 
+def units_of_models(models, roles: dict | None, designs: dict, pararel_queries: pd.DataFrame | None = None,
+                    prompt_ids=(0, 1, 2), *, cache=True, progress=None) -> tuple[pd.DataFrame, dict]:
+    """:func:`model_units` for every model of the chapter's ``models`` (loaded one at a time by
+    :func:`ifhelpers.model.models.each`), stacked in their order.
+
+    Returns the per-set frame and ``{model: {dataset: seconds}}``, the wall time of the forward passes.
+    """
+    frames, seconds = [], {}
+    for lm in each_model(models, roles):
+        frame = model_units(lm, designs, pararel_queries, prompt_ids, cache=cache, progress=progress)
+        seconds[lm.name] = frame.attrs["seconds"]
+        frames.append(frame)
+    units = pd.concat(frames, ignore_index=True)
+    units.attrs = {}
+    return units, seconds
+
+
 # --------------------------------------------------------------------------------------------------
 # 4. Estimates
 
 
 _KEYS = ["model", "role", "dataset"]
 _VALUES = ["cos_para", "cos_nonpara", "gap"]
+#: The columns of :func:`compare_roles` (before ``representation`` and ``confidence``).
+COMPARISON_COLUMNS = ["dataset", "base", "tuned", "n_sets", "base_gap", "tuned_gap", "mean_diff", "diff_low",
+                      "diff_high", "wilcoxon_p", "direction", "note"]
 
 
 def prompt_average(units: pd.DataFrame, representation: str = "final_norm") -> pd.DataFrame:
@@ -460,6 +581,15 @@ def summarise_gaps(units: pd.DataFrame, representation: str = "final_norm", n_re
     return out
 
 
+def gap_table(summary: pd.DataFrame) -> pd.DataFrame:
+    """:func:`summarise_gaps` for reading: ``gap [low, high]`` per dataset, model and role (rows) and
+    prompt (columns, ``"mean"`` being Table 1's prompt average)."""
+    cells = summary.assign(cell=[f"{g:.3f} [{lo:.3f}, {hi:.3f}]"
+                                 for g, lo, hi in zip(summary["gap"], summary["low"], summary["high"])])
+    return cells.pivot_table(index=["dataset_label", "model", "role"], columns="prompt", values="cell",
+                             aggfunc="first", sort=False)
+
+
 _DIRECTION_WORDS = {
     "yes": "same as paper (interval excludes 0)", "no": "opposite to paper (interval excludes 0)",
     "n.s. (same sign)": "same sign as paper (interval includes 0)",
@@ -475,36 +605,57 @@ def direction(mean_diff: float, low: float, high: float) -> str:
 
 def compare_roles(units: pd.DataFrame, representation: str = "final_norm", n_resamples: int = 2000,
                   confidence: float = 0.95, seed: int = 0) -> pd.DataFrame:
-    """Paired comparison of each instruction-tuned model with each base model, per dataset.
+    """Paired comparison of each instruction-tuned model with each base model, per dataset (§2, Table 1).
 
     The units are the paraphrase sets both models scored (the same sets and non-paraphrase pairs,
-    read through each model's own prompts), with each set's gap averaged over prompts.
-    :func:`ifhelpers.stats.paired_comparison` gives the mean difference tuned − base with a paired
-    bootstrap interval and a Wilcoxon signed-rank test; ``direction`` compares it with the paper's
-    finding that instruction-tuned models have the bigger gap (§2).
+    read through each model's own prompts), with each set's gap averaged over prompts
+    (:func:`prompt_average`). :func:`ifhelpers.stats.compare_roles` gives the mean difference
+    tuned − base with a paired bootstrap interval and a Wilcoxon signed-rank test; ``direction``
+    compares it with the paper's finding that instruction-tuned models have the bigger gap.
+    Columns :data:`COMPARISON_COLUMNS`, ``representation`` and ``confidence``; no rows without both roles.
     """
     averaged = prompt_average(units, representation)
-    rows = []
-    for dataset, group in averaged.groupby("dataset", sort=False):
-        gaps = {m: g.set_index("unit_id")["gap"] for m, g in group.groupby("model", sort=False)}
-        role_of = dict(zip(group["model"], group["role"]))
-        bases = [m for m in gaps if role_of[m] == "base"]
-        tuned = [m for m in gaps if role_of[m] == "instruction-tuned"]
-        for b in bases:
-            for t in tuned:
-                res = stats.paired_comparison(gaps[b], gaps[t], n_resamples=n_resamples, confidence=confidence,
-                                              seed=seed)
-                rows.append({"dataset": dataset, "base": b, "tuned": t, "n_sets": int(res["n"]),
-                             "base_gap": res["base_mean"], "tuned_gap": res["tuned_mean"],
-                             "mean_diff": res["mean_diff"], "diff_low": res["diff_low"],
-                             "diff_high": res["diff_high"], "wilcoxon_p": res["wilcoxon_p"],
-                             "direction": direction(res["mean_diff"], res["diff_low"], res["diff_high"]),
-                             "note": res["note"]})
-    out = pd.DataFrame(rows, columns=["dataset", "base", "tuned", "n_sets", "base_gap", "tuned_gap", "mean_diff",
-                                      "diff_low", "diff_high", "wilcoxon_p", "direction", "note"])
+    paired = stats.compare_roles(averaged, "gap", "unit_id", by="dataset", n_resamples=n_resamples,
+                                 confidence=confidence, seed=seed)
+    out = paired.rename(columns={"n": "n_sets", "base_mean": "base_gap", "tuned_mean": "tuned_gap"})
+    out["direction"] = [direction(d, lo, hi) for d, lo, hi in zip(out["mean_diff"], out["diff_low"], out["diff_high"])]
+    out = out[COMPARISON_COLUMNS].copy()
     out["representation"] = representation
     out["confidence"] = confidence
     return out
+
+
+def compare_representations(units: pd.DataFrame, n_resamples: int = 2000, confidence: float = 0.95,
+                            seed: int = 0) -> pd.DataFrame:
+    """:func:`compare_roles` with h^L after and before the final norm (:data:`REPRESENTATIONS`), stacked:
+    does the direction of §2's finding depend on which of the two vectors is "the outermost
+    representation"?"""
+    return pd.concat([compare_roles(units, r, n_resamples, confidence, seed) for r in REPRESENTATIONS])
+
+
+def representation_table(by_representation: pd.DataFrame) -> pd.DataFrame:
+    """:func:`compare_representations` for reading: base and tuned gaps and their difference per
+    dataset and pair (rows) and representation (columns), to three decimals."""
+    return by_representation.pivot_table(index=["dataset", "base", "tuned"], columns="representation",
+                                         values=["base_gap", "tuned_gap", "mean_diff"], sort=False).round(3)
+
+
+def sign_changes(by_representation: pd.DataFrame) -> int:
+    """On how many (dataset, base, tuned) comparisons of :func:`compare_representations` the sign of
+    tuned − base differs between the two representations (0 without comparisons)."""
+    if by_representation.empty:
+        return 0
+    signs = by_representation.pivot_table(index=["dataset", "base", "tuned"], columns="representation",
+                                          values="mean_diff")
+    first, second = REPRESENTATIONS
+    return int((np.sign(signs[first]) != np.sign(signs[second])).sum())
+
+
+def mean_cosines(units: pd.DataFrame) -> pd.DataFrame:
+    """Mean ``cos_para``, ``cos_nonpara`` and ``gap`` over sets and prompts (eq. 3, eq. 4 and their
+    difference) per model and dataset (rows) and representation (columns), to three decimals."""
+    return (units.groupby(["model", "dataset", "representation"], sort=False)[_VALUES]
+            .mean().unstack("representation").round(3))
 
 
 def finding_title(comparison: pd.DataFrame) -> str:
@@ -639,3 +790,134 @@ def plot_gaps(summary: pd.DataFrame, colors: dict | None = None, paper_gaps_fram
         fig.suptitle(title, fontweight="bold")
     fig.tight_layout()
     return fig
+
+
+# --------------------------------------------------------------------------------------------------
+# 5. Values for the prose (keyed by the names the chapter glues them under)
+
+
+def sample_sizes(designs: dict) -> dict:
+    """How many paraphrase sets each design compares (MRPC: paraphrase pairs), 0 for an absent dataset:
+    ``n_mrpc_pairs``, ``n_tapaco_sets``, ``n_pararel_sets``."""
+    n_sets = {dataset: len(design.units) for dataset, design in designs.items()}
+    return {"n_mrpc_pairs": int(n_sets.get("mrpc", 0)), "n_tapaco_sets": int(n_sets.get("tapaco", 0)),
+            "n_pararel_sets": int(n_sets.get("pararel", 0))}
+
+
+def comparison_values(comparison: pd.DataFrame, suffix: str = "") -> dict:
+    """The numbers the prose quotes from :func:`compare_roles`: per dataset of :data:`DATASETS`, the first
+    base/tuned pair's ``base_gap``, ``tuned_gap``, ``mean_diff``, ``diff_low``, ``diff_high``,
+    ``wilcoxon_p`` (NaN when absent) and ``direction`` ("n/a"), named ``<key><suffix>_<dataset>``; over
+    all rows, ``n_same<suffix>`` (same sign as the paper), ``n_same_significant<suffix>`` and
+    ``n_opposite_significant<suffix>`` (the interval excludes 0 on the paper's / the other side) and
+    ``n_comparisons<suffix>``."""
+    values = {}
+    for dataset in DATASETS:
+        rows = comparison[comparison["dataset"] == dataset]
+        first = rows.iloc[0] if len(rows) else None
+        for key in ("base_gap", "tuned_gap", "mean_diff", "diff_low", "diff_high", "wilcoxon_p"):
+            values[f"{key}{suffix}_{dataset}"] = float(first[key]) if first is not None else NAN
+        values[f"direction{suffix}_{dataset}"] = str(first["direction"]) if first is not None else "n/a"
+    words = comparison["direction"].astype(str)
+    values[f"n_same{suffix}"] = int(words.str.startswith("same").sum())
+    values[f"n_same_significant{suffix}"] = int((words == _DIRECTION_WORDS["yes"]).sum())
+    values[f"n_opposite_significant{suffix}"] = int((words == _DIRECTION_WORDS["no"]).sum())
+    values[f"n_comparisons{suffix}"] = int(len(comparison))
+    return values
+
+
+def nonparaphrase_cosines(units: pd.DataFrame, representation: str, base: str | None,
+                          tuned: str | None) -> dict:
+    """eq. 4 per dataset, the mean cosine of non-paraphrase pairs over sets and prompts, of the ``base``
+    and the ``tuned`` model: ``base_cos_nonpara_<dataset>``, ``tuned_cos_nonpara_<dataset>`` (NaN when
+    absent)."""
+    nonpara = units[units["representation"] == representation].groupby(["model", "dataset"])["cos_nonpara"].mean()
+    return {f"{key}_cos_nonpara_{dataset}": float(nonpara.get((name, dataset), NAN))
+            for key, name in (("base", base), ("tuned", tuned)) for dataset in DATASETS}
+
+
+def paper_values(family: str = "LLaMA-7b") -> dict:
+    """Table 1's numbers the prose quotes (:func:`ifhelpers.paper.gap_directions`), per dataset:
+    ``paper_base_<d>`` (the base gap), ``paper_tuned_mean_<d>`` (mean over its tuned models),
+    ``paper_n_above_<d>`` and ``paper_n_equal_<d>`` (how many tuned models are above / equal to it)."""
+    directions = paper.gap_directions().set_index(["family", "dataset"])
+    values = {}
+    for dataset in DATASETS:
+        row = directions.loc[(family, dataset)]
+        values[f"paper_base_{dataset}"] = float(row["base_gap"])
+        values[f"paper_tuned_mean_{dataset}"] = float(row["tuned_mean"])
+        values[f"paper_n_above_{dataset}"] = int(row["n_tuned_above"])
+        values[f"paper_n_equal_{dataset}"] = int(row["n_tuned_equal"])
+    return values
+
+
+def representation_values(by_representation: pd.DataFrame, units: pd.DataFrame, representation: str,
+                          base: str | None, tuned: str | None) -> dict:
+    """What the prose says about the choice of h^L (§2's "outermost representation"): the
+    :func:`comparison_values` of the other representation (suffix ``_other``), both names
+    (``main_representation``, ``other_representation``), ``n_sign_changes`` (:func:`sign_changes`),
+    ``representation_phrase`` and the mean non-paraphrase cosine of ``base`` and ``tuned`` before
+    (``*_cos_nonpara_pre``) and after the norm (``*_cos_nonpara_post``), averaged over datasets."""
+    other = next(r for r in REPRESENTATIONS if r != representation)
+    values = comparison_values(by_representation[by_representation["representation"] == other], suffix="_other")
+    values["other_representation"] = other.replace("_", "-")
+    values["main_representation"] = representation.replace("_", "-")
+    n_changes = sign_changes(by_representation)
+    values["n_sign_changes"] = n_changes
+    values["representation_phrase"] = ("a direction that changes with the normalisation applied to the vector"
+                                       if n_changes else
+                                       "one vector of two possible (the direction holds for both here)")
+    mean_cos = units.groupby(["model", "representation"])["cos_nonpara"].mean()
+    for name, key in ((base, "base"), (tuned, "tuned")):
+        for rep, tag in (("pre_norm", "pre"), ("final_norm", "post")):
+            values[f"{key}_cos_nonpara_{tag}"] = float(mean_cos.get((name, rep), NAN))
+    return values
+
+
+def printed_eq2_values(units: pd.DataFrame, representation: str, model: str | None) -> dict:
+    """eq. 2 as printed (1/M times the ordered-pair sum) against the mean over pairs, on the TaPaCo sets of
+    ``model``: ``tapaco_min_size``, ``tapaco_max_size`` (set sizes), ``literal_gap_tapaco`` and
+    ``pairs_gap_tapaco`` (the gap with each form, averaged over sets and prompts); 0 and NaN without
+    TaPaCo rows."""
+    chosen = units[(units["representation"] == representation) & (units["dataset"] == "tapaco")
+                   & (units["model"] == model)]
+    if chosen.empty:
+        return {"tapaco_min_size": 0, "tapaco_max_size": 0, "literal_gap_tapaco": NAN, "pairs_gap_tapaco": NAN}
+    return {"tapaco_min_size": int(chosen["n_members"].min()), "tapaco_max_size": int(chosen["n_members"].max()),
+            "literal_gap_tapaco": float((chosen["cos_para_literal"] - chosen["cos_nonpara"]).mean()),
+            "pairs_gap_tapaco": float(chosen["gap"].mean())}
+
+
+# --------------------------------------------------------------------------------------------------
+# 6. Headlines
+
+
+def headlines(comparison: pd.DataFrame, labels: dict[str, str] | None = None, representation: str = "") -> list[dict]:
+    """One headline row (:func:`ifhelpers.findings.row`) per dataset and base/tuned pair of
+    :func:`compare_roles`: the cosine gap, tuned − base, against the paper's Table 1 (and Table 4,
+    :func:`ifhelpers.paper.gap_directions`), with :func:`ifhelpers.stats.verdict` on the paired interval.
+    ``labels`` names the datasets (default :data:`DATASET_LABELS`)."""
+    labels = labels or {}
+    directions = paper.gap_directions()
+    rows = []
+    for _, c in comparison.iterrows():
+        dataset = c["dataset"]
+        parts, singles = [], {True: [], False: []}
+        for _, p in directions[directions["dataset"] == dataset].iterrows():
+            if p["n_tuned"] > 1:
+                parts.append(f"{p['family']} {p['base_gap']:.3f}; {p['n_tuned']} tuned "
+                             f"{p['tuned_min']:.3f}-{p['tuned_max']:.3f}, {p['n_tuned_above']} larger")
+            else:
+                singles[bool(p["n_tuned_above"])].append(p["family"])
+        parts += [f"{', '.join(f)}: tuned {'larger' if up else 'not larger'} (Table 4)"
+                  for up, f in singles.items() if f]
+        label = labels.get(dataset, DATASET_LABELS.get(dataset, dataset))
+        rows.append(findings.row(
+            "§2, Table 1", f"cos(paraph.) − cos(¬paraph.), tuned − base: {label}", "; ".join(parts),
+            f"{findings.diff_text(c['mean_diff'], c['diff_low'], c['diff_high'])} (base {c['base_gap']:.3f}, "
+            f"tuned {c['tuned_gap']:.3f})",
+            stats.verdict(c["mean_diff"], c["diff_low"], c["diff_high"]),
+            estimate=c["mean_diff"], low=c["diff_low"], high=c["diff_high"], base=c["base"], tuned=c["tuned"],
+            note=f"{int(c['n_sets'])} paraphrase sets; paired bootstrap interval; Wilcoxon p = {c['wilcoxon_p']:.2g}"
+                 + (f"; representation {representation}" if representation else "")))
+    return rows

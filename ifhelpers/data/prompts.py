@@ -73,7 +73,10 @@ def render_dialogue(user: str, assistant: str, prompt_format: str, tokenizer=Non
 
 
 def format_prompt(text: str, dataset_kind: str, prompt_id: int, prompt_format: str, tokenizer=None) -> str:
-    """``text`` inside prompt ``prompt_id`` (0, 1, 2) of Table 3 for a model's ``prompt_format``."""
+    """``text`` inside prompt ``prompt_id`` (0, 1, 2) of Table 3 for a model's ``prompt_format``.
+
+    paper: Table 3
+    """
     if dataset_kind not in DATASET_KINDS:
         raise ValueError(f"dataset_kind must be one of {DATASET_KINDS}, got {dataset_kind!r}")
     if prompt_id not in (0, 1, 2):
@@ -107,7 +110,9 @@ def format_mmlu(subject: str, question: str, choices, instruction_id: int, promp
     """A zero-shot MMLU prompt with instruction ``instruction_id`` of App. C.1.
 
     The prompt ends right before the answer letter, so the next token is scored against
-    " A" ... " D" (see ``ifhelpers.model.engine.letter_token_ids`` for the tokenization).
+    " A" ... " D" (see :func:`ifhelpers.chapters.predictions.answer_letter_ids` for the tokenization).
+
+    paper: App. C.1
     """
     instruction = MMLU_INSTRUCTIONS[instruction_id].format(subject.replace("_", " "))
     body = f"{instruction}\n\n{mmlu_question_block(question, choices)}"

@@ -224,7 +224,10 @@ def _forward_batch(lm: LoadedModel, recorder: _Recorder, ids: list[list[int]], p
 
 
 def check_decomposition(out: dict, atol: float = 1e-3) -> None:
-    """Assert paper eq. 1, h^{l+1} = h^l + a^l + f^l, on collected outputs (relative to |h|)."""
+    """Assert paper eq. 1, h^{l+1} = h^l + a^l + f^l, on collected outputs (relative to |h|).
+
+    paper: eq. 1
+    """
     resid, attn, mlp = out["resid"], out["attn_update"], out["mlp_update"]
     error = np.abs(resid[:, 1:] - (resid[:, :-1] + attn + mlp)).max()
     scale = max(1.0, float(np.abs(resid).max()))
