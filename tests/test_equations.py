@@ -1,6 +1,5 @@
 """Every quantity of the paper has exactly one home in the package (the `paper:` tags of docstrings)."""
 
-from pathlib import Path
 
 from ifhelpers import equations, paper
 

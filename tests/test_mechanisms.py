@@ -280,3 +280,324 @@ def test_attribute_queries_from_the_mirror():
     assert (usable.loc[usable["usable"], "n_snippets"] >= 5).all()
     again, _ = mech.attribute_queries(min_snippets=5, n_subjects=3, seed=0, relations=["P36", "P17"])
     pd.testing.assert_frame_equal(queries, again)
+
+
+def test_attribute_snippets_and_counts_from_the_mirror():
+    queries, usable = mech.attribute_queries(min_snippets=5, n_subjects=3, seed=0, relations=["P36", "P17"])
+    snippets = mech.subject_snippets(queries)
+    assert list(snippets) == list(queries["subject"].unique())
+    assert all(len(v) >= 5 and all(isinstance(t, str) for t in v) for v in snippets.values())
+    pararel_queries = pd.DataFrame({"relation": ["R1", "R1", "R2"], "uuid": ["a", "a", "b"]})
+    pairs = pd.DataFrame({"kind": ["same_relation", "different_relation"], "relation_a": ["R1", "R2"]})
+    counts = mech.query_counts(pararel_queries, pairs, queries, usable, snippets)
+    sizes = np.array([len(v) for v in snippets.values()])
+    assert counts["n_queries"] == 3 and counts["n_facts"] == 2 and counts["n_relations"] == 2
+    assert counts["n_same_relations"] == 1 and counts["n_subjects"] == 3
+    assert counts["n_subjects_usable"] == usable.attrs["n_usable"]
+    assert counts["snippets_mean"] == pytest.approx(sizes.mean())
+    assert counts["snippets_sd"] == pytest.approx(sizes.std(ddof=1))
+
+
+def test_most_snippets():
+    assert mech.most_snippets({"A": ["x"], "B": ["x", "y", "z"], "C": ["x", "y"]}, n=2) == "'B' (3), 'C' (2)"
+
+
+def test_where_in_span():
+    assert [mech.where_in_span(d, 0.25, 0.5) for d in (0.1, 0.25, 0.5, 0.6, float("nan"))] == [
+        "before", "within", "within", "after", "n/a"]
+    words = mech.where_in_span(pd.Series({"a": 0.3, "b": 0.9}), 0.25, 0.5, inside="inside")
+    assert words.to_dict() == {"a": "inside", "b": "after"}
+
+
+def test_model_tables_on_a_tiny_model(tiny_lm):
+    from ifhelpers.data import pararel
+
+    queries = pararel.load_queries(["P19", "P103"], n_per_relation=2, seed=0)
+    pairs = pararel.relation_query_pairs(queries, 3, 0)
+    subject_queries = queries[queries["uuid"] == queries["uuid"].iloc[0]]
+    snippets = {subject_queries["subject"].iloc[0]: ["the capital of france is paris", "paris is a city"]}
+    tables, frame = mech.model_tables(tiny_lm, queries, pairs, subject_queries, snippets, {"the", "is", "a"},
+                                      prompt_ids=(0, 1), n_nonparaphrase_pairs=20, extraction_n_queries=3,
+                                      top_k=3, rank=4, max_rank=40, seed=0)
+    assert len(frame) == 2 * len(queries) and frame.attrs["model"] == "tiny-llama"
+    n = tiny_lm.n_layers
+    assert set(tables) == {"massive", "relation", "gap", "extraction", "events", "attributes", "attribute_sets",
+                           "lens_examples", "cost"}
+    assert tables["massive"]["layer"].tolist() == list(range(n + 1)) and (tables["massive"]["model"] == "tiny-llama").all()
+    assert tables["events"]["query"].nunique() == 3 and set(tables["events"]["block"]) == {"MHSA", "MLP"}
+    np.testing.assert_allclose(tables["events"]["depth"].max(), 1.0)
+    assert set(tables["attributes"]["layer"]) == set(range(n + 1))
+    assert tables["cost"]["updates read"] == 3 * 2 * n * 2  # 3 queries x 2 prompts x L layers x 2 blocks
+    results = mech.gather_tables([tables, tables])
+    assert len(results["massive"]) == 2 * (n + 1) and len(results["cost"]) == 2
+
+
+def test_massive_dimensions():
+    massive = pd.DataFrame({"model": "m", "layer": [0, 1, 2, 3], "depth": [0, 1 / 3, 2 / 3, 1],
+                            "share": [0.1, 0.6, 0.4, 0.2]})
+    (row,) = mech.massive_dimensions(massive).to_dict("records")
+    assert row == {"model": "m", "h^0": 0.1, "max (inner layers)": 0.6, "at depth": pytest.approx(1 / 3),
+                   "inner layers above 50%": "50%", "h^L": 0.2}
+
+
+# ----------------------------------------------------------------------------- relation layers and the gap
+
+
+def _separation(model, values, n_layers=None):
+    n_layers = n_layers or len(values) - 1
+    return pd.DataFrame({"model": model, "layer": range(len(values)), "depth": np.arange(len(values)) / n_layers,
+                         "same": 0.5, "different": 0.5 - np.asarray(values, dtype=float),
+                         "separation": np.asarray(values, dtype=float)})
+
+
+def test_relation_layers_first_depth_at_half_the_maximum():
+    # layers 1..4 (depth 0.25 ... 1): 0.1, 0.3, 0.6, 0.4 -> max 0.6 at depth 0.75; first >= 0.3 at depth 0.5
+    sep = pd.concat([_separation("m", [0.9, 0.1, 0.3, 0.6, 0.4]), _separation("n", [0.0, 0.4, 0.2, 0.1, 0.0])])
+    table = mech.relation_layers(sep, span=(0.2, 0.5)).set_index("model")
+    assert table.loc["m", "max separation"] == pytest.approx(0.6) and table.loc["m", "at depth"] == 0.75
+    assert table.loc["m", "half of max first at depth"] == 0.5  # h^0's 0.9 is left out
+    assert table.loc["m", "mean in paper's span"] == pytest.approx(0.2)  # depths 0.25, 0.5
+    assert table.loc["m", "same at h^0"] == 0.5
+    assert table.loc["n", "half of max first at depth"] == 0.25
+    assert table["defined"].all() and (table["note"] == "").all()
+
+
+@pytest.mark.parametrize(("values", "reason"), [
+    ([0.2, -0.1, -0.3, -0.2], "no layer has a positive separation"),
+    ([0.0, 0.1, 0.1, 0.1], "the separation is the same at every layer"),
+    ([0.0, 0.0, 0.0, 0.0], "the separation is the same at every layer"),
+    ([0.3, np.nan, np.nan, np.nan], "no layer after h^0"),
+])
+def test_relation_layers_not_defined_says_why(values, reason):
+    (row,) = mech.relation_layers(_separation("m", values), span=(0.2, 0.5)).to_dict("records")
+    assert not row["defined"] and np.isnan(row["half of max first at depth"])
+    assert row["note"].startswith("not defined: ") and reason in row["note"]
+
+
+def test_relation_separation_and_layers_from_curves():
+    rel = pd.DataFrame({"model": "m", "kind": ["same_relation"] * 3 + ["different_relation"] * 3,
+                        "layer": [0, 1, 2] * 2, "depth": [0, 0.5, 1] * 2, "estimate": [0.5, 0.8, 0.9, 0.5, 0.4, 0.3]})
+    sep = mech.relation_separation(rel)
+    np.testing.assert_allclose(sep["separation"], [0.0, 0.4, 0.6])
+    assert mech.relation_layers(sep)["half of max first at depth"].item() == 0.5
+
+
+def _gap_table():
+    rows = []
+    for model, shift in (("b", 0.0), ("t", 0.1)):
+        for prompt in (0, 1):
+            for split, base in (("consistent", 0.3), ("inconsistent", 0.1), ("all", 0.2)):
+                for layer in range(3):
+                    rows.append({"model": model, "role": "base" if model == "b" else "instruction-tuned",
+                                 "prompt_id": prompt, "split": split, "layer": layer, "depth": layer / 2,
+                                 "gap": base + shift + 0.1 * prompt - 0.3 * (layer == 0), "n_pairs": 2})
+    return pd.DataFrame(rows)
+
+
+def test_gap_over_prompts_and_in_relation_layers():
+    gap = _gap_table()
+    mean = mech.gap_over_prompts(gap)
+    cell = mean[(mean["model"] == "b") & (mean["split"] == "consistent") & (mean["layer"] == 1)].iloc[0]
+    assert (cell["estimate"], cell["low"], cell["high"]) == pytest.approx((0.35, 0.3, 0.4))
+    # "all": b at layer 0 is 0.2 - 0.3 + 0.05 < 0, everything else positive: 5 of 6 cells
+    assert mech.gap_positive_share(mean) == pytest.approx(5 / 6)
+    table = mech.gap_in_relation_layers(gap, mean, span=(0.4, 1.0))
+    assert list(table.columns) == ["consistent", "inconsistent", "all", "layers where consistent > inconsistent",
+                                   "pairs: consistent", "pairs: inconsistent", "pairs: all"]
+    assert table.loc["b", "consistent"] == pytest.approx(0.35) and table.loc["t", "inconsistent"] == pytest.approx(0.25)
+    assert table.loc["b", "layers where consistent > inconsistent"] == 1.0 and table.loc["b", "pairs: all"] == 12
+    per_prompt = mech.gap_span_by_prompt(gap, (0.4, 1.0))
+    assert per_prompt.loc["t"].tolist() == pytest.approx([0.4, 0.5])
+
+
+# ----------------------------------------------------------------------------- extraction, Table 7
+
+
+def _ext_curves():
+    rows = []
+    for model, role, mhsa, mlp in (("b", "base", [0.1, 0.5, 0.2], [0.0, 0.1, 0.05]),
+                                   ("t", "instruction-tuned", [0.2, 0.1, 0.4], [0.3, 0.5, 0.0])):
+        for block, values in (("MHSA", mhsa), ("MLP", mlp)):
+            rows += [{"model": model, "role": role, "n_layers": 3, "block": block, "layer": l, "depth": (l + 1) / 3,
+                      "estimate": v, "low": v, "high": v, "n": 4} for l, v in enumerate(values)]
+    return pd.DataFrame(rows)
+
+
+def test_extraction_peaks_and_mlp_below_mhsa():
+    peaks = mech.extraction_peaks(_ext_curves())
+    assert peaks[["model", "block", "layer"]].values.tolist() == [["b", "MHSA", 1], ["b", "MLP", 1],
+                                                                  ["t", "MHSA", 2], ["t", "MLP", 1]]
+    assert mech.mlp_below_mhsa(peaks) == (1, 2)  # t's MLP peak 0.5 is above its MHSA peak 0.4
+
+
+def test_table7_and_correlation_status():
+    groups = pd.DataFrame({"model": ["b", "t"], "consistency": [0.5, 0.6]})
+    correlation = mech.table7(_ext_curves(), groups)
+    assert set(correlation["block"]) == {"MHSA", "MLP"} and correlation["model"].eq("t").all()
+    defined, message = mech.correlation_status(correlation)
+    assert not defined and "at least 3" in message
+    assert mech.correlation_status(correlation.assign(defined=True)) == (True, "")
+    assert mech.correlation_status(correlation.iloc[:0])[0] is False
+
+
+def _events():
+    # 4 queries; MHSA events per layer: base 1,0 / 1,1 / 0,0 / 1,0 ; tuned 0,0 / 1,0 / 0,0 / 0,0
+    rows = []
+    for model, role, events in (("b", "base", [(1, 0), (1, 1), (0, 0), (1, 0)]),
+                                ("t", "instruction-tuned", [(0, 0), (1, 0), (0, 0), (0, 0)])):
+        for q, pair in zip(["q3", "q1", "q2", "q0"], events):
+            for layer, e in enumerate(pair):
+                rows.append({"model": model, "role": role, "query": q, "block": "MHSA", "layer": layer, "event": e})
+                rows.append({"model": model, "role": role, "query": q, "block": "MLP", "layer": layer, "event": 1})
+    return pd.DataFrame(rows)
+
+
+def test_extraction_comparison_pairs_queries_in_sorted_order():
+    from ifhelpers import stats
+
+    events = _events()
+    cmp = mech.extraction_comparison(events, seed=0)
+    # per query (sorted q0 .. q3): base 0.5, 1, 0, 0.5 ; tuned 0, 0.5, 0, 0
+    expected = stats.paired_comparison(pd.Series([0.5, 1.0, 0.0, 0.5]), pd.Series([0.0, 0.5, 0.0, 0.0]), seed=0)
+    (row,) = cmp.to_dict("records")
+    assert (row["base"], row["tuned"], row["n"]) == ("b", "t", 4)
+    for key in ("mean_diff", "diff_low", "diff_high", "wilcoxon_p"):
+        assert row[key] == pytest.approx(expected[key])
+    values = mech.comparison_values(cmp)
+    assert values["diff"] == pytest.approx(-37.5) and values["tuned"] == "t"
+    assert values["direction"] == ("lower" if row["diff_high"] < 0 else "not different")
+
+
+def test_compare_to_base_matches_compare_roles_on_unit_means():
+    from ifhelpers import stats
+
+    rng = np.random.default_rng(0)
+    table = pd.DataFrame({"model": np.repeat(["t2", "b", "t1"], 30), "unit": np.tile(list("edcbafghij"), 9),
+                          "prompt": np.tile(np.repeat([0, 1, 2], 10), 3), "v": rng.random(90)})
+    table["role"] = np.where(table["model"] == "b", "base", "instruction-tuned")
+    cmp = mech.compare_to_base(table, "v", "unit", seed=3)
+    assert cmp["tuned"].tolist() == ["t2", "t1"]  # the models' order of appearance
+    means = table.groupby(["model", "unit"])["v"].mean()
+    expected = stats.paired_comparison(means.loc["b"], means.loc["t1"], seed=3)  # units sorted
+    assert cmp.iloc[1]["mean_diff"] == expected["mean_diff"] and cmp.iloc[1]["diff_low"] == expected["diff_low"]
+    assert mech.compare_to_base(table[table["role"] != "base"], "v", "unit").empty
+    assert mech.comparison_values(cmp.iloc[:0]) == {"diff": pytest.approx(np.nan, nan_ok=True),
+                                                   "diff_low": pytest.approx(np.nan, nan_ok=True),
+                                                   "diff_high": pytest.approx(np.nan, nan_ok=True),
+                                                   "p": pytest.approx(np.nan, nan_ok=True), "tuned": "n/a",
+                                                   "direction": "n/a"}
+
+
+def test_mean_ci_by_layer_adds_the_depth():
+    table = pd.DataFrame({"model": "m", "n_layers": 4, "unit": ["u1", "u2"] * 2, "layer": [0, 0, 3, 3],
+                          "v": [0.0, 1.0, 1.0, 1.0]})
+    state = mech.mean_ci_by_layer(table, "v", "unit", by=["model", "n_layers"], depth_kind="state")
+    update = mech.mean_ci_by_layer(table, "v", "unit", by=["model", "n_layers"], depth_kind="update")
+    assert state["depth"].tolist() == [0.0, 0.75] and update["depth"].tolist() == [0.25, 1.0]
+
+
+# ----------------------------------------------------------------------------- subjects: summaries
+
+
+def _attribute_curves():
+    rows = []
+    for model, values in (("b", [0.5, 0.1, 0.3, 0.2]), ("t", [0.0, 0.2, 0.1, 0.4])):
+        rows += [{"model": model, "role": "base" if model == "b" else "instruction-tuned", "n_layers": 3, "layer": l,
+                  "depth": l / 3, "estimate": v, "low": v, "high": v, "n": 2} for l, v in enumerate(values)]
+    return pd.DataFrame(rows)
+
+
+def test_attribute_peaks_leave_out_the_embedding():
+    peaks = mech.attribute_peaks(_attribute_curves()).set_index("model")
+    assert peaks.loc["b", "layer"] == 2 and peaks.loc["b", "estimate"] == 0.3  # not h^0's 0.5
+    assert peaks.loc["t", "layer"] == 3
+    assert peaks.loc["b", "h^0"] == 0.5 and peaks.loc["b", "h^L"] == 0.2
+
+
+def test_attribute_set_sizes_and_ratio():
+    sets = pd.DataFrame({"model": ["b", "b", "t", "t"], "subject": ["x", "y", "x", "y"], "n_attributes": [10, 20, 30, 50]})
+    rates = pd.DataFrame({"model": ["b", "b", "t", "t"], "n_kept": [50, 49, 50, 50]})
+    sizes = mech.attribute_set_sizes(sets, rates, top_k=50)
+    assert sizes.loc["b", "mean"] == 15 and sizes.loc["t", "max"] == 50
+    assert sizes.loc["b", "share of layer readings with < k tokens kept"] == 0.5
+    assert mech.attribute_size_ratio(sizes) == pytest.approx(1936 / 27.5)
+
+
+def test_attribute_comparison_leaves_out_h0():
+    rows = []
+    for model, role, by_subject in (("b", "base", {"s1": [1.0, 0.2], "s2": [1.0, 0.4], "s3": [1.0, 0.1]}),
+                                    ("t", "instruction-tuned", {"s1": [0.0, 0.4], "s2": [0.0, 0.5], "s3": [0.0, 0.3]})):
+        for subject, values in by_subject.items():
+            rows += [{"model": model, "role": role, "subject": subject, "layer": l, "rate": v}
+                     for l, v in enumerate(values)]
+    (row,) = mech.attribute_comparison(pd.DataFrame(rows)).to_dict("records")
+    assert row["mean_diff"] == pytest.approx(0.5 / 3)  # layer 1 only: +0.2, +0.1, +0.2
+
+
+def test_example_layers():
+    examples = pd.DataFrame({"model": ["a"] * 9 + ["b"] * 3, "layer": list(range(9)) + [0, 1, 2]})
+    picked = mech.example_layers(examples, n=3)
+    assert picked.values.tolist() == [["a", 0], ["a", 4], ["a", 8], ["b", 0], ["b", 1], ["b", 2]]
+
+
+# ----------------------------------------------------------------------------- summary and headlines
+
+
+def _chapter_tables():
+    attr_cmp = pd.DataFrame([{"base": "b", "tuned": "t", "n": 10, "mean_diff": 0.04, "diff_low": 0.01,
+                              "diff_high": 0.08, "wilcoxon_p": 0.05}])
+    mhsa_cmp = attr_cmp.assign(mean_diff=-0.02, diff_low=-0.03, diff_high=-0.01, wilcoxon_p=0.002)
+    sep = pd.concat([_separation("b", [0.0, 0.1, 0.3, 0.2]), _separation("t", [0.0, -0.1, -0.2, -0.1])])
+    rel_summary = mech.relation_layers(sep)
+    gap = _gap_table()
+    ext = _ext_curves()
+    correlation = mech.table7(ext, pd.DataFrame({"model": ["b", "t"], "consistency": [0.5, 0.6]}))
+    return attr_cmp, rel_summary, gap, mhsa_cmp, correlation, ext
+
+
+def test_headlines_rows():
+    attr_cmp, rel_summary, gap, mhsa_cmp, correlation, ext = _chapter_tables()
+    rows = mech.headlines(attr_cmp, rel_summary, gap, mhsa_cmp, correlation, ext, "b", 1, 10)
+    by = {r["paper_section"]: r for r in rows}
+    # no layer of the gap table lies in the paper's relation span (depths 0, 0.5, 1): no Fig. 4 row
+    assert list(by) == ["§4, Fig. 2", "§4, Fig. 3", "§4, Fig. 5", "§4, Table 7"]
+    assert by["§4, Fig. 2"]["ours"] == "+4.0 [+1.0, +8.0]" and by["§4, Fig. 2"]["direction_holds"] == "yes"
+    assert by["§4, Fig. 2"]["tuned"] == "t"
+    # b: first at half its maximum (0.15) at depth 2/3: after the paper's 0.09-0.25; t: no positive separation
+    assert by["§4, Fig. 3"]["ours"] == ("b: depth 0.67 (after); "
+                                        "t: not defined: no layer has a positive separation")
+    assert by["§4, Fig. 3"]["direction_holds"] == "no" and by["§4, Fig. 3"]["tuned"] == "t"
+    assert by["§4, Fig. 5"]["direction_holds"] == "yes"  # tuned lower: the paper says "not higher"
+    assert by["§4, Table 7"]["direction_holds"] == "not defined" and "at least 3" in by["§4, Table 7"]["note"]
+    assert by["§4, Table 7"]["paper"].startswith("r = 0.65-0.94 (p ≤ 0.05) in MHSA layers 13-21")
+    # a relation row with no defined model says "not defined"
+    none = rel_summary.assign(**{"half of max first at depth": np.nan, "note": "not defined: x"})
+    rows = mech.headlines(attr_cmp, none, gap, mhsa_cmp, correlation, ext, "b", 1, 10)
+    assert rows[1]["direction_holds"] == "not defined"
+
+
+def test_headlines_fig4_reads_the_ranges_over_prompts():
+    attr_cmp, rel_summary, gap, mhsa_cmp, correlation, ext = _chapter_tables()
+    gap = gap.assign(depth=gap["depth"] * 0.25)  # depths 0, 0.125, 0.25: layers 1-2 in the paper's span
+    rows = [r for r in mech.headlines(attr_cmp, rel_summary, gap, mhsa_cmp, correlation, ext, "b", 1, 10)
+            if r["paper_section"] == "§4, Fig. 4"]
+    (row,) = rows
+    # consistent gap in the span: b 0.3 / 0.4 (prompts), t 0.4 / 0.5 -> ranges overlap
+    assert row["ours"] == "base 0.350 (prompts 0.300-0.400), tuned 0.450 (prompts 0.400-0.500)"
+    assert row["direction_holds"] == "yes" and row["estimate"] == pytest.approx(0.1)
+
+
+def test_summary_table():
+    attr_cmp, rel_summary, gap, mhsa_cmp, correlation, ext = _chapter_tables()
+    peaks = mech.attribute_peaks(_attribute_curves())
+    sets = pd.DataFrame({"model": ["b", "b", "t", "t"], "n_attributes": [10, 20, 30, 50]})
+    sizes = mech.attribute_set_sizes(sets, pd.DataFrame({"model": ["b", "t"], "n_kept": [50, 50]}), 50)
+    span_table = mech.gap_in_relation_layers(gap, mech.gap_over_prompts(gap))
+    table = mech.summary_table(peaks, sizes, attr_cmp, rel_summary, span_table, mech.extraction_peaks(ext),
+                               correlation, 1).set_index("finding")["ours"]
+    assert table["attribute rate peak (Fig. 2, fn. 5)"] == "b: 30.0% at depth 0.67; t: 40.0% at depth 1.00"
+    assert table["attributes per subject (App. D)"] == "b: 15 ± 7; t: 40 ± 14"
+    assert table["tuned − base attribute rate (Fig. 2)"] == "t: +4.0 pts [+1.0, +8.0]"
+    assert table["relation layers (Fig. 3)"] == "b: 0.67; t: n/a (separation first at half its maximum)"
+    assert table["MLP vs MHSA extraction (Fig. 8)"] == "b: MLP peak 10.0% vs MHSA 50.0%; t: MLP peak 50.0% vs MHSA 40.0%"
+    assert table["extraction rate vs consistency (Table 7)"] == "not defined (1 tuned model(s))"

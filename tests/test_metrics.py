@@ -115,6 +115,23 @@ def test_sample_nonparaphrase_pairs_deterministic_and_cross_set():
     assert len({(sets[i], sets[j]) for i, j in p1}) == 4 * 3
 
 
+def test_paraphrase_gap_per_set_by_hand():
+    # set A = {e1, e1}: cos 1; set B = {e1, e2}: cos 0; C = {e2} has one member and is left out.
+    reps = np.array([[1, 0], [1, 0], [1, 0], [0, 1], [0, 1]], dtype=float)
+    sets = ["A", "A", "B", "B", "C"]
+    # pairs: A gets (e1, e2) -> 0 and (e1, e1) -> 1 (mean 0.5); B gets (e2, e2) -> 1
+    a = reps[[0, 1, 3]]
+    b = reps[[3, 2, 4]]
+    table = m.cosine.paraphrase_gap_per_set(reps, sets, a, b, ["A", "A", "B"])
+    assert list(table.index) == ["A", "B"]
+    np.testing.assert_allclose(table["cos_para"], [1.0, 0.0])
+    np.testing.assert_allclose(table["cos_nonpara"], [0.5, 1.0])
+    np.testing.assert_allclose(table["gap"], [0.5, -1.0])
+    assert table["n_nonpara"].tolist() == [2, 1] and table["n_members"].tolist() == [2, 2]
+    with pytest.raises(ValueError, match="without non-paraphrase pairs"):
+        m.cosine.paraphrase_gap_per_set(reps, sets, a[:2], b[:2], ["A", "A"])
+
+
 def test_sample_nonparaphrase_pairs_errors():
     with pytest.raises(ValueError, match="at least 2 distinct sets"):
         m.cosine.sample_nonparaphrase_pairs(["a", "a", "a"], 10)
@@ -328,6 +345,24 @@ def test_becel_semantic_symmetric_negational():
     assert m.becel.becel_consistency(ORIG, PERT, "negational") == pytest.approx(0.4)
 
 
+def test_becel_item_indicators_and_their_means():
+    # ORIG vs PERT: equal at items 0, 1, 4; different at 2 (2 -> 1) and 3 (0 -> 2)
+    for kind in ("semantic", "symmetric"):
+        items = m.becel.becel_item_consistency(ORIG, PERT, kind)
+        assert items.tolist() == [1, 1, 0, 0, 1] and items.dtype.kind == "i"
+        assert m.becel.becel_consistency(ORIG, PERT, kind) == items.mean() == 0.6
+    negated = m.becel.becel_item_consistency(ORIG, PERT, "negational")
+    assert negated.tolist() == [0, 0, 1, 1, 0]
+    assert m.becel.becel_consistency(ORIG, PERT, "negational") == negated.mean() == 0.4
+    correct = m.becel.item_accuracy([1, 0, 1, 1], [1, 0, 0, 1])
+    assert correct.tolist() == [1, 1, 0, 1]
+    assert m.becel.accuracy([1, 0, 1, 1], [1, 0, 0, 1]) == correct.mean() == 0.75
+    with pytest.raises(ValueError, match="kind"):
+        m.becel.becel_item_consistency(ORIG, PERT, "transitive")
+    with pytest.raises(ValueError, match="length mismatch"):
+        m.becel.item_accuracy([1, 0], [1])
+
+
 def test_becel_conditioned_on_original_prediction():
     # original prediction 0 at items 0, 3: agree at 0 only -> 1/2
     assert m.becel.becel_consistency(ORIG, PERT, "symmetric", condition_on=0) == pytest.approx(0.5)
@@ -428,6 +463,18 @@ def test_extraction_rate():
     final = np.array([9, 5, 7, 9])
     # layer 0: hits at queries 1, 3 -> 2/4 ; layer 1: 1, 2, 3 -> 3/4 ; layer 2: 0, 3 -> 2/4
     np.testing.assert_allclose(m.extraction.extraction_rate(top1, final), [0.5, 0.75, 0.5])
+
+
+def test_extraction_events_are_the_rate_per_query():
+    top1 = np.array([[5, 7, 9], [5, 5, 9], [1, 7, 2], [9, 9, 9]])
+    final = np.array([9, 5, 7, 9])
+    events = m.extraction.extraction_events(top1, final)
+    assert events.dtype == bool
+    np.testing.assert_array_equal(events, [[False, False, True], [True, True, False], [False, True, False],
+                                           [True, True, True]])
+    np.testing.assert_array_equal(events.mean(axis=0), m.extraction.extraction_rate(top1, final))
+    with pytest.raises(ValueError, match="integer"):
+        m.extraction.extraction_events(np.zeros((3, 2)), np.zeros(3, int))
 
 
 def test_extraction_rate_errors():

@@ -2,7 +2,7 @@
 
 import pytest
 
-from ifhelpers import book, plots
+from ifhelpers import book
 
 
 def test_a_model_keeps_its_colour_whatever_else_is_plotted():

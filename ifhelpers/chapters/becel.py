@@ -1,732 +1,124 @@
-"""Fine-tuning classifiers on BECEL tasks and measuring the consistency of their predictions
+"""The BECEL chapter's analysis: how consistent the fine-tuned classifiers' predictions are
 (paper §3 Table 2 "BECEL", App. C.2 Table 6; Jang et al. 2022).
 
-The paper fine-tunes every model on SNLI, RTE, MRPC and WiC (learning rates 5e-4, 1e-4 and 5e-5,
-batch 32, linear decay, early stopping, up to 10 epochs) and then measures, on BECEL's perturbed
-evaluation sets, how often the predictions stay the same under a paraphrase (Sem) or a swap of the
-two sentences (Sym), and how often they change under a negation (Neg), next to the accuracy (Acc.).
-
-One training loop (:func:`fit`) and one evaluation (:func:`predict_task`, :func:`table6_scores`)
-serve three ways of fitting the classifier, the ``mode``:
-
-``"full"``   App. C.2: every weight of the model and a linear head are trained.
-``"lora"``   LoRA adapters (``peft``) on the model's linear layers, plus the head.
-``"probe"``  the model is frozen; only the head is trained, on the cached last-token state
-             h^L of the engine (``Request(resid=True)``). Cheap on a CPU: the features are one
-             cached forward pass per text, so the learning-rate grid and the epochs cost nothing.
-
-In every mode the classifier is the same function of the input: the model's final norm applied to
-the last token's residual stream, ``norm(h^L[-1])``, then a linear head (:class:`ClassifierHead`),
-as in ``AutoModelForSequenceClassification`` for decoder models. A probe is therefore that sequence
-classifier with the transformer frozen.
-
-Training is seeded (the batch order of each epoch is a function of the seed and the epoch, so a
-resumed run sees the same batches) and checkpointed after every epoch under
-``ifhelpers.data.sources.cache_root("finetune", ...)``, keyed by the model's fingerprint, the task, the mode,
-the hyper-parameters, the seed and the exact training data; an interrupted run resumes from its
-last finished epoch.
+The classifiers come from :mod:`ifhelpers.train.classifier` (inputs, data, the probe / LoRA / full
+backends, the training loop, :func:`~ifhelpers.train.classifier.finetune_task`); their predictions
+on BECEL's perturbed pairs are scored here with the formulas of :mod:`ifhelpers.metrics.becel`:
+how often the predictions stay the same under a paraphrase (Sem) or a swap of the two sentences
+(Sym), and how often they change under a negation (Neg), next to the accuracy (Acc.). Then Table 6
+(per task) and Table 2's BECEL columns (averaged over tasks) with bootstrap intervals, the paired
+base-vs-tuned comparison, a label-aware diagnostic of negation, the figure, the numbers the prose
+quotes and the chapter's headline findings (:func:`headlines`).
 """
 
 from __future__ import annotations
 
-import json
-import os
-import re
-import warnings
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import Callable, Sequence
-
 import numpy as np
 import pandas as pd
 
-from ifhelpers.data import becel
 from ifhelpers import metrics, stats
+from ifhelpers import paper as paper_tables
+from ifhelpers.data import becel
+from ifhelpers.findings import NAN, combine, diff_text, row
 from ifhelpers.paper import TABLE6_NAMES
-from ifhelpers.model.cache import content_key
-from ifhelpers.data.sources import rng_for
+from ifhelpers.train.classifier import MODE_DESCRIPTIONS
 
 __all__ = [
-    "MODES",
-    "MODE_DESCRIPTIONS",
     "METRICS",
-    "TEMPLATES",
-    "FinetuneConfig",
-    "TaskData",
-    "FinetuneResult",
-    "format_input",
-    "task_texts",
-    "task_data",
-    "ClassifierHead",
-    "ProbeBackend",
-    "ModelBackend",
-    "make_backend",
-    "resolve_mode",
-    "fit",
-    "run_folder",
-    "finetune_task",
-    "predict_task",
+    "TABLE2_NAMES",
+    "mode_sentence",
+    "finetune_models",
+    "chosen_runs",
     "item_scores",
     "table6_scores",
     "table6_wide",
+    "table6_with_paper",
     "table2_becel",
+    "table2_with_paper",
     "compare_roles",
+    "paired_table",
+    "paired_counts",
     "negation_label_aware",
+    "role_mean",
+    "change_rates",
+    "accuracy_vs_chance",
+    "paper_base_lowest",
+    "paper_table6_summary",
+    "paper_table2_summary",
+    "table6_title",
     "plot_table6",
+    "task_average_difference",
+    "headlines",
 ]
 
-MODES = ("probe", "lora", "full")
-#: One sentence per mode, for tables and prose that must say which mode produced the numbers.
-MODE_DESCRIPTIONS = {
-    "probe": "a linear head trained on frozen last-token features (the model's weights are not changed)",
-    "lora": "LoRA adapters on every linear layer plus a linear head",
-    "full": "full fine-tuning of every weight plus a linear head, as in the paper's App. C.2",
-}
-#: The columns of Table 6 per task, in the paper's order, and their names there.
+#: The columns of Table 6 per task, in the paper's order (their names there: :data:`ifhelpers.paper.TABLE6_NAMES`).
 METRICS = ("symmetric", "semantic", "negational", "accuracy")
-INPUT_FORMATS = ("plain", "model")
-
-# --------------------------------------------------------------------------------------------------
-# 1. Inputs: a sentence pair as text
-# --------------------------------------------------------------------------------------------------
-
-#: How a pair is written for the model (``{word}`` for WiC only). The text ends in "Answer:" so
-#: that the last token, whose state the classifier reads, is the same in every task and model.
-TEMPLATES = {
-    "snli": "Premise: {a}\nHypothesis: {b}\nDoes the premise entail the hypothesis?",
-    "rte": "Premise: {a}\nHypothesis: {b}\nDoes the premise entail the hypothesis?",
-    "mrpc": "Sentence 1: {a}\nSentence 2: {b}\nDo the two sentences mean the same thing?",
-    "wic": "Word: {word}\nSentence 1: {a}\nSentence 2: {b}\n"
-           "Is the word used with the same meaning in both sentences?",
-}
-ANSWER_CUE = "Answer:"
-TEMPLATE_VERSION = "becel-templates-v1"
+#: Table 2's BECEL columns, as the chapter's table names them.
+TABLE2_NAMES = {"accuracy": "Acc.", "semantic": "Cons. semantic", "negational": "Cons. negation"}
+#: The layout columns of a tidy table of ours or the paper's, when present.
+_ROW_INDEX = ("source", "model", "role", "mode")
 
 
-def format_input(task: str, text_a: str, text_b: str, word: str | None = None, *,
-                 prompt_format: str = "base", tokenizer=None) -> str:
-    """One BECEL pair as the text the classifier reads (§C.2; the paper does not print its format).
+def mode_sentence(mode: str) -> str:
+    """The sentence that says which way of fitting the classifier (App. C.2 or a cheaper one) produced
+    the chapter's numbers."""
+    return (f"These numbers come from finetune_mode = \"{mode}\": {MODE_DESCRIPTIONS[mode]}."
+            + ("" if mode == "full" else " The paper fine-tuned every model (App. C.2), so ours measure something "
+                                         "cheaper."))
 
-    ``prompt_format="base"`` gives the plain text ``<template>\\nAnswer:``; a dialogue format
-    (``"open-instruct"``, ``"chat-template"``, see :mod:`ifhelpers.data.prompts`) puts the template in
-    the user turn and opens the assistant turn with ``Answer:``.
+
+def finetune_models(models, roles, data: dict, config, *, input_format: str = "plain") -> dict:
+    """Fine-tune every model on every task of ``data`` (task -> :class:`~ifhelpers.train.classifier.TaskData`)
+    with :func:`ifhelpers.train.classifier.finetune_task` (§C.2), loading one model at a time.
+
+    Returns ``predictions``, ``runs`` and ``history``, each concatenated over models and tasks (in that order).
     """
-    if task not in TEMPLATES:
-        raise ValueError(f"Unknown BECEL task {task!r}; valid: {', '.join(TEMPLATES)}")
-    if task == "wic" and not word:
-        raise ValueError("WiC inputs need the target word")
-    body = TEMPLATES[task].format(a=str(text_a).strip(), b=str(text_b).strip(), word=word)
-    if prompt_format == "base":
-        return f"{body}\n{ANSWER_CUE}"
-    from ifhelpers.data.prompts import render_dialogue
+    from ifhelpers.model import models as loaded
+    from ifhelpers.train.classifier import finetune_task
 
-    return render_dialogue(body, ANSWER_CUE, prompt_format, tokenizer)
+    results = [finetune_task(lm, data[task], config, input_format=input_format)
+               for lm in loaded.each(models, roles) for task in data]
+    return {name: pd.concat([getattr(r, name) for r in results], ignore_index=True)
+            for name in ("predictions", "runs", "history")}
 
 
-def _prompt_format(lm, input_format: str) -> str:
-    if input_format not in INPUT_FORMATS:
-        raise ValueError(f"input_format must be one of {INPUT_FORMATS}; got {input_format!r}")
-    return "base" if input_format == "plain" else lm.spec.prompt_format
-
-
-def task_texts(frame: pd.DataFrame, task: str, *, which: str = "original", prompt_format: str = "base",
-               tokenizer=None) -> list[str]:
-    """The inputs of a task split or consistency set (:mod:`ifhelpers.data.becel` frames).
-
-    ``which="perturbed"`` reads ``perturbed_a`` / ``perturbed_b`` (paraphrased, negated or swapped).
-    """
-    a, b = ("text_a", "text_b") if which == "original" else ("perturbed_a", "perturbed_b")
-    if which not in ("original", "perturbed"):
-        raise ValueError(f"which must be 'original' or 'perturbed'; got {which!r}")
-    words = frame["word"] if task == "wic" else [None] * len(frame)
-    return [format_input(task, x, y, w, prompt_format=prompt_format, tokenizer=tokenizer)
-            for x, y, w in zip(frame[a], frame[b], words)]
+def chosen_runs(runs: pd.DataFrame, paper_lr: dict) -> pd.DataFrame:
+    """The learning rate each (model, task) kept (best held-out accuracy, §C.2), beside the paper's
+    (``paper_lr``: task -> learning rate, App. C.2), as text."""
+    chosen = runs[runs["chosen"]].assign(paper_lr=lambda t: t["task"].map(paper_lr))
+    chosen = chosen[["model", "role", "mode", "task", "lr", "paper_lr", "best_dev_accuracy", "best_epoch",
+                     "epochs_run"]]
+    return chosen.assign(lr=chosen["lr"].map("{:g}".format), paper_lr=chosen["paper_lr"].map("{:g}".format))
 
 
 # --------------------------------------------------------------------------------------------------
-# 2. Data: BECEL's training substitutes, capped for a CPU
-# --------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class TaskData:
-    """One task's data: ``train`` to fit, ``dev`` for early stopping and choosing the learning
-    rate, ``eval`` for accuracy, and the BECEL consistency ``sets`` (kind -> frame)."""
-
-    task: str
-    train: pd.DataFrame = field(repr=False)
-    dev: pd.DataFrame = field(repr=False)
-    eval: pd.DataFrame = field(repr=False)
-    sets: dict = field(repr=False)
-    note: str = ""
-
-    @property
-    def n_labels(self) -> int:
-        return len(becel.LABEL_NAMES[self.task])
-
-    def sizes(self) -> dict:
-        return {"train": len(self.train), "dev": len(self.dev), "eval": len(self.eval),
-                **{k: len(v) for k, v in self.sets.items()}}
-
-
-def _sample(frame: pd.DataFrame, n: int | None, seed: int, *keys) -> pd.DataFrame:
-    """A seeded random subset of ``n`` rows (all rows when ``n`` is None or larger), in file order."""
-    if n is None or n >= len(frame):
-        return frame.reset_index(drop=True)
-    if n < 1:
-        raise ValueError(f"sample size must be >= 1 or None; got {n}")
-    keep = np.sort(rng_for(seed, "finetune", *keys).permutation(len(frame))[:n])
-    return frame.iloc[keep].reset_index(drop=True)
-
-
-def task_data(task: str, n_train: int | None = None, n_eval: int | None = None, seed: int = 0,
-              data_dir=None, kinds: Sequence[str] = ("symmetric", "semantic", "negational")) -> TaskData:
-    """Training, early-stopping, evaluation and consistency data of a BECEL task (§C.2).
-
-    The splits are :func:`ifhelpers.data.becel.training_splits` (which documents the substitute for the
-    missing SNLI train split); ``n_train`` caps the training pairs and ``n_eval`` caps the
-    early-stopping pairs, the accuracy pairs and each consistency set (seeded random subsets,
-    the same for every model, so that models are compared on the same items).
-    """
-    splits = becel.training_splits(task, seed=seed, data_dir=data_dir)
-    train = _sample(splits.train, n_train, seed, task, "train")
-    sets, note = {}, splits.note
-    for kind in kinds:
-        full = becel.load_consistency_set(task, kind, data_dir)
-        if kind == "symmetric" and task != "snli":
-            # BECEL's RTE/MRPC/WiC symmetric pairs are training pairs swapped: the paper's models were
-            # trained on them (in the other order). Draw them from the pairs *we* train on, as far as
-            # they go, so that the capped run keeps that property (and their training order is cached).
-            trained = set(zip(train["text_a"], train["text_b"]))
-            seen = np.array([p in trained for p in zip(full["perturbed_a"], full["perturbed_b"])])
-            sets[kind] = _sample_preferring(full, seen, n_eval, seed, task, kind)
-            note += (f" Symmetric pairs: {int(np.isin(sets[kind]['row'], full['row'][seen]).sum())} of "
-                     f"{len(sets[kind])} are training pairs of this run, swapped (as in BECEL, whose "
-                     f"{task.upper()} symmetric set is the training set swapped).")
-        else:
-            sets[kind] = _sample(full, n_eval, seed, task, kind)
-    if n_train is not None or n_eval is not None:
-        note += (f" Capped for this run: {len(train)} training pairs (n_train={n_train}), at most "
-                 f"n_eval={n_eval} pairs for early stopping, accuracy and each consistency set (seed={seed}).")
-    return TaskData(task, train, _sample(splits.dev, n_eval, seed, task, "dev"),
-                    _sample(splits.eval, n_eval, seed, task, "eval"), sets, note)
-
-
-def _sample_preferring(frame: pd.DataFrame, preferred: np.ndarray, n: int | None, seed: int, *keys) -> pd.DataFrame:
-    """Like :func:`_sample`, but rows where ``preferred`` is True are drawn first."""
-    if n is None or n >= len(frame):
-        return frame.reset_index(drop=True)
-    first = np.flatnonzero(preferred)
-    rest = np.flatnonzero(~preferred)
-    rng = rng_for(seed, "finetune", *keys)
-    take = rng.permutation(first)[:n]
-    if len(take) < n:
-        take = np.concatenate([take, rng.permutation(rest)[: n - len(take)]])
-    return frame.iloc[np.sort(take)].reset_index(drop=True)
-
-
-# --------------------------------------------------------------------------------------------------
-# 3. The classifier: a linear head on norm(h^L) at the last token, three ways to fit it
-# --------------------------------------------------------------------------------------------------
-
-
-def _torch():
-    import torch
-
-    return torch
-
-
-def ClassifierHead(d_model: int, n_labels: int, mean=None, std=None):
-    """Linear head on the last token's normed state: ``W ((x - mean) / std) + b``, zero-initialised.
-
-    ``mean`` / ``std`` (buffers) standardise frozen features for the probe (fixed from the
-    training set; they leave the model class unchanged, a linear map of ``x``); the fine-tuned
-    modes use 0 and 1. Zero initialisation makes the starting point (uniform prediction) and the
-    whole fit deterministic given the batch order.
-    """
-    torch = _torch()
-
-    class _Head(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.register_buffer("mean", torch.zeros(d_model) if mean is None else torch.as_tensor(mean).float())
-            self.register_buffer("std", torch.ones(d_model) if std is None else torch.as_tensor(std).float())
-            self.linear = torch.nn.Linear(d_model, n_labels)
-            torch.nn.init.zeros_(self.linear.weight)
-            torch.nn.init.zeros_(self.linear.bias)
-
-        def forward(self, x):
-            return self.linear((x.float() - self.mean) / self.std)
-
-    return _Head()
-
-
-class _Backend:
-    """What :func:`fit` needs from a way of fitting the classifier (see :class:`ProbeBackend`)."""
-
-    mode = ""
-
-    def logits(self, texts: Sequence[str]):  # pragma: no cover - interface
-        raise NotImplementedError
-
-    def trainable(self) -> dict:
-        """name -> parameter, the weights that training changes (and a checkpoint saves)."""
-        raise NotImplementedError
-
-    def state(self) -> dict:
-        return {k: v.detach().cpu().clone() for k, v in self.trainable().items()}
-
-    def load_state(self, state: dict) -> None:
-        torch = _torch()
-        params = self.trainable()
-        missing = set(params) ^ set(state)
-        if missing:
-            raise KeyError(f"checkpoint and model disagree on {sorted(missing)[:5]}")
-        with torch.no_grad():
-            for name, p in params.items():
-                p.copy_(state[name].to(p.device, p.dtype))
-
-    def reset(self) -> None:
-        """Back to the starting weights (before each learning rate of the grid)."""
-        self.load_state(self._initial)
-
-    def train(self, on: bool = True) -> None:
-        pass
-
-    def predict(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
-        """argmax labels for ``texts`` (no gradient)."""
-        torch = _torch()
-        self.train(False)
-        out = []
-        with torch.no_grad():
-            for i in range(0, len(texts), batch_size):
-                out.append(self.logits(texts[i:i + batch_size]).argmax(-1).cpu().numpy())
-        return np.concatenate(out) if out else np.zeros(0, dtype=int)
-
-    def close(self) -> None:
-        """Give the model back as it was loaded."""
-
-
-class ProbeBackend(_Backend):
-    """Mode ``"probe"``: a head on frozen ``norm(h^L)`` at the last token (logistic regression).
-
-    ``h^L`` comes from :func:`ifhelpers.model.engine.run` with ``Request(resid=True)``, so features are
-    computed once per text and cached on disk (:meth:`prepare` runs all texts of a task in one
-    pass). The model itself is never modified.
-    """
-
-    mode = "probe"
-
-    def __init__(self, lm, n_labels: int, *, cache=True, progress=None):
-        self.lm, self.n_labels, self.cache, self.progress = lm, n_labels, cache, progress
-        self.features: dict[str, np.ndarray] = {}
-        self.head = None
-
-    def prepare(self, texts: Sequence[str]) -> None:
-        """Compute (or read from the engine's cache) ``norm(h^L)`` of every text not seen yet."""
-        from ifhelpers.model import engine
-
-        torch = _torch()
-        todo = list(dict.fromkeys(t for t in texts if t not in self.features))
-        if not todo:
-            return
-        resid = engine.run(self.lm, todo, engine.Request(resid=True), cache=self.cache,
-                           progress=self.progress)["resid"][:, -1]
-        norm = engine.final_norm(self.lm.model)
-        with torch.no_grad():
-            h = torch.as_tensor(resid).to(self.lm.device, next(self.lm.model.parameters()).dtype)
-            normed = norm(h).float().cpu().numpy()
-        self.features.update(zip(todo, normed))
-
-    def fit_standardisation(self, train_texts: Sequence[str]) -> None:
-        """Build the head with mean/std of the training features (the probe's only data statistic)."""
-        self.prepare(train_texts)
-        x = np.stack([self.features[t] for t in train_texts])
-        self.head = ClassifierHead(x.shape[1], self.n_labels, x.mean(0), x.std(0) + 1e-6)
-        self._initial = self.state()
-
-    def trainable(self) -> dict:
-        return dict(self.head.named_parameters())
-
-    def train(self, on: bool = True) -> None:
-        self.head.train(on)
-
-    def logits(self, texts):
-        torch = _torch()
-        self.prepare(texts)
-        return self.head(torch.as_tensor(np.stack([self.features[t] for t in texts])))
-
-
-class ModelBackend(_Backend):
-    """Modes ``"lora"`` and ``"full"``: the transformer of ``lm`` under a linear head, trained.
-
-    The backbone is ``lm.model.base_model`` (embeddings, decoder layers, final norm); the head reads
-    its last position (inputs are left-padded, as in the engine), i.e. ``norm(h^L[-1])``. For
-    ``"lora"`` the model gets ``peft`` LoRA adapters on all its linear layers; for ``"full"`` every
-    weight is trained. :meth:`close` gives the model back exactly as loaded (adapters removed,
-    weights restored), so the engine's cache, keyed by the loaded weights, stays valid.
-    """
-
-    def __init__(self, lm, n_labels: int, mode: str, *, seed: int = 0, lora_r: int = 8,
-                 lora_alpha: int = 16, lora_dropout: float = 0.0, micro_batch_size: int | None = None,
-                 max_tokens: int | None = None):
-        torch = _torch()
-        if mode not in ("lora", "full"):
-            raise ValueError(f"ModelBackend trains mode 'lora' or 'full', not {mode!r}")
-        self.lm, self.mode, self.n_labels = lm, mode, n_labels
-        self.micro_batch_size, self.max_tokens = micro_batch_size, max_tokens
-        self._requires_grad = {n: p.requires_grad for n, p in lm.model.named_parameters()}
-        self.backbone = lm.model.base_model
-        self._original = None
-        self._peft = None
-        torch.manual_seed(seed)
-        if mode == "lora":
-            from peft import LoraConfig, get_peft_model
-
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", FutureWarning)
-                self._peft = get_peft_model(self.backbone, LoraConfig(
-                    r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout, target_modules="all-linear"))
-            self._forward = self._peft
-        else:
-            self._original = {k: v.detach().cpu().clone() for k, v in self.backbone.state_dict().items()}
-            for p in self.backbone.parameters():
-                p.requires_grad_(True)
-            self._forward = self.backbone
-        d_model = lm.model.config.hidden_size if hasattr(lm.model.config, "hidden_size") else \
-            lm.model.get_input_embeddings().weight.shape[1]
-        self.head = ClassifierHead(d_model, n_labels).to(lm.device)
-        self._initial = self.state()
-
-    def trainable(self) -> dict:
-        params = {f"head.{n}": p for n, p in self.head.named_parameters()}
-        params.update({f"model.{n}": p for n, p in self._forward.named_parameters() if p.requires_grad})
-        return params
-
-    def train(self, on: bool = True) -> None:
-        self._forward.train(on)
-        self.head.train(on)
-
-    def logits(self, texts):
-        from ifhelpers.model.engine import pad_left
-        from ifhelpers.model.tokens import encode
-
-        torch = _torch()
-        ids = [encode(self.lm.tokenizer, t) for t in texts]
-        if self.max_tokens:
-            ids = [s[-self.max_tokens:] for s in ids]
-        step = self.micro_batch_size or len(ids)
-        out = []
-        for i in range(0, len(ids), step):
-            input_ids, mask, position_ids = pad_left(ids[i:i + step], self.lm.tokenizer.pad_token_id, self.lm.device)
-            hidden = self._forward(input_ids=input_ids, attention_mask=mask, position_ids=position_ids,
-                                   use_cache=False).last_hidden_state[:, -1]
-            out.append(self.head(hidden))
-        return torch.cat(out)
-
-    def close(self) -> None:
-        torch = _torch()
-        if self._peft is not None:
-            self._peft.unload()
-            self._peft = None
-        if self._original is not None:
-            with torch.no_grad():
-                self.backbone.load_state_dict(self._original)
-            self._original = None
-        for n, p in self.lm.model.named_parameters():
-            p.requires_grad_(self._requires_grad.get(n, False))
-        self.lm.model.eval()
-
-
-def resolve_mode(mode: str) -> str:
-    """``"auto"`` is ``"full"`` on a GPU and ``"probe"`` on a CPU; other modes pass through."""
-    if mode == "auto":
-        return "full" if _torch().cuda.is_available() else "probe"
-    if mode not in MODES:
-        raise ValueError(f"finetune_mode must be one of {MODES} or 'auto'; got {mode!r}")
-    return mode
-
-
-def make_backend(lm, n_labels: int, mode: str, config: "FinetuneConfig", *, cache=True, progress=None):
-    """The backend of ``mode`` for ``lm`` (see :data:`MODES`)."""
-    mode = resolve_mode(mode)
-    if mode == "probe":
-        return ProbeBackend(lm, n_labels, cache=cache, progress=progress)
-    return ModelBackend(lm, n_labels, mode, seed=config.seed, lora_r=config.lora_r, lora_alpha=config.lora_alpha,
-                        lora_dropout=config.lora_dropout, micro_batch_size=config.micro_batch_size,
-                        max_tokens=config.max_tokens)
-
-
-# --------------------------------------------------------------------------------------------------
-# 4. The training loop (§C.2): AdamW, batch 32, linear decay, early stopping, per-epoch checkpoints
-# --------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class FinetuneConfig:
-    """Hyper-parameters of App. C.2 (defaults) and of the cheaper modes.
-
-    ``patience``: epochs without a better dev accuracy before stopping (the paper says "early
-    stopping" without a patience). The learning rate decays linearly from ``lr`` to 0 over
-    ``max_epochs`` epochs (no warm-up), whether or not training stops early.
-    """
-
-    mode: str = "probe"
-    learning_rates: tuple = (5e-4, 1e-4, 5e-5)
-    batch_size: int = 32
-    max_epochs: int = 10
-    patience: int = 3
-    weight_decay: float = 0.0
-    seed: int = 0
-    lora_r: int = 8
-    lora_alpha: int = 16
-    lora_dropout: float = 0.0
-    micro_batch_size: int | None = None  # gradient accumulation inside a batch (memory only)
-    max_tokens: int | None = None        # lora/full: keep the last max_tokens tokens of an input
-
-    def __post_init__(self):
-        object.__setattr__(self, "learning_rates", tuple(float(x) for x in self.learning_rates))
-        if not self.learning_rates:
-            raise ValueError("learning_rates is empty")
-        if self.batch_size < 1 or self.max_epochs < 1 or self.patience < 1:
-            raise ValueError("batch_size, max_epochs and patience must be >= 1")
-
-    def run_fields(self) -> dict:
-        """The fields that change what one training run computes (the checkpoint key)."""
-        keep = asdict(self)
-        keep.pop("learning_rates")
-        keep.pop("micro_batch_size")  # accumulation gives the same gradients
-        return keep
-
-
-def _atomic_save(obj, path: Path) -> None:
-    from ifhelpers.model.cache import count_checkpoint
-
-    torch = _torch()
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-    count_checkpoint()
-
-
-def _load(path: Path) -> dict:
-    return _torch().load(path, map_location="cpu", weights_only=True)
-
-
-def run_folder(lm, task: str, lr: float, config: FinetuneConfig, train_texts, train_labels, dev_texts,
-               dev_labels, root=None) -> Path:
-    """Checkpoint folder of one training run: model fingerprint + task + mode + hyper-parameters +
-    seed + a hash of the exact training and early-stopping data (``about.json`` lists them)."""
-    from ifhelpers.data.sources import cache_root
-
-    about = {"model": lm.name, "fingerprint": lm.fingerprint, "task": task, "lr": float(lr),
-             **config.run_fields(), "mode": resolve_mode(config.mode), "templates": TEMPLATE_VERSION,
-             "n_train": len(train_texts), "n_dev": len(dev_texts),
-             "data": content_key(list(train_texts), [int(x) for x in train_labels], list(dev_texts),
-                                 [int(x) for x in dev_labels])}
-    key = content_key(about)[:16]
-    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", lm.name)[-40:]
-    name = f"{safe}-{task}-{about['mode']}-lr{lr:g}-seed{config.seed}-{key}"
-    folder = (Path(root) if root is not None else cache_root("finetune")) / name
-    folder.mkdir(parents=True, exist_ok=True)
-    if not (folder / "about.json").exists():
-        (folder / "about.json").write_text(json.dumps(about, indent=1))
-    return folder
-
-
-def _epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
-    return rng_for(seed, "finetune-epoch", epoch).permutation(n)
-
-
-def fit(backend, train_texts: Sequence[str], train_labels, dev_texts: Sequence[str], dev_labels, lr: float,
-        config: FinetuneConfig, folder: Path | None = None, *, callback: Callable | None = None,
-        progress: bool = True, desc: str = "") -> dict:
-    """Train ``backend`` with learning rate ``lr`` (§C.2) and return the run's record.
-
-    Each epoch: shuffle (seeded by seed and epoch), batches of ``config.batch_size``, AdamW with
-    the learning rate decaying linearly to 0 over ``max_epochs`` epochs; then the dev accuracy.
-    The best epoch's weights are kept (ties: the later epoch; early stopping after ``patience``
-    epochs without a strictly better dev accuracy, as ``transformers``' EarlyStoppingCallback). After every epoch the state is saved to ``folder/checkpoint.pt``; calling ``fit``
-    again with the same folder resumes after the last saved epoch, or returns at once if the run
-    had finished. ``callback(epoch, record)`` is called after each saved epoch (tests use it to
-    simulate an interruption).
-
-    Returns
-    -------
-    dict with ``lr``, ``best_epoch``, ``best_dev_accuracy``, ``epochs_run``, ``stopped_early``,
-    ``history`` (list of per-epoch dicts) and ``best_state`` (the trainable weights to evaluate).
-    """
-    torch = _torch()
-    from tqdm.auto import tqdm
-
-    train_labels = np.asarray(train_labels, dtype=int)
-    dev_labels = np.asarray(dev_labels, dtype=int)
-    if len(train_texts) != len(train_labels) or len(dev_texts) != len(dev_labels):
-        raise ValueError("texts and labels differ in length")
-    if len(train_texts) == 0 or len(dev_texts) == 0:
-        raise ValueError("fit needs training and early-stopping examples")
-    path = Path(folder) / "checkpoint.pt" if folder is not None else None
-    backend.reset()
-    params = backend.trainable()
-    optimizer = torch.optim.AdamW(list(params.values()), lr=lr, weight_decay=config.weight_decay)
-    steps_per_epoch = -(-len(train_texts) // config.batch_size)
-    total_steps = steps_per_epoch * config.max_epochs
-    record = {"lr": float(lr), "epoch": 0, "step": 0, "history": [], "best_epoch": 0,
-              "best_dev_accuracy": -1.0, "bad_epochs": 0, "done": False, "best_state": backend.state()}
-    if path is not None and path.exists():
-        saved = _load(path)
-        backend.load_state(saved["state"])
-        if saved.get("optimizer") is not None:
-            optimizer.load_state_dict(saved["optimizer"])
-        record = {k: saved[k] for k in record}
-    bar = tqdm(total=config.max_epochs, initial=record["epoch"], desc=desc or f"lr={lr:g}", unit="epoch",
-               leave=False, disable=not progress)
-    while not record["done"]:
-        epoch = record["epoch"] + 1
-        backend.train(True)
-        torch.manual_seed(config.seed * 100_003 + epoch)  # dropout, if the model has any
-        order = _epoch_order(len(train_texts), config.seed, epoch)
-        losses = []
-        for start in range(0, len(order), config.batch_size):
-            idx = order[start:start + config.batch_size]
-            for group in optimizer.param_groups:
-                group["lr"] = lr * max(0.0, 1.0 - record["step"] / total_steps)
-            logits = backend.logits([train_texts[i] for i in idx])
-            loss = torch.nn.functional.cross_entropy(logits, torch.as_tensor(train_labels[idx], device=logits.device))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            record["step"] += 1
-            losses.append(float(loss.detach()))
-        dev_accuracy = metrics.becel.accuracy(backend.predict(list(dev_texts), config.batch_size), dev_labels)
-        record["history"].append({"epoch": epoch, "train_loss": float(np.mean(losses)),
-                                  "dev_accuracy": dev_accuracy, "lr_end": float(optimizer.param_groups[0]["lr"])})
-        improved = dev_accuracy > record["best_dev_accuracy"]
-        if dev_accuracy >= record["best_dev_accuracy"]:  # ties keep the later, longer-trained epoch
-            record.update(best_dev_accuracy=dev_accuracy, best_epoch=epoch, best_state=backend.state())
-        record["bad_epochs"] = 0 if improved else record["bad_epochs"] + 1
-        record["epoch"] = epoch
-        record["done"] = epoch >= config.max_epochs or record["bad_epochs"] >= config.patience
-        if path is not None:
-            _atomic_save({**record, "state": backend.state(),
-                          "optimizer": None if record["done"] else optimizer.state_dict()}, path)
-        bar.update(1)
-        bar.set_postfix(dev=f"{dev_accuracy:.3f}")
-        if callback is not None:
-            callback(epoch, record)
-    bar.close()
-    return {"lr": record["lr"], "best_epoch": record["best_epoch"],
-            "best_dev_accuracy": record["best_dev_accuracy"], "epochs_run": record["epoch"],
-            "stopped_early": record["epoch"] < config.max_epochs, "history": record["history"],
-            "best_state": record["best_state"]}
-
-
-# --------------------------------------------------------------------------------------------------
-# 5. One task end to end, and the shared evaluation
-# --------------------------------------------------------------------------------------------------
-
-
-@dataclass
-class FinetuneResult:
-    """What :func:`finetune_task` gives back for one (model, task)."""
-
-    model: str
-    role: str
-    task: str
-    mode: str
-    lr: float
-    runs: pd.DataFrame       # one row per learning rate: best dev accuracy, best epoch, ...
-    history: pd.DataFrame    # one row per (learning rate, epoch)
-    predictions: pd.DataFrame  # :func:`predict_task` of the chosen learning rate
-
-
-def predict_task(predict: Callable[[list[str]], np.ndarray], data: TaskData, text_fn: Callable) -> pd.DataFrame:
-    """Predictions on the evaluation pairs and on both sides of every consistency pair.
-
-    The one evaluation of every mode: ``predict`` maps texts to labels, ``text_fn(frame, which)``
-    writes a frame's inputs (:func:`task_texts`). All texts go to ``predict`` in one call.
-
-    Returns a tidy frame: ``task``, ``set`` ("eval" or a consistency kind), ``row`` (BECEL row),
-    ``label``, ``perturbed_label``, ``pred_original``, ``pred_perturbed`` (NaN-free ints; -1 for
-    "eval" rows, which have no perturbed side).
-    """
-    parts = [("eval", data.eval, text_fn(data.eval, "original"), None)]
-    for kind, frame in data.sets.items():
-        parts.append((kind, frame, text_fn(frame, "original"), text_fn(frame, "perturbed")))
-    texts = [t for _, _, orig, pert in parts for t in orig + (pert or [])]
-    unique = list(dict.fromkeys(texts))
-    labels = dict(zip(unique, np.asarray(predict(unique)).astype(int)))
-    frames = []
-    for name, frame, orig, pert in parts:
-        out = pd.DataFrame({"task": data.task, "set": name, "row": frame["row"].to_numpy(),
-                            "label": frame["label"].to_numpy(dtype=int)})
-        out["perturbed_label"] = (frame["perturbed_label"].to_numpy() if "perturbed_label" in frame
-                                  else pd.array([pd.NA] * len(frame), dtype="Int64"))
-        out["perturbed_label"] = pd.array(out["perturbed_label"], dtype="Int64")
-        out["pred_original"] = [labels[t] for t in orig]
-        out["pred_perturbed"] = [labels[t] for t in pert] if pert is not None else -1
-        frames.append(out)
-    return pd.concat(frames, ignore_index=True)
-
-
-def finetune_task(lm, data: TaskData, config: FinetuneConfig, *, input_format: str = "plain", cache=True,
-                  checkpoint_root=None, progress: bool = True, callback: Callable | None = None) -> FinetuneResult:
-    """Fine-tune ``lm`` on one BECEL task with every learning rate of the grid, keep the one with
-    the best dev accuracy (§C.2: "we experimented with three learning rates"), and predict the
-    evaluation and consistency pairs with it (:func:`predict_task`).
-    """
-    mode = resolve_mode(config.mode)
-    fmt = _prompt_format(lm, input_format)
-
-    def text_fn(frame, which="original"):
-        return task_texts(frame, data.task, which=which, prompt_format=fmt, tokenizer=lm.tokenizer)
-
-    train_texts, dev_texts = text_fn(data.train), text_fn(data.dev)
-    train_labels, dev_labels = data.train["label"].to_numpy(int), data.dev["label"].to_numpy(int)
-    backend = make_backend(lm, data.n_labels, mode, config, cache=cache, progress=progress)
-    try:
-        if mode == "probe":  # one engine pass for every text of the task, then all cached
-            eval_texts = text_fn(data.eval) + [t for f in data.sets.values() for w in ("original", "perturbed")
-                                               for t in text_fn(f, w)]
-            backend.prepare(train_texts + dev_texts + eval_texts)
-            backend.fit_standardisation(train_texts)
-        runs = []
-        for lr in config.learning_rates:
-            folder = run_folder(lm, data.task, lr, config, train_texts, train_labels, dev_texts, dev_labels,
-                                checkpoint_root)
-            runs.append(fit(backend, train_texts, train_labels, dev_texts, dev_labels, lr, config, folder,
-                            callback=callback, progress=progress, desc=f"{lm.name} {data.task} lr={lr:g}"))
-        best = max(runs, key=lambda r: r["best_dev_accuracy"])  # ties: the first lr of the grid
-        backend.load_state(best["best_state"])
-        predictions = predict_task(lambda t: backend.predict(t, config.batch_size), data, text_fn)
-    finally:
-        backend.close()
-    meta = {"model": lm.name, "role": lm.spec.role, "task": data.task, "mode": mode}
-    run_table = pd.DataFrame([{**meta, **{k: r[k] for k in ("lr", "best_dev_accuracy", "best_epoch", "epochs_run",
-                                                               "stopped_early")}, "chosen": r is best}
-                              for r in runs])
-    history = pd.DataFrame([{**meta, "lr": r["lr"], **h} for r in runs for h in r["history"]])
-    predictions.insert(0, "mode", mode)
-    predictions.insert(0, "role", lm.spec.role)
-    predictions.insert(0, "model", lm.name)
-    return FinetuneResult(lm.name, lm.spec.role, data.task, mode, best["lr"], run_table, history, predictions)
-
-
-# --------------------------------------------------------------------------------------------------
-# 6. Scores: Table 6 (per task) and Table 2 (averaged over tasks), with bootstrap intervals
+# 1. Scores: Table 6 (per task) and Table 2 (averaged over tasks), with bootstrap intervals
 # --------------------------------------------------------------------------------------------------
 
 
 def item_scores(predictions: pd.DataFrame) -> pd.DataFrame:
-    """One 0/1 score per item: ``accuracy`` (eval rows: prediction == gold label) or the consistency
-    indicator of BECEL's code (``ifhelpers.metrics.becel.becel_consistency``): 1 when the two predictions
-    agree (semantic, symmetric) or differ (negational). Mean of ``score`` = the Table 6 number."""
+    """One 0/1 score per item (§3, App. C.2): ``accuracy`` on the "eval" rows
+    (:func:`ifhelpers.metrics.becel.item_accuracy`) and BECEL's consistency indicator on the rows of
+    each consistency set (:func:`ifhelpers.metrics.becel.becel_item_consistency`: 1 when the two
+    predictions agree, semantic and symmetric, or differ, negational). The mean of ``score`` over a
+    (model, task, metric) cell is its Table 6 number."""
     frame = predictions.copy()
-    is_eval = frame["set"] == "eval"
-    agree = (frame["pred_original"] == frame["pred_perturbed"]).astype(int)
-    frame["metric"] = np.where(is_eval, "accuracy", frame["set"])
-    frame["score"] = np.where(is_eval, (frame["pred_original"] == frame["label"]).astype(int),
-                              np.where(frame["set"] == "negational", 1 - agree, agree))
+    sets = frame["set"].to_numpy()
+    unknown = set(sets) - {"eval", *metrics.becel.BECEL_KINDS}
+    if unknown:
+        raise ValueError(f"unknown BECEL sets {sorted(unknown)}; expected 'eval' or one of {metrics.becel.BECEL_KINDS}")
+    original = frame["pred_original"].to_numpy()
+    score = np.zeros(len(frame), dtype=int)
+    is_eval = sets == "eval"
+    if is_eval.any():
+        score[is_eval] = metrics.becel.item_accuracy(original[is_eval], frame["label"].to_numpy()[is_eval])
+    for kind in metrics.becel.BECEL_KINDS:
+        rows = sets == kind
+        if rows.any():
+            score[rows] = metrics.becel.becel_item_consistency(original[rows],
+                                                               frame["pred_perturbed"].to_numpy()[rows], kind)
+    frame["metric"] = np.where(is_eval, "accuracy", sets)
+    frame["score"] = score
     return frame
 
 
@@ -736,27 +128,24 @@ def _group_keys(frame: pd.DataFrame) -> list[str]:
 
 def table6_scores(predictions: pd.DataFrame, n_resamples: int = 2000, confidence: float = 0.95,
                   seed: int = 0) -> pd.DataFrame:
-    """Table 6 in long form: one row per (model, task, metric) with ``value`` and a bootstrap
-    interval over items (``low``, ``high``, BCa, :func:`ifhelpers.stats.bootstrap_ci`), ``n``,
+    """Table 6 in long form (App. C.2): one row per (model, task, metric) with ``value`` and a
+    bootstrap interval over items (``low``, ``high``, BCa, :func:`ifhelpers.stats.bootstrap_ci`), ``n``,
     and ``majority_share``: the share of the most frequent prediction on the evaluation pairs
     (a classifier that always says the same label scores Sym = Sem = 1 and Neg = 0).
 
-    ``value`` is computed by :func:`ifhelpers.metrics.becel.becel_consistency` /
-    :func:`ifhelpers.metrics.becel.accuracy` (BECEL's own definitions).
+    ``value`` is the mean of :func:`item_scores`, i.e. :func:`ifhelpers.metrics.becel.becel_consistency`
+    / :func:`ifhelpers.metrics.becel.accuracy` (BECEL's own definitions).
     """
     scored = item_scores(predictions)
+    keys = _group_keys(scored) + ["task", "metric"]
     rows = []
-    for key, group in scored.groupby(_group_keys(scored) + ["task", "metric"], sort=False):
-        keys = dict(zip(_group_keys(scored) + ["task", "metric"], key))
-        metric = keys["metric"]
-        if metric == "accuracy":
-            value = metrics.becel.accuracy(group["pred_original"], group["label"])
-        else:
-            value = metrics.becel.becel_consistency(group["pred_original"], group["pred_perturbed"], metric)
-        assert abs(value - group["score"].mean()) < 1e-12
-        ci = (stats.bootstrap_ci(group["score"].to_numpy(float), n_resamples=n_resamples, confidence=confidence,
-                                 seed=seed) if len(group) > 1 else pd.Series({"low": value, "high": value}))
-        rows.append({**keys, "value": value, "low": float(ci["low"]), "high": float(ci["high"]), "n": len(group)})
+    for key, group in scored.groupby(keys, sort=False):
+        score = group["score"].to_numpy(float)
+        value = float(np.mean(score))
+        ci = (stats.bootstrap_ci(score, n_resamples=n_resamples, confidence=confidence, seed=seed)
+              if len(group) > 1 else pd.Series({"low": value, "high": value}))
+        rows.append({**dict(zip(keys, key)), "value": value, "low": float(ci["low"]), "high": float(ci["high"]),
+                     "n": len(group)})
     out = pd.DataFrame(rows)
     evals = scored[scored["set"] == "eval"]
     share = evals.groupby(_group_keys(scored) + ["task"])["pred_original"].agg(
@@ -781,7 +170,7 @@ def table6_wide(scores: pd.DataFrame, with_intervals: bool = False) -> pd.DataFr
     if with_intervals:
         frame["value"] = [f"{v:.3f} [{lo:.2f}, {hi:.2f}]" for v, lo, hi in zip(frame["value"], frame["low"],
                                                                              frame["high"])]
-    index = [c for c in ("source", "model", "role", "mode") if c in frame]
+    index = [c for c in _ROW_INDEX if c in frame]
     wide = frame.pivot_table(index=index, columns=["task_name", "col"], values="value", aggfunc="first", sort=False)
     tasks = [t for t in ("SNLI", "RTE", "MRPC", "WiC") if t in wide.columns.get_level_values(0)]
     cols = [(t, TABLE6_NAMES[m]) for t in tasks for m in METRICS if (t, TABLE6_NAMES[m]) in wide.columns]
@@ -790,10 +179,18 @@ def table6_wide(scores: pd.DataFrame, with_intervals: bool = False) -> pd.DataFr
     return wide
 
 
+def table6_with_paper(scores: pd.DataFrame, paper6: pd.DataFrame, mode: str) -> pd.DataFrame:
+    """Our Table 6 (:func:`table6_scores`, labelled with the ``mode``) above the paper's
+    (:func:`ifhelpers.paper.becel_table6`, fine-tuned as in App. C.2), in Table 6's layout."""
+    return pd.concat([table6_wide(scores.assign(source=f"ours ({mode})")),
+                      table6_wide(paper6.assign(mode="fine-tuned (App. C.2)"))])
+
+
 def table2_becel(predictions: pd.DataFrame, n_resamples: int = 2000, confidence: float = 0.95,
                  seed: int = 0) -> pd.DataFrame:
-    """Table 2's BECEL columns: accuracy and semantic / negational consistency averaged over tasks
-    (×100, as printed), with a percentile bootstrap that resamples items within each task.
+    """Table 2's BECEL columns (§3): accuracy and semantic / negational consistency averaged over tasks
+    (×100, as printed), with a percentile bootstrap that resamples items within each task
+    (:func:`ifhelpers.stats.stratified_mean_bootstrap`; one random stream serves the cells in order).
 
     One row per (model, metric) with ``value``, ``low``, ``high`` and ``tasks`` (how many tasks
     were averaged; the paper averages four).
@@ -801,40 +198,72 @@ def table2_becel(predictions: pd.DataFrame, n_resamples: int = 2000, confidence:
     scored = item_scores(predictions)
     scored = scored[scored["metric"].isin(["accuracy", "semantic", "negational"])]
     rng = np.random.default_rng(seed)
+    keys = _group_keys(scored) + ["metric"]
     rows = []
-    alpha = (1 - confidence) / 2
-    for key, group in scored.groupby(_group_keys(scored) + ["metric"], sort=False):
+    for key, group in scored.groupby(keys, sort=False):
         per_task = [g["score"].to_numpy(float) for _, g in group.groupby("task", sort=False)]
-        value = float(np.mean([s.mean() for s in per_task]))
-        boots = np.mean([s[rng.integers(0, len(s), size=(n_resamples, len(s)))].mean(1) for s in per_task], axis=0)
-        rows.append({**dict(zip(_group_keys(scored) + ["metric"], key)), "value": 100 * value,
-                     "low": 100 * float(np.quantile(boots, alpha)), "high": 100 * float(np.quantile(boots, 1 - alpha)),
-                     "tasks": len(per_task)})
+        res = stats.stratified_mean_bootstrap(per_task, n_resamples, confidence, seed=rng)
+        rows.append({**dict(zip(keys, key)), "value": 100 * res["estimate"], "low": 100 * res["low"],
+                     "high": 100 * res["high"], "tasks": res["strata"]})
     return pd.DataFrame(rows)
+
+
+def table2_with_paper(ours2: pd.DataFrame, paper2: pd.DataFrame, mode: str) -> pd.DataFrame:
+    """Table 2's BECEL columns, ours (:func:`table2_becel`, value with its interval, labelled with the
+    ``mode``) above the paper's (:func:`ifhelpers.paper.becel_table2`), columns :data:`TABLE2_NAMES`."""
+    index = list(_ROW_INDEX)
+    ours = ours2.assign(source=f"ours ({mode})", cell=[f"{v:.1f} [{lo:.1f}, {hi:.1f}]" for v, lo, hi in
+                                                       zip(ours2["value"], ours2["low"], ours2["high"])])
+    theirs = paper2.assign(mode="fine-tuned (App. C.2)", cell=paper2["value"].map("{:.1f}".format))
+    table = pd.concat([frame.pivot_table(index=index, columns="metric", values="cell", aggfunc="first", sort=False)
+                       for frame in (ours, theirs)])[list(TABLE2_NAMES)].rename(columns=TABLE2_NAMES)
+    table.columns.name = None
+    return table
 
 
 def compare_roles(predictions: pd.DataFrame, base: str, tuned: str, n_resamples: int = 2000,
                   seed: int = 0) -> pd.DataFrame:
-    """Instruction-tuned minus base model on the same items, per task and metric
-    (:func:`ifhelpers.stats.paired_comparison`: paired bootstrap interval and Wilcoxon test).
-    ``model`` / ``role`` name the tuned model of each row."""
+    """Model ``tuned`` minus model ``base`` on the same items (``set``, ``row``), per task and metric
+    (:func:`ifhelpers.stats.compare_roles`: paired bootstrap interval and Wilcoxon test of the
+    :func:`item_scores`). Any two models can be compared: ``base`` plays the base role here whatever
+    its registry role. ``model`` / ``role`` name the tuned model of each row."""
     scored = item_scores(predictions)
     tuned_role = scored.loc[scored["model"] == tuned, "role"].iloc[0] if (scored["model"] == tuned).any() else ""
-    rows = []
-    for (task, metric), group in scored.groupby(["task", "metric"], sort=False):
-        key = ["set", "row"]
-        b = group[group["model"] == base].set_index(key)["score"]
-        t = group[group["model"] == tuned].set_index(key)["score"]
-        if len(b) < 2 or len(t) < 2:
-            continue
-        cmp = stats.paired_comparison(b, t, n_resamples=n_resamples, seed=seed)
-        rows.append({"model": tuned, "role": tuned_role, "task": task, "metric": metric, "base": base,
-                     "tuned": tuned, **cmp.to_dict()})
-    return pd.DataFrame(rows)
+    scored["role"] = np.where(scored["model"] == base, "base",
+                              np.where(scored["model"] == tuned, "instruction-tuned", "other"))
+    out = stats.compare_roles(scored, "score", ["set", "row"], by=["task", "metric"], n_resamples=n_resamples,
+                              seed=seed)
+    out.insert(0, "role", tuned_role)
+    out.insert(0, "model", tuned)
+    return out
+
+
+def paired_table(predictions: pd.DataFrame, base: str | None, tuned_names, mode: str, n_resamples: int = 2000,
+                 seed: int = 0) -> pd.DataFrame:
+    """:func:`compare_roles` of every tuned model against the base model, one after the other, with the
+    ``mode`` in front (empty, with the columns the chapter shows, without both roles)."""
+    if not (base and tuned_names):
+        return pd.DataFrame(columns=["mode", "task", "metric", "tuned", "base_mean", "tuned_mean", "mean_diff",
+                                     "diff_low", "diff_high", "wilcoxon_p"])
+    paired = pd.concat([compare_roles(predictions, base, t, n_resamples=n_resamples, seed=seed) for t in tuned_names],
+                       ignore_index=True)
+    paired.insert(0, "mode", mode)
+    return paired
+
+
+def paired_counts(paired: pd.DataFrame) -> dict:
+    """How many (task, consistency measure) cells of :func:`paired_table` there are, and in how many the
+    tuned model is higher (point estimate; interval above 0), lower (interval below 0), and the
+    Wilcoxon p-value is below 0.05."""
+    cons = paired[paired["metric"].isin(["semantic", "negational", "symmetric"])]
+    return {"n_cons_cells": len(cons), "n_tuned_higher": int((cons["diff_low"] > 0).sum()),
+            "n_tuned_lower": int((cons["diff_high"] < 0).sum()),
+            "n_tuned_higher_point": int((cons["mean_diff"] > 0).sum()),
+            "n_wilcoxon_05": int((cons["wilcoxon_p"] < 0.05).sum())}
 
 
 # --------------------------------------------------------------------------------------------------
-# 7. The paper's numbers (Table 6, and Table 2's BECEL columns as its averages)
+# 2. A diagnostic (not the paper's measure)
 # --------------------------------------------------------------------------------------------------
 
 
@@ -854,9 +283,83 @@ def negation_label_aware(predictions: pd.DataFrame) -> pd.DataFrame:
                      "n": len(g)})
     return pd.DataFrame(rows)
 
+# --------------------------------------------------------------------------------------------------
+# 3. The numbers the prose quotes: ours per role, the paper's per table
+# --------------------------------------------------------------------------------------------------
+
+
+def role_mean(scores: pd.DataFrame, metric: str, role: str) -> float:
+    """Mean of one Table 6 measure over a role's (model, task) cells of :func:`table6_scores`
+    (NaN when the role has none)."""
+    rows = scores[(scores["metric"] == metric) & (scores["role"] == role)]
+    return float(rows["value"].mean()) if len(rows) else NAN
+
+
+def change_rates(scores: pd.DataFrame) -> dict:
+    """How often a perturbation changes the prediction, per role, averaged over tasks (App. C.2's τ
+    read the other way): a paraphrase 1 − Sem, a swap 1 − Sym, a negation Neg."""
+    return {role: {"paraphrase": 1 - role_mean(scores, "semantic", role),
+                   "swap": 1 - role_mean(scores, "symmetric", role),
+                   "negation": role_mean(scores, "negational", role)}
+            for role in ("base", "instruction-tuned")}
+
+
+def accuracy_vs_chance(scores: pd.DataFrame) -> pd.DataFrame:
+    """The accuracy cells of :func:`table6_scores` with ``chance`` (a uniform guess: 1 / number of
+    labels of the task) and ``above`` (the interval's lower end is above it)."""
+    acc = scores[scores["metric"] == "accuracy"]
+    acc = acc.assign(chance=acc["task"].map(lambda t: 1 / len(becel.LABEL_NAMES[t])))
+    return acc.assign(above=acc["low"] > acc["chance"])
+
+
+def paper_base_lowest(paper6: pd.DataFrame) -> dict:
+    """In how many of Table 6's tasks the paper's LLaMA-7b has the lowest score of the 11 LLaMA models,
+    per consistency measure (``paper6``: :func:`ifhelpers.paper.becel_table6`)."""
+    llama6 = paper6[paper6["family"] == "llama"]
+    lowest = llama6.loc[llama6.groupby(["task", "metric"])["value"].idxmin()]
+    return {m: int((lowest[lowest["metric"] == m]["role"] == "base").sum())
+            for m in ("symmetric", "semantic", "negational")}
+
+
+def paper_table6_summary(paper6: pd.DataFrame) -> dict:
+    """The paper's Table 6 numbers the prose quotes (LLaMA rows): the range of Sem and of the accuracy,
+    in how many tasks the base model is lowest (:func:`paper_base_lowest`), and how often a paraphrase
+    (1 − Sem) and a negation (Neg) change the base model's prediction, in percent, averaged over tasks."""
+    llama6 = paper6[paper6["family"] == "llama"]
+    sem = llama6[llama6["metric"] == "semantic"]["value"]
+    acc = llama6[llama6["metric"] == "accuracy"]["value"]
+    base = llama6[llama6["role"] == "base"].groupby("metric")["value"].mean()
+    return {"paper_sem_min": float(sem.min()), "paper_sem_max": float(sem.max()),
+            "paper_acc_min": float(acc.min()), "paper_acc_max": float(acc.max()),
+            **{f"paper_base_lowest_{m}": n for m, n in paper_base_lowest(paper6).items()},
+            "paper_change_paraphrase_base": 100 * (1 - float(base["semantic"])),
+            "paper_change_negation_base": 100 * float(base["negational"])}
+
+
+def paper_table2_summary(paper2: pd.DataFrame) -> dict:
+    """The paper's Table 2 BECEL numbers the prose quotes (``paper2``: :func:`ifhelpers.paper.becel_table2`):
+    ``paper_<metric>_base`` (LLaMA-7b) and ``paper_<metric>_tuned`` (the mean of its tuned models)."""
+    tuned = paper2.groupby(["role", "metric"])["value"].mean()
+    base = paper2[paper2["role"] == "base"].set_index("metric")["value"]
+    out = {}
+    for metric in ("accuracy", "semantic", "negational"):
+        out[f"paper_{metric}_base"] = float(base[metric])
+        out[f"paper_{metric}_tuned"] = float(tuned[("instruction-tuned", metric)])
+    return out
+
+
+def table6_title(change: dict, n_above: int, n_cells: int) -> str:
+    """The figure's title: it says the classifiers are insensitive when, on average over the roles, a
+    negation changes fewer than 20% of their predictions (:func:`change_rates`) and fewer than half the
+    accuracy cells are above chance (:func:`accuracy_vs_chance`)."""
+    insensitive = np.nanmean([rates["negation"] for rates in change.values()]) < 0.2 and n_above < n_cells / 2
+    return ("Near-chance classifiers rarely change their label: high Sem and Sym, low Neg" if insensitive
+            else "BECEL consistency per task: our classifiers and the paper's")
+
+
 
 # --------------------------------------------------------------------------------------------------
-# 8. Figure
+# 4. Figure
 # --------------------------------------------------------------------------------------------------
 
 
@@ -896,3 +399,75 @@ def plot_table6(scores: pd.DataFrame, colors: dict, paper: pd.DataFrame | None =
         fig.suptitle(title, fontweight="bold")
     fig.tight_layout()
     return fig
+
+
+# --------------------------------------------------------------------------------------------------
+# 5. Headlines (Table 2's BECEL columns, Table 6)
+# --------------------------------------------------------------------------------------------------
+
+
+def task_average_difference(predictions: pd.DataFrame, base: str, tuned: str, metric: str,
+                            n_resamples: int = 2000, confidence: float = 0.95, seed: int = 0) -> dict:
+    """Table 2's BECEL number (§3: mean over tasks of the per-task mean, ×100), tuned − base, with a paired
+    percentile bootstrap that resamples the items of each task (both models score the same items):
+    :func:`ifhelpers.stats.stratified_mean_bootstrap` of the per-item differences, tasks as strata.
+
+    Returns ``diff``, ``low``, ``high`` (×100) and ``tasks`` (how many tasks both models scored)."""
+    scored = item_scores(predictions)
+    scored = scored[scored["metric"] == metric]
+    diffs = []
+    for _, group in scored.groupby("task", sort=False):
+        b = group[group["model"] == base].set_index(["set", "row"])["score"]
+        t = group[group["model"] == tuned].set_index(["set", "row"])["score"]
+        diff = (t - b).dropna().to_numpy(float)
+        if len(diff):
+            diffs.append(diff)
+    if not diffs:
+        return {"diff": NAN, "low": NAN, "high": NAN, "tasks": 0}
+    res = stats.stratified_mean_bootstrap(diffs, n_resamples, confidence, seed=seed)
+    return {"diff": 100 * res["estimate"], "low": 100 * res["low"], "high": 100 * res["high"],
+            "tasks": res["strata"]}
+
+
+def headlines(predictions: pd.DataFrame, table2: pd.DataFrame, paired: pd.DataFrame, base: str,
+              tuned_names: list[str], mode: str, n_resamples: int = 2000, seed: int = 0) -> list[dict]:
+    """The chapter's headline rows: BECEL accuracy and semantic / negational consistency averaged over
+    tasks (§3, Table 2; :func:`task_average_difference`) and the per-task cells (App. C.2, Table 6;
+    :func:`paired_table`), tuned − base, against the paper's LLaMA (and T5, Falcon) numbers."""
+    paper_all = pd.concat([paper_tables.becel_table2(2), paper_tables.becel_table2(5)], ignore_index=True)
+    paper_all = paper_all.pivot_table(index=["model", "role"], columns="metric", values="value",
+                                      sort=False).reset_index()
+    ours = table2.set_index(["model", "metric"])
+    rows = []
+    names = {"accuracy": "BECEL accuracy", "semantic": "BECEL semantic consistency (paraphrase)",
+             "negational": "BECEL negational consistency (negation)"}
+    for tuned in tuned_names:
+        for metric, label in names.items():
+            res = task_average_difference(predictions, base, tuned, metric, n_resamples, seed=seed)
+            b, t = ours["value"].get((base, metric), NAN), ours["value"].get((tuned, metric), NAN)
+            rows.append(row(
+                "§3, Table 2", f"{label}, mean over tasks, tuned − base (×100)",
+                paper_tables.direction_text(paper_all, metric),
+                f"{diff_text(res['diff'], res['low'], res['high'], '+.1f')} (base {b:.1f}, tuned {t:.1f})",
+                stats.verdict(res["diff"], res["low"], res["high"]), estimate=res["diff"], low=res["low"],
+                high=res["high"], base=base, tuned=tuned,
+                note=f"{res['tasks']} of the paper's 4 tasks; classifier: {mode}; paired bootstrap over items "
+                     f"within tasks"))
+    counts = paper_base_lowest(paper_tables.becel_table6())
+    cons = paired[paired["metric"].isin(["semantic", "symmetric", "negational"])] if len(paired) else paired
+    for tuned in tuned_names:
+        part = cons[cons["tuned"] == tuned] if len(cons) else cons
+        cells = [stats.verdict(r["mean_diff"], r["diff_low"], r["diff_high"]) for _, r in part.iterrows()]
+        up = sum(c == "yes" for c in cells)
+        down = sum(c == "no" for c in cells)
+        higher = int((part["mean_diff"] > 0).sum()) if len(part) else 0
+        rows.append(row(
+            "§3, App. C.2, Table 6", "BECEL consistency per task and measure, tuned − base",
+            "LLaMA-7b is the least consistent of the 11 LLaMA models in "
+            f"{counts['semantic']} of 4 tasks under Sem, {counts['symmetric']} under Sym, "
+            f"{counts['negational']} under Neg: mixed per task",
+            f"tuned higher in {higher} of {len(part)} (task, measure) cells; "
+            f"interval above 0 in {up}, below 0 in {down}",
+            combine(cells), base=base, tuned=tuned,
+            note=f"classifier: {mode}; paired bootstrap over items per cell"))
+    return rows

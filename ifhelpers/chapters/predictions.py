@@ -529,6 +529,8 @@ def footnote4_rule(summary: pd.DataFrame, base: str, metric: str = "consistency"
 
     The paper calls a ParaRel consistency difference significant when it exceeds the base model's
     standard deviation over the three prompts (1.4 points for LLaMA). ``summary`` is :func:`pararel_summary`.
+
+    paper: footnote 4
     """
     threshold = float(summary.loc[base, f"{metric}_std"])
     out = summary[["role", metric, f"{metric}_std"]].copy()

@@ -444,29 +444,21 @@ def unit_table(reps: np.ndarray, design: Design) -> pd.DataFrame:
     ``reps`` holds one representation per item of ``design`` (``(n_items, d)``). Columns
     ``unit_id``, ``n_members``, ``cos_para`` (eq. 2, mean over pairs), ``cos_para_literal`` (eq. 2
     as printed, ``1/M`` times the ordered-pair sum), ``cos_nonpara`` (mean over the set's eq. 4
-    pairs), ``n_nonpara`` and ``gap = cos_para − cos_nonpara``. With equally many pairs per set the
-    mean of ``gap`` equals :func:`ifhelpers.metrics.cosine.paraphrase_gap` on the same pairs.
+    pairs), ``n_nonpara`` and ``gap = cos_para − cos_nonpara``: Table 1's gap per set,
+    :func:`ifhelpers.metrics.cosine.paraphrase_gap_per_set`. With equally many pairs per set the mean of
+    ``gap`` is eq. 3 − eq. 4.
     """
     reps = np.asarray(reps)
     if reps.ndim != 2 or reps.shape[0] != len(design.items):
         raise ValueError(f"reps must be (n_items={len(design.items)}, d); got {reps.shape}")
     units = design.units
     member = design.items["set_id"].isin(units).to_numpy()
-    set_ids = design.items["set_id"].to_numpy()[member]
-    para = metrics.cosine.paraphrase_cosine_per_set(reps[member], set_ids)["cos"]
-    literal = metrics.cosine.paraphrase_cosine_per_set(reps[member], set_ids, normalisation="paper_literal")["cos"]
-    sizes = pd.Series(set_ids).value_counts()
     non = design.nonparaphrase
-    cos = metrics.cosine.pair_cosines(reps[non["row_a"].to_numpy()], reps[non["row_b"].to_numpy()])
-    nonpara = pd.Series(cos).groupby(non["unit_id"].to_numpy()).agg(["mean", "size"])
-    out = pd.DataFrame({"unit_id": units})
-    out["n_members"] = sizes.reindex(units).to_numpy()
-    out["cos_para"] = para.reindex(units).to_numpy()
-    out["cos_para_literal"] = literal.reindex(units).to_numpy()
-    out["cos_nonpara"] = nonpara["mean"].reindex(units).to_numpy()
-    out["n_nonpara"] = nonpara["size"].reindex(units).to_numpy()
-    out["gap"] = out["cos_para"] - out["cos_nonpara"]
-    return out
+    table = metrics.cosine.paraphrase_gap_per_set(reps[member], design.items["set_id"].to_numpy()[member],
+                                                  reps[non["row_a"].to_numpy()], reps[non["row_b"].to_numpy()],
+                                                  non["unit_id"].to_numpy())
+    return table.reindex(units).rename_axis("unit_id").reset_index()[
+        ["unit_id", "n_members", "cos_para", "cos_para_literal", "cos_nonpara", "n_nonpara", "gap"]]
 
 
 def model_units(lm: LoadedModel, designs: dict, pararel_queries: pd.DataFrame | None = None,

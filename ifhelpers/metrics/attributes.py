@@ -62,6 +62,8 @@ def attribute_set(
     neither paper mentions lower-casing. The stopword test is case-insensitive ("The"
     is dropped like "the") because NLTK's list is lower-case. Use ``lowercase=True``
     here *and* in :func:`subject_attribute_rate` to match case-insensitively.
+
+    paper: App. D
     """
     stop = _stopword_set(stopwords)
     out = set()
@@ -95,6 +97,8 @@ def subject_attribute_rate(
     Returns
     -------
     float for one list, array (L,) for one list per layer.
+
+    paper: Fig. 2
     """
     if isinstance(top_tokens, str):
         raise TypeError("pass a ranked sequence of token strings, not a single string")

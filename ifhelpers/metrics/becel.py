@@ -24,16 +24,48 @@ def _aligned(a, b, names=("a", "b")):
     return a, b
 
 
-def accuracy(predictions, labels) -> float:
-    """Share of predictions equal to the gold labels (BECEL "Acc.", Table 6)."""
+def item_accuracy(predictions, labels) -> np.ndarray:
+    """Per item, 1 where the prediction equals the gold label, else 0 (int array); its mean is BECEL's
+    "Acc." (:func:`accuracy`), App. C.2, Table 6.
+    """
     p, y = _aligned(predictions, labels, ("predictions", "labels"))
-    return float(np.mean(p == y))
+    return (p == y).astype(int)
+
+
+def accuracy(predictions, labels) -> float:
+    """Share of predictions equal to the gold labels (BECEL "Acc.", Table 6): the mean of
+    :func:`item_accuracy`. Table 2's "BECEL Acc." is its mean over the four tasks.
+
+    paper: Table 6 Acc.
+    """
+    return float(np.mean(item_accuracy(predictions, labels)))
+
+
+def becel_item_consistency(pred_original, pred_perturbed, kind: str) -> np.ndarray:
+    """Per item, 1 where the classifier behaves as BECEL's code asks, else 0 (int array); its mean is
+    :func:`becel_consistency` (1 − τ of App. C.2, read as BECEL's code reads it).
+
+    BECEL's ``src/evaluation_metrics.py`` (github.com/MJ-Jang/BECEL, commit 65851497)::
+
+        semantic_inconsistency:  inconsistency = 1 - accuracy_score(prediction_original, prediction_paraphrase)
+        symmetric_inconsistency: inconsistency = 1 - accuracy_score(prediction_original, prediction_symmetric)
+        negational_inconsistency: inconsistency = accuracy_score(prediction_original, prediction_negated)
+
+    so an item is consistent when its two predictions are equal (``"semantic"``: paraphrased input,
+    ``"symmetric"``: swapped sentence order) or differ (``"negational"``: negated input; any change
+    counts, whatever the gold labels, see :func:`becel_consistency`).
+    """
+    if kind not in BECEL_KINDS:
+        raise ValueError(f"kind must be one of {BECEL_KINDS}; got {kind!r}")
+    orig, pert = _aligned(pred_original, pred_perturbed, ("pred_original", "pred_perturbed"))
+    return (orig != pert).astype(int) if kind == "negational" else (orig == pert).astype(int)
 
 
 def becel_consistency(
     pred_original, pred_perturbed, kind: str, condition_on=None
 ) -> float:
-    """BECEL consistency, 1 − inconsistency, as BECEL's own code computes it (App. C.2).
+    """BECEL consistency, 1 − inconsistency, as BECEL's own code computes it (App. C.2): the mean of
+    :func:`becel_item_consistency` over the items.
 
     App. C.2 prints τ with the indicators swapped relative to "consistency = 1 − τ"
     (read literally, its "consistency" would be the *inconsistency*). We follow the
@@ -63,7 +95,10 @@ def becel_consistency(
     although its docstring says "correct answer"), e.g. 2 (contradiction, a symmetric
     relation) for SNLI symmetry. BECEL's code tests ``if condition_correct_prediction:``,
     so passing class 0 silently disables the conditioning there; here 0 is a class
-    like any other. The paper reports the unconditioned measure (default ``None``).
+    like any other. The paper reports the unconditioned measure (default ``None``). Table 2's
+    "BECEL Cons." (semantic / negation) is its mean over the four tasks.
+
+    paper: Table 6 Sym/Sem/Neg
 
     Returns
     -------
@@ -79,8 +114,7 @@ def becel_consistency(
         if not keep.any():
             raise ValueError(f"no item has original prediction {condition_on!r}")
         orig, pert = orig[keep], pert[keep]
-    agree = float(np.mean(orig == pert))
-    return 1.0 - agree if kind == "negational" else agree
+    return float(np.mean(becel_item_consistency(orig, pert, kind)))
 
 
 def becel_label_consistency(

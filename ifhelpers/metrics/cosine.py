@@ -152,6 +152,8 @@ def paraphrase_cosine_per_set(
     -------
     DataFrame indexed by ``set_id`` (first-appearance order), with one column ``"cos"``
     for 2-D input or one column per layer (``layer`` 0..L-1) for 3-D input.
+
+    paper: eq. 2
     """
     _check_normalisation(normalisation)
     arr = _as_reps(reps)
@@ -182,6 +184,8 @@ def paraphrase_cosine(
     Returns a float for ``(n, d)`` input or an ``(L,)`` array for ``(n, L, d)`` input
     (the per-layer curves of §4 Fig. 4). Arguments as in
     :func:`paraphrase_cosine_per_set`, whose rows this averages with equal weight.
+
+    paper: eq. 3
     """
     per_set = paraphrase_cosine_per_set(reps, set_ids, normalisation, drop_singletons)
     values = per_set.to_numpy().mean(axis=0)
@@ -200,6 +204,8 @@ def sample_nonparaphrase_pairs(set_ids, n_pairs: int, seed: int = 0) -> np.ndarr
     Returns
     -------
     int array (K, 2): rows ``k`` and ``l`` of the representation array.
+
+    paper: eq. 4 pairs
     """
     n_pairs = int(n_pairs)
     if n_pairs < 1:
@@ -263,8 +269,10 @@ def nonparaphrase_cosine(reps, set_ids, n_pairs: int = 1000, seed: int = 0, pair
     """cos(¬paraph.): mean cosine over K random non-paraphrase pairs (App. B.1 eq. 4).
 
     Pairs come from :func:`sample_nonparaphrase_pairs` (``n_pairs``, ``seed``) unless
-    ``pairs`` (int array (K, 2) of row indices) is given. Returns a float or an ``(L,)``
+    ``pairs`` (int array (K, 2) of row indices, or that function's frame) is given. Returns a float or an ``(L,)``
     array. For MRPC's explicit non-paraphrase pairs use :func:`pair_cosines` directly.
+
+    paper: eq. 4
     """
     arr = _as_reps(reps)
     if pairs is None:
@@ -304,6 +312,8 @@ def paraphrase_gap(
     Returns
     -------
     float, or array (L,) for ``(n, L, d)`` input (one gap per layer).
+
+    paper: Fig. 4
     """
     para = paraphrase_cosine(reps, set_ids, normalisation, drop_singletons)
     if nonparaphrase is None:
@@ -322,6 +332,41 @@ def paraphrase_gap(
                 f"layer count mismatch: {np.shape(para)} vs {np.shape(non)}"
             )
     return _scalar_or_layers(np.asarray(para) - np.asarray(non))
+
+
+def paraphrase_gap_per_set(reps, set_ids, pair_a, pair_b, pair_sets) -> pd.DataFrame:
+    """The gap of Table 1 per paraphrase set, the units a bootstrap over sets resamples (App. B.1).
+
+    For every paraphrase set p_i (rows of ``reps`` labelled by ``set_ids``; sets of one member are
+    left out): ``cos_para`` = cos(p_i) (eq. 2, mean over pairs), ``cos_para_literal`` (eq. 2 as
+    printed, see :func:`mean_pairwise_cosine`), ``cos_nonpara`` = the mean cosine of the
+    non-paraphrase pairs attached to p_i (aligned rows ``pair_a[k]``, ``pair_b[k]`` with
+    ``pair_sets[k]`` = p_i: the pairs of :func:`sample_nonparaphrase_pairs`, or MRPC's own), their
+    number ``n_nonpara``, the set size ``n_members`` and ``gap = cos_para − cos_nonpara``. With as
+    many pairs for every set, the mean of ``gap`` over sets is eq. 3 − eq. 4 exactly.
+
+    ``reps`` and the pair arrays are ``(n, d)`` (one layer). Returns a DataFrame indexed by ``set_id``
+    (first-appearance order of the sets).
+
+    paper: Table 1; Table 4
+    """
+    arr = _as_reps(reps)
+    if arr.ndim != 2:
+        raise ValueError(f"reps must be (n, d) for the per-set gap; got shape {arr.shape}")
+    para = paraphrase_cosine_per_set(arr, set_ids, drop_singletons=True)["cos"]
+    literal = paraphrase_cosine_per_set(arr, set_ids, "paper_literal", drop_singletons=True)["cos"]
+    sizes = pd.Series(list(set_ids)).value_counts()
+    codes, groups = _codes(pair_sets, np.asarray(pair_a).shape[0], name="pair_sets")
+    non = pd.Series(pair_cosines(pair_a, pair_b)).groupby(groups[codes].to_numpy()).agg(["mean", "size"])
+    missing = para.index.difference(non.index)
+    if len(missing):
+        raise ValueError(f"paraphrase sets without non-paraphrase pairs, e.g. {list(missing[:3])}")
+    out = pd.DataFrame({"n_members": sizes.reindex(para.index).to_numpy(), "cos_para": para.to_numpy(),
+                        "cos_para_literal": literal.reindex(para.index).to_numpy(),
+                        "cos_nonpara": non["mean"].reindex(para.index).to_numpy(),
+                        "n_nonpara": non["size"].reindex(para.index).to_numpy()}, index=para.index)
+    out["gap"] = out["cos_para"] - out["cos_nonpara"]
+    return out
 
 
 def grouped_pair_cosine(reps, pairs, groups) -> pd.DataFrame:
@@ -343,6 +388,8 @@ def grouped_pair_cosine(reps, pairs, groups) -> pd.DataFrame:
     -------
     DataFrame indexed by group (first-appearance order) with column ``"cos"`` or one
     column per layer; ``.mean()`` gives the macro average over groups.
+
+    paper: Fig. 6-7
     """
     arr = _as_reps(reps)
     pairs = _pairs_array(pairs, arr.shape[0])

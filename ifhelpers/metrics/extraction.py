@@ -1,4 +1,4 @@
-"""Extraction rate of attention and MLP updates (paper §4 eq. 1, Fig. 5, App. F Fig. 8).
+"""Extraction events and rate of attention and MLP updates (paper §4 eq. 1, Fig. 5, App. F Fig. 8).
 
 Pure: arrays or tidy frames in, numbers out; nothing here imports the rest of the package
 except its sibling metric modules.
@@ -9,12 +9,13 @@ from __future__ import annotations
 import numpy as np
 
 
-def extraction_rate(update_top1, final_prediction) -> np.ndarray:
-    """Per-layer extraction rate of MHSA or MLP updates (§4 eq. 1, Fig. 5, App. F Fig. 8).
+def extraction_events(update_top1, final_prediction) -> np.ndarray:
+    """Extraction event per query and layer (§4 eq. 1): the update's top-1 token is the final prediction.
 
     An extraction event at layer l happens when the top-1 token of the update projected
     to the vocabulary, ``argmax(E a_l)`` (MHSA) or ``argmax(E f_l)`` (MLP), equals the
-    model's final top-1 prediction o*. The rate is the share of queries with an event.
+    model's final top-1 prediction o*. :func:`extraction_rate` is the mean of these events
+    over queries.
 
     Parameters
     ----------
@@ -23,7 +24,7 @@ def extraction_rate(update_top1, final_prediction) -> np.ndarray:
 
     Returns
     -------
-    float array (L,)
+    bool array (n, L)
     """
     top = np.asarray(update_top1)
     final = np.asarray(final_prediction)
@@ -40,4 +41,23 @@ def extraction_rate(update_top1, final_prediction) -> np.ndarray:
     for name, arr in (("update_top1", top), ("final_prediction", final)):
         if not np.issubdtype(arr.dtype, np.integer):
             raise ValueError(f"{name} must hold integer token ids; got dtype {arr.dtype}")
-    return np.mean(top == final[:, None], axis=0)
+    return top == final[:, None]
+
+
+def extraction_rate(update_top1, final_prediction) -> np.ndarray:
+    """Per-layer extraction rate of MHSA or MLP updates (§4 eq. 1, Fig. 5, App. F Fig. 8).
+
+    The share of queries with an extraction event (:func:`extraction_events`) at each layer.
+
+    Parameters
+    ----------
+    update_top1 : int array (n, L), token id of argmax(E a_l) per query and layer
+    final_prediction : int array (n,), token id of o*
+
+    Returns
+    -------
+    float array (L,)
+
+    paper: Fig. 5, 8
+    """
+    return np.mean(extraction_events(update_top1, final_prediction), axis=0)

@@ -20,6 +20,8 @@ def mmlu_predictions(choice_logprobs) -> np.ndarray:
     ``choice_logprobs`` is ``(n, 4)``, the log-probability of the answer letters A-D
     after the prompt. Ties go to the first (lowest) option, as ``np.argmax`` does.
     Returns an int array (n,) of option indices 0-3.
+
+    paper: §3 MMLU prediction
     """
     lp = np.asarray(choice_logprobs, dtype=np.float64)
     if lp.ndim != 2 or lp.shape[0] == 0 or lp.shape[1] < 2:
@@ -75,6 +77,8 @@ def mmlu_summary(frame: pd.DataFrame, **columns) -> pd.Series:
     paper); ``spread`` is the per-shuffling spread of :func:`mmlu_spread` averaged over
     shufflings. Both are fractions (Table 2 shows percent). ``columns`` renames the
     ``instruction``/``shuffle``/``correct`` columns as in :func:`mmlu_spread`.
+
+    paper: Table 2 MMLU
     """
     table = mmlu_spread(frame, **columns)
     acc = table.drop(columns="spread")

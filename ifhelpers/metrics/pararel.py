@@ -60,6 +60,8 @@ def pararel_query_pairs(predictions: pd.DataFrame) -> pd.DataFrame:
     ``template_a``, ``template_b``, ``row_a``, ``row_b`` (positional rows of
     ``predictions``, i.e. of an aligned representation array), ``prediction_a``,
     ``prediction_b`` and ``consistent`` (bool). Facts with a single query give no pair.
+
+    paper: §3 ParaRel pairs
     """
     _check_pararel(predictions)
     left = predictions[["relation", "fact_id", "template_id", "prediction"]].copy()
@@ -96,6 +98,8 @@ def pararel_scores(predictions: pd.DataFrame) -> pd.DataFrame:
     -------
     DataFrame indexed by ``relation`` with columns ``n_facts``, ``n_queries``,
     ``n_pairs``, ``accuracy``, ``consistency`` (fractions in [0, 1]).
+
+    paper: Table 2 ParaRel
     """
     _check_pararel(predictions)
     gold = predictions["gold"].map(_gold_set)
@@ -134,6 +138,8 @@ def pararel_macro(predictions_or_scores: pd.DataFrame) -> pd.Series:
     Accepts the tidy predictions (passed through :func:`pararel_scores`) or an
     already computed per-relation table. Returns a Series ``accuracy``,
     ``consistency``, ``n_relations``; values are fractions (Table 2 shows percent).
+
+    paper: Table 2 ParaRel macro
     """
     frame = predictions_or_scores
     if not {"accuracy", "consistency"}.issubset(getattr(frame, "columns", [])):

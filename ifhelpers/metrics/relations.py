@@ -20,6 +20,8 @@ def relation_similarity(reps, pairs, relations, per_relation: bool = False):
     ending in different tokens, footnote 6) is the caller's job. Returns the macro
     average, a float or ``(L,)`` array, or with ``per_relation=True`` the per-relation
     table of :func:`grouped_pair_cosine`.
+
+    paper: Fig. 3
     """
     table = grouped_pair_cosine(reps, pairs, relations)
     if per_relation:

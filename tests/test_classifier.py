@@ -1,6 +1,6 @@
-"""Fine-tuning and BECEL consistency machinery (paper §3 Table 2, App. C.2 Table 6), on a tiny
-random-weight Llama: seeded training, per-epoch checkpoints and resume, the shared evaluation, the
-paper's Table 6 transcription."""
+"""The BECEL classifier machinery (paper §3, App. C.2; ifhelpers.train.classifier), on a tiny
+random-weight Llama: the inputs, the capped data, seeded training, per-epoch checkpoints and resume,
+the three modes and the shared evaluation."""
 
 from pathlib import Path
 
@@ -10,8 +10,7 @@ import pytest
 import torch
 
 from ifhelpers.data import sources
-from ifhelpers.chapters import becel as finetune
-from ifhelpers import metrics
+from ifhelpers.train import classifier
 from ifhelpers.model import models
 
 MIRROR = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -76,7 +75,7 @@ def _set(frame, kind):
 
 def _data(n_train=40, n_eval=12):
     ev = _pairs(n_eval, 2)
-    return finetune.TaskData("rte", _pairs(n_train, 0), _pairs(n_eval, 1), ev,
+    return classifier.TaskData("rte", _pairs(n_train, 0), _pairs(n_eval, 1), ev,
                              {k: _set(ev, k) for k in ("symmetric", "semantic", "negational")}, "synthetic")
 
 
@@ -86,114 +85,46 @@ def isolated(tmp_path, monkeypatch):
     return tmp_path
 
 
-CONFIG = finetune.FinetuneConfig(mode="probe", learning_rates=(5e-2, 1e-2), batch_size=8, max_epochs=4, patience=2)
+CONFIG = classifier.FinetuneConfig(mode="probe", learning_rates=(5e-2, 1e-2), batch_size=8, max_epochs=4, patience=2)
 
 
 # ------------------------------------------------------------------------------------------ inputs
 
 
 def test_format_input_per_task():
-    assert finetune.format_input("snli", "A man.", "A person.") == (
+    assert classifier.format_input("snli", "A man.", "A person.") == (
         "Premise: A man.\nHypothesis: A person.\nDoes the premise entail the hypothesis?\nAnswer:")
-    assert finetune.format_input("mrpc", "x", "y").startswith("Sentence 1: x\nSentence 2: y\n")
-    wic = finetune.format_input("wic", "He ran.", "She ran.", word="run")
+    assert classifier.format_input("mrpc", "x", "y").startswith("Sentence 1: x\nSentence 2: y\n")
+    wic = classifier.format_input("wic", "He ran.", "She ran.", word="run")
     assert wic.startswith("Word: run\nSentence 1: He ran.") and wic.endswith("Answer:")
     with pytest.raises(ValueError):
-        finetune.format_input("wic", "a", "b")
-    dialogue = finetune.format_input("rte", "a", "b", prompt_format="open-instruct")
+        classifier.format_input("wic", "a", "b")
+    dialogue = classifier.format_input("rte", "a", "b", prompt_format="open-instruct")
     assert dialogue.startswith("<|user|>\nPremise: a") and dialogue.endswith("<|assistant|>\nAnswer:")
 
 
 def test_task_texts_perturbed_side():
     frame = _set(_pairs(3, 0), "symmetric")
-    orig = finetune.task_texts(frame, "rte")
-    swapped = finetune.task_texts(frame, "rte", which="perturbed")
+    orig = classifier.task_texts(frame, "rte")
+    swapped = classifier.task_texts(frame, "rte", which="perturbed")
     assert orig[0].startswith(f"Premise: {frame.text_a[0]}") and swapped[0].startswith(f"Premise: {frame.text_b[0]}")
 
 
 @pytest.mark.skipif(not MIRROR.is_dir(), reason="offline mirror not found")
 def test_task_data_caps_are_seeded(monkeypatch):
     monkeypatch.setenv(sources.ENV_DATA, str(MIRROR))
-    a = finetune.task_data("rte", n_train=10, n_eval=5, seed=0)
-    b = finetune.task_data("rte", n_train=10, n_eval=5, seed=0)
-    c = finetune.task_data("rte", n_train=10, n_eval=5, seed=1)
+    a = classifier.task_data("rte", n_train=10, n_eval=5, seed=0)
+    b = classifier.task_data("rte", n_train=10, n_eval=5, seed=0)
+    c = classifier.task_data("rte", n_train=10, n_eval=5, seed=1)
     assert a.sizes() == {"train": 10, "dev": 5, "eval": 5, "symmetric": 5, "semantic": 5, "negational": 5}
     assert a.train["row"].tolist() == b.train["row"].tolist() != c.train["row"].tolist()
     assert a.sets["negational"]["row"].tolist() == b.sets["negational"]["row"].tolist()
     assert "n_train=10" in a.note and a.n_labels == 2
     # RTE's symmetric pairs are swapped training pairs: drawn from this run's training pairs first
-    big = finetune.task_data("rte", n_train=200, n_eval=20, seed=0)
+    big = classifier.task_data("rte", n_train=200, n_eval=20, seed=0)
     trained = set(zip(big.train["text_a"], big.train["text_b"]))
     sym = big.sets["symmetric"]
     assert all(p in trained for p in zip(sym["perturbed_a"], sym["perturbed_b"]))
-
-
-# ------------------------------------------------------------------------------------------ scores
-
-
-def _predictions(orig, pert, labels, kind):
-    n = len(orig)
-    return pd.DataFrame({"model": "m", "role": "base", "mode": "probe", "task": "rte", "set": kind,
-                         "row": np.arange(n), "label": labels, "perturbed_label": pd.array([pd.NA] * n, "Int64"),
-                         "pred_original": orig, "pred_perturbed": pert})
-
-
-def test_table6_scores_follow_becel_code():
-    rng = np.random.default_rng(0)
-    o, p, y = rng.integers(0, 2, 30), rng.integers(0, 2, 30), rng.integers(0, 2, 30)
-    frames = [_predictions(o, p, y, k) for k in ("symmetric", "semantic", "negational")]
-    frames.append(_predictions(o, np.full(30, -1), y, "eval"))
-    scores = finetune.table6_scores(pd.concat(frames, ignore_index=True), n_resamples=200).set_index("metric")
-    assert scores.loc["semantic", "value"] == pytest.approx(metrics.becel.becel_consistency(o, p, "semantic"))
-    assert scores.loc["negational", "value"] == pytest.approx(metrics.becel.becel_consistency(o, p, "negational"))
-    assert scores.loc["accuracy", "value"] == pytest.approx(metrics.becel.accuracy(o, y))
-    assert (scores["low"] <= scores["value"]).all() and (scores["value"] <= scores["high"]).all()
-    assert list(scores.index) == ["symmetric", "semantic", "negational", "accuracy"]
-
-
-def test_constant_classifier_is_trivially_consistent():
-    ones = np.ones(10, dtype=int)
-    frames = [_predictions(ones, ones, ones, k) for k in ("symmetric", "semantic", "negational")]
-    frames.append(_predictions(ones, -ones, np.arange(10) % 2, "eval"))
-    scores = finetune.table6_scores(pd.concat(frames, ignore_index=True), n_resamples=100).set_index("metric")
-    assert scores.loc["semantic", "value"] == 1 and scores.loc["symmetric", "value"] == 1
-    assert scores.loc["negational", "value"] == 0 and scores.loc["accuracy", "value"] == 0.5
-    assert (scores["majority_share"] == 1).all()
-
-
-def test_table2_averages_tasks_and_compare_roles():
-    rng = np.random.default_rng(1)
-    frames = []
-    for model, role in (("b", "base"), ("t", "instruction-tuned")):
-        for task in ("rte", "mrpc"):
-            for kind in ("semantic", "negational", "eval"):
-                f = _predictions(rng.integers(0, 2, 20), rng.integers(0, 2, 20), rng.integers(0, 2, 20), kind)
-                f["model"], f["role"], f["task"] = model, role, task
-                frames.append(f)
-    preds = pd.concat(frames, ignore_index=True)
-    t2 = finetune.table2_becel(preds, n_resamples=200)
-    six = finetune.table6_scores(preds, n_resamples=100)
-    for (model, metric), value in t2.set_index(["model", "metric"])["value"].items():
-        expected = 100 * six[(six.model == model) & (six.metric == metric)]["value"].mean()
-        assert value == pytest.approx(expected)
-    assert (t2["tasks"] == 2).all()
-    cmp = finetune.compare_roles(preds, "b", "t", n_resamples=200)
-    assert len(cmp) == 6 and {"mean_diff", "diff_low", "wilcoxon_p"} <= set(cmp.columns)
-
-
-# ------------------------------------------------------------------------------------------ paper
-
-
-def test_negation_label_aware_diagnostic():
-    o, p = np.array([0, 0, 1, 1]), np.array([1, 0, 1, 0])
-    frame = _predictions(o, p, np.array([0, 0, 1, 1]), "negational")
-    frame["perturbed_label"] = pd.array([1, 1, 1, 1], dtype="Int64")  # labels flip on rows 0, 1 only
-    out = finetune.negation_label_aware(frame).iloc[0]
-    assert out["BECEL rule (changes)"] == pytest.approx(0.5)
-    assert out["label-aware"] == pytest.approx(metrics.becel.becel_label_consistency(o, p, [0, 0, 1, 1], [1, 1, 1, 1]))
-    assert out["label-aware"] == pytest.approx(0.5) and out["share of pairs whose gold label flips"] == 0.5
-
-
 
 
 # ------------------------------------------------------------------------------------------ training
@@ -201,8 +132,8 @@ def test_negation_label_aware_diagnostic():
 
 def test_probe_features_are_the_sequence_classifier_input(isolated):
     lm = _tiny_lm()
-    texts = finetune.task_texts(_pairs(5, 0), "rte")
-    probe = finetune.ProbeBackend(lm, 2, cache=isolated / "acts", progress=False)
+    texts = classifier.task_texts(_pairs(5, 0), "rte")
+    probe = classifier.ProbeBackend(lm, 2, cache=isolated / "acts", progress=False)
     probe.prepare(texts)
     ids = [lm.tokenizer(t)["input_ids"] for t in texts]
     with torch.no_grad():
@@ -213,7 +144,7 @@ def test_probe_features_are_the_sequence_classifier_input(isolated):
 
 def _probe_run(root, callback=None, config=CONFIG, lm=None):
     lm = lm or _tiny_lm()
-    return finetune.finetune_task(lm, _data(), config, cache=root / "acts", checkpoint_root=root / "ckpt",
+    return classifier.finetune_task(lm, _data(), config, cache=root / "acts", checkpoint_root=root / "ckpt",
                                   progress=False, callback=callback)
 
 
@@ -256,14 +187,14 @@ def test_interrupted_training_resumes_from_last_checkpoint(isolated):
 def test_checkpoint_key_depends_on_hyperparameters(isolated):
     lm = _tiny_lm()
     args = (["x"], [0], ["y"], [1])
-    base = finetune.run_folder(lm, "rte", 1e-4, CONFIG, *args, root=isolated)
-    assert base == finetune.run_folder(lm, "rte", 1e-4, CONFIG, *args, root=isolated)
-    assert base != finetune.run_folder(lm, "rte", 5e-5, CONFIG, *args, root=isolated)
+    base = classifier.run_folder(lm, "rte", 1e-4, CONFIG, *args, root=isolated)
+    assert base == classifier.run_folder(lm, "rte", 1e-4, CONFIG, *args, root=isolated)
+    assert base != classifier.run_folder(lm, "rte", 5e-5, CONFIG, *args, root=isolated)
     from dataclasses import replace
 
-    assert base != finetune.run_folder(lm, "rte", 1e-4, replace(CONFIG, seed=1), *args, root=isolated)
-    assert base != finetune.run_folder(lm, "rte", 1e-4, replace(CONFIG, mode="lora"), *args, root=isolated)
-    assert base != finetune.run_folder(lm, "mrpc", 1e-4, CONFIG, *args, root=isolated)
+    assert base != classifier.run_folder(lm, "rte", 1e-4, replace(CONFIG, seed=1), *args, root=isolated)
+    assert base != classifier.run_folder(lm, "rte", 1e-4, replace(CONFIG, mode="lora"), *args, root=isolated)
+    assert base != classifier.run_folder(lm, "mrpc", 1e-4, CONFIG, *args, root=isolated)
 
 
 @pytest.mark.parametrize("mode", ["lora", "full"])
@@ -271,8 +202,8 @@ def test_lora_and_full_give_the_model_back_unchanged(isolated, mode):
     lm = _tiny_lm()
     before = {k: v.clone() for k, v in lm.model.state_dict().items()}
     grads = {n: p.requires_grad for n, p in lm.model.named_parameters()}
-    config = finetune.FinetuneConfig(mode=mode, learning_rates=(1e-2,), batch_size=8, max_epochs=2, patience=1)
-    result = finetune.finetune_task(lm, _data(16, 6), config, checkpoint_root=isolated / "ckpt", progress=False)
+    config = classifier.FinetuneConfig(mode=mode, learning_rates=(1e-2,), batch_size=8, max_epochs=2, patience=1)
+    result = classifier.finetune_task(lm, _data(16, 6), config, checkpoint_root=isolated / "ckpt", progress=False)
     after = lm.model.state_dict()
     assert set(after) == set(before)  # no adapter left behind
     for k, v in before.items():
@@ -288,7 +219,27 @@ def test_lora_and_full_give_the_model_back_unchanged(isolated, mode):
 
 
 def test_resolve_mode():
-    assert finetune.resolve_mode("probe") == "probe"
-    assert finetune.resolve_mode("auto") in ("probe", "full")
+    assert classifier.resolve_mode("probe") == "probe"
+    assert classifier.resolve_mode("auto") in ("probe", "full")
     with pytest.raises(ValueError):
-        finetune.resolve_mode("adapter")
+        classifier.resolve_mode("adapter")
+
+
+def test_predict_task_sends_each_text_once_and_keeps_both_sides():
+    data = classifier.TaskData("rte", _pairs(4, 0), _pairs(2, 1), _pairs(3, 2),
+                               {"negational": _set(_pairs(3, 2), "negational")}, "")
+    calls = []
+
+    def predict(texts):
+        calls.append(list(texts))
+        return [int("not" in t) for t in texts]  # 1 on a negated input
+
+    def text_fn(frame, which="original"):
+        return classifier.task_texts(frame, "rte", which=which)
+
+    out = classifier.predict_task(predict, data, text_fn)
+    assert len(calls) == 1 and len(calls[0]) == len(set(calls[0])) == 6  # 3 originals, 3 negated, shared
+    assert out["set"].tolist() == ["eval"] * 3 + ["negational"] * 3
+    assert out["pred_original"].tolist() == [0] * 6
+    assert out["pred_perturbed"].tolist() == [-1] * 3 + [1] * 3
+    assert out["perturbed_label"].dtype == "Int64" and out["perturbed_label"].isna().sum() == 3

@@ -1,15 +1,13 @@
-"""The chapters' headline findings: verdicts, the paper's numbers as text, where the tables go."""
+"""Headline rows (ifhelpers.findings), the verdict rule (stats.verdict) and where results.save_headlines writes them."""
 
 from __future__ import annotations
 
 import time
 
 import numpy as np
-import pandas as pd
 import pytest
 
-from ifhelpers.chapters import headlines as hl
-from ifhelpers import findings, results
+from ifhelpers import findings, results, stats
 
 
 @pytest.mark.parametrize(("diff", "low", "high", "sign", "expected"), [
@@ -21,7 +19,7 @@ from ifhelpers import findings, results
     (float("nan"), float("nan"), float("nan"), 1, "not defined"),
 ])
 def test_verdict_reads_the_interval_against_the_papers_direction(diff, low, high, sign, expected):
-    assert hl.verdict(diff, low, high, paper_sign=sign) == expected
+    assert stats.verdict(diff, low, high, paper_sign=sign) == expected
     assert expected in findings.DIRECTION_VALUES
 
 
@@ -32,16 +30,6 @@ def test_combine_cells():
     assert findings.combine([]) == "not defined"
 
 
-
-
-def test_vector_space_rows_come_from_the_comparison():
-    comparison = pd.DataFrame([{"dataset": "mrpc", "base": "b", "tuned": "t", "n_sets": 5, "base_gap": 0.1,
-                                "tuned_gap": 0.3, "mean_diff": 0.2, "diff_low": 0.1, "diff_high": 0.3,
-                                "wilcoxon_p": 0.01}])
-    (row,) = hl.vector_space(comparison, {"mrpc": "MRPC"})
-    assert row["estimate"] == pytest.approx(0.2) and row["direction_holds"] == "yes"
-    assert row["ours"].startswith("+0.200 [+0.100, +0.300]")
-    assert row["paper"].startswith("LLaMA-7b 0.010; 10 tuned 0.014-0.045, 10 larger")
 
 
 def test_save_headlines_goes_to_the_book_build_folder(tmp_path, monkeypatch):
