@@ -306,29 +306,38 @@ def mmlu_frame():
     return pd.DataFrame(rows, columns=["shuffle", "instruction", "question", "correct"])
 
 
-def test_mmlu_spread_and_summary():
-    table = m.mmlu.mmlu_spread(mmlu_frame())
-    np.testing.assert_allclose(table.loc[0, ["i1", "i2", "i3"]].astype(float), [0.5, 0.75, 0.25])
-    np.testing.assert_allclose(table["spread"], [0.5, 0.25])
-    summary = m.mmlu.mmlu_summary(mmlu_frame())
-    # spread: mean over shufflings (0.5 + 0.25)/2 = 0.375
+def test_mmlu_spread_readings_differ_and_summary():
+    frame = mmlu_frame().rename(columns={"question": "question_id"})
+    cube, questions, shuffles, instructions = m.mmlu.mmlu_cube(frame)
+    assert cube.shape == (4, 2, 3) and shuffles == [0, 1] and instructions == ["i1", "i2", "i3"]
+    # each instruction averaged over shufflings: i1 (0.5 + 1)/2 = 0.75, i2 0.75, i3 (0.25 + 0.75)/2 = 0.5
+    # -> max - min = 0.75 - 0.5 = 0.25
+    assert m.mmlu.mmlu_spread(cube, "instruction_mean") == pytest.approx(0.25)
+    # secondary: max - min within each shuffling (0.5 and 0.25), averaged -> 0.375 (never smaller)
+    assert m.mmlu.mmlu_spread(cube, "per_shuffle") == pytest.approx(0.375)
+    # leading axes are kept: two stacked copies give two spreads
+    np.testing.assert_allclose(m.mmlu.mmlu_spread(np.stack([cube, cube]), "instruction_mean"), [0.25, 0.25])
+    assert m.mmlu.mmlu_spread(cube) == m.mmlu.mmlu_spread(cube, m.mmlu.HEADLINE_READING)
+    summary = m.mmlu.mmlu_summary(frame)
     # accuracy: mean of 6 setups (0.5+0.75+0.25+1+0.75+0.75)/6 = 4/6
-    assert summary["spread"] == pytest.approx(0.375)
-    assert summary["accuracy"] == pytest.approx(4 / 6)
-    assert summary["n_setups"] == 6
+    assert summary["accuracy"] == pytest.approx(4 / 6) and summary["n_setups"] == 6
+    assert (summary["spread_instruction_mean"], summary["spread_per_shuffle"]) == pytest.approx((0.25, 0.375))
+    assert summary["spread"] == summary[f"spread_{m.mmlu.HEADLINE_READING}"]
 
 
 def test_mmlu_spread_errors():
-    df = mmlu_frame()
+    df = mmlu_frame().rename(columns={"question": "question_id"})
     with pytest.raises(ValueError, match="at least 2 instructions"):
-        m.mmlu.mmlu_spread(df[df["instruction"] == "i1"])
+        m.mmlu.mmlu_cube(df[df["instruction"] == "i1"])
     with pytest.raises(ValueError, match="every"):
-        m.mmlu.mmlu_spread(df[~((df["shuffle"] == 1) & (df["instruction"] == "i3"))])
+        m.mmlu.mmlu_cube(df[~((df["shuffle"] == 1) & (df["instruction"] == "i3"))])
     bad = df.assign(correct=df["correct"].astype(int) * 2)
     with pytest.raises(ValueError, match="0/1"):
-        m.mmlu.mmlu_spread(bad)
+        m.mmlu.mmlu_cube(bad)
     with pytest.raises(ValueError, match="lacks column"):
-        m.mmlu.mmlu_spread(df.drop(columns="shuffle"))
+        m.mmlu.mmlu_cube(df.drop(columns="shuffle"))
+    with pytest.raises(ValueError, match="reading"):
+        m.mmlu.mmlu_spread(np.zeros((2, 2, 2)), "median")
 
 
 # ----------------------------------------------------------------------------- BECEL

@@ -413,23 +413,6 @@ def mmlu_summary(results: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("model")
 
 
-def _cube(part: pd.DataFrame) -> tuple[np.ndarray, list]:
-    """correct as (questions, shuffles, instructions)."""
-    table = part.pivot_table(index="question_id", columns=["shuffle", "instruction"], values="correct",
-                             aggfunc="first").sort_index(axis=1)
-    if table.isna().any().any():
-        raise ValueError("every question needs a result under every (shuffle, instruction) setup")
-    n_shuffles = table.columns.get_level_values(0).nunique()
-    n_instructions = table.columns.get_level_values(1).nunique()
-    return table.to_numpy(dtype=float).reshape(len(table), n_shuffles, n_instructions), list(table.index)
-
-
-def _spread_of_cube(cube: np.ndarray) -> np.ndarray:
-    """Spread (mean over shuffles of max − min over instructions) of cubes ``(..., questions, S, I)``."""
-    acc = cube.mean(axis=-3)
-    return (acc.max(axis=-1) - acc.min(axis=-1)).mean(axis=-1)
-
-
 def mmlu_by_question(results: pd.DataFrame) -> pd.DataFrame:
     """Each (model, question)'s accuracy over the setups: the bootstrap units of MMLU accuracy."""
     return (results.groupby(["model", "role", "question_id"], sort=False)["correct"].mean()
@@ -437,45 +420,48 @@ def mmlu_by_question(results: pd.DataFrame) -> pd.DataFrame:
 
 
 def spread_interval(results: pd.DataFrame, n_resamples: int = 2000, confidence: float = 0.95,
-                    seed: int = 0) -> pd.DataFrame:
-    """Percentile bootstrap interval of the spread per model, resampling questions.
+                    seed: int = 0, reading: str | None = None) -> pd.DataFrame:
+    """Percentile bootstrap interval of the spread (:func:`ifhelpers.metrics.mmlu.mmlu_spread`, in
+    ``reading``, default its headline reading) per model, resampling questions.
 
     A max − min is not a smooth statistic (BCa's jackknife is unreliable for it), so this is the plain
-    percentile interval. Read it with :func:`spread_null`: with a few dozen questions even identical
-    instructions show a spread of several points.
+    percentile interval (:func:`ifhelpers.stats.resample_statistic`). Read it with :func:`spread_null`:
+    with a few dozen questions even identical instructions show a spread of several points.
     """
+    reading = reading or metrics.mmlu.HEADLINE_READING
     rows = []
     for (model, role), part in results.groupby(["model", "role"], sort=False):
-        cube, _ = _cube(part)
-        rng = np.random.default_rng(seed)
-        draws = np.concatenate([
-            _spread_of_cube(cube[rng.integers(0, len(cube), size=(min(200, n_resamples - b), len(cube)))])
-            for b in range(0, n_resamples, 200)])
-        alpha = (1 - confidence) / 2
-        rows.append({"model": model, "role": role, "estimate": float(_spread_of_cube(cube)),
-                     "low": float(np.quantile(draws, alpha)), "high": float(np.quantile(draws, 1 - alpha)),
-                     "se": float(draws.std(ddof=1)), "n": len(cube), "confidence": confidence})
+        cube = metrics.mmlu.mmlu_cube(part)[0]
+        draws = stats.resample_statistic(cube, lambda c: metrics.mmlu.mmlu_spread(c, reading), n_resamples,
+                                         seed=seed, batch=200)
+        low, high = stats.percentile_interval(draws, confidence)
+        rows.append({"model": model, "role": role, "estimate": float(metrics.mmlu.mmlu_spread(cube, reading)),
+                     "low": low, "high": high, "se": float(draws.std(ddof=1)), "n": len(cube),
+                     "confidence": confidence, "reading": reading})
     return pd.DataFrame(rows)
 
 
-def spread_null(results: pd.DataFrame, n_permutations: int = 2000, seed: int = 0) -> pd.DataFrame:
+def spread_null(results: pd.DataFrame, n_permutations: int = 2000, seed: int = 0,
+                reading: str | None = None) -> pd.DataFrame:
     """How large the spread is when the instructions make no difference: a permutation null per model.
 
     Under the null that the instruction does not matter, the labels of the instructions are exchangeable
     within each (question, ordering); permuting them independently gives the spread that sampling noise
     alone produces with these questions. ``p_value`` is the share of permuted spreads at least as large
-    as the observed one (with the usual +1 correction).
+    as the observed one (with the usual +1 correction). The spread is read as in :func:`spread_interval`.
     """
+    reading = reading or metrics.mmlu.HEADLINE_READING
     rows = []
     for (model, role), part in results.groupby(["model", "role"], sort=False):
-        cube, _ = _cube(part)
-        observed = float(_spread_of_cube(cube))
+        cube = metrics.mmlu.mmlu_cube(part)[0]
+        observed = float(metrics.mmlu.mmlu_spread(cube, reading))
         rng = np.random.default_rng(seed)
         null = []
         for b in range(0, n_permutations, 200):
             k = min(200, n_permutations - b)
             keys = rng.random((k, *cube.shape))
-            null.append(_spread_of_cube(np.take_along_axis(np.broadcast_to(cube, keys.shape), keys.argsort(axis=-1), axis=-1)))
+            permuted = np.take_along_axis(np.broadcast_to(cube, keys.shape), keys.argsort(axis=-1), axis=-1)
+            null.append(metrics.mmlu.mmlu_spread(permuted, reading))
         null = np.concatenate(null)
         rows.append({"model": model, "role": role, "spread": observed, "null_mean": float(null.mean()),
                      "null_q95": float(np.quantile(null, 0.95)),
