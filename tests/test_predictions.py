@@ -447,6 +447,8 @@ def test_mmlu_intervals_join_accuracy_spread_and_null():
     summary = predictions.mmlu_summary(results)
     assert table["accuracy"].tolist() == pytest.approx((100 * summary["accuracy"]).tolist())
     assert table["spread"].tolist() == pytest.approx((100 * summary["spread"]).tolist())
+    # the headline reading is never larger than the per-ordering one
+    assert (table["spread"] <= table["spread_per_shuffle"] + 1e-9).all()
     spread = predictions.spread_interval(results, n_resamples=200, seed=3).set_index("model")
     null = predictions.spread_null(results, n_permutations=200, seed=3).set_index("model")
     assert table["spread_low"].tolist() == pytest.approx((100 * spread["low"]).tolist())
@@ -509,8 +511,8 @@ def headline_inputs(cons=(-0.072, -0.127, 0.016), spread_t=(16.7, 0.0, 50.4)):
     pararel_summary = pd.DataFrame({"accuracy": [0.046, 0.037], "consistency": [0.588, 0.516]}, index=["b", "t"])
     footnote4 = pd.DataFrame({"threshold": [0.042], "beyond_threshold": [True]}, index=["t"])
     mmlu_table = pd.DataFrame({"accuracy": [13.9, 52.8], "spread": [8.3, spread_t[0]], "spread_low": [0.0, spread_t[1]],
-                               "spread_high": [25.0, spread_t[2]], "null_mean": [8.3, 16.7], "p_value": [1.0, 1.0]},
-                              index=["b", "t"])
+                               "spread_high": [25.0, spread_t[2]], "null_mean": [8.3, 16.7], "p_value": [1.0, 1.0],
+                               "spread_per_shuffle": [9.0, 17.0]}, index=["b", "t"])
     mmlu_paired = pd.Series(paired_row(0.389, -0.073, 0.802))
     return pararel_paired, pararel_summary, footnote4, mmlu_table, mmlu_paired
 
@@ -539,7 +541,8 @@ def test_headlines_rows_at_chance():
     assert spread["estimate"] == pytest.approx(8.4) and np.isnan(spread["low"])
     assert spread["note"].startswith("both models at chance: every accuracy interval contains 25%, so a spread is "
                                      "noise; both spreads within the permutation null")
-    assert spread["note"].endswith("permutation p = 1.00 (base), 1.00 (tuned)")
+    assert "permutation p = 1.00 (base), 1.00 (tuned); spread = max − min over instructions" in spread["note"]
+    assert spread["note"].endswith("averaged: base 9.0, tuned 17.0)")
     assert all(r["base"] == "b" and r["tuned"] == "t" for r in rows)
 
 

@@ -408,6 +408,7 @@ def mmlu_summary(results: pd.DataFrame) -> pd.DataFrame:
     for (model, role), part in results.groupby(["model", "role"], sort=False):
         summary = metrics.mmlu.mmlu_summary(part)
         rows.append({"model": model, "role": role, "accuracy": summary["accuracy"], "spread": summary["spread"],
+                     "spread_per_shuffle": summary["spread_per_shuffle"],
                      "n_setups": int(summary["n_setups"]), "n_questions": int(part["question_id"].nunique()),
                      "letter_mass": float(part["letter_mass"].mean())})
     return pd.DataFrame(rows).set_index("model")
@@ -490,6 +491,7 @@ def mmlu_intervals(results: pd.DataFrame, n_resamples: int = 2000, seed: int = 0
         "accuracy": 100 * summary["accuracy"], "acc_low": 100 * accuracy_ci["low"],
         "acc_high": 100 * accuracy_ci["high"],
         "spread": 100 * summary["spread"], "spread_low": 100 * spread_ci["low"], "spread_high": 100 * spread_ci["high"],
+        "spread_per_shuffle": 100 * summary["spread_per_shuffle"],
         "null_mean": 100 * null["null_mean"], "null_q95": 100 * null["null_q95"],
         "p_value": null["p_value"], "n_questions": summary["n_questions"]})
 
@@ -713,5 +715,7 @@ def headlines(pararel_paired: pd.DataFrame, pararel_summary: pd.DataFrame, footn
         f"base {b['spread']:.1f} [{b['spread_low']:.1f}, {b['spread_high']:.1f}], tuned {t['spread']:.1f} "
         f"[{t['spread_low']:.1f}, {t['spread_high']:.1f}]; no-effect null {b['null_mean']:.1f} / {t['null_mean']:.1f}",
         holds, estimate=t["spread"] - b["spread"], base=base, tuned=tuned,
-        note=f"{why}; permutation p = {b['p_value']:.2f} (base), {t['p_value']:.2f} (tuned)"))
+        note=f"{why}; permutation p = {b['p_value']:.2f} (base), {t['p_value']:.2f} (tuned); spread = max − min "
+             f"over instructions of their accuracy averaged over orderings (max − min within each ordering, "
+             f"averaged: base {b['spread_per_shuffle']:.1f}, tuned {t['spread_per_shuffle']:.1f})"))
     return rows
