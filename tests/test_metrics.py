@@ -254,9 +254,24 @@ def test_pararel_scores_and_macro():
     # macro over relations: accuracy (0.4 + 1)/2 = 0.7 ; consistency (0.5 + 0)/2 = 0.25
     assert macro["accuracy"] == pytest.approx(0.7)
     assert macro["consistency"] == pytest.approx(0.25)
-    assert macro["n_relations"] == 2
+    assert macro["n_relations"] == 2 and macro["n_relations_with_pairs"] == 2
+    # micro: 2 + 2 correct of 7 queries
+    assert macro["accuracy_micro"] == pytest.approx(4 / 7)
     # the per-relation table is accepted too
     assert m.pararel.pararel_macro(scores)["consistency"] == pytest.approx(0.25)
+
+
+def test_a_relation_with_one_template_keeps_its_accuracy():
+    one = pararel_frame().drop(index=6)  # P2 left with one template (u1, correct): no pair
+    scores = m.pararel.pararel_scores(one)
+    assert scores.loc["P2", "n_pairs"] == 0 and np.isnan(scores.loc["P2", "consistency"])
+    assert scores.loc["P2", "accuracy"] == 1.0
+    macro = m.pararel.pararel_macro(one)
+    # accuracy over both relations (0.4 + 1)/2 = 0.7; consistency over P1 only = 0.5; micro 3 of 6
+    assert (macro["accuracy"], macro["consistency"], macro["accuracy_micro"]) == pytest.approx((0.7, 0.5, 0.5))
+    assert (macro["n_relations"], macro["n_relations_with_pairs"]) == (2, 1)
+    with pytest.raises(ValueError, match="no relation has a fact queried with two templates"):
+        m.pararel.pararel_macro(one[one["relation"] == "P2"])
 
 
 def test_pararel_errors():
@@ -267,8 +282,6 @@ def test_pararel_errors():
         m.pararel.pararel_scores(pd.concat([df, df.iloc[[0]]]))
     with pytest.raises(ValueError, match="empty"):
         m.pararel.pararel_scores(df.iloc[:0])
-    with pytest.raises(ValueError, match="no fact queried with two templates"):
-        m.pararel.pararel_scores(df.drop(index=6))  # P2 left with one template
     bad = df.copy()
     bad.loc[0, "prediction"] = None
     with pytest.raises(ValueError, match="missing"):

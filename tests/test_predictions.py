@@ -226,7 +226,7 @@ def test_pararel_summary_mean_and_std_over_prompts():
     assert by_rel.groupby("model")["consistency"].mean().to_dict() == pytest.approx(summary["consistency"].to_dict())
 
 
-def test_relations_with_one_template_are_dropped(monkeypatch):
+def test_a_relation_with_one_template_keeps_its_accuracy(monkeypatch):
     tok = wordlevel_tokenizer()
     vocab = tok.get_vocab()
     queries = query_rows([("P17", "u1", "Kresttsy", ["Russia"]), ("P37", "u2", "Uda District", ["Japan"])],
@@ -234,9 +234,18 @@ def test_relations_with_one_template_are_dropped(monkeypatch):
     fake_engine(monkeypatch, lambda text: vocab["Russia"])
     frame, _ = probes.run_pararel(fake_lm(tok), queries, prompt_ids=(0, 1, 2))
     scores = predictions.pararel_scores(frame)
-    assert set(scores["relation"]) == {"P17"} and scores.attrs["dropped_relations"] == ["P37"]
-    assert sorted(scores["prompt_id"]) == [0, 1, 2]
-    assert (scores["accuracy"] == 1).all() and (scores["consistency"] == 1).all()
+    assert set(scores["relation"]) == {"P17", "P37"} and scores.attrs["single_template_relations"] == ["P37"]
+    assert sorted(scores["prompt_id"].unique()) == [0, 1, 2]
+    p17, p37 = scores[scores["relation"] == "P17"], scores[scores["relation"] == "P37"]
+    assert (p17["accuracy"] == 1).all() and (p17["consistency"] == 1).all()
+    # P37 (gold Japan, predicted Russia) has no pair: no consistency, but its accuracy 0 counts
+    assert (p37["accuracy"] == 0).all() and p37["consistency"].isna().all() and (p37["n_pairs"] == 0).all()
+    summary = predictions.pararel_summary(scores.assign(model="m", role="base")).loc["m"]
+    # macro accuracy (1 + 0)/2; consistency over P17 only; micro: 2 of 3 queries correct
+    assert (summary["accuracy"], summary["consistency"], summary["accuracy_micro"]) == pytest.approx((0.5, 1.0, 2 / 3))
+    assert (summary["n_relations"], summary["n_relations_with_pairs"]) == (2, 1)
+    wide = predictions.pararel_wide(scores.assign(model="m", role="base"))
+    assert wide[("accuracy", "m")].notna().sum() == 2 and wide[("consistency", "m")].notna().sum() == 1
 
 
 # ------------------------------------------------------------------------------------------ answer letters
@@ -508,7 +517,8 @@ def headline_inputs(cons=(-0.072, -0.127, 0.016), spread_t=(16.7, 0.0, 50.4)):
     pararel_paired = pd.DataFrame([paired_row(-0.009, -0.028, 0.0, 1.0), paired_row(*cons)],
                                   index=pd.MultiIndex.from_tuples([("t", "accuracy"), ("t", "consistency")],
                                                                   names=["model", "metric"]))
-    pararel_summary = pd.DataFrame({"accuracy": [0.046, 0.037], "consistency": [0.588, 0.516]}, index=["b", "t"])
+    pararel_summary = pd.DataFrame({"accuracy": [0.046, 0.037], "consistency": [0.588, 0.516],
+                                    "accuracy_micro": [0.05, 0.04]}, index=["b", "t"])
     footnote4 = pd.DataFrame({"threshold": [0.042], "beyond_threshold": [True]}, index=["t"])
     mmlu_table = pd.DataFrame({"accuracy": [13.9, 52.8], "spread": [8.3, spread_t[0]], "spread_low": [0.0, spread_t[1]],
                                "spread_high": [25.0, spread_t[2]], "null_mean": [8.3, 16.7], "p_value": [1.0, 1.0],

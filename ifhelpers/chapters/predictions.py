@@ -63,19 +63,13 @@ __all__ = [
 # ParaRel (§3, Table 2 "PARAREL", footnote 4)
 
 
-def _relations_with_pairs(tidy: pd.DataFrame) -> tuple[list[str], list[str]]:
-    n_templates = tidy.groupby("relation")["template_id"].nunique()
-    return sorted(n_templates.index[n_templates > 1]), sorted(n_templates.index[n_templates <= 1])
-
-
 def pararel_scores(frame: pd.DataFrame) -> pd.DataFrame:
     """Per-prompt, per-relation ParaRel accuracy and consistency of one model (§3, Table 2).
 
     ``frame`` is :func:`ifhelpers.model.probes.run_pararel`'s. Each prompt of Table 3 is scored on its own with
-    :func:`ifhelpers.metrics.pararel.pararel_scores` (pairs of paraphrases are formed within a prompt). Relations
-    with a single usable template have no pair of paraphrases, so their consistency is undefined; they
-    are left out of accuracy too, so that both columns average over the same relations
-    (``attrs["dropped_relations"]`` lists them).
+    :func:`ifhelpers.metrics.pararel.pararel_scores` (pairs of paraphrases are formed within a prompt). A
+    relation with a single usable template has no pair of paraphrases, so its consistency is undefined
+    (NaN), while its accuracy counts (``attrs["single_template_relations"]`` lists them).
 
     Returns
     -------
@@ -83,9 +77,8 @@ def pararel_scores(frame: pd.DataFrame) -> pd.DataFrame:
     ``accuracy``, ``consistency`` (fractions).
     """
     tidy = probes.pararel_predictions(frame)
-    keep, dropped = _relations_with_pairs(tidy)
-    tidy = tidy[tidy["relation"].isin(keep)]
-    if tidy.empty:
+    n_templates = tidy.groupby("relation")["template_id"].nunique()
+    if (n_templates < 2).all():
         raise ValueError("no relation has two templates: consistency is undefined for every relation")
     parts = []
     for prompt_id, part in tidy.groupby("prompt_id", sort=True):
@@ -95,7 +88,7 @@ def pararel_scores(frame: pd.DataFrame) -> pd.DataFrame:
     out = pd.concat(parts, ignore_index=True)
     out.insert(0, "role", frame.attrs.get("role", ""))
     out.insert(0, "model", frame.attrs.get("model", ""))
-    out.attrs["dropped_relations"] = dropped
+    out.attrs["single_template_relations"] = sorted(n_templates.index[n_templates < 2])
     return out
 
 
@@ -103,14 +96,17 @@ def pararel_summary(scores: pd.DataFrame, ddof: int = 1) -> pd.DataFrame:
     """Table 2's ParaRel "Acc." and "Cons." per model, with the spread over prompts (footnote 4).
 
     ``scores`` is :func:`pararel_scores` (one or several models concatenated). For each prompt the metrics
-    are macro-averaged over relations (:func:`ifhelpers.metrics.pararel.pararel_macro`); Table 2's value is the
-    mean over the prompts, and ``*_std`` the standard deviation over the prompts (``ddof=1``: the paper
-    does not say which; with three prompts the sample standard deviation is the more cautious).
+    are macro-averaged over relations (:func:`ifhelpers.metrics.pararel.pararel_macro`: accuracy over every
+    relation, consistency over those with pairs); Table 2's value is the mean over the prompts, and ``*_std``
+    the standard deviation over the prompts (``ddof=1``: the paper does not say which; with three prompts
+    the sample standard deviation is the more cautious). ``accuracy_micro`` is the share of all queries
+    answered correctly, beside the macro average.
 
     Returns
     -------
     DataFrame indexed by ``model`` with ``role``, ``accuracy``, ``consistency``, ``accuracy_std``,
-    ``consistency_std``, ``n_prompts``, ``n_relations`` (fractions).
+    ``consistency_std``, ``accuracy_micro``, ``n_prompts``, ``n_relations`` (with accuracy) and
+    ``n_relations_with_pairs`` (with consistency) (fractions).
     """
     rows = []
     for (model, role), part in scores.groupby(["model", "role"], sort=False):
@@ -120,7 +116,9 @@ def pararel_summary(scores: pd.DataFrame, ddof: int = 1) -> pd.DataFrame:
             "accuracy": per_prompt["accuracy"].mean(), "consistency": per_prompt["consistency"].mean(),
             "accuracy_std": per_prompt["accuracy"].std(ddof=ddof) if len(per_prompt) > ddof else np.nan,
             "consistency_std": per_prompt["consistency"].std(ddof=ddof) if len(per_prompt) > ddof else np.nan,
+            "accuracy_micro": per_prompt["accuracy_micro"].mean(),
             "n_prompts": len(per_prompt), "n_relations": int(part["relation"].nunique()),
+            "n_relations_with_pairs": int(part.loc[part["n_pairs"] > 0, "relation"].nunique()),
         })
     return pd.DataFrame(rows).set_index("model")
 
@@ -149,8 +147,9 @@ def pararel_intervals(wide: pd.DataFrame, models: Sequence[str], n_resamples: in
     ``wide`` is :func:`pararel_wide`. Returns ``model``, ``metric`` and the fields of ``bootstrap_ci``
     (fractions), models in the order given.
     """
-    return pd.concat({m: stats.bootstrap_ci(wide.xs(m, axis=1, level="model"), n_resamples=n_resamples, seed=seed)
-                      for m in models}, names=["model", "metric"]).reset_index()
+    rows = {(m, metric): stats.bootstrap_ci(wide[(metric, m)].dropna().to_numpy(), n_resamples=n_resamples, seed=seed)
+            for m in models for metric in ("accuracy", "consistency")}
+    return pd.DataFrame(rows).T.rename_axis(["model", "metric"]).reset_index()
 
 
 def pararel_comparison(wide: pd.DataFrame, base: str, models: Sequence[str], n_resamples: int = 2000,
@@ -162,8 +161,8 @@ def pararel_comparison(wide: pd.DataFrame, base: str, models: Sequence[str], n_r
     ``paired_comparison``.
     """
     out = pd.DataFrame({
-        (m, metric): stats.paired_comparison(wide[(metric, base)], wide[(metric, m)], n_resamples=n_resamples,
-                                             seed=seed)
+        (m, metric): stats.paired_comparison(wide[(metric, base)].dropna(), wide[(metric, m)].dropna(),
+                                             n_resamples=n_resamples, seed=seed)
         for m in models if m != base for metric in ("accuracy", "consistency")}).T
     out.index.names = ["model", "metric"]
     return out
@@ -213,9 +212,7 @@ def pair_breakdown(frame: pd.DataFrame) -> pd.Series:
     the share that agree on a correct object, that agree on a wrong token, and that disagree; and the
     most frequent token among the wrong agreements.
     """
-    tidy = probes.pararel_predictions(frame)
-    keep, _ = _relations_with_pairs(tidy)
-    tidy = tidy[tidy["relation"].isin(keep)].reset_index(drop=True)
+    tidy = probes.pararel_predictions(frame)  # a relation with one template gives no pair
     correct = np.array([p in g for p, g in zip(tidy["prediction"], tidy["gold"])])
     parts = []
     for _, part in tidy.groupby("prompt_id", sort=False):
@@ -654,7 +651,7 @@ def summary_lines(pararel_paired: pd.DataFrame, footnote4: pd.DataFrame, restric
 
 def headlines(pararel_paired: pd.DataFrame, pararel_summary: pd.DataFrame, footnote4: pd.DataFrame,
               mmlu_table: pd.DataFrame, mmlu_paired: pd.Series, base: str, tuned: str, at_chance: bool,
-              spread_noise: bool, n_relations: int, n_questions: int) -> list[dict]:
+              spread_noise: bool, n_relations: int, n_questions: int, n_pair_relations: int | None = None) -> list[dict]:
     """The chapter's headline rows (:func:`ifhelpers.findings.row`): ParaRel consistency and accuracy, MMLU
     accuracy and spread, tuned − base, against Table 2 (LLaMA) and Table 5 (T5, Falcon) (§3). Values in
     percent / points, as the paper prints them.
@@ -676,13 +673,17 @@ def headlines(pararel_paired: pd.DataFrame, pararel_summary: pd.DataFrame, footn
                 continue
             d, lo, hi = 100 * p["mean_diff"], 100 * p["diff_low"], 100 * p["diff_high"]
             holds = stats.verdict(d, lo, hi) if metric == "consistency" else "not defined"
-            note = f"{n_relations} relations; paired bootstrap over relations; Wilcoxon p = {p['wilcoxon_p']:.2g}"
+            n = n_relations if metric == "accuracy" or n_pair_relations is None else n_pair_relations
+            note = f"{n} relations; paired bootstrap over relations; Wilcoxon p = {p['wilcoxon_p']:.2g}"
             if metric == "consistency":
                 beyond = "beyond" if footnote4.loc[model, "beyond_threshold"] else "within"
                 note += (f"; footnote 4's threshold (base sd over prompts) {100 * footnote4.loc[model, 'threshold']:.1f} "
                          f"points: {beyond} it")
             else:
-                note += "; the paper claims no direction for ParaRel accuracy"
+                note += (f"; macro average over relations (micro, over queries: base "
+                         f"{100 * pararel_summary.loc[base, 'accuracy_micro']:.1f}%, tuned "
+                         f"{100 * pararel_summary.loc[model, 'accuracy_micro']:.1f}%); the paper claims no direction "
+                         "for ParaRel accuracy")
             threshold = paper.FINDINGS["base_consistency_sd"] if metric == "consistency" else None
             rows.append(findings.row(
                 "§3, Table 2", f"{label}, tuned − base (points)",

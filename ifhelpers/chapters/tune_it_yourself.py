@@ -243,7 +243,8 @@ def contrasts(measures: dict[str, pd.DataFrame], becel_paired: pd.DataFrame, min
     ``difference``, ``low``, ``high``, ``wilcoxon_p``, ``n``."""
     out = []
     for measure, wide in measures.items():
-        result = stats.paired_comparison(wide[minus], wide[model], n_resamples=n_resamples, seed=seed)
+        pair = wide[[minus, model]].dropna()  # a relation with one template has no consistency
+        result = stats.paired_comparison(pair[minus], pair[model], n_resamples=n_resamples, seed=seed)
         out.append(_contrast_row(measure, minus, model, result))
     sem = becel_paired[(becel_paired["metric"] == "semantic") & (becel_paired["base"] == minus)
                        & (becel_paired["tuned"] == model)]

@@ -92,7 +92,8 @@ def pararel_scores(predictions: pd.DataFrame) -> pd.DataFrame:
       them counts as correct.
     * consistency: share of pairs of paraphrased queries of the same fact (all
       unordered template pairs) whose top-1 predictions agree, pooled over the facts of
-      the relation (Elazar et al.'s per-relation definition).
+      the relation (Elazar et al.'s per-relation definition). A relation with a single template
+      has no pair: its ``n_pairs`` is 0 and its consistency NaN, while its accuracy is kept.
 
     Returns
     -------
@@ -123,31 +124,37 @@ def pararel_scores(predictions: pd.DataFrame) -> pd.DataFrame:
     pair_stats = pairs.groupby("relation", sort=True)["consistent"].agg(["size", "mean"])
     scores["n_pairs"] = pair_stats["size"].reindex(scores.index).fillna(0).astype(int)
     scores["consistency"] = pair_stats["mean"].reindex(scores.index).astype(float)
-    no_pairs = scores.index[scores["n_pairs"] == 0]
-    if len(no_pairs):
-        raise ValueError(
-            f"relation(s) {list(no_pairs)} have no fact queried with two templates; "
-            "consistency is undefined for them"
-        )
     return scores[["n_facts", "n_queries", "n_pairs", "accuracy", "consistency"]]
 
 
 def pararel_macro(predictions_or_scores: pd.DataFrame) -> pd.Series:
-    """Macro average over relations of ParaRel accuracy and consistency (Table 2).
+    """ParaRel accuracy and consistency over relations (Table 2), as fractions (Table 2 shows percent).
 
-    Accepts the tidy predictions (passed through :func:`pararel_scores`) or an
-    already computed per-relation table. Returns a Series ``accuracy``,
-    ``consistency``, ``n_relations``; values are fractions (Table 2 shows percent).
+    * ``accuracy``: the macro average over *every* relation, those with a single template included
+      (accuracy exists for one query; Table 2 averages per relation, as Elazar et al. do), the headline;
+    * ``accuracy_micro``: the share of all queries answered correctly (relations weighted by their
+      number of queries), beside it;
+    * ``consistency``: the macro average over the relations that have pairs of paraphrased queries
+      (a relation with one template has none, so no consistency);
+    * ``n_relations`` and ``n_relations_with_pairs``.
+
+    Accepts the tidy predictions (passed through :func:`pararel_scores`) or its per-relation table.
 
     paper: Table 2 ParaRel macro
     """
     frame = predictions_or_scores
     if not {"accuracy", "consistency"}.issubset(getattr(frame, "columns", [])):
         frame = pararel_scores(frame)
+    with_pairs = frame["consistency"].notna()
+    if not with_pairs.any():
+        raise ValueError("no relation has a fact queried with two templates; consistency is undefined")
+    weights = frame["n_queries"] if "n_queries" in frame else pd.Series(1.0, index=frame.index)
     return pd.Series(
         {
             "accuracy": float(frame["accuracy"].mean()),
-            "consistency": float(frame["consistency"].mean()),
+            "accuracy_micro": float(np.average(frame["accuracy"], weights=weights)),
+            "consistency": float(frame.loc[with_pairs, "consistency"].mean()),
             "n_relations": int(len(frame)),
+            "n_relations_with_pairs": int(with_pairs.sum()),
         }
     )
