@@ -102,17 +102,35 @@ def test_paraphrase_cosine_errors():
 
 
 def test_sample_nonparaphrase_pairs_deterministic_and_cross_set():
-    sets = np.array([0, 0, 1, 1, 1, 2, 3, 3])
-    p1 = m.cosine.sample_nonparaphrase_pairs(sets, 500, seed=3)
-    p2 = m.cosine.sample_nonparaphrase_pairs(sets, 500, seed=3)
-    p3 = m.cosine.sample_nonparaphrase_pairs(sets, 500, seed=4)
-    assert p1.shape == (500, 2)
-    np.testing.assert_array_equal(p1, p2)
-    assert not np.array_equal(p1, p3)
-    assert np.all(sets[p1[:, 0]] != sets[p1[:, 1]])
-    # every row is reachable and every ordered set pair is drawn
-    assert set(np.unique(p1)) == set(range(8))
-    assert len({(sets[i], sets[j]) for i, j in p1}) == 4 * 3
+    sets = np.array([0, 0, 1, 1, 1, 2, 3, 3])  # set 2 has one member: not a paraphrase set
+    p1 = m.cosine.sample_nonparaphrase_pairs(sets, 501, seed=3)
+    p2 = m.cosine.sample_nonparaphrase_pairs(sets, 501, seed=3)
+    p3 = m.cosine.sample_nonparaphrase_pairs(sets, 501, seed=4)
+    assert list(p1.columns) == ["set_id", "row_a", "row_b"] and len(p1) == 501
+    assert p1.equals(p2) and not p1.equals(p3)
+    a, b = p1["row_a"].to_numpy(), p1["row_b"].to_numpy()
+    assert np.all(sets[a] != sets[b]) and np.all(sets[a] == p1["set_id"].to_numpy())
+    # the first set runs over the three paraphrase sets in turn: 167 pairs each
+    assert p1["set_id"].value_counts().to_dict() == {0: 167, 1: 167, 3: 167}
+    # the singleton's row (5) is never drawn, every other row is, and every ordered pair of sets is
+    assert 5 not in set(a) | set(b) and set(a) | set(b) == {0, 1, 2, 3, 4, 6, 7}
+    assert len({(sets[i], sets[j]) for i, j in zip(a, b)}) == 3 * 2
+
+
+def test_eq4_expectation_with_a_singleton_set():
+    # sets A = {a1, a2}, B = {b1, b2}, C = {c} (one member). Every A-B cosine is 0 (a1, a2 span x and y,
+    # b1 = b2 = z), every cosine with c = (1, 1, 1)/sqrt(3) is 1/sqrt(3). The symmetric eq. 4 draws p_i and
+    # p_j among the paraphrase sets A and B only, so every draw has cosine 0: the expectation, and any
+    # estimate, is exactly 0. Drawing C as a partner of A or B (p_j among all sets) would give
+    # (1/2)(0) + (1/2)(1/sqrt(3)) = 0.289 instead.
+    reps = np.array([[1, 0, 0], [0, 1, 0], [0, 0, 1], [0, 0, 1], [1, 1, 1]], dtype=float)
+    sets = ["A", "A", "B", "B", "C"]
+    pairs = m.cosine.sample_nonparaphrase_pairs(sets, 1000, seed=0)
+    assert set(pairs["set_id"]) == {"A", "B"} and 4 not in set(pairs["row_a"]) | set(pairs["row_b"])
+    assert m.cosine.nonparaphrase_cosine(reps, sets, n_pairs=1000, seed=0) == pytest.approx(0.0, abs=1e-12)
+    # eq. 3 over the same two sets: cos(A) = 0, cos(B) = 1, so the gap is 0.5 - 0 exactly
+    gap = m.cosine.paraphrase_gap(reps, sets, n_pairs=1000, seed=0, drop_singletons=True)
+    assert gap == pytest.approx(0.5, abs=1e-12)
 
 
 def test_paraphrase_gap_per_set_by_hand():
@@ -135,8 +153,10 @@ def test_paraphrase_gap_per_set_by_hand():
 def test_sample_nonparaphrase_pairs_errors():
     with pytest.raises(ValueError, match="at least 2 distinct sets"):
         m.cosine.sample_nonparaphrase_pairs(["a", "a", "a"], 10)
+    with pytest.raises(ValueError, match="at least 2 distinct sets"):
+        m.cosine.sample_nonparaphrase_pairs(["a", "a", "b"], 10)  # b has one member
     with pytest.raises(ValueError, match="n_pairs"):
-        m.cosine.sample_nonparaphrase_pairs(["a", "b"], 0)
+        m.cosine.sample_nonparaphrase_pairs(["a", "a", "b", "b"], 0)
 
 
 def test_pair_cosines_and_nonparaphrase_with_explicit_pairs():

@@ -46,9 +46,11 @@ Design choices (the chapter explains them)
       :func:`ifhelpers.metrics.cosine.mean_pairwise_cosine`), not the printed ``1/M`` which grows with the
       set size; ``cos_para_literal`` keeps the printed form for comparison.
     * **Eq. 4 sampling, stratified.** The paper draws K random pairs (set p_i, set p_j ≠ p_i, one
-      member of each). We draw the same way, except that p_i runs over every paraphrase set
-      ``n_nonparaphrase_per_set`` times, so each set carries its own non-paraphrase pairs. The
-      average over sets is still eq. 3 − eq. 4, and a bootstrap over sets resamples both terms.
+      member of each). :func:`ifhelpers.metrics.cosine.sample_nonparaphrase_pairs` draws them so,
+      symmetrically among the paraphrase sets of eq. 3 (those with two or more members), with p_i
+      running over every paraphrase set ``n_nonparaphrase_per_set`` times, so each set carries its own
+      non-paraphrase pairs. The average over sets is still eq. 3 − eq. 4, and a bootstrap over sets
+      resamples both terms.
       For MRPC, paraphrase pair i is matched with MRPC non-paraphrase pair i (equal numbers are
       drawn), which leaves the gap unchanged and makes the two samples resample together.
 """
@@ -245,11 +247,12 @@ def design_paraphrase_sets(sets: pd.DataFrame, n_nonparaphrase_per_set: int, see
     """Paraphrase sets (TaPaCo or its stand-in, ParaRel facts) with eq. 4 pairs drawn per set.
 
     ``sets`` has the tidy columns of :mod:`ifhelpers.data.paraphrases` (``set_id``, ``text``, ``source``).
-    Every set with two or more members is a unit; sets of one member (e.g. ParaRel facts of a
-    relation with a single usable template) are only drawn as non-paraphrase partners. For each unit
-    p_i, ``n_nonparaphrase_per_set`` pairs are drawn as the paper describes (App. B.1): a set p_j ≠
-    p_i uniformly among all sets, then one member of p_i and one of p_j uniformly. The generator is
-    seeded by ``(seed, dataset)``, so the pairs do not depend on the model.
+    Every set with two or more members is a unit (a paraphrase set of eq. 3); a set of one member (a
+    ParaRel fact of a relation with a single usable template) has no pair and is not a paraphrase
+    set, so eq. 4 does not draw it either. Each unit p_i gets ``n_nonparaphrase_per_set`` pairs from
+    :func:`ifhelpers.metrics.cosine.sample_nonparaphrase_pairs`, the one eq. 4 sampler (p_j uniform
+    among the other units, one member of each uniformly). The generator is seeded by
+    ``(seed, dataset)``, so the pairs do not depend on the model.
 
     ``label`` defaults to the dataset's name, with the source appended when it is not the dataset
     itself (the offline TaPaCo stand-in: ``"TaPaCo stand-in (msrp/opinosis paraphrase groups)"``).
@@ -261,20 +264,13 @@ def design_paraphrase_sets(sets: pd.DataFrame, n_nonparaphrase_per_set: int, see
     items = pd.DataFrame({"text": s["text"].astype(str).to_numpy(), "set_id": s["set_id"].astype(str).to_numpy()})
     if (items["set_id"] == "").any():
         raise ValueError("set_id must not be empty")
-    codes, ids = pd.factorize(items["set_id"])
-    members = [np.flatnonzero(codes == c) for c in range(len(ids))]
-    if len(ids) < 2:
-        raise DataSelectionError(f"{dataset}: non-paraphrase pairs need at least 2 sets; got {len(ids)}")
-    rng = rng_for(seed, "vector-space", "nonparaphrase", dataset)
-    rows = []
-    for c, set_id in enumerate(ids):
-        if len(members[c]) < 2:
-            continue
-        others = rng.integers(len(ids) - 1, size=k)
-        others = others + (others >= c)  # uniform over sets != c
-        for j in others:
-            rows.append((set_id, int(rng.choice(members[c])), int(rng.choice(members[j]))))
-    nonpara = pd.DataFrame(rows, columns=["unit_id", "row_a", "row_b"])
+    n_units = int((items["set_id"].value_counts() >= 2).sum())
+    if n_units < 2:
+        raise DataSelectionError(f"{dataset}: non-paraphrase pairs need at least 2 sets with two or more members; "
+                                 f"got {n_units}")
+    pairs = metrics.cosine.sample_nonparaphrase_pairs(items["set_id"], k * n_units,
+                                                      rng_for(seed, "vector-space", "nonparaphrase", dataset))
+    nonpara = pairs.rename(columns={"set_id": "unit_id"})
     source = sets.attrs.get("source") or str(s["source"].iloc[0])
     if label is None:
         label = DATASET_LABELS.get(dataset, dataset)

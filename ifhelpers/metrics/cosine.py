@@ -192,18 +192,25 @@ def paraphrase_cosine(
     return float(values[0]) if per_set.columns.equals(pd.Index(["cos"])) else values
 
 
-def sample_nonparaphrase_pairs(set_ids, n_pairs: int, seed: int = 0) -> np.ndarray:
-    """Draw K random non-paraphrase pairs as row indices (App. B.1, text above eq. 4).
+def sample_nonparaphrase_pairs(set_ids, n_pairs: int, seed=0) -> pd.DataFrame:
+    """Draw K random non-paraphrase pairs (App. B.1, text above eq. 4): the one sampler of eq. 4,
+    used by Table 1 and by Fig. 4 alike.
 
-    Follows the paper's description: "we take at random the sets of paraphrases p_i,
-    p_j and the paraphrases s_k, s_l". Each draw picks an ordered pair of *distinct*
-    sets uniformly, then one member of each set uniformly. Draws are independent, so a
-    pair can repeat when K is large relative to the number of possible pairs. The result
-    depends only on ``set_ids`` and ``seed``.
+    The paper takes "at random the sets of paraphrases p_i, p_j and the paraphrases s_k, s_l". Both
+    sets are drawn from the same N paraphrase sets that eq. 3 averages over: the sets with at least
+    two members (a set of one member has no pair, so it is not a paraphrase set of eq. 3, and it is
+    not drawn here either), which keeps the draw symmetric in p_i and p_j. The first set runs over
+    the N sets in turn (pair k has p_i = the (k mod N)-th set, so with K a multiple of N every set
+    carries K/N pairs of its own, the unit a bootstrap over sets resamples); p_j is uniform over the
+    other N − 1 sets; s_k and s_l are uniform members of each. With K a multiple of N the expected
+    mean cosine is therefore the average, over ordered pairs of distinct sets, of the mean cosine
+    between their members. Draws are independent (a pair can repeat). ``seed`` is an int or a
+    :class:`numpy.random.Generator`.
 
     Returns
     -------
-    int array (K, 2): rows ``k`` and ``l`` of the representation array.
+    DataFrame with one row per pair: ``set_id`` (the label of p_i), ``row_a`` (s_k) and ``row_b``
+    (s_l), rows of the representation array.
 
     paper: eq. 4 pairs
     """
@@ -214,21 +221,24 @@ def sample_nonparaphrase_pairs(set_ids, n_pairs: int, seed: int = 0) -> np.ndarr
         raise TypeError("set_ids must be a sequence of labels, not a string")
     set_ids = list(set_ids)
     codes, uniques = _codes(set_ids, len(set_ids))
-    n_sets = len(uniques)
+    sizes = np.bincount(codes, minlength=len(uniques))
+    paraphrase_sets = np.flatnonzero(sizes >= 2)  # codes of the N sets of eq. 3, first-appearance order
+    n_sets = len(paraphrase_sets)
     if n_sets < 2:
         raise ValueError(
-            f"non-paraphrase pairs need at least 2 distinct sets; got {n_sets}"
+            f"non-paraphrase pairs need at least 2 distinct sets with two or more members; got {n_sets}"
         )
-    rng = np.random.default_rng(seed)
-    set_i = rng.integers(n_sets, size=n_pairs)
-    set_j = rng.integers(n_sets - 1, size=n_pairs)
-    set_j = set_j + (set_j >= set_i)  # uniform over sets != set_i
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    first = np.arange(n_pairs) % n_sets
+    second = rng.integers(n_sets - 1, size=n_pairs)
+    second = second + (second >= first)  # uniform over the other sets
+    set_i, set_j = paraphrase_sets[first], paraphrase_sets[second]
     order = np.argsort(codes, kind="stable")
-    sizes = np.bincount(codes, minlength=n_sets)
     starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
     member_k = rng.integers(sizes[set_i])
     member_l = rng.integers(sizes[set_j])
-    return np.stack([order[starts[set_i] + member_k], order[starts[set_j] + member_l]], 1)
+    return pd.DataFrame({"set_id": uniques[set_i].to_numpy(), "row_a": order[starts[set_i] + member_k],
+                         "row_b": order[starts[set_j] + member_l]})
 
 
 def pair_cosines(a, b):
@@ -280,6 +290,8 @@ def nonparaphrase_cosine(reps, set_ids, n_pairs: int = 1000, seed: int = 0, pair
             raise ValueError("give set_ids to sample non-paraphrase pairs, or explicit pairs")
         codes, _ = _codes(set_ids, arr.shape[0])
         pairs = sample_nonparaphrase_pairs(codes, n_pairs, seed)
+    if isinstance(pairs, pd.DataFrame):
+        pairs = pairs[["row_a", "row_b"]].to_numpy()
     pairs = _pairs_array(pairs, arr.shape[0])
     return _scalar_or_layers(pair_cosines(arr[pairs[:, 0]], arr[pairs[:, 1]]).mean(axis=0))
 
