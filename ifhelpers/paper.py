@@ -30,6 +30,7 @@ FINDINGS = {
     "extraction_layers": (13, 21),      # §4: significant correlations in layers 13-21 (Table 7)
     "base_consistency_sd": 1.4,         # §3 footnote 4: sd of LLaMA's ParaRel consistency over prompts
     "n_tuned_models": 10,
+    "becel_learning_rates": {"snli": 5e-5, "rte": 1e-4, "mrpc": 1e-4, "wic": 1e-4},  # App. C.2: the best per task
 }
 
 #: Every equation, table and figure of the paper that the book computes, with what it is. Exactly one

@@ -75,7 +75,7 @@ def test_consistency_groups_from_a_pass():
     #   -> R1 4/6, R2 1 -> macro 5/6 ; prompt 1: everything 9 -> 1. Mean 11/12.
     frame = fake_pass([[1, 1, 1, 2, 2, 5, 3, 3], [9] * 8])
     frame.attrs.update(model="m", role="base")
-    summary = predictions.pararel_summary(predictions.pararel_scores(frame))
+    summary = predictions.pararel_summary(predictions.pararel_prompt_scores(frame))
     groups = mech.consistency_groups(summary)
     assert groups["consistency"].item() == pytest.approx(11 / 12)
     assert groups["group"].item() == "base"

@@ -110,7 +110,7 @@ def test_first_token_rule_wordlevel_multi_token_and_n_m(monkeypatch):
     got = dict(zip(zip(out["uuid"], out["template_id"]), out["correct"]))
     assert got == {("u1", 0): False, ("u1", 1): True, ("u2", 0): True, ("u2", 1): True,
                    ("u3", 0): True, ("u3", 1): True}
-    scores = predictions.pararel_scores(out).set_index("relation")
+    scores = predictions.pararel_prompt_scores(out).set_index("relation")
     # P17: 3 of 4 queries correct; pairs: u1 disagrees, u2 agrees.
     assert scores.loc["P17", "accuracy"] == pytest.approx(0.75)
     assert scores.loc["P17", "consistency"] == pytest.approx(0.5)
@@ -140,7 +140,7 @@ def test_first_token_rule_bpe_single_vs_split_object(monkeypatch):
     out, _ = probes.run_pararel(lm, queries, prompt_ids=(0,))
     assert out["correct"].tolist() == [True, False, True, True]
     assert out.loc[0, "prediction"] == "Paris"  # decoded and stripped
-    scores = predictions.pararel_scores(out)
+    scores = predictions.pararel_prompt_scores(out)
     assert scores["consistency"].item() == pytest.approx(0.5)
     assert scores["accuracy"].item() == pytest.approx(0.75)
 
@@ -180,7 +180,7 @@ def test_restrict_to_candidates_reads_the_top_k(monkeypatch):
     assert out["in_top_k"].tolist() == [True, True, False, True]
     assert out["correct"].tolist() == [True, False, False, True]
     assert out["prediction_id"].iloc[2] < 0 and "prediction" not in out
-    scores = predictions.pararel_scores(out)
+    scores = predictions.pararel_prompt_scores(out)
     assert scores["accuracy"].item() == 0.5 and scores["consistency"].item() == 0.0
     with pytest.raises(ValueError, match="rows"):
         predictions.restrict_to_candidates(frame, top[:2], candidates)
@@ -233,7 +233,7 @@ def test_a_relation_with_one_template_keeps_its_accuracy(monkeypatch):
                          {"P17": ["[X] is located in", "[X] , which is located in"], "P37": ["[X] is located in"]})
     fake_engine(monkeypatch, lambda text: vocab["Russia"])
     frame, _ = probes.run_pararel(fake_lm(tok), queries, prompt_ids=(0, 1, 2))
-    scores = predictions.pararel_scores(frame)
+    scores = predictions.pararel_prompt_scores(frame)
     assert set(scores["relation"]) == {"P17", "P37"} and scores.attrs["single_template_relations"] == ["P37"]
     assert sorted(scores["prompt_id"].unique()) == [0, 1, 2]
     p17, p37 = scores[scores["relation"] == "P17"], scores[scores["relation"] == "P37"]
@@ -348,7 +348,7 @@ def test_run_mmlu_scores_letters_at_last_position():
             assert row.prediction_index == int(np.argmax(logp))
     assert ((out["prediction_index"] == out["answer_index"]) == out["correct"]).all()
     assert out["prompt"].str.endswith("Answer:").all()
-    summary = predictions.mmlu_summary(out)
+    summary = predictions.mmlu_model_summary(out)
     assert summary.loc["tiny-llama", "n_setups"] == 4 and 0 < summary.loc["tiny-llama", "letter_mass"] <= 1
 
 
@@ -453,7 +453,7 @@ def test_mmlu_intervals_join_accuracy_spread_and_null():
     results = mmlu_results_two_models()
     table = predictions.mmlu_intervals(results, n_resamples=200, seed=3)
     assert list(table.index) == ["b", "t"] and table["role"].tolist() == ["base", "instruction-tuned"]
-    summary = predictions.mmlu_summary(results)
+    summary = predictions.mmlu_model_summary(results)
     assert table["accuracy"].tolist() == pytest.approx((100 * summary["accuracy"]).tolist())
     assert table["spread"].tolist() == pytest.approx((100 * summary["spread"]).tolist())
     # the headline reading is never larger than the per-ordering one

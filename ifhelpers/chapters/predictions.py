@@ -50,9 +50,9 @@ from ifhelpers.model.models import LoadedModel
 from ifhelpers.data.sources import rng_for
 
 __all__ = [
-    "pararel_scores", "pararel_summary", "pararel_by_relation",
+    "pararel_prompt_scores", "pararel_summary", "pararel_by_relation",
     "object_token_stats", "pair_breakdown", "relation_candidates", "restrict_to_candidates", "sample_questions", "mmlu_setups", "answer_letter_ids", "run_mmlu",
-    "letter_report", "mmlu_setup_accuracy", "mmlu_summary", "mmlu_by_question", "spread_interval", "spread_null",
+    "letter_report", "mmlu_setup_accuracy", "mmlu_model_summary", "mmlu_by_question", "spread_interval", "spread_null",
     "pararel_wide", "pararel_intervals", "pararel_comparison", "relation_wins", "mmlu_intervals", "all_at_chance",
     "spreads_within_null", "footnote4_rule", "table2_layout", "paper_predictions", "comparison_title",
     "plot_points", "plot_metric", "summary_lines", "headlines",
@@ -63,7 +63,7 @@ __all__ = [
 # ParaRel (§3, Table 2 "PARAREL", footnote 4)
 
 
-def pararel_scores(frame: pd.DataFrame) -> pd.DataFrame:
+def pararel_prompt_scores(frame: pd.DataFrame) -> pd.DataFrame:
     """Per-prompt, per-relation ParaRel accuracy and consistency of one model (§3, Table 2).
 
     ``frame`` is :func:`ifhelpers.model.probes.run_pararel`'s. Each prompt of Table 3 is scored on its own with
@@ -95,7 +95,7 @@ def pararel_scores(frame: pd.DataFrame) -> pd.DataFrame:
 def pararel_summary(scores: pd.DataFrame, ddof: int = 1) -> pd.DataFrame:
     """Table 2's ParaRel "Acc." and "Cons." per model, with the spread over prompts (footnote 4).
 
-    ``scores`` is :func:`pararel_scores` (one or several models concatenated). For each prompt the metrics
+    ``scores`` is :func:`pararel_prompt_scores` (one or several models concatenated). For each prompt the metrics
     are macro-averaged over relations (:func:`ifhelpers.metrics.pararel.pararel_macro`: accuracy over every
     relation, consistency over those with pairs); Table 2's value is the mean over the prompts, and ``*_std``
     the standard deviation over the prompts (``ddof=1``: the paper does not say which; with three prompts
@@ -395,7 +395,7 @@ def mmlu_setup_accuracy(results: pd.DataFrame) -> pd.DataFrame:
             .agg(accuracy="mean", n_questions="size").reset_index())
 
 
-def mmlu_summary(results: pd.DataFrame) -> pd.DataFrame:
+def mmlu_model_summary(results: pd.DataFrame) -> pd.DataFrame:
     """Table 2's MMLU "Acc." and "Spread" per model (:func:`ifhelpers.metrics.mmlu.mmlu_summary`), fractions.
 
     Also ``letter_mass``: the mean probability the model puts on the four answer letters (how well a
@@ -476,7 +476,7 @@ def mmlu_intervals(results: pd.DataFrame, n_resamples: int = 2000, seed: int = 0
     interval (:func:`spread_interval`), the permutation null of the spread (``null_mean``, ``null_q95``,
     ``p_value``: :func:`spread_null`) and ``n_questions``. Indexed by ``model``, with ``role``.
     """
-    summary = mmlu_summary(results)
+    summary = mmlu_model_summary(results)
     by_question = mmlu_by_question(results)
     accuracy_ci = pd.DataFrame({
         m: stats.bootstrap_ci(by_question.loc[by_question["model"] == m, "accuracy"].to_numpy(),

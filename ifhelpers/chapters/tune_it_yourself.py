@@ -345,7 +345,7 @@ def spread_difference(frame: pd.DataFrame) -> float:
 
 def table7_inputs(extraction: pd.DataFrame, scores: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
     """Table 7's two variables: each model's extraction rate per block and layer (averaged over
-    its rows) and its ParaRel consistency (mean of :func:`ifhelpers.chapters.predictions.pararel_scores`),
+    its rows) and its ParaRel consistency (mean of :func:`ifhelpers.chapters.predictions.pararel_prompt_scores`),
     for :func:`ifhelpers.chapters.mechanisms.extraction_correlation`."""
     rates = extraction.groupby(["model", "role", "block", "layer"], as_index=False)["rate"].mean()
     consistency = scores.groupby("model")["consistency"].mean()
