@@ -67,6 +67,36 @@ def notebook_parameters(path: Path) -> dict:
     raise SystemExit(f"{path} has no cell tagged 'parameters'")
 
 
+def _flow(value) -> str:
+    """A parameter value as YAML on one line (what ``--set name=value`` reads)."""
+    return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
+
+
+def lesson_plan(in_book: set[str] | None = None):
+    """The teaching page's plan: for every chapter with smoke sizes (``notebooks/smoke.yaml``), each
+    parameter's default (homework) and lesson size (in class), and the ``ifhelpers run`` command that
+    runs the chapter at lesson size. ``in_book`` (``notebooks/<stem>`` entries of the table of contents)
+    keeps only the chapters the book shows. Returns (table, commands)."""
+    import pandas as pd
+
+    smoke = yaml.safe_load((NOTEBOOKS / "smoke.yaml").read_text()) or {}
+    rows, commands = [], []
+    for name, path in chapters().items():
+        sizes = smoke.get(path.stem, {})
+        if not sizes or (in_book is not None and f"notebooks/{path.stem}" not in in_book):
+            continue
+        defaults = notebook_parameters(path)
+        for key, value in sizes.items():
+            rows.append({"chapter": path.stem, "parameter": key, "default (homework)": _flow(defaults.get(key)),
+                         "lesson size (in class)": _flow(value)})
+        settings = " ".join(f"--set {k}='{_flow(v)}'" if isinstance(v, list) else f"--set {k}={_flow(v)}"
+                            for k, v in sizes.items())
+        models = defaults.get("models", [])
+        which = "pair=pocket" if len(models) > 1 else f"base={models[0]}"  # chapter 5 tunes one base model
+        commands.append(f".venv/bin/ifhelpers run {name} --models {which} --name lesson {settings}")
+    return pd.DataFrame(rows), commands
+
+
 def parse_models(spec: str) -> tuple[list[str], dict[str, str]]:
     """``base=ID,ift=ID[,ift=ID]`` (or ``pair=NAME``) as a models list and roles for unregistered ids."""
     models, roles = [], {}

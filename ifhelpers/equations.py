@@ -1,9 +1,10 @@
 """Where each equation lives: the one function of the package behind every quantity of the paper.
 
 Each function that computes a quantity of :data:`ifhelpers.paper.QUANTITIES` says so in a ``paper:``
-line of its docstring (``paper: Table 1; Table 4; Fig. 4``). :func:`homes` reads those lines from
-the source (nothing is imported or run) and finds the chapters that use each function, for the
-appendix page "Where each equation lives"; a test fails when a quantity has no function or two.
+line of its docstring (``paper: Table 1; Table 4``). :func:`homes` reads those lines from the source
+(nothing is imported or run) and finds the chapters that use each function (a chapter uses it when a
+call in the chapter reaches it through the package's call graph), for the appendix page "Where each
+equation lives"; a test fails when a quantity has no function or two.
 """
 
 from __future__ import annotations
@@ -35,31 +36,45 @@ def tagged_functions(package: Path = PACKAGE) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["quantity", "module", "function"])
 
 
-def _users(function: str, module: str, notebooks: dict[str, str], chapter_sources: dict[str, str]) -> list[str]:
-    """The chapters (notebook stems) that call ``function``: by name, or through a chapter module that calls it."""
-    call = re.compile(rf"\b{re.escape(function)}\b")
-    via = [m for m, text in chapter_sources.items() if call.search(text) or module == m]
-    used = []
-    for stem, text in notebooks.items():
-        if call.search(text) or any(re.search(rf"\b{re.escape(m.rsplit('.', 1)[1])}\b", text) and
-                                    (f"chapters import {m.rsplit('.', 1)[1]}" in text or m in text) for m in via):
-            used.append(stem)
-    return used
+_CALL = re.compile(r"\b([A-Za-z_]\w*)\s*\(")
+
+
+def call_graph(package: Path = PACKAGE) -> dict[str, set[str]]:
+    """Which names each function of the package calls (by name; methods included), read from the source."""
+    graph: dict[str, set[str]] = {}
+    for path in sorted(package.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                called = {c.func.id if isinstance(c.func, ast.Name) else c.func.attr
+                          for c in ast.walk(node) if isinstance(c, ast.Call)
+                          and isinstance(c.func, (ast.Name, ast.Attribute))}
+                graph.setdefault(node.name, set()).update(called)
+    return graph
+
+
+def reachable(names, graph: dict[str, set[str]]) -> set[str]:
+    """Every function name reached from ``names`` through the call graph (the names themselves included)."""
+    seen, todo = set(), list(names)
+    while todo:
+        name = todo.pop()
+        if name not in seen:
+            seen.add(name)
+            todo.extend(graph.get(name, ()))
+    return seen
 
 
 def homes(package: Path = PACKAGE, notebooks_dir: Path | None = None) -> pd.DataFrame:
     """One row per quantity of the paper, in the paper's order: ``quantity``, ``what``, ``function``
     (``module.name``; "" when none), ``n_functions`` (must be 1) and ``chapters`` (the notebooks using it)."""
     notebooks_dir = notebooks_dir or package.parent / "notebooks"
-    notebooks = {p.stem: p.read_text() for p in sorted(notebooks_dir.glob("[0-9][0-9]_*.md"))}
-    chapter_sources = {".".join(p.relative_to(package.parent).with_suffix("").parts): p.read_text()
-                       for p in sorted((package / "chapters").glob("*.py")) if p.name != "__init__.py"}
+    graph = call_graph(package)
+    used = {p.stem: reachable(set(_CALL.findall(p.read_text())), graph)
+            for p in sorted(notebooks_dir.glob("[0-9][0-9]_*.md"))}
     tags = tagged_functions(package)
     rows = []
     for quantity, what in paper.QUANTITIES.items():
         found = tags[tags["quantity"] == quantity]
-        users = sorted({u for _, r in found.iterrows()
-                        for u in _users(r["function"], r["module"], notebooks, chapter_sources)})
+        users = sorted({stem for stem, names in used.items() if set(found["function"]) & names})
         rows.append({"quantity": quantity, "what": what,
                      "function": ", ".join(f"{r['module']}.{r['function']}" for _, r in found.iterrows()),
                      "n_functions": len(found), "chapters": users})

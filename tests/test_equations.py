@@ -21,10 +21,11 @@ def test_homes_finds_tags_and_users(tmp_path):
     (package / "chapters").mkdir(parents=True)
     (package / "metrics.py").write_text('def gap(x):\n    """A gap.\n\n    paper: Table 1; Table 4\n    """\n')
     (package / "other.py").write_text('def again(x):\n    """paper: Table 1"""\n')
-    (package / "chapters" / "vs.py").write_text("from ifhelpers import metrics\nmetrics.gap(1)\n")
+    (package / "chapters" / "vs.py").write_text("from ifhelpers import metrics\n\n\ndef units(x):\n"
+                                                "    return metrics.gap(x)\n")
     (tmp_path / "notebooks").mkdir()
-    (tmp_path / "notebooks" / "01_a.md").write_text("from ifhelpers.chapters import vs\n")
-    (tmp_path / "notebooks" / "02_b.md").write_text("nothing\n")
+    (tmp_path / "notebooks" / "01_a.md").write_text("table = vs.units(reps)\n")  # reaches gap through units
+    (tmp_path / "notebooks" / "02_b.md").write_text("the gap is mentioned, not called\n")
     homes = equations.homes(package, tmp_path / "notebooks").set_index("quantity")
     assert homes.loc["Table 1", "n_functions"] == 2  # two homes: the test above would fail
     assert homes.loc["Table 4", "function"] == "ifhelpers.metrics.gap" and homes.loc["Table 4", "chapters"] == ["01_a"]
