@@ -66,9 +66,13 @@ def built_book(tmp_path_factory):
     return root / "_build" / "html", chapters
 
 
-def compare_headlines(built: Path, golden: Path, chapters: list[str], rtol: float = 1e-6) -> list[str]:
+def compare_headlines(built: Path, golden: Path, chapters: list[str], rtol: float = 1e-4) -> list[str]:
     """Differences between the headlines a build wrote and the golden ones: text columns exactly, the
-    estimates and interval bounds to ``rtol``; wall time and cache state are not compared."""
+    estimates and interval bounds to ``rtol``; wall time and cache state are not compared.
+
+    ``rtol`` allows for float noise only: a warm cache computes only the texts it misses, so batches are
+    padded differently and fp32 states differ by about 1e-6 relative, which moves a BCa bound by a few
+    1e-6 (seen: 0.0056588 vs 0.0056588, relative 4e-6). A change of method moves numbers by far more."""
     import numpy as np
     import pandas as pd
 
