@@ -1,14 +1,22 @@
-"""Engine throughput on the pocket models against a naive loop, measured in the same run.
+"""Engine throughput on the pocket models: naive loop, plain batched pass, shared-prefix pass, one run.
 
-Naive loop: one text at a time, full logits at every position, ``output_hidden_states=True``
-(what a first notebook would write). Engine: :func:`ifhelpers.model.engine.run` with the request the
-ParaRel chapters use (states at every layer, MHSA/MLP updates, top-10 next tokens), cache off.
-Texts: ParaRel queries in each model's own Table 3 prompt format (the book's main workload).
+Workload: the book's shared ParaRel pass (every query of ``--n-per-relation`` facts per relation under
+Table 3's three prompts, in each model's own format) with the book's request
+(:data:`ifhelpers.model.probes.PARAREL_REQUEST`: states at every layer, top-10 next tokens), cache off.
 
-The roofline counts 2 FLOPs per non-embedding parameter per token at the fp32 matmul rate measured
-here, so it is what the hardware allows for this model, whatever the software.
+* naive:  one text at a time, full logits at every position, ``output_hidden_states=True`` (what a
+  first notebook would write), timed on ``--naive-texts`` of the prompts;
+* plain:  :func:`ifhelpers.model.engine.run` with ``share_prefixes=False`` (batching only);
+* shared: the same with prefix reuse (:mod:`ifhelpers.model.prefix`); its outputs are checked against
+  the plain pass (top-1 identical, states to 1e-5 relative).
 
-    python benchmarks/engine_throughput.py [--n-texts 240] [--models gemma-3-270m smollm2-135m-instruct]
+Tokens/s always counts the tokens of the full texts, so the columns compare wall times for the same
+outputs. The trie bound is the speed-up a pass computing every distinct token prefix exactly once would
+have over the plain pass (tokens / distinct prefixes); "of bound" is the share of it the shared pass
+reaches. The roofline counts 2 FLOPs per non-embedding parameter per token at the fp32 matmul rate
+measured here: what the hardware allows for the model body, whatever the software.
+
+    python benchmarks/engine_throughput.py [--n-per-relation 8] [--naive-texts 150] [--models ...]
 """
 
 from __future__ import annotations
@@ -16,11 +24,11 @@ from __future__ import annotations
 import argparse
 import time
 
+import numpy as np
 import torch
 
-import ifhelpers as ifh
-from ifhelpers.model import engine, models, probes
 from ifhelpers.data import pararel
+from ifhelpers.model import engine, models, prefix, probes, tokens
 
 
 def matmul_gflops(n: int = 2048, repeats: int = 10) -> float:
@@ -49,36 +57,50 @@ def naive_tokens_per_second(lm, texts) -> float:
     return n_tokens / (time.perf_counter() - start)
 
 
-def engine_tokens_per_second(lm, texts, request) -> float:
-    n_tokens = sum(len(ifh.model.tokens.encode(lm.tokenizer, t)) for t in texts)
+def timed(lm, texts, share: bool):
     start = time.perf_counter()
-    engine.run(lm, texts, request, cache=False, progress=False)
-    return n_tokens / (time.perf_counter() - start)
+    out = engine.run(lm, texts, probes.PARAREL_REQUEST, cache=False, share_prefixes=share, progress=False)
+    return out, time.perf_counter() - start
+
+
+def distinct_prefixes(ids) -> int:
+    return len({tuple(seq[:k]) for seq in ids for k in range(1, len(seq) + 1)})
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--n-texts", type=int, default=240)
+    parser.add_argument("--n-per-relation", type=int, default=8, help="facts per relation (the book's default: 8)")
+    parser.add_argument("--naive-texts", type=int, default=150)
     parser.add_argument("--models", nargs="+", default=["gemma-3-270m", "smollm2-135m-instruct"])
     args = parser.parse_args()
 
-    queries = pararel.load_queries(n_per_relation=2, seed=0).sample(n=args.n_texts // 3, random_state=0)
+    queries = pararel.load_queries(None, args.n_per_relation, seed=0)
     gflops = matmul_gflops()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, fp32 matmul {gflops:.0f} GFLOP/s")
-    header = f"{'model':24s} {'tokens':>7s} {'naive':>8s} {'last-only':>10s} {'engine':>8s} {'x naive':>8s} {'roofline':>9s} {'% roof':>7s}"
-    print(header)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, fp32 matmul {gflops:.0f} GFLOP/s; "
+          f"{len(queries)} queries x 3 prompts")
+    print(f"{'model':22s} {'texts':>5s} {'tokens':>7s} {'plan':>7s} {'naive':>6s} {'plain':>6s} {'shared':>6s} "
+          f"{'plain s':>7s} {'shared s':>8s} {'x plain':>7s} {'bound':>6s} {'of bound':>8s} {'plain %roof':>11s} {'check':>6s}")
     for name in args.models:
         lm = models.load(name, device="cpu")
         texts = probes.pararel_prompts(lm, queries)["prompt"].tolist()
-        n_tokens = sum(len(ifh.model.tokens.encode(lm.tokenizer, t)) for t in texts)
+        ids = [tokens.encode(lm.tokenizer, t) for t in texts]
+        n_tokens = sum(map(len, ids))
+        shared_plan = prefix.plan(ids, [len(s) - 1 for s in ids], **engine.PREFIX_RULE)
+        planned = shared_plan.tokens_computed([len(s) for s in ids])
+        bound = n_tokens / distinct_prefixes(ids)
         roofline = gflops * 1e9 / (2 * non_embedding_params(lm))
-        naive = naive_tokens_per_second(lm, texts)
-        plain = engine_tokens_per_second(lm, texts, engine.Request(top_k=1))
-        full = engine_tokens_per_second(lm, texts, probes.PARAREL_REQUEST)
-        print(f"{name:24s} {n_tokens:7d} {naive:8.0f} {plain:10.0f} {full:8.0f} {full / naive:7.1f}x "
-              f"{roofline:9.0f} {100 * full / roofline:6.0f}%")
-    print("tokens/s; 'last-only': engine with only the top-1 next token; 'engine': the ParaRel request "
-          "(states at every layer, MHSA/MLP updates, top-10)")
+        naive = naive_tokens_per_second(lm, texts[:args.naive_texts])
+        plain_out, plain_s = timed(lm, texts, share=False)
+        shared_out, shared_s = timed(lm, texts, share=True)
+        same = bool((plain_out["top_ids"][:, 0] == shared_out["top_ids"][:, 0]).all()) and \
+            float(np.abs(plain_out["resid"] - shared_out["resid"]).max() / np.abs(plain_out["resid"]).max()) <= 1e-5
+        speedup = plain_s / shared_s
+        print(f"{name:22s} {len(texts):5d} {n_tokens:7d} {planned:7d} {naive:6.0f} {n_tokens / plain_s:6.0f} "
+              f"{n_tokens / shared_s:6.0f} {plain_s:7.1f} {shared_s:8.1f} {speedup:6.2f}x {bound:5.1f}x "
+              f"{100 * speedup / bound:7.0f}% {100 * n_tokens / plain_s / roofline:10.0f}% {'same' if same else 'DIFF':>6s}",
+              flush=True)
+    print("naive/plain/shared: tokens/s of the full texts; plan: tokens the shared pass computes; bound: the trie's "
+          "speed-up over plain; plain %roof: the plain pass against the non-embedding roofline")
 
 
 if __name__ == "__main__":

@@ -87,9 +87,9 @@ def test_interrupted_run_resumes(tiny_lm, tmp_path, monkeypatch):
 
     seen = []
 
-    def count(lm, recorder, ids, positions):
+    def count(lm, recorder, ids, positions, *args):
         seen.append(len(ids))
-        return real(lm, recorder, ids, positions)
+        return real(lm, recorder, ids, positions, *args)
 
     monkeypatch.setattr(engine, "_forward_batch", count)
     resumed = engine.run(tiny_lm, TEXTS, FULL, cache=tmp_path, max_batch_size=1)

@@ -290,9 +290,9 @@ def model_tables(lm: LoadedModel, queries: pd.DataFrame, relation_pairs: pd.Data
     The shared ParaRel pass (:func:`ifhelpers.model.probes.run_pararel`) gives the last token's
     states h^l, read for the massive dimensions (:func:`top_dims_share`), the relation cosines of
     Fig. 3 (:func:`relation_similarity_table`) and the paraphrase gap of Figs. 4, 6, 7
-    (:func:`paraphrase_gap_table`); its MHSA and MLP updates of ``extraction_n_queries`` queries
-    (:func:`sample_query_rows`), read through the logit lens, give the extraction rates and events of
-    Figs. 5, 8. Then the states at the last subject token of ``subject_queries`` (one forward pass per
+    (:func:`paraphrase_gap_table`); the MHSA and MLP updates of ``extraction_n_queries`` of its queries
+    (:func:`sample_query_rows`, :func:`ifhelpers.model.probes.run_updates`), read through the logit lens,
+    give the extraction rates and events of Figs. 5, 8. Then the states at the last subject token of ``subject_queries`` (one forward pass per
     distinct prefix, :func:`unique_prefix_rows`) give the attribute rate of Fig. 2
     (:func:`lens_token_strings`, :func:`attribute_sets`, :func:`attribute_rates`).
 
@@ -313,7 +313,8 @@ def model_tables(lm: LoadedModel, queries: pd.DataFrame, relation_pairs: pd.Data
     tables["gap"] = with_model(gap, lm, "state")
     # (c) extraction: the MHSA and MLP updates of a sample of queries, read through the logit lens
     rows = sample_query_rows(frame, extraction_n_queries, seed)
-    top1 = {block: lens.top_tokens(lm, arrays[name][rows], k=1) for block, name in BLOCKS.items()}
+    updates = probes.run_updates(lm, frame.iloc[rows], progress=False)
+    top1 = {block: lens.top_tokens(lm, updates[name], k=1) for block, name in BLOCKS.items()}
     tables["extraction"] = with_model(extraction_rates(frame.iloc[rows], top1), lm, "update")
     tables["events"] = with_model(extraction_events(frame.iloc[rows], top1), lm, "update")
     del arrays

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ifhelpers.data.mmlu import format_subject
+
 #: The datasets of Table 3: full sentences (MRPC, TaPaCo) and ParaRel's cloze-style queries.
 DATASET_KINDS = ("sentence", "pararel")
 
@@ -106,6 +108,14 @@ def mmlu_question_block(question: str, choices: list[str] | tuple[str, ...]) -> 
     return f"{question.strip()}\n{options}"
 
 
+def mmlu_instruction(subject: str, instruction_id: int) -> str:
+    """Instruction ``instruction_id`` of App. C.1 for ``subject`` (``"high_school_geography"`` written out).
+
+    paper: App. C.1
+    """
+    return MMLU_INSTRUCTIONS[instruction_id].format(format_subject(subject))
+
+
 def format_mmlu(subject: str, question: str, choices, instruction_id: int, prompt_format: str, tokenizer=None) -> str:
     """A zero-shot MMLU prompt with instruction ``instruction_id`` of App. C.1.
 
@@ -114,8 +124,7 @@ def format_mmlu(subject: str, question: str, choices, instruction_id: int, promp
 
     paper: App. C.1
     """
-    instruction = MMLU_INSTRUCTIONS[instruction_id].format(subject.replace("_", " "))
-    body = f"{instruction}\n\n{mmlu_question_block(question, choices)}"
+    body = f"{mmlu_instruction(subject, instruction_id)}\n\n{mmlu_question_block(question, choices)}"
     if prompt_format == "base":
         return f"{body}\n{MMLU_ANSWER_CUE['base']}"
     return render_dialogue(body, MMLU_ANSWER_CUE["dialogue"], prompt_format, tokenizer)

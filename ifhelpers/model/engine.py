@@ -21,6 +21,14 @@ at other positions):
 
 Texts are tokenized once, sorted by length and packed into batches under a padded-token budget;
 left padding with explicit position ids makes each text's result equal to its unpadded single run.
+
+Texts that begin alike share the work (prefix caching, on by default; ``share_prefixes=False`` or
+``IFHELPERS_SHARE_PREFIXES=0`` switches it off): :func:`ifhelpers.model.prefix.plan` picks the token
+prefixes worth computing once, each is run once with its key/value cache kept, and the texts' remaining
+tokens run on top of it (the cache gathered over the batch, the attention mask and position ids
+continued from the prefix). Below the first level a batch holds continuations of one length, so the
+real tokens of every row stay contiguous and sliding-window layers see the distances a plain pass sees.
+A result does not depend on how it was computed, so the on-disk cache keys are the same either way.
 Every finished batch is written to the on-disk cache (:mod:`ifhelpers.model.cache`) keyed by model, request
 and the exact text and position, so repeating a run repeats no forward pass and an interrupted run
 resumes where it stopped.
@@ -38,7 +46,18 @@ import numpy as np
 
 from ifhelpers.model.cache import ActivationStore, content_key, store_for
 from ifhelpers.model.models import LoadedModel
+from ifhelpers.model.prefix import Plan, plan
 from ifhelpers.model.tokens import encode
+
+#: Continuations are short, so a batch of them may hold more rows than a plain batch (this factor
+#: times ``max_batch_size``), each carrying its prefix's keys and values: their total (prefix plus
+#: continuation) is bounded by this factor times the padded-token budget.
+CONTINUATION_ROWS_FACTOR = 4
+CONTEXT_TOKENS_PER_BATCH = 4
+#: The padding a batch may carry, as a share of its real tokens.
+MAX_PADDING = 0.25
+#: When a shared prefix is worth a pass of its own (see :func:`ifhelpers.model.prefix.plan`).
+PREFIX_RULE = {"min_segment": 2, "min_saving": 8}
 
 
 @dataclass(frozen=True)
@@ -127,7 +146,8 @@ class _Recorder:
                 self.handles.append(mlp.register_forward_hook(self._hook("mlp_update")))
 
     def _take(self, name, hidden):
-        self.store[name].append(hidden[self.index].float())
+        if self.index is not None:  # None: a shared-prefix pass, whose states no text captures
+            self.store[name].append(hidden[self.index].float())
 
     def _pre_hook(self, name):
         def hook(module, args, kwargs):
@@ -160,16 +180,25 @@ def torch_stack(values):
 # Batching
 
 
-def plan_batches(lengths: Sequence[int], max_batch_tokens: int, max_batch_size: int) -> list[list[int]]:
-    """Indices grouped into batches of similar length, longest first, under a padded-token budget."""
+def plan_batches(lengths: Sequence[int], max_batch_tokens: int, max_batch_size: int,
+                 max_padding: float | None = MAX_PADDING) -> list[list[int]]:
+    """Indices grouped into batches of similar length, longest first, under a padded-token budget.
+
+    Once a batch holds 32 rows or a quarter of the budget in real tokens, it also ends before its padding would
+    exceed ``max_padding`` times its real tokens (None: no such limit).
+    """
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
-    batches, current = [], []
+    batches, current, real = [], [], 0
     for i in order:
         longest = lengths[current[0]] if current else lengths[i]
-        if current and ((len(current) + 1) * longest > max_batch_tokens or len(current) >= max_batch_size):
+        padded = (len(current) + 1) * longest
+        too_padded = max_padding is not None and (real >= max_batch_tokens // 4 or len(current) >= 32) \
+            and padded > (1 + max_padding) * (real + lengths[i])
+        if current and (padded > max_batch_tokens or len(current) >= max_batch_size or too_padded):
             batches.append(current)
-            current = []
+            current, real = [], 0
         current.append(i)
+        real += lengths[i]
     if current:
         batches.append(current)
     return batches
@@ -193,21 +222,67 @@ def pad_left(ids: list[list[int]], pad_id: int, device):
     return input_ids.to(device), mask.to(device), position_ids.to(device)
 
 
-def _forward_batch(lm: LoadedModel, recorder: _Recorder, ids: list[list[int]], positions: list[int]) -> dict:
+@dataclass
+class PrefixContext:
+    """The key/value cache of a batch of computed prefixes: what their continuations run on.
+
+    ``mask`` is the prefixes' (left-padded) attention mask and ``length`` their real token counts, one
+    row per prefix; ``cache`` is the model's ``Cache`` object for the same rows.
+    """
+
+    cache: object
+    mask: object
+    length: object
+
+    def rows(self, index):
+        """The cache, mask and lengths of rows ``index`` (a new cache; this one is left unchanged)."""
+        import copy
+
+        cache = copy.copy(self.cache)
+        cache.layers = [copy.copy(layer) for layer in self.cache.layers]
+        cache.batch_select_indices(index)
+        return cache, self.mask[index], self.length[index]
+
+
+def _forward_batch(lm: LoadedModel, recorder: _Recorder, ids: list[list[int]], positions: list[int] | None,
+                   context: PrefixContext | None = None, parents: list[int] | None = None) -> dict | PrefixContext:
+    """One forward pass over ``ids``; ``positions`` are the captured token indices within each row's ids.
+
+    Rows are left-padded. Without ``context`` they are whole texts (or first-level prefixes); with it,
+    row ``r`` continues prefix ``parents[r]`` of the context (rows of unequal length leave padding
+    between a prefix and its continuation: see :func:`_continuation_batches`). With
+    ``positions=None`` the rows are prefixes: nothing is captured and the pass returns the context that
+    their own continuations run on.
+    """
     import torch
 
     request = recorder.request
+    past = None
     input_ids, mask, position_ids = pad_left(ids, lm.tokenizer.pad_token_id, lm.device)
-    width = input_ids.shape[1]
-    rows = torch.arange(len(ids), device=lm.device)
-    cols = torch.tensor([width - len(seq) + (p if p >= 0 else len(seq) + p) for seq, p in zip(ids, positions)],
-                        device=lm.device)
-    recorder.index = (rows, cols)
-    out: dict[str, np.ndarray] = {}
+    offsets = [input_ids.shape[1] - len(seq) for seq in ids]
+    lengths = mask.sum(-1)
+    if context is not None:
+        past, parent_mask, parent_length = context.rows(torch.tensor(parents, device=lm.device))
+        mask = torch.cat([parent_mask, mask], dim=1)
+        position_ids = parent_length[:, None] + position_ids
+        lengths = parent_length + lengths
+    kwargs = dict(input_ids=input_ids, attention_mask=mask, position_ids=position_ids)
+    if past is not None:
+        kwargs.update(cache=past, use_cache=True)
+    else:
+        kwargs.update(use_cache=positions is None)
     with torch.inference_mode():
+        if positions is None:
+            recorder.index = None
+            out = lm.model.base_model(**kwargs)
+            return PrefixContext(out.cache, mask, lengths)
+        rows = torch.arange(len(ids), device=lm.device)
+        cols = torch.tensor([offset + (p if p >= 0 else len(seq) + p) for seq, p, offset in zip(ids, positions, offsets)],
+                            device=lm.device)
+        recorder.index = (rows, cols)
+        out: dict[str, np.ndarray] = {}
         if request.needs_logits:
-            logits = lm.model(input_ids=input_ids, attention_mask=mask, position_ids=position_ids,
-                              use_cache=False, logits_to_keep=1).logits[:, -1].float()
+            logits = lm.model(**kwargs, logits_to_keep=1).logits[:, -1].float()
             logprobs = torch.log_softmax(logits, dim=-1)
             if request.top_k:
                 top = logprobs.topk(request.top_k, dim=-1)
@@ -218,9 +293,93 @@ def _forward_batch(lm: LoadedModel, recorder: _Recorder, ids: list[list[int]], p
             if request.next_token_logits:
                 out["next_token_logits"] = logits.cpu().numpy()
         else:
-            lm.model.base_model(input_ids=input_ids, attention_mask=mask, position_ids=position_ids, use_cache=False)
+            lm.model.base_model(**kwargs)
     out.update(recorder.collect())
     return out
+
+
+def _run_plan(lm: LoadedModel, recorder: _Recorder, ids: list[list[int]], positions: list[int], shared: Plan,
+              max_batch_tokens: int, max_batch_size: int, emit) -> None:
+    """Run every text of ``ids`` through the shared prefixes of ``shared``; ``emit(texts, out)`` per batch.
+
+    Depth first: a batch of prefixes is computed, then everything that continues them (texts, and
+    deeper prefixes with their own continuations), so only one context per level is held in memory.
+    """
+    # A row's padded width is at most one longest text per level of the plan.
+    mixed_lengths = holes_are_exact(lm.model, (shared.depth() + 1) * max(map(len, ids)))
+    leaves: dict[int, list[int]] = {}
+    for i, parent in enumerate(shared.leaf_parent):
+        leaves.setdefault(parent, []).append(i)
+    children: dict[int, list[int]] = {}
+    for n, node in enumerate(shared.nodes):
+        children.setdefault(node.parent, []).append(n)
+
+    def segment_of_node(n):
+        node = shared.nodes[n]
+        return ids[node.text][node.start:node.end]
+
+    def continue_context(context: PrefixContext | None, row_of: dict[int, int]) -> None:
+        parents = list(row_of)
+        texts = [i for p in parents for i in leaves.get(p, [])]
+        nodes = [n for p in parents for n in children.get(p, [])]
+        jobs = [("text", i, shared.leaf_parent[i], ids[i][shared.leaf_start[i]:]) for i in texts]
+        jobs += [("node", n, shared.nodes[n].parent, segment_of_node(n)) for n in nodes]
+        for batch in _continuation_batches(jobs, context, max_batch_tokens, max_batch_size, mixed_lengths):
+            kind = batch[0][0]
+            segments = [job[3] for job in batch]
+            parent_rows = None if context is None else [row_of[job[2]] for job in batch]
+            if kind == "text":
+                captured = [positions[job[1]] - shared.leaf_start[job[1]] for job in batch]
+                emit([job[1] for job in batch], _forward_batch(lm, recorder, segments, captured, context, parent_rows))
+            else:
+                computed = _forward_batch(lm, recorder, segments, None, context, parent_rows)
+                continue_context(computed, {job[1]: row for row, job in enumerate(batch)})
+
+    continue_context(None, {-1: 0})
+
+
+def _continuation_batches(jobs, context: PrefixContext | None, max_batch_tokens: int, max_batch_size: int,
+                          mixed_lengths: bool):
+    """Texts and prefixes in batches, longest first, under the padded-token budget.
+
+    On a context a row also carries its prefix's keys and values, so rows are bounded by
+    :data:`CONTEXT_TOKENS_PER_BATCH` times the budget in prefix-plus-continuation tokens too. Rows of
+    unequal length put padding *between* a prefix and its continuation; the causal mask and explicit
+    position ids make that exact, but a sliding-window layer measures its window in columns, so unless
+    ``mixed_lengths`` (every window spans the widest row) a batch on a context holds one length only.
+    """
+    for kind in ("node", "text"):
+        group = [job for job in jobs if job[0] == kind]
+        if not group:
+            continue
+        lengths = [len(job[3]) for job in group]
+        # Prefixes are batched as widely as their keys and values allow (every continuation of a
+        # batch of prefixes can then share a batch), continuations under the padding rule.
+        padding = None if kind == "node" else MAX_PADDING
+        if context is None:
+            rows = max_batch_size if kind == "text" else max_batch_size * CONTINUATION_ROWS_FACTOR
+            for batch in plan_batches(lengths, max_batch_tokens, rows, padding):
+                yield [group[i] for i in batch]
+            continue
+        prefix_width = int(context.mask.shape[1])
+        buckets = [list(range(len(group)))] if mixed_lengths else \
+            [[i for i, n in enumerate(lengths) if n == width] for width in sorted(set(lengths), reverse=True)]
+        for bucket in buckets:
+            longest = max(lengths[i] for i in bucket)
+            rows = max(1, min(max_batch_size * CONTINUATION_ROWS_FACTOR,
+                              CONTEXT_TOKENS_PER_BATCH * max_batch_tokens // (prefix_width + longest)))
+            for batch in plan_batches([lengths[i] for i in bucket], max_batch_tokens, rows, padding):
+                yield [group[bucket[i]] for i in batch]
+
+
+def holes_are_exact(model, longest_row: int) -> bool:
+    """Whether padding between a prefix and its continuation leaves every layer's result unchanged:
+    true unless a sliding-window layer's window is narrower than ``longest_row`` columns."""
+    config = model.config.get_text_config(decoder=True)
+    window = getattr(config, "sliding_window", None)
+    layer_types = getattr(config, "layer_types", None) or ()
+    uses_window = window is not None and (not layer_types or "sliding_attention" in layer_types)
+    return not uses_window or window >= longest_row
 
 
 def check_decomposition(out: dict, atol: float = 1e-3) -> None:
@@ -244,13 +403,14 @@ def check_decomposition(out: dict, atol: float = 1e-3) -> None:
 
 def run(lm: LoadedModel, texts: Sequence[str], request: Request, positions: Sequence[int] | None = None, *,
         cache: bool | str | Path = True, max_batch_tokens: int | None = None, max_batch_size: int = 64,
-        progress: bool | None = None) -> dict[str, np.ndarray]:
+        share_prefixes: bool | None = None, progress: bool | None = None) -> dict[str, np.ndarray]:
     """Run ``lm`` on ``texts`` and return the requested outputs, row-aligned with ``texts``.
 
     ``positions`` gives, per text, the token index whose states are captured (negative counts from
     the end; default -1, the last token). ``cache`` is True (the user cache), False (no cache: every
     call runs the model), or a folder. Already cached texts are not run again; each computed batch is
-    saved as soon as it finishes.
+    saved as soon as it finishes. ``share_prefixes`` (default: on, unless ``IFHELPERS_SHARE_PREFIXES=0``)
+    computes shared token prefixes once (see the module docstring); the results are the same.
     """
     if isinstance(texts, str):
         raise TypeError("texts must be a list of strings, not one string")
@@ -282,24 +442,32 @@ def run(lm: LoadedModel, texts: Sequence[str], request: Request, positions: Sequ
             p = positions[todo[k]]
             if not -len(seq) <= p < len(seq):
                 raise IndexError(f"position {p} is outside the {len(seq)} tokens of text {texts[todo[k]]!r}")
-        batches = plan_batches([len(s) for s in ids], max_batch_tokens, max_batch_size)
+        captured = [positions[todo[k]] % len(seq) for k, seq in zip(todo_keys, ids)]
+        if share_prefixes is None:
+            share_prefixes = os.environ.get("IFHELPERS_SHARE_PREFIXES", "1") != "0"
+        shared = plan(ids, captured, **PREFIX_RULE) if share_prefixes else Plan((), (-1,) * len(ids), (0,) * len(ids))
         recorder = _Recorder(lm.model, request)
+        checked = []
         try:
             from tqdm.auto import tqdm
 
-            show = progress if progress is not None else len(batches) > 4
-            bar = tqdm(total=sum(map(len, ids)), unit="tok", desc=f"{lm.name}", disable=not show, leave=False)
-            for b, batch in enumerate(batches):
-                out = _forward_batch(lm, recorder, [ids[i] for i in batch], [positions[todo[todo_keys[i]]] for i in batch])
-                if b == 0 and request.resid and request.updates:
+            total = sum(len(seq) - start for seq, start in zip(ids, shared.leaf_start))
+            show = progress if progress is not None else total > 4 * max_batch_tokens
+            bar = tqdm(total=total, unit="tok", desc=f"{lm.name}", disable=not show, leave=False)
+
+            def emit(texts: list[int], out: dict) -> None:
+                if not checked and request.resid and request.updates:
                     check_decomposition(out)
-                batch_keys = [todo_keys[i] for i in batch]
+                    checked.append(True)
+                batch_keys = [todo_keys[i] for i in texts]
                 if store is not None:
                     store.write(batch_keys, out)
                 else:
                     for row, key in enumerate(batch_keys):
                         results[key] = {name: values[row] for name, values in out.items()}
-                bar.update(sum(len(ids[i]) for i in batch))
+                bar.update(sum(len(ids[i]) - shared.leaf_start[i] for i in texts))
+
+            _run_plan(lm, recorder, ids, captured, shared, max_batch_tokens, max_batch_size, emit)
             bar.close()
         finally:
             recorder.remove()

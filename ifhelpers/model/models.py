@@ -37,9 +37,10 @@ def device_kind(device: str) -> str:
 
 
 def default_device() -> str:
+    """``$IFHELPERS_DEVICE`` if set (e.g. ``cpu`` on a machine with a GPU), else CUDA when there is one."""
     import torch
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    return os.environ.get("IFHELPERS_DEVICE") or ("cuda" if torch.cuda.is_available() else "cpu")
 
 
 @dataclass

@@ -3,7 +3,9 @@
 Every chapter that looks at ParaRel queries calls :func:`run_pararel` with the same request
 (:data:`PARAREL_REQUEST`), so the engine's cache serves one pass per (model, query, prompt) to all of
 them: the vector-space chapter reads the last layer of ``resid``, the predictions chapter the top-1
-token, the mechanisms chapter every layer, the updates and the subject-token states.
+token, the mechanisms chapter every layer. The MHSA and MLP updates are read for a sample of queries
+only (the extraction rates of §4), so they come from a pass of their own over that sample
+(:func:`run_updates`), and the cache keeps a third of what it would keep if the shared pass held them.
 
 A prediction is the model's top-1 next token after the prompt. The object is compared through its
 *first token as it follows the prompt* (``" Paris"`` after ``"... is located in"``, tokenized with the
@@ -21,8 +23,11 @@ from ifhelpers.model import engine, tokens
 from ifhelpers.data import prompts
 from ifhelpers.model.models import LoadedModel
 
-#: One request for all ParaRel chapters: states at every layer, MHSA/MLP updates, top-10 next tokens.
-PARAREL_REQUEST = engine.Request(resid=True, updates=True, top_k=10)
+#: One request for all ParaRel chapters: states at every layer and the top-10 next tokens.
+PARAREL_REQUEST = engine.Request(resid=True, top_k=10)
+#: The MHSA and MLP updates at the last token (§4 extraction), with the states so that the engine
+#: checks eq. 1 on them.
+UPDATES_REQUEST = engine.Request(resid=True, updates=True)
 #: The residual stream at the last subject token (§4 subject attribute rate).
 SUBJECT_REQUEST = engine.Request(resid=True)
 
@@ -67,6 +72,15 @@ def run_pararel(lm: LoadedModel, queries: pd.DataFrame, prompt_ids=(0, 1, 2), *,
     frame.attrs["model"] = lm.name
     frame.attrs["role"] = lm.spec.role
     return frame, arrays
+
+
+def run_updates(lm: LoadedModel, frame: pd.DataFrame, *, cache=True, progress=None) -> dict[str, np.ndarray]:
+    """a^0 ... a^{L-1} and f^0 ... f^{L-1} at the last token of each prompt in ``frame`` (§4), each ``(n, L, d)``.
+
+    ``frame`` is (a subset of the rows of) :func:`run_pararel`'s frame; keys ``attn_update`` and ``mlp_update``.
+    """
+    out = engine.run(lm, frame["prompt"].tolist(), UPDATES_REQUEST, cache=cache, progress=progress)
+    return {name: out[name] for name in ("attn_update", "mlp_update")}
 
 
 def run_subject_states(lm: LoadedModel, frame: pd.DataFrame, *, cache=True, progress=None) -> np.ndarray:
