@@ -184,7 +184,7 @@ def plan_batches(lengths: Sequence[int], max_batch_tokens: int, max_batch_size: 
                  max_padding: float | None = MAX_PADDING) -> list[list[int]]:
     """Indices grouped into batches of similar length, longest first, under a padded-token budget.
 
-    Once a batch holds 32 rows or a quarter of the budget in real tokens, it also ends before its padding would
+    Once a batch holds 8 rows or a quarter of the budget in real tokens, it also ends before its padding would
     exceed ``max_padding`` times its real tokens (None: no such limit).
     """
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
@@ -192,7 +192,7 @@ def plan_batches(lengths: Sequence[int], max_batch_tokens: int, max_batch_size: 
     for i in order:
         longest = lengths[current[0]] if current else lengths[i]
         padded = (len(current) + 1) * longest
-        too_padded = max_padding is not None and (real >= max_batch_tokens // 4 or len(current) >= 32) \
+        too_padded = max_padding is not None and (real >= max_batch_tokens // 4 or len(current) >= 8) \
             and padded > (1 + max_padding) * (real + lengths[i])
         if current and (padded > max_batch_tokens or len(current) >= max_batch_size or too_padded):
             batches.append(current)
@@ -234,14 +234,33 @@ class PrefixContext:
     mask: object
     length: object
 
-    def rows(self, index):
-        """The cache, mask and lengths of rows ``index`` (a new cache; this one is left unchanged)."""
+    def rows(self, index, pack: bool = False):
+        """The cache, mask and lengths of rows ``index`` (a new cache; this one is left unchanged).
+
+        With ``pack``, padding left between a prefix and its continuation (see
+        :func:`_continuation_batches`) is moved to the left of each row, so its real tokens are
+        contiguous again. Keys carry their positions already (rotary embeddings are applied before
+        caching), so moving a column changes no result.
+        """
         import copy
 
         cache = copy.copy(self.cache)
         cache.layers = [copy.copy(layer) for layer in self.cache.layers]
         cache.batch_select_indices(index)
-        return cache, self.mask[index], self.length[index]
+        mask, length = self.mask[index], self.length[index]
+        has_holes = bool((mask.cummax(dim=1).values > mask).any())
+        if pack and has_holes:
+            width = int(length.max())
+            order = mask.sort(dim=1, stable=True).indices[:, -width:]  # real columns last, in order
+            for layer in cache.layers:
+                if layer.keys.shape[-2] != mask.shape[1]:
+                    raise RuntimeError("a prefix cache with padding inside was truncated by its sliding window")
+                columns = order[:, None, :, None].expand(-1, layer.keys.shape[1], -1, layer.keys.shape[-1])
+                layer.keys, layer.values = layer.keys.gather(2, columns), layer.values.gather(2, columns)
+                if hasattr(layer, "cumulative_length"):
+                    layer.cumulative_length = width
+            mask = mask.gather(1, order)
+        return cache, mask, length
 
 
 def _forward_batch(lm: LoadedModel, recorder: _Recorder, ids: list[list[int]], positions: list[int] | None,
@@ -262,7 +281,8 @@ def _forward_batch(lm: LoadedModel, recorder: _Recorder, ids: list[list[int]], p
     offsets = [input_ids.shape[1] - len(seq) for seq in ids]
     lengths = mask.sum(-1)
     if context is not None:
-        past, parent_mask, parent_length = context.rows(torch.tensor(parents, device=lm.device))
+        past, parent_mask, parent_length = context.rows(torch.tensor(parents, device=lm.device),
+                                                        pack=narrowest_window(lm.model) is not None)
         mask = torch.cat([parent_mask, mask], dim=1)
         position_ids = parent_length[:, None] + position_ids
         lengths = parent_length + lengths
@@ -305,8 +325,7 @@ def _run_plan(lm: LoadedModel, recorder: _Recorder, ids: list[list[int]], positi
     Depth first: a batch of prefixes is computed, then everything that continues them (texts, and
     deeper prefixes with their own continuations), so only one context per level is held in memory.
     """
-    # A row's padded width is at most one longest text per level of the plan.
-    mixed_lengths = holes_are_exact(lm.model, (shared.depth() + 1) * max(map(len, ids)))
+    window = narrowest_window(lm.model)
     leaves: dict[int, list[int]] = {}
     for i, parent in enumerate(shared.leaf_parent):
         leaves.setdefault(parent, []).append(i)
@@ -324,7 +343,7 @@ def _run_plan(lm: LoadedModel, recorder: _Recorder, ids: list[list[int]], positi
         nodes = [n for p in parents for n in children.get(p, [])]
         jobs = [("text", i, shared.leaf_parent[i], ids[i][shared.leaf_start[i]:]) for i in texts]
         jobs += [("node", n, shared.nodes[n].parent, segment_of_node(n)) for n in nodes]
-        for batch in _continuation_batches(jobs, context, max_batch_tokens, max_batch_size, mixed_lengths):
+        for batch in _continuation_batches(jobs, context, max_batch_tokens, max_batch_size, window):
             kind = batch[0][0]
             segments = [job[3] for job in batch]
             parent_rows = None if context is None else [row_of[job[2]] for job in batch]
@@ -339,47 +358,48 @@ def _run_plan(lm: LoadedModel, recorder: _Recorder, ids: list[list[int]], positi
 
 
 def _continuation_batches(jobs, context: PrefixContext | None, max_batch_tokens: int, max_batch_size: int,
-                          mixed_lengths: bool):
+                          window: int | None):
     """Texts and prefixes in batches, longest first, under the padded-token budget.
 
     On a context a row also carries its prefix's keys and values, so rows are bounded by
     :data:`CONTEXT_TOKENS_PER_BATCH` times the budget in prefix-plus-continuation tokens too. Rows of
     unequal length put padding *between* a prefix and its continuation; the causal mask and explicit
-    position ids make that exact, but a sliding-window layer measures its window in columns, so unless
-    ``mixed_lengths`` (every window spans the widest row) a batch on a context holds one length only.
+    position ids make that exact, but a sliding-window layer measures its window in columns. So on a
+    model with a sliding ``window`` the prefixes are first packed to the right
+    (:meth:`PrefixContext.rows`), and a batch mixes lengths only where the longest prefix and the
+    longest continuation together fit in the window; otherwise it holds one length only.
     """
     for kind in ("node", "text"):
         group = [job for job in jobs if job[0] == kind]
         if not group:
             continue
         lengths = [len(job[3]) for job in group]
-        # Prefixes are batched as widely as their keys and values allow (every continuation of a
-        # batch of prefixes can then share a batch), continuations under the padding rule.
-        padding = None if kind == "node" else MAX_PADDING
         if context is None:
             rows = max_batch_size if kind == "text" else max_batch_size * CONTINUATION_ROWS_FACTOR
-            for batch in plan_batches(lengths, max_batch_tokens, rows, padding):
+            for batch in plan_batches(lengths, max_batch_tokens, rows):
                 yield [group[i] for i in batch]
             continue
         prefix_width = int(context.mask.shape[1])
-        buckets = [list(range(len(group)))] if mixed_lengths else \
+        fits = window is None or int(context.length.max()) + max(lengths) <= window
+        buckets = [list(range(len(group)))] if fits else \
             [[i for i, n in enumerate(lengths) if n == width] for width in sorted(set(lengths), reverse=True)]
         for bucket in buckets:
             longest = max(lengths[i] for i in bucket)
             rows = max(1, min(max_batch_size * CONTINUATION_ROWS_FACTOR,
                               CONTEXT_TOKENS_PER_BATCH * max_batch_tokens // (prefix_width + longest)))
-            for batch in plan_batches([lengths[i] for i in bucket], max_batch_tokens, rows, padding):
+            for batch in plan_batches([lengths[i] for i in bucket], max_batch_tokens, rows):
                 yield [group[bucket[i]] for i in batch]
 
 
-def holes_are_exact(model, longest_row: int) -> bool:
-    """Whether padding between a prefix and its continuation leaves every layer's result unchanged:
-    true unless a sliding-window layer's window is narrower than ``longest_row`` columns."""
+def narrowest_window(model) -> int | None:
+    """The narrowest sliding attention window of ``model``'s layers (None: every layer sees every
+    position), read from its config (``sliding_window`` and, where given, ``layer_types``)."""
     config = model.config.get_text_config(decoder=True)
     window = getattr(config, "sliding_window", None)
     layer_types = getattr(config, "layer_types", None) or ()
-    uses_window = window is not None and (not layer_types or "sliding_attention" in layer_types)
-    return not uses_window or window >= longest_row
+    if window is None or (layer_types and "sliding_attention" not in layer_types):
+        return None
+    return int(window)
 
 
 def check_decomposition(out: dict, atol: float = 1e-3) -> None:
