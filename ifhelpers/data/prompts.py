@@ -109,10 +109,8 @@ def mmlu_question_block(question: str, choices: list[str] | tuple[str, ...]) -> 
 
 
 def mmlu_instruction(subject: str, instruction_id: int) -> str:
-    """Instruction ``instruction_id`` of App. C.1 for ``subject`` (``"high_school_geography"`` written out).
-
-    paper: App. C.1
-    """
+    """Instruction ``instruction_id`` of App. C.1 for ``subject`` (``"high_school_geography"`` written out);
+    the first line of :func:`format_mmlu`'s prompt."""
     return MMLU_INSTRUCTIONS[instruction_id].format(format_subject(subject))
 
 
