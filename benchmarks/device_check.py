@@ -75,7 +75,7 @@ def chapter_row(chapter: str, device: str) -> dict:
 
     path = cli.chapter_path(chapter)
     sizes = yaml.safe_load((cli.NOTEBOOKS / "smoke.yaml").read_text()).get(path.stem, {})
-    settings = [item for key, value in sizes.items() for item in ("--set", f"{key}={cli._flow(value)}")]
+    settings = [item for key, value in sizes.items() for item in ("--set", f"{key}={cli.yaml_flow(value)}")]
     with tempfile.TemporaryDirectory() as runs:
         command = [sys.executable, "-m", "ifhelpers.cli", "run", chapter, "--models", "pair=pocket",
                    "--name", "device-check", "--runs-dir", runs, *settings]

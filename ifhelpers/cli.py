@@ -67,7 +67,7 @@ def notebook_parameters(path: Path) -> dict:
     raise SystemExit(f"{path} has no cell tagged 'parameters'")
 
 
-def _flow(value) -> str:
+def yaml_flow(value) -> str:
     """A parameter value as YAML on one line (what ``--set name=value`` reads)."""
     return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
 
@@ -87,9 +87,9 @@ def lesson_plan(in_book: set[str] | None = None):
             continue
         defaults = notebook_parameters(path)
         for key, value in sizes.items():
-            rows.append({"chapter": path.stem, "parameter": key, "default (homework)": _flow(defaults.get(key)),
-                         "lesson size (in class)": _flow(value)})
-        settings = " ".join(f"--set {k}='{_flow(v)}'" if isinstance(v, list) else f"--set {k}={_flow(v)}"
+            rows.append({"chapter": path.stem, "parameter": key, "default (homework)": yaml_flow(defaults.get(key)),
+                         "lesson size (in class)": yaml_flow(value)})
+        settings = " ".join(f"--set {k}='{yaml_flow(v)}'" if isinstance(v, list) else f"--set {k}={yaml_flow(v)}"
                             for k, v in sizes.items())
         models = defaults.get("models", [])
         which = "pair=pocket" if len(models) > 1 else f"base={models[0]}"  # chapter 5 tunes one base model

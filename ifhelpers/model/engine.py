@@ -465,7 +465,7 @@ def run(lm: LoadedModel, texts: Sequence[str], request: Request, positions: Sequ
         captured = [positions[todo[k]] % len(seq) for k, seq in zip(todo_keys, ids)]
         if share_prefixes is None:
             share_prefixes = os.environ.get("IFHELPERS_SHARE_PREFIXES", "1") != "0"
-        shared = plan(ids, captured, **PREFIX_RULE) if share_prefixes else Plan((), (-1,) * len(ids), (0,) * len(ids))
+        shared = plan(ids, captured, **PREFIX_RULE) if share_prefixes else Plan.unshared(len(ids))
         recorder = _Recorder(lm.model, request)
         checked = []
         try:

@@ -42,6 +42,11 @@ class Plan:
     leaf_parent: tuple[int, ...]
     leaf_start: tuple[int, ...]
 
+    @classmethod
+    def unshared(cls, n_texts: int) -> "Plan":
+        """The plan that shares nothing: every text runs whole."""
+        return cls((), (-1,) * n_texts, (0,) * n_texts)
+
     def tokens_computed(self, lengths: Sequence[int]) -> int:
         """Token positions this plan runs (cached segments once, every suffix)."""
         return sum(n.end - n.start for n in self.nodes) + sum(n - s for n, s in zip(lengths, self.leaf_start))
