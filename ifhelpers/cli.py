@@ -6,7 +6,8 @@
 
 ``run`` converts the chapter's Jupytext source to a notebook, executes it with papermill with the
 given parameters, and writes the executed notebook and the chapter's tidy results (CSV) under
-``runs/<name>/``. Parameters and models are validated before any model loads. ``sweep`` submits
+``runs/<name>/`` (``--runs-dir results`` for a run committed with the book), with its provenance
+(``provenance.yaml``: code commit, parameters, machine, start, end and wall time). Parameters and models are validated before any model loads. ``sweep`` submits
 one ``run`` per (pair, chapter) through submitit: to Slurm, or to the local machine.
 """
 
@@ -137,8 +138,13 @@ def run_chapter(chapter: str, models: list[str], roles: dict[str, str], override
 
     Validates the parameters and the models (registry, roles) before anything executes.
     """
+    import time
+    from datetime import datetime, timezone
+
     import jupytext
     import papermill
+
+    from ifhelpers import results
 
     path = chapter_path(chapter)
     defaults = notebook_parameters(path)
@@ -153,9 +159,17 @@ def run_chapter(chapter: str, models: list[str], roles: dict[str, str], override
     jupytext.write(jupytext.read(path), source)
     params = {**overrides, "models": list(models), "roles": dict(roles), "results_dir": str(out_dir)}
     (out_dir / f"{path.stem}.parameters.yaml").write_text(yaml.safe_dump(params, sort_keys=True))
+    started = time.time()
+    results.write_provenance(out_dir, chapter=path.stem, **results.code_state(), parameters={**defaults, **params},
+                             machine=results.machine(),
+                             started=datetime.fromtimestamp(started, timezone.utc).isoformat(timespec="seconds"),
+                             finished=None, wall_s=None)
     papermill.execute_notebook(str(source), str(out_dir / f"{path.stem}.ipynb"), parameters=params,
                                cwd=str(path.parent), progress_bar=progress, kernel_name="python3")
     source.unlink()
+    now = time.time()
+    results.write_provenance(out_dir, finished=datetime.fromtimestamp(now, timezone.utc).isoformat(timespec="seconds"),
+                             wall_s=round(now - started, 1))
     return out_dir
 
 

@@ -14,7 +14,7 @@ import numpy as np
 NAN = float("nan")
 
 #: Columns of a chapter's headline table, in order (see :func:`save_headlines`).
-HEADLINE_COLUMNS = ["chapter", "paper_section", "result", "paper", "ours", "estimate", "low", "high",
+HEADLINE_COLUMNS = ["chapter", "paper_section", "result", "paper", "ours", "estimate", "low", "high", "mde",
                     "direction_holds", "base", "tuned", "note", "elapsed_s", "executed_at", "cache", "cpus"]
 #: What ``direction_holds`` may say. "yes" / "no": our 95% interval excludes zero on the paper's /
 #: the other side; "n.s.": it contains zero (with the sign of the point estimate, when it has one);
@@ -49,9 +49,14 @@ def diff_text(diff: float, low: float, high: float, spec: str = "+.3f", unit: st
 
 
 def row(section: str, result: str, paper: str, ours: str, direction_holds: str, *, estimate: float = NAN,
-        low: float = NAN, high: float = NAN, base: str = "", tuned: str = "", note: str = "") -> dict:
+        low: float = NAN, high: float = NAN, mde: float = NAN, base: str = "", tuned: str = "",
+        note: str = "") -> dict:
     """One headline: the paper's section and result, the paper's number or direction (text), ours
-    (text, and ``estimate``/``low``/``high`` as numbers: tuned − base where that is defined)."""
+    (text, and ``estimate``/``low``/``high`` as numbers: tuned − base where that is defined).
+
+    ``mde`` is the minimum detectable effect of the comparison, in the unit of ``estimate``, where the
+    chapter computes one (the smallest true difference its design would find, at the power the
+    chapter states); NaN where it does not. The summary's forest plot marks it at ±``mde``."""
     return {"paper_section": section, "result": result, "paper": paper, "ours": ours,
-            "estimate": float(estimate), "low": float(low), "high": float(high),
+            "estimate": float(estimate), "low": float(low), "high": float(high), "mde": float(mde),
             "direction_holds": direction_holds, "base": base, "tuned": tuned, "note": note}

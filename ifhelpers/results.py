@@ -9,6 +9,7 @@ for the reproduction summary page.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from datetime import datetime, timezone
@@ -121,3 +122,129 @@ def load_headlines(folder: str | Path | None = None) -> pd.DataFrame:
     if not frames:
         return pd.DataFrame(columns=HEADLINE_COLUMNS)
     return pd.concat(frames, ignore_index=True).reindex(columns=HEADLINE_COLUMNS)
+
+
+# --------------------------------------------------------------------------------------------------
+# Provenance of a run, and whether a committed run is older than the code it depends on
+
+PROVENANCE = "provenance.yaml"
+#: The code a committed run's numbers depend on (git pathspecs): the package, less the modules that only
+#: present results (this one, the summary, the book glue, the command line).
+COMPUTING_CODE = ("ifhelpers", ":(exclude)ifhelpers/results.py", ":(exclude)ifhelpers/summary.py",
+                  ":(exclude)ifhelpers/book.py", ":(exclude)ifhelpers/cli.py")
+
+
+def _git(root: Path, *args: str) -> str:
+    import subprocess
+
+    done = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True)
+    return done.stdout.strip() if done.returncode == 0 else ""
+
+
+def code_state(root: str | Path | None = None) -> dict:
+    """The code a run executes: the git commit of the repository holding this package, and whether
+    ``ifhelpers/`` or ``notebooks/`` had uncommitted changes (``dirty``); empty strings outside git."""
+    root = Path(root) if root is not None else Path(__file__).resolve().parents[1]
+    commit = _git(root, "rev-parse", "HEAD")
+    dirty = bool(_git(root, "status", "--porcelain", "--", "ifhelpers", "notebooks")) if commit else False
+    return {"code_commit": commit, "dirty": dirty}
+
+
+def machine() -> dict:
+    """Where a run executes: host, platform, CPU count, torch threads and accelerator (for provenance)."""
+    import platform
+
+    import torch
+
+    return {"host": platform.node(), "platform": platform.platform(), "python": platform.python_version(),
+            "cpus": os.cpu_count(), "torch": str(torch.__version__), "torch_threads": torch.get_num_threads(),
+            "accelerator": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"}
+
+
+def write_provenance(folder: str | Path, **fields) -> Path:
+    """Write (or update) ``<folder>/provenance.yaml`` with ``fields``; returns its path."""
+    import yaml
+
+    path = Path(folder) / PROVENANCE
+    current = yaml.safe_load(path.read_text()) if path.exists() else {}
+    path.write_text(yaml.safe_dump({**current, **fields}, sort_keys=False))
+    return path
+
+
+def read_provenance(folder: str | Path) -> dict:
+    """A run's ``provenance.yaml`` ({} when it has none)."""
+    import yaml
+
+    path = Path(folder) / PROVENANCE
+    return yaml.safe_load(path.read_text()) if path.exists() else {}
+
+
+def stale_against_code(provenance: dict, root: str | Path | None = None, paths=COMPUTING_CODE) -> str:
+    """Why a committed run may not match the code today ("" when it matches): its code commit is
+    unknown, was dirty, or is older than the last commit that changed ``paths`` (default
+    :data:`COMPUTING_CODE`; that commit is not an ancestor of the run's)."""
+    root = Path(root) if root is not None else Path(__file__).resolve().parents[1]
+    commit = provenance.get("code_commit", "")
+    if not commit:
+        return "no code commit recorded"
+    if provenance.get("dirty"):
+        return f"run from uncommitted changes on top of {commit[:8]}"
+    last = _git(root, "log", "-1", "--format=%H", "--", *paths)
+    if not last:
+        return ""
+    import subprocess
+
+    ancestor = subprocess.run(["git", "-C", str(root), "merge-base", "--is-ancestor", last, commit]).returncode == 0
+    shown = ", ".join(p for p in paths if not p.startswith(":"))
+    return "" if ancestor else (f"code commit {commit[:8]} is older than the last change to {shown} "
+                                f"({last[:8]}): re-run it")
+
+
+@dataclasses.dataclass
+class CommittedRun:
+    """A committed run's table and a one-column summary of its provenance (see :func:`committed_run`)."""
+
+    folder: Path | None
+    summary: pd.DataFrame
+    table: pd.DataFrame
+
+
+def committed_run(folder: str | Path | None, table: str) -> CommittedRun:
+    """A run committed with the book (``results/<run>/``): its ``<table>.csv`` and a summary of its
+    provenance (code commit, parameters, machine, wall time) with a line saying whether it is older
+    than the code (:func:`stale_against_code`). Without a folder, or without the run, the summary says
+    so and the table is empty: the book builds before the full run is committed."""
+    if folder is None or not Path(folder).is_dir():
+        return CommittedRun(None, pd.DataFrame({"": [f"no committed run at {folder}"]}, index=["full run"]),
+                            pd.DataFrame())
+    folder = Path(folder)
+    provenance = read_provenance(folder)
+    path = folder / f"{table}.csv"
+    frame = pd.read_csv(path) if path.exists() else pd.DataFrame()
+    stale = stale_against_code(provenance)
+    params = provenance.get("parameters", {})
+    shown = {"folder": str(folder), "code commit": provenance.get("code_commit", "?")[:12],
+             "matches the code today": "yes" if not stale else f"no: {stale}",
+             "started": provenance.get("started"), "wall time (min)": round((provenance.get("wall_s") or 0) / 60, 1)
+             if provenance.get("wall_s") else "unfinished",
+             "machine": ", ".join(f"{k}={v}" for k, v in provenance.get("machine", {}).items()
+                                  if k in ("host", "cpus", "torch_threads", "accelerator")),
+             **{f"parameter {k}": str(v) for k, v in params.items() if k not in ("results_dir", "roles")}}
+    return CommittedRun(folder, pd.DataFrame({"": list(shown.values())}, index=list(shown)), frame)
+
+
+def committed_runs(folder: str | Path) -> pd.DataFrame:
+    """One row per run committed under ``folder`` (``results/``): its chapter, code commit, wall time,
+    machine and whether it matches the code today (:func:`stale_against_code`; the runs page flags
+    the others)."""
+    rows = []
+    for path in sorted(p for p in Path(folder).glob("*") if (p / PROVENANCE).exists()):
+        prov = read_provenance(path)
+        stale = stale_against_code(prov)
+        machine = prov.get("machine", {})
+        rows.append({"run": path.name, "chapter": prov.get("chapter", ""), "code commit": prov.get("code_commit", "")[:8],
+                     "wall time (min)": round(prov["wall_s"] / 60, 1) if prov.get("wall_s") else None,
+                     "machine": f"{machine.get('cpus', '?')} CPUs, accelerator {machine.get('accelerator', '?')}",
+                     "matches the code today": "yes" if not stale else f"NO: {stale}"})
+    return pd.DataFrame(rows, columns=["run", "chapter", "code commit", "wall time (min)", "machine",
+                                       "matches the code today"])

@@ -1,20 +1,25 @@
 """The reproduction summary page (``notebooks/summary.md``): gather what the chapters wrote.
 
 Each chapter writes its headline rows in its last cell (:func:`ifhelpers.book.finish`); this module
-reads them back for the summary page: which chapters are missing (:func:`missing_notes`), which
-model pairs were compared and whether they share a family (:func:`model_pairs`), the table of
-results per chapter (:func:`results_tables`) and the wall time of each chapter (:func:`chapter_times`).
-Book layer: text and tables only, nothing is computed here.
+reads them back for the summary page: what the book finds in one paragraph (:func:`front_page_text`,
+pasted on the front page) and in one figure (:func:`plot_headline_forest`), which chapters are
+missing (:func:`missing_notes`), which model pairs were compared and whether they share a family
+(:func:`model_pairs`), the table of results per chapter (:func:`results_tables`) and the wall time of
+each chapter (:func:`chapter_times`). Book layer: text, tables and one figure of the chapters'
+numbers; nothing is estimated here.
 """
 
 from __future__ import annotations
 
 import re
+import textwrap
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import yaml
 
+from ifhelpers import stats
 from ifhelpers.model import registry
 
 #: A chapter that records headlines calls one of these in its source.
@@ -56,6 +61,18 @@ def model_names(cell) -> list[str]:
     return [n.strip() for n in str(cell).split(",") if n.strip() and n.strip() != "nan"]
 
 
+def different_families(base, tuned) -> bool | None:
+    """Whether the registry puts the ``base`` model and the ``tuned`` cell's models in different
+    families; None when it does not know one of them (a Hub id or a folder) or a name is missing."""
+    names = model_names(base) + model_names(tuned)
+    if len(names) < 2:
+        return None
+    try:
+        return bool(registry.family_note(names))
+    except (KeyError, ValueError):
+        return None
+
+
 def model_pairs(headlines: pd.DataFrame) -> list[str]:
     """One bullet per (base, tuned models) pair the chapters compared, saying where and whether the
     registry puts them in the same family."""
@@ -66,13 +83,9 @@ def model_pairs(headlines: pd.DataFrame) -> list[str]:
         if not base or not tuned:
             continue
         tuned_list = model_names(tuned)
-        try:
-            note = registry.family_note([base, *tuned_list])
-        except (KeyError, ValueError):  # a Hub id or folder the registry does not know: its family is not known
-            note = ""
         text = (f"* **{base}** (base) against **{', '.join(tuned_list)}** (instruction-tuned), in "
                 f"{', '.join(f'{{doc}}`{c}`' for c in where)}.")
-        if note:
+        if different_families(base, tuned):
             text += (" **They come from different families**, so a difference between them is *not* an effect of "
                      "instruction tuning: it mixes tuning with differences of architecture, training data and "
                      "tokenizer. The table says whether this pair's numbers point the paper's way, not whether "
@@ -120,3 +133,204 @@ def chapter_times(headlines: pd.DataFrame) -> pd.DataFrame:
              .reset_index())
     times["minutes"] = (times["minutes"] / 60).round(1)
     return times.rename(columns={"executed_at": "executed at (UTC)", "cpus": "CPU cores"})
+
+
+# --------------------------------------------------------------------------------------------------
+# What the book finds, at a glance: the tally, the forest plot of every headline, the front page's paragraph
+
+#: How the front page and the forest plot count each verdict of :data:`ifhelpers.findings.DIRECTION_VALUES`.
+VERDICT_GROUPS = {"yes": "holds", "no": "against", "n.s. (same sign)": "n.s.", "n.s. (opposite sign)": "n.s.",
+                  "n.s.": "n.s.", "mixed": "mixed", "not defined": "cannot tell", "not testable": "cannot tell"}
+#: The colour of a headline's point in the forest plot, by verdict group; the paper's side is shaded green.
+VERDICT_COLORS = {"holds": "#55A868", "against": "#C44E52", "n.s.": "0.3", "mixed": "#8172B3",
+                  "cannot tell": "0.6"}
+VERDICT_LABELS = {"holds": "the paper's direction holds", "against": "against the paper's direction",
+                  "n.s.": "n.s. (interval contains 0)", "mixed": "mixed", "cannot tell": "not defined / not testable"}
+PAPER_SIDE_COLOR = "#55A868"
+
+
+def verdict_tally(headlines: pd.DataFrame) -> dict[str, int]:
+    """How many headlines fall in each group of :data:`VERDICT_GROUPS` (``holds``, ``against``, ``n.s.``,
+    ``mixed``, ``cannot tell``), and their ``total``: the counts the front page and the forest plot give."""
+    groups = headlines["direction_holds"].map(VERDICT_GROUPS).fillna("cannot tell")
+    return {**{g: int((groups == g).sum()) for g in VERDICT_COLORS}, "total": len(headlines)}
+
+
+def paper_side(verdict: str, estimate: float, low: float, high: float) -> int:
+    """The side of zero the paper predicts for a headline's difference (+1: tuned higher, -1: tuned
+    lower), read back from its verdict and the sign of our estimate; 0 when it cannot be read.
+
+    A headline stores the verdict (:func:`ifhelpers.stats.verdict`), not the paper's sign: "yes" and
+    "n.s. (same sign)" put the paper on our estimate's side, "no" and "n.s. (opposite sign)" on the
+    other. The side is kept only when :func:`~ifhelpers.stats.verdict` on the row's own interval gives
+    its verdict back (so a verdict read from other cells, or from no interval, marks no side)."""
+    if not (np.isfinite(estimate) and estimate != 0):
+        return 0
+    sign = int(np.sign(estimate))
+    side = {"yes": sign, "n.s. (same sign)": sign, "no": -sign, "n.s. (opposite sign)": -sign}.get(verdict, 0)
+    return side if side and stats.verdict(estimate, low, high, paper_sign=side) == verdict else 0
+
+
+def _row_label(section, result, width: int = 58, lines: int = 2) -> str:
+    text = f"{_cell(section)} · {_cell(result)}" if _cell(section) else _cell(result)
+    return textwrap.fill(text, width, max_lines=lines, placeholder=" …")
+
+
+def forest_rows(headlines: pd.DataFrame) -> pd.DataFrame:
+    """The headlines as the forest plot draws them, in chapter order: ``chapter``, ``label`` (section and
+    result), ``estimate``, ``low``, ``high``, ``mde``, ``verdict`` (``direction_holds``), its ``group``
+    (of :data:`VERDICT_GROUPS`), ``ours`` (the text), ``side`` (:func:`paper_side`) and ``drawn``:
+    whether the row has a difference with a finite 95% interval (the others keep their line in the
+    plot, with their text, but get no point)."""
+    frame = headlines.sort_values("chapter", kind="stable").reset_index(drop=True)
+    number = {c: pd.to_numeric(frame[c], errors="coerce") if c in frame else pd.Series(np.nan, index=frame.index)
+              for c in ("estimate", "low", "high", "mde")}
+    out = pd.DataFrame({"chapter": frame["chapter"],
+                        "label": [_row_label(s, r) for s, r in zip(frame["paper_section"], frame["result"])],
+                        **number,
+                        "verdict": frame["direction_holds"].map(_cell),
+                        "group": frame["direction_holds"].map(VERDICT_GROUPS).fillna("cannot tell"),
+                        "ours": frame["ours"].map(_cell)})
+    out["side"] = [paper_side(v, e, lo, hi) for v, e, lo, hi in
+                   zip(frame["direction_holds"], out["estimate"], out["low"], out["high"])]
+    out["drawn"] = np.isfinite(out[["estimate", "low", "high"]]).all(axis=1)
+    return out
+
+
+def forest_title(headlines: pd.DataFrame) -> str:
+    """The forest plot's title, its finding: how many headlines go the paper's way, against it, n.s."""
+    t = verdict_tally(headlines)
+    return (f"{t['holds']} of {t['total']} headlines go the paper's way, {t['against']} against it, "
+            f"{t['n.s.']} are not significant")
+
+
+def _forest_panel(ax, rows: pd.DataFrame) -> None:
+    """One chapter's rows on an axis of its own, symmetric about zero (see :func:`plot_headline_forest`)."""
+    ys = np.arange(len(rows))[::-1]
+    drawn = rows[rows["drawn"]]
+    extent = np.nanmax(np.abs(drawn[["estimate", "low", "high", "mde"]].to_numpy())) if len(drawn) else np.nan
+    half = 1.15 * extent if np.isfinite(extent) and extent > 0 else 1.0
+    for y, (_, row) in zip(ys, rows.iterrows()):
+        if row["side"]:
+            bars = ax.barh(y, row["side"] * half, left=0, height=0.8, color=PAPER_SIDE_COLOR, alpha=0.16,
+                           linewidth=0, zorder=0)
+            bars.patches[0].set_gid("paper side")
+        if not row["drawn"]:
+            text = f"no interval to draw; direction holds: {row['verdict']}; ours: {row['ours'] or 'n/a'}"
+            ax.text(0, y, textwrap.shorten(text, 90, placeholder=" …"), ha="center", va="center", fontsize=8,
+                    style="italic", color="0.35", gid="not drawn")
+            continue
+        color = VERDICT_COLORS[row["group"]]
+        ax.hlines(y, row["low"], row["high"], color=color, linewidth=2, gid="interval", zorder=3)
+        ax.plot([row["estimate"]], [y], "o", color=color, markersize=7, gid="estimate", zorder=4)
+        if np.isfinite(row["mde"]):
+            ax.plot([-row["mde"], row["mde"]], [y, y], linestyle="none", marker="|", markersize=14,
+                    markeredgewidth=1.6, color="black", gid="mde", zorder=5)
+    ax.axvline(0, color="black", linewidth=0.8, zorder=1)
+    ax.set_xlim(-half, half)
+    ax.set_ylim(-0.6, len(rows) - 0.4)
+    ax.set_yticks(ys, rows["label"], fontsize=8)
+    ax.tick_params(axis="x", labelsize=8)
+    ax.grid(axis="y", visible=False)
+
+
+def plot_headline_forest(headlines: pd.DataFrame, title: str | None = None):
+    """Every headline of the book in one figure: our difference (tuned − base) with its 95% interval,
+    one panel per chapter, the side of zero the paper predicts shaded (:func:`paper_side`), and ±MDE
+    ticks where the headline has a minimum detectable effect (``mde`` of :func:`ifhelpers.findings.row`).
+
+    The headlines are on different scales (percentage points, cosine gaps), so each chapter's panel
+    has its own axis, symmetric about zero; within a panel the rows are read in the units their
+    results name. A headline without a finite interval gets no point but keeps its line, with our
+    text. The point's colour is its verdict (:data:`VERDICT_COLORS`), as in the table below the
+    figure on the summary page. Returns the figure.
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    rows = forest_rows(headlines)
+    chapters = list(dict.fromkeys(rows["chapter"]))
+    if not chapters:
+        fig, ax = plt.subplots(figsize=(8, 1.2))
+        ax.text(0.5, 0.5, "No chapter has recorded its headlines yet.", ha="center", va="center")
+        ax.set_axis_off()
+        return fig
+    sizes = [int((rows["chapter"] == c).sum()) for c in chapters]
+    height = 1.6 + 0.5 * len(rows) + 0.45 * len(chapters)  # inches: the legend and the axis label take 1
+    fig, axes = plt.subplots(len(chapters), 1, figsize=(10, height), gridspec_kw={"height_ratios": sizes},
+                             squeeze=False)
+    for ax, chapter in zip(axes[:, 0], chapters):
+        _forest_panel(ax, rows[rows["chapter"] == chapter])
+        ax.set_title(chapter, loc="left", fontsize=10)
+    groups = [g for g in VERDICT_COLORS if (rows.loc[rows["drawn"], "group"] == g).any()]
+    handles = [Line2D([], [], color=VERDICT_COLORS[g], marker="o", linewidth=2, label=VERDICT_LABELS[g])
+               for g in groups]
+    handles.append(Patch(color=PAPER_SIDE_COLOR, alpha=0.3, label="the side of 0 the paper predicts"))
+    if (rows["drawn"] & np.isfinite(rows["mde"])).any():
+        handles.append(Line2D([], [], color="black", marker="|", markersize=12, linestyle="none",
+                              label="± minimum detectable effect"))
+    fig.suptitle(title or forest_title(headlines), fontweight="bold")
+    fig.tight_layout(rect=(0, 1.0 / height, 1, 1))
+    fig.supxlabel("ours: instruction-tuned − base, with its 95% interval; each chapter has its own scale, in the "
+                  "units its rows name", fontsize=9, y=0.8 / height)
+    fig.legend(handles=handles, loc="lower center", ncol=3, frameon=False, fontsize=8, bbox_to_anchor=(0.5, 0))
+    return fig
+
+
+def _count(n: int, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"
+
+
+_OWN_VERDICTS = {
+    "yes": "in the claimed direction, with a 95% interval that excludes zero",
+    "no": "against the claimed direction, with a 95% interval that excludes zero",
+    "n.s. (same sign)": "in the claimed direction, but its 95% interval contains zero (not significant)",
+    "n.s. (opposite sign)": "against the claimed direction, but its 95% interval contains zero (not significant)",
+    "n.s.": "its 95% interval contains zero (not significant)",
+    "mixed": "mixed: its cells go both ways",
+    "not defined": "not defined for these models",
+    "not testable": "not testable with these models",
+}
+
+
+def own_experiment_rows(headlines: pd.DataFrame) -> pd.DataFrame:
+    """The book's own experiment: the headlines that test what the paper posits in §1 without testing
+    it (``paper_section`` starting with "§1", written by chapter 5)."""
+    return headlines[headlines["paper_section"].astype(str).str.match(r"§1(?!\d)")]
+
+
+def front_page_text(headlines: pd.DataFrame) -> str:
+    """What this build finds, in one paragraph of plain text for the front page (glued as
+    ``front_page``): the tally of :func:`verdict_tally` over every headline, how many compare models
+    of different families (:func:`different_families`), and the result of the book's own
+    experiment (:func:`own_experiment_rows`). Every number comes from the headline table."""
+    t = verdict_tally(headlines)
+    if not t["total"]:
+        return "No chapter has recorded its headlines in this build yet: run make book to see what the book finds."
+    parts = [f"{_count(t['holds'], 'goes', 'go')} the paper's way (for a difference: its 95% interval lies on "
+             "the paper's side of zero)",
+             f"{_count(t['against'], 'goes', 'go')} against it",
+             f"{_count(t['n.s.'], 'is', 'are')} not significant (the interval contains zero)"]
+    if t["mixed"]:
+        parts.append(f"{_count(t['mixed'], 'is', 'are')} mixed (its cells go both ways)")
+    if t["cannot tell"]:
+        parts.append(f"{t['cannot tell']} cannot be read for these models (not defined or not testable)")
+    text = f"Of the {t['total']} headline results of this build, " + \
+        ", ".join(parts[:-1]) + f" and {parts[-1]}."
+    families = [different_families(b, tu) for b, tu in zip(headlines["base"], headlines["tuned"])]
+    mixed_families = sum(f is True for f in families)
+    if mixed_families:
+        text += (f" {mixed_families} of the {t['total']} compare models from different families, which mixes "
+                 "instruction tuning with differences of architecture, data and tokenizer: those show how the "
+                 "method reads, not whether the paper is right.")
+    elif families and all(f is False for f in families):
+        text += " Every comparison is within one model family, so it isolates instruction tuning."
+    own = own_experiment_rows(headlines)
+    if own.empty:
+        return text + " The book's own experiment (chapter 5) has recorded no result in this build."
+    for _, h in own.iterrows():
+        verdict = _OWN_VERDICTS.get(h["direction_holds"], _cell(h["direction_holds"]))
+        text += (f" The book's own experiment tests what the paper posits in its introduction (§1) but does not "
+                 f"test: {_cell(h['result'])}. Ours: {_cell(h['ours'])}, {verdict}.")
+    return text

@@ -28,7 +28,7 @@ LOCAL_SCHEMES = ("file:", "data:", "blob:", "about:")  # what a page may load wi
 MATH_CHAPTER = "01_vector_space"  # a chapter with inline and display math
 GOLDEN = REPO / "tests" / "golden"  # the smoke-size headlines every change is compared with
 VOLATILE = ["elapsed_s", "executed_at", "cache", "cpus"]  # what a run may change: its time and cache state
-NUMERIC = ["estimate", "low", "high"]
+NUMERIC = ["estimate", "low", "high", "mde"]
 
 
 def smoke_sources(target: Path) -> list[str]:

@@ -72,3 +72,9 @@ def test_no_book_root_writes_nothing(tmp_path, monkeypatch):
         pytest.skip("a book root above the temporary folder")
     frame = results.save_headlines([findings.row("§2", "r", "p", "o", "yes")], "01_test", None)
     assert np.isnan(frame["elapsed_s"].iloc[0]) and results.load_headlines().empty
+
+
+def test_row_stores_the_minimum_detectable_effect():
+    assert np.isnan(findings.row("§2", "r", "p", "o", "yes")["mde"])
+    row = findings.row("§2", "r", "p", "o", "yes", estimate=1.0, low=0.5, high=1.5, mde=0.8)
+    assert row["mde"] == 0.8 and "mde" in findings.HEADLINE_COLUMNS

@@ -117,6 +117,29 @@ def test_paraphrase_gap_table_splits():
     assert table.loc["inconsistent", "n_facts"] == 2
 
 
+def test_paraphrase_gap_per_fact_averages_to_the_table():
+    # the hand-made pass of test_paraphrase_gap_table_splits: facts a (consistent 1, inconsistent 0, all 1/3),
+    # b (consistent 1/3, all 1/3), c (inconsistent 1, all 1), less the prompt's non-paraphrase cosine
+    e1, e2 = [1.0, 0.0], [0.0, 1.0]
+    reps = np.array([e1, e1, e2, e1, e2, e2, e1, e1])[:, None, :]
+    frame = fake_pass([[1, 1, 4, 2, 2, 2, 3, 5]])
+    facts = mech.paraphrase_gap_per_fact(frame, reps, n_nonparaphrase_pairs=200, seed=0)
+    assert list(facts.columns) == ["prompt_id", "split", "fact", "layer", "cos_paraphrase", "gap"]
+    cos = facts.set_index(["split", "fact"])["cos_paraphrase"]
+    assert cos[("consistent", "R1:a")] == pytest.approx(1) and cos[("consistent", "R1:b")] == pytest.approx(1 / 3)
+    assert cos[("inconsistent", "R2:c")] == pytest.approx(1) and cos[("all", "R1:a")] == pytest.approx(1 / 3)
+    assert ("consistent", "R2:c") not in cos.index  # fact c has no consistent pair
+    # several layers and prompts, random states: the mean over facts is the table's gap exactly
+    reps = np.random.default_rng(1).normal(size=(16, 3, 4))
+    frame = fake_pass([[1, 1, 4, 2, 2, 2, 3, 5], [1, 2, 1, 2, 2, 5, 3, 3]])
+    table = mech.paraphrase_gap_table(frame, reps, n_nonparaphrase_pairs=30, seed=2).set_index(
+        ["prompt_id", "split", "layer"])["gap"]
+    facts = mech.paraphrase_gap_per_fact(frame, reps, n_nonparaphrase_pairs=30, seed=2)
+    means = facts.groupby(["prompt_id", "split", "layer"])["gap"].mean()
+    np.testing.assert_allclose(means.to_numpy(), table.reindex(means.index).to_numpy(), rtol=1e-12)
+    assert table.dropna().index.sort_values().equals(means.index.sort_values())
+
+
 def test_paraphrase_gap_table_empty_split_is_nan():
     reps = np.random.default_rng(0).normal(size=(8, 2, 3))
     frame = fake_pass([[7] * 8])  # every pair consistent
@@ -321,8 +344,11 @@ def test_model_tables_on_a_tiny_model(tiny_lm):
                                       top_k=3, rank=4, max_rank=40, seed=0)
     assert len(frame) == 2 * len(queries) and frame.attrs["model"] == "tiny-llama"
     n = tiny_lm.n_layers
-    assert set(tables) == {"massive", "relation", "gap", "extraction", "events", "attributes", "attribute_sets",
-                           "lens_examples", "cost"}
+    assert set(tables) == {"massive", "relation", "gap", "gap_facts", "extraction", "events", "attributes",
+                           "attribute_sets", "lens_examples", "cost"}
+    facts_mean = tables["gap_facts"].groupby(["prompt_id", "split", "layer"])["gap"].mean()
+    gap = tables["gap"].set_index(["prompt_id", "split", "layer"])["gap"].reindex(facts_mean.index)
+    np.testing.assert_allclose(facts_mean.to_numpy(), gap.to_numpy(), rtol=1e-6)
     assert tables["massive"]["layer"].tolist() == list(range(n + 1)) and (tables["massive"]["model"] == "tiny-llama").all()
     assert tables["events"]["query"].nunique() == 3 and set(tables["events"]["block"]) == {"MHSA", "MLP"}
     np.testing.assert_allclose(tables["events"]["depth"].max(), 1.0)
@@ -380,6 +406,29 @@ def test_relation_separation_and_layers_from_curves():
     sep = mech.relation_separation(rel)
     np.testing.assert_allclose(sep["separation"], [0.0, 0.4, 0.6])
     assert mech.relation_layers(sep)["half of max first at depth"].item() == 0.5
+
+
+def test_relation_separation_per_relation_averages_to_the_curves():
+    # two relations, two prompts, two layers: the mean over relations (after prompts) of same − different
+    # is relation_separation of the two macro averages, and bootstrapping relations gives it a band
+    rows = []
+    for relation, offset in (("R1", 0.0), ("R2", 0.2)):
+        for prompt in (0, 1):
+            for layer in (0, 1):
+                rows += [{"model": "m", "role": "base", "n_layers": 2, "prompt_id": prompt, "kind": kind,
+                          "relation": relation, "layer": layer, "cos": value, "n_pairs": 3, "depth": layer / 2}
+                         for kind, value in (("same_relation", 0.5 + offset + 0.1 * layer + 0.05 * prompt),
+                                             ("different_relation", 0.4 - 0.2 * layer))]
+    relation = pd.DataFrame(rows)
+    per_relation = mech.relation_separation_per_relation(relation)
+    assert len(per_relation) == 2 * 2 * 2 and "kind" not in per_relation.columns
+    by = ["model", "role", "n_layers"]
+    band = mech.mean_ci_by_layer(per_relation, "separation", "relation", by=by, depth_kind="state")
+    curves = mech.relation_separation(mech.mean_ci_by_layer(relation, "cos", "relation", by=[*by, "kind"],
+                                                            depth_kind="state"))
+    np.testing.assert_allclose(band["estimate"], curves["separation"])
+    np.testing.assert_allclose(band["estimate"], [0.225, 0.525])
+    assert (band["low"] < band["estimate"]).all() and (band["estimate"] < band["high"]).all()
 
 
 def _gap_table():

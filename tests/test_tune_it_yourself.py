@@ -11,14 +11,11 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from ifhelpers import stats  # noqa: E402
 from ifhelpers.chapters import tune_it_yourself as tiy  # noqa: E402
 
 BASE = "gemma-3-270m"
 RICH, SINGLE, FREE = (f"{BASE}-ift-{k}" for k in ("paraphrase-rich", "single-template", "free-form"))
-NAME_OF = {"paraphrase-rich": RICH, "single-template": SINGLE, "free-form": FREE}
-NAMES = [BASE, RICH, SINGLE, FREE]
-SETTINGS = dict(n_examples=270, max_tokens=160, epochs=1, batch_size=4, learning_rate=5e-4, lora_r=16, seed=0)
+SETTINGS = dict(n_examples=270, max_tokens=160, epochs=1, batch_size=4, learning_rate=5e-4, lora_r=16)
 
 
 @pytest.fixture(autouse=True)
@@ -38,29 +35,32 @@ def test_base_spec_takes_exactly_one_base_model():
         tiy.base_spec([FREE])
 
 
-def test_recipes_keep_the_registry_names_and_share_the_settings():
-    recipes = tiy.recipes(BASE, ["paraphrase-rich", "free-form"], **{**SETTINGS, "lora_r": 8})
-    assert list(recipes) == ["paraphrase-rich", "free-form"]
-    assert [r.name for r in recipes.values()] == [RICH, FREE]
-    assert {(r.base, r.n_examples, r.lora_r, r.lora_alpha, r.seed) for r in recipes.values()} == {(BASE, 270, 8, 16, 0)}
-    assert [r.mixture for r in recipes.values()] == ["paraphrase-rich", "free-form"]
+def test_recipes_one_per_arm_and_seed_registry_names_where_the_recipe_is_the_registrys():
+    recipes = tiy.recipes(BASE, ["templates-all", "templates-2", "free-form"], [0, 1], **SETTINGS)
+    assert list(recipes) == [(a, s) for a in ("templates-all", "templates-2", "free-form") for s in (0, 1)]
+    names = {key: r.name for key, r in recipes.items()}
+    assert names[("templates-all", 0)] == RICH and names[("free-form", 0)] == FREE  # the registry's recipes
+    assert names[("templates-all", 1)] == f"{BASE}-ift-templates-all-seed1"
+    assert names[("templates-2", 0)] == f"{BASE}-ift-templates-2-seed0"
+    assert {(r.n_examples, r.lora_alpha) for r in recipes.values()} == {(270, 32)}
+    assert [r.seed for r in recipes.values()] == [0, 1] * 3
+    assert len({r.key for r in recipes.values()}) == 6
+    other = tiy.recipes("org/my-model/", ["templates-1"], [3], **SETTINGS)
+    assert other[("templates-1", 3)].name == "my-model-ift-templates-1-seed3"
+    with pytest.raises(ValueError, match="templates-all"):
+        tiy.recipes(BASE, ["paraphrase-poor"], [0], **SETTINGS)
 
 
-def test_recipes_of_an_unregistered_base_are_named_after_its_last_path_part():
-    recipes = tiy.recipes("org/my-model/", ["single-template"], **SETTINGS)
-    assert recipes["single-template"].name == "my-model-ift-single-template"
-
-
-def test_recipes_check_the_mixture_names():
-    with pytest.raises(Exception, match="paraphrase-rich"):
-        tiy.recipes(BASE, ["paraphrase-poor"], **SETTINGS)
-
-
-def test_same_as_registry_compares_recipe_keys():
-    assert tiy.same_as_registry(tiy.recipes(BASE, list(NAME_OF), **SETTINGS)) == {k: True for k in NAME_OF}
-    smaller = tiy.recipes(BASE, ["free-form"], **{**SETTINGS, "n_examples": 30})
-    assert tiy.same_as_registry(smaller) == {"free-form": False}
-    assert tiy.same_as_registry({}) == {}
+def test_design_frame_and_table():
+    recipes = tiy.recipes(BASE, ["templates-1", "free-form"], [0, 1], **{**SETTINGS, "n_examples": 30})
+    frame = tiy.design_frame(recipes, BASE)
+    assert frame[["arm", "seed"]].values.tolist() == [["base", 0], ["templates-1", 0], ["templates-1", 1],
+                                                      ["free-form", 0], ["free-form", 1]]
+    assert frame["model"].iloc[0] == BASE and frame["model"].iloc[1] == f"{BASE}-ift-templates-1-seed0"
+    table = tiy.design_table(["templates-1", "free-form"], [0, 1], {"facts per relation": 4})
+    assert table.loc["primary outcome", ""].startswith(tiy.PRIMARY)
+    assert table.loc["seeds per arm", ""] == "2 (0, 1)" and table.loc["facts per relation", ""] == "4"
+    assert {"unit of resampling", "minimum detectable effect", "test"} <= set(table.index)
 
 
 # ----------------------------------------------------------------------------- training data and training
@@ -91,15 +91,19 @@ def test_dropped_example_is_the_first_pararel_fact_cut_to_size():
     assert tiy.dropped_example(pool(), n_prompt=5, n_response=2) == "Paris ... -> Fr"
 
 
-def test_templates_used_of_the_most_frequent_task():
-    drawn = {
-        "paraphrase-rich": pd.DataFrame({"task": ["a", "a", "b"], "template": ["a_2", "a_1", "b_1"]}),
-        "single-template": pd.DataFrame({"task": ["a", "a", "b"], "template": ["a_1", "a_1", "b_1"]}),
-        "free-form": pd.DataFrame({"task": ["lima"], "template": [""]}),
-    }
-    assert tiy.templates_used(drawn) == ["paraphrase-rich: task 'a', templates used: ['a_1', 'a_2']",
-                                         "single-template: task 'a', templates used: ['a_1']"]
-    assert tiy.templates_used({"free-form": drawn["free-form"]}) == []
+def drawn():
+    t = lambda templates: pd.DataFrame({"task": ["a", "a", "b", "b"], "template": templates})  # noqa: E731
+    return {("templates-1", 0): t(["a1", "a1", "b2", "b2"]), ("templates-1", 1): t(["a2", "a2", "b1", "b1"]),
+            ("templates-all", 0): t(["a1", "a2", "b1", "b2"]), ("templates-all", 1): t(["a1", "a2", "b1", "b1"]),
+            ("free-form", 0): pd.DataFrame({"task": ["free-form"], "template": ["free-form"]})}
+
+
+def test_templates_used_and_arm_doses():
+    assert tiy.templates_used(drawn(), 1) == ["templates-1 (seed 1): task 'a', templates used: ['a2']",
+                                              "templates-all (seed 1): task 'a', templates used: ['a1', 'a2']"]
+    assert tiy.templates_used({("free-form", 0): drawn()[("free-form", 0)]}, 0) == []
+    doses = tiy.arm_doses(drawn())
+    assert doses == {"templates-1": 0.0, "templates-all": pytest.approx(np.log2(1.75))}  # (2 + 1.5) / 2 per task
 
 
 def log(seconds, losses, resumed=None):
@@ -107,7 +111,7 @@ def log(seconds, losses, resumed=None):
             "torch_threads": 2, "resumed_from": resumed, "losses": losses}
 
 
-def test_training_cost_one_row_per_mixture():
+def test_training_cost_one_row_per_model():
     cost = tiy.training_cost({"free-form": log(60, []), "paraphrase-rich": log(120, [], resumed="ckpt-2")})
     assert list(cost.index) == ["free-form", "paraphrase-rich"]
     assert cost.loc["paraphrase-rich", "minutes"] == 2 and cost.loc["free-form", "tokens/s"] == 10
@@ -116,17 +120,27 @@ def test_training_cost_one_row_per_mixture():
                                   "device", "threads", "resumed"]
 
 
-def test_plot_losses_one_line_per_mixture_with_the_mean_first_and_last_loss():
+def test_plot_losses_one_line_per_model_with_the_mean_first_and_last_loss():
     logs = {"paraphrase-rich": log(1, [{"step": 1, "loss": 4.0}, {"step": 2, "loss": 2.0}]),
             "free-form": log(1, [{"step": 1, "loss": 6.0}, {"step": 2, "loss": 3.0}])}
     fig = tiy.plot_losses(logs, {"paraphrase-rich": "#ff0000", "free-form": "#0000ff"})
     ax = fig.axes[0]
     assert [line.get_label() for line in ax.lines] == ["paraphrase-rich", "free-form"]
     assert [line.get_color() for line in ax.lines] == ["#ff0000", "#0000ff"]
-    assert ax.get_title() == "Training loss falls from 5.0 to 2.5 (mean over variants)"
+    assert ax.get_title() == "Training loss falls from 5.0 to 2.5 (mean over models)"
 
 
-# ----------------------------------------------------------------------------- measures
+def test_wall_by_model_joins_training_and_evaluation():
+    frame = pd.DataFrame({"model": [BASE, "m1"], "arm": ["base", "templates-1"], "seed": [0, 0]})
+    cost = tiy.training_cost({"m1": log(120, [])})
+    seconds = pd.DataFrame({"model": [BASE, "m1"], "evaluation_s": [30.0, 90.0]})
+    wall = tiy.wall_by_model(frame, seconds, cost)
+    assert wall["evaluation_min"].tolist() == [0.5, 1.5]
+    assert np.isnan(wall["training_min"].iloc[0]) and wall["training_min"].iloc[1] == 2.0
+    assert wall["peak_memory_gib"].iloc[1] == 6.0
+
+
+# ----------------------------------------------------------------------------- measures and statistics
 
 
 def by_relation(values):
@@ -140,13 +154,6 @@ def gap_units(values):
                          for m, vs in values.items() for u, v in zip(["u2", "u1", "u3"], vs)])
 
 
-def measures(names=(BASE, RICH)):
-    values = {BASE: [0.2, 0.4, 0.6], RICH: [0.3, 0.6, 0.6], SINGLE: [0.1, 0.4, 0.5], FREE: [0.2, 0.5, 0.9]}
-    values = {m: values[m] for m in names}
-    return tiy.paired_measures(by_relation(values), by_relation({m: [1 - v for v in vs] for m, vs in values.items()}),
-                               gap_units(values), list(names))
-
-
 def test_relation_and_gap_wide_are_units_by_models_in_the_given_order():
     wide = tiy.relation_wide(by_relation({BASE: [0.2, 0.4, 0.6], RICH: [0.3, 0.6, 0.6]}), "accuracy", [RICH, BASE])
     assert list(wide.columns) == [RICH, BASE] and list(wide.index) == ["R1", "R2", "R3"]
@@ -155,144 +162,121 @@ def test_relation_and_gap_wide_are_units_by_models_in_the_given_order():
     assert list(gaps.index) == ["u1", "u2", "u3"] and gaps[BASE].tolist() == [0.4, 0.2, 0.6]
 
 
-def test_paired_measures_scale_pararel_to_points_and_keep_the_gap():
-    m = measures()
-    assert tuple(m) == tiy.MEASURES
+def test_unit_measures_every_measure_units_by_models():
+    names = [BASE, RICH]
+    values = {BASE: [0.2, 0.4, 0.6], RICH: [0.3, 0.6, 0.6]}
+    becel = pd.DataFrame({"model": [BASE, BASE, RICH, RICH, BASE], "task": "mrpc",
+                          "metric": ["semantic", "semantic", "semantic", "semantic", "accuracy"],
+                          "row": [7, 8, 7, 8, 1], "score": [1, 0, 1, 1, 1]})
+    mmlu = pd.DataFrame({"model": [BASE, RICH], "question_id": ["q1", "q1"], "accuracy": [0.25, 0.5]})
+    m = tiy.unit_measures(by_relation(values), by_relation({k: [1 - v for v in vs] for k, vs in values.items()}),
+                          gap_units(values), becel, mmlu, names)
+    assert list(m) == [tiy.PRIMARY, "ParaRel consistency", "ParaRel accuracy", "ParaRel cosine gap",
+                       "BECEL Sem (mrpc)", "MMLU accuracy"]
+    assert m[tiy.PRIMARY][BASE].tolist() == pytest.approx([80, 60, 40])
     assert m["ParaRel consistency"][RICH].tolist() == pytest.approx([30, 60, 60])
-    assert m["ParaRel consistency (restricted)"][BASE].tolist() == pytest.approx([80, 60, 40])
     assert m["ParaRel accuracy"][BASE].tolist() == pytest.approx([10, 20, 30])
     assert m["ParaRel cosine gap"][BASE].tolist() == [0.4, 0.2, 0.6]
+    assert m["BECEL Sem (mrpc)"].loc[8].tolist() == [0, 100]
+    assert m["MMLU accuracy"].loc["q1"].tolist() == [25, 50]
 
 
-def mmlu_tables():
-    mmlu_table = pd.DataFrame({"accuracy": [0.25, 0.5]}, index=[BASE, RICH])
-    spread = pd.DataFrame({"estimate": [0.1, 0.3], "low": [0.0, 0.1], "high": [0.2, 0.5]}, index=[BASE, RICH])
-    becel_table = pd.DataFrame({"model": [BASE, BASE, RICH], "metric": ["accuracy", "negational", "semantic"],
-                                "value": [70.0, 10.0, 80.0], "low": [60.0, 5.0, 75.0], "high": [80.0, 15.0, 85.0]})
-    return mmlu_table, spread, becel_table
+def experiment(slope=2.0, seed_sd=0.0, n_units=30, seeds=(0, 1, 2)):
+    """A design with a known slope per doubling: arm means 50 + slope * log2(dose), units shared."""
+    rng = np.random.default_rng(0)
+    doses = {"templates-1": 0.0, "templates-2": 1.0, "templates-all": 2.5}
+    units = rng.normal(0, 5, n_units)
+    columns, rows = {BASE: 40 + units}, [{"model": BASE, "arm": "base", "seed": 0}]
+    for arm, x in doses.items():
+        for s in seeds:
+            name = f"{arm}-seed{s}"
+            columns[name] = 50 + slope * x + units + rng.normal(0, seed_sd) + rng.normal(0, 0.5, n_units)
+            rows.append({"model": name, "arm": arm, "seed": s})
+    return {tiy.PRIMARY: pd.DataFrame(columns)}, pd.DataFrame(rows), doses
 
 
-def test_measure_table_intervals_mmlu_and_becel_rows():
-    m = measures()
-    table = tiy.measure_table(m, *mmlu_tables(), [BASE, RICH], n_resamples=200, seed=3)
-    assert len(table) == 4 * 2 + 2 * 2 + 2  # paired measures, MMLU accuracy and spread, BECEL acc. and Sem
-    row = table[(table["measure"] == "ParaRel cosine gap") & (table["model"] == RICH)].iloc[0]
-    ci = stats.bootstrap_ci(m["ParaRel cosine gap"][RICH].to_numpy(), n_resamples=200, seed=3)
-    assert (row["estimate"], row["low"], row["high"]) == (ci["estimate"], ci["low"], ci["high"])
-    acc = table[table["measure"] == "MMLU accuracy"].set_index("model")
-    assert acc.loc[RICH, "estimate"] == 50 and np.isnan(acc.loc[RICH, "low"])
-    spread = table[table["measure"] == "MMLU spread"].set_index("model")
-    assert spread.loc[RICH, ["estimate", "low", "high"]].tolist() == pytest.approx([30, 10, 50])
-    becel = table[table["measure"].str.startswith("BECEL")]
-    assert becel[["measure", "model", "estimate"]].values.tolist() == [["BECEL accuracy", BASE, 70.0],
-                                                                       ["BECEL Sem", RICH, 80.0]]
+def test_arm_cubes_are_seeds_by_units_and_drop_units_any_model_missed():
+    measures, frame, _ = experiment()
+    wide = measures[tiy.PRIMARY].copy()
+    wide.iloc[3, 2] = np.nan
+    cubes = tiy.arm_cubes(wide, frame)
+    assert {k: v.shape for k, v in cubes.items()} == {"base": (1, 29), "templates-1": (3, 29), "templates-2": (3, 29),
+                                                      "templates-all": (3, 29)}
 
 
-def test_measure_cells_as_text():
-    table = pd.DataFrame({"measure": ["ParaRel cosine gap", "MMLU accuracy", "ParaRel accuracy"],
-                          "model": [BASE, BASE, BASE], "estimate": [0.12345, 25.0, 12.34],
-                          "low": [0.1, np.nan, 10.0], "high": [0.2, np.nan, 14.56]})
-    cells = tiy.measure_cells(table, [BASE])
-    assert cells[BASE].to_dict() == {"MMLU accuracy": "25.0", "ParaRel accuracy": "12.3 [10.0, 14.6]",
-                                     "ParaRel cosine gap": "0.123"}
+def test_contrast_weights_slope_h1_and_versus_base():
+    weights = tiy.contrast_weights({"templates-1": 0.0, "templates-all": 2.0}, ["templates-1", "templates-all", "free-form"])
+    assert list(weights) == [tiy.SLOPE, tiy.H1, "templates-1 − base", "templates-all − base", "free-form − base"]
+    assert weights[tiy.SLOPE] == {"templates-1": -0.5, "templates-all": 0.5}
+    assert weights["free-form − base"] == {"free-form": 1.0, "base": -1.0}
+    assert tiy.SLOPE not in tiy.contrast_weights({"templates-1": 0.0}, ["templates-1"])
 
 
-# ----------------------------------------------------------------------------- contrasts
+def test_dose_response_recovers_a_known_slope_and_says_when_it_cannot_see_one():
+    measures, frame, doses = experiment(slope=2.0)
+    arms = ["templates-1", "templates-2", "templates-all"]
+    result = tiy.dose_response(measures, frame, tiy.contrast_weights(doses, arms), n_resamples=500)
+    slope = result[result["contrast"] == tiy.SLOPE].iloc[0]
+    assert slope["low"] < slope["estimate"] < slope["high"] and abs(slope["estimate"] - 2.0) < 3 * slope["se"]
+    assert slope["verdict"] == "yes" and slope["mde"] < 1.0 and (slope["n_seeds"], slope["n_units"]) == (3, 30)
+    versus = result[result["contrast"] == "templates-1 − base"].iloc[0]
+    assert versus["estimate"] == pytest.approx(10.0, abs=0.3)
+    null = tiy.dose_response(*experiment(slope=0.0, seed_sd=3.0)[:2], tiy.contrast_weights(doses, arms), n_resamples=500)
+    row = null[null["contrast"] == tiy.SLOPE].iloc[0]
+    assert row["verdict"].startswith("n.s.") and row["mde"] > 1.0  # seed noise: a larger MDE
+    assert "no effect larger than" in tiy.answer_sentence(null) and "above 0" in tiy.answer_sentence(result)
+    one_seed = tiy.dose_response(*experiment(seeds=(0,))[:2], tiy.contrast_weights(doses, arms), n_resamples=200)
+    assert one_seed["mde"].isna().all()  # seed noise is not estimable from one seed
+    assert "not computed" in tiy.answer_sentence(result, contrast="nothing")
 
 
-def becel_paired():
-    """Rows of the BECEL chapter's compare_roles (stats.compare_roles' columns)."""
-    def cell(task, metric, base, tuned, diff):
-        return {"model": tuned, "role": "instruction-tuned", "task": task, "metric": metric, "base": base,
-                "tuned": tuned, "n": 8, "mean_diff": diff, "diff_low": diff - 0.1, "diff_high": diff + 0.1,
-                "wilcoxon_p": 0.5}
-    return pd.DataFrame([cell("mrpc", "semantic", BASE, RICH, 0.25), cell("mrpc", "accuracy", BASE, RICH, 0.5),
-                         cell("rte", "semantic", BASE, RICH, -0.125), cell("mrpc", "semantic", SINGLE, RICH, 0.5),
-                         cell("mrpc", "semantic", BASE, SINGLE, 0.0)])
+def test_projected_mde_shrinks_with_seeds_and_reports_the_seed_share():
+    measures, frame, doses = experiment(slope=0.0, seed_sd=2.0)
+    table = tiy.projected_mde(measures[tiy.PRIMARY], frame, tiy.contrast_weights(doses, list(doses))[tiy.SLOPE],
+                              seeds=(2, 4), unit_factors=(1, 2))
+    assert table[["n_seeds", "n_units"]].values.tolist() == [[2, 30], [4, 30], [2, 60], [4, 60]]
+    assert table["mde"].iloc[1] < table["mde"].iloc[0] and table["mde"].iloc[2] <= table["mde"].iloc[0]
+    assert (table["seed share"] > 0.5).all()
+    assert table["mde"].tolist() == pytest.approx((2.8016 * table["se"]).tolist(), rel=1e-4)
+    assert tiy.binding_constraint(table, 2, 30).startswith(f"{100 * table['seed share'].iloc[0]:.0f}% of the slope")
+    assert "training seeds are the binding constraint" in tiy.binding_constraint(table, 2, 30)
+    quiet_measures, quiet_frame, _ = experiment(slope=0.0, seed_sd=0.0)
+    quiet = tiy.projected_mde(quiet_measures[tiy.PRIMARY], quiet_frame, {"templates-1": -1.0, "templates-all": 1.0})
+    assert "evaluation noise is the binding constraint" in tiy.binding_constraint(quiet, 2, 30)
+    assert tiy.binding_constraint(table, 5, 30).startswith("not estimable")
+    assert tiy.projected_mde(measures[tiy.PRIMARY], frame, {}).empty
 
 
-def test_contrast_pairs_h2_then_h1():
-    assert tiy.contrast_pairs(BASE, NAME_OF) == [(BASE, RICH), (BASE, SINGLE), (BASE, FREE), (SINGLE, RICH)]
-    assert tiy.contrast_pairs(BASE, {"free-form": FREE}) == [(BASE, FREE)]
+def test_seed_values_spread_and_the_figures():
+    measures, frame, doses = experiment(slope=2.0, seed_sd=1.0)
+    values = tiy.seed_values(measures, frame)
+    assert len(values) == len(frame) and set(values["arm"]) == {"base", *doses}
+    spread = tiy.seed_spread(values)
+    assert list(spread.index) == list(doses) and spread["seeds"].tolist() == [3, 3, 3]
+    assert (spread["max"] >= spread["mean"]).all() and (spread["sd"] > 0).all()
+    result = tiy.dose_response(measures, frame, tiy.contrast_weights(doses, list(doses)), n_resamples=200)
+    fig = tiy.plot_dose_response(values, doses, result)
+    ax = fig.axes[0]
+    assert ax.get_xscale() == "log" and ax.get_title().startswith("Slope +")
+    assert {"one seed", "arm mean", "OLS slope", "base (mean)"} <= {h.get_label() for h in ax.get_lines() + ax.collections}
+    fig = tiy.forest(result, [tiy.PRIMARY], "title")
+    assert [t.get_text() for t in fig.axes[0].get_yticklabels()][0] == tiy.SLOPE
+    assert len(fig.axes[0].collections) >= 4  # the MDE bands
 
 
-def test_contrasts_pair_every_measure_and_becel_sem_per_task():
-    m = measures()
-    rows = pd.DataFrame(tiy.contrasts(m, becel_paired(), BASE, RICH, n_resamples=200, seed=1))
-    assert rows["measure"].tolist() == [*tiy.MEASURES, "BECEL Sem (mrpc)", "BECEL Sem (rte)"]
-    assert set(rows["minus"]) == {BASE} and set(rows["model"]) == {RICH}
-    expected = stats.paired_comparison(m["ParaRel consistency"][BASE], m["ParaRel consistency"][RICH],
-                                       n_resamples=200, seed=1)
-    first = rows.iloc[0]
-    assert (first["difference"], first["low"], first["high"], first["n"]) == (
-        expected["mean_diff"], expected["diff_low"], expected["diff_high"], 3)
-    assert first["difference"] == pytest.approx(10)
-    becel = rows.iloc[4:]
-    assert becel["difference"].tolist() == [25.0, -12.5]
-    assert becel["low"].tolist() == pytest.approx([15.0, -22.5]) and becel["n"].tolist() == [8, 8]
-
-
-def test_versus_base_and_h1_contrasts():
-    m = measures(NAMES)
-    mmlu_table, spread, _ = mmlu_tables()
-    spread = pd.concat([spread, pd.DataFrame({"estimate": [0.25, 0.0], "low": 0.0, "high": 0.5}, index=[SINGLE, FREE])])
-    versus = tiy.versus_base(m, becel_paired(), BASE, [RICH, SINGLE], n_resamples=100)
-    assert versus.groupby("model", sort=False).size().to_dict() == {RICH: 6, SINGLE: 5}
-    assert set(versus["minus"]) == {BASE}
-    causal = tiy.h1_contrasts(m, becel_paired(), spread, NAME_OF, n_questions=6, n_resamples=100)
-    assert causal["measure"].tolist() == [*tiy.MEASURES, "BECEL Sem (mrpc)", "MMLU spread (lower is more consistent)"]
-    assert set(causal["minus"]) == {SINGLE} and set(causal["model"]) == {RICH}
-    last = causal.iloc[-1]
-    assert last["difference"] == pytest.approx(5.0) and np.isnan(last["low"]) and last["n"] == 6
-    assert causal.iloc[4]["difference"] == 50.0
-    assert tiy.h1_contrasts(m, becel_paired(), spread, {"free-form": FREE}, 6).empty
-
-
-def contrast_table(rows):
-    return pd.DataFrame(rows, columns=["measure", "minus", "model", "difference", "low", "high"])
-
-
-def test_count_verdicts_reads_the_intervals():
-    frame = contrast_table([["A", BASE, RICH, 2.0, 1.0, 3.0], ["A", BASE, SINGLE, -2.0, -3.0, -1.0],
-                            ["A", BASE, FREE, 1.0, -1.0, 3.0], ["B", BASE, RICH, 2.0, 1.0, 3.0]])
-    assert tiy.count_verdicts(frame, "A") == (1, 1, 3)
-    assert tiy.count_verdicts(frame, "C") == (0, 0, 0)
-
-
-def test_forest_one_panel_per_measure_without_becel():
-    # every panel shows the same pairs (they share the y axis)
-    frame = contrast_table([["A", BASE, RICH, 2.0, 1.0, 3.0], ["A", BASE, FREE, 1.0, -1.0, 3.0],
-                            ["B", BASE, RICH, 2.0, 1.0, 3.0], ["B", BASE, FREE, 0.5, 0.0, 1.0],
-                            ["BECEL Sem (mrpc)", BASE, RICH, 0.0, 0.0, 0.0]])
-    fig = tiy.forest(frame, "title", {RICH: "paraphrase-rich", FREE: "free-form"})
-    assert [ax.get_title() for ax in fig.axes] == ["A", "B"]
-    assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == [f"paraphrase-rich − {BASE}",
-                                                                    f"free-form − {BASE}"]
-    assert fig._suptitle.get_text() == "title"
-
-
-def test_h1_sentence_says_what_each_interval_says():
-    frame = contrast_table([["ParaRel consistency (restricted)", SINGLE, RICH, -1.0582, -3.7037, 0.3527],
-                            ["ParaRel consistency", SINGLE, RICH, -6.702, -7.407, -6.349],
-                            ["ParaRel cosine gap", SINGLE, RICH, 0.028, 0.016, 0.043]])
-    assert tiy.h1_sentence(frame) == (
-        "ParaRel consistency (restricted): -1.058 points [-3.704, 0.353], includes 0: no evidence either way; "
-        "ParaRel consistency: -6.702 points [-7.407, -6.349], below 0: against H1; "
-        "ParaRel cosine gap: +0.028 [0.016, 0.043], above 0: supports H1.")
-    assert tiy.h1_sentence(pd.DataFrame()).startswith("not run")
+def test_beside_puts_two_runs_side_by_side():
+    measures, frame, doses = experiment()
+    book = tiy.dose_response(measures, frame, tiy.contrast_weights(doses, list(doses)), n_resamples=100)
+    table = tiy.beside(book, book.assign(n_seeds=5))
+    assert list(table.columns) == ["book-size run", "book-size design", "full run", "full design"]
+    assert table.loc[(tiy.PRIMARY, tiy.SLOPE), "full design"] == "5 seeds x 30 units"
+    assert table.loc[(tiy.PRIMARY, tiy.SLOPE), "book-size run"].startswith("+")
 
 
 def test_chance_interval_is_the_binomial_quantiles_in_percent():
     low, high = tiy.chance_interval(6)
     assert low == 0.0 and high == pytest.approx(100 * 4 / 6)
     assert tiy.chance_interval(100) == (pytest.approx(17.0), pytest.approx(34.0))
-
-
-def test_spread_difference():
-    frame = contrast_table([["A", SINGLE, RICH, 1.0, 0.0, 2.0],
-                            ["MMLU spread (lower is more consistent)", SINGLE, RICH, -2.5, np.nan, np.nan]])
-    assert tiy.spread_difference(frame) == -2.5
-    assert np.isnan(tiy.spread_difference(frame.iloc[:1])) and np.isnan(tiy.spread_difference(pd.DataFrame()))
 
 
 # ----------------------------------------------------------------------------- Table 7
@@ -335,30 +319,12 @@ def test_n_correlated_and_plot_table7():
 # ----------------------------------------------------------------------------- headlines
 
 
-def test_headline_row_from_a_contrast():
-    frame = contrast_table([["ParaRel consistency (restricted)", BASE, RICH, 0.5291, -18.5185, 10.9347],
-                            ["ParaRel consistency (restricted)", BASE, RICH, 99.0, 98.0, 100.0]])
-    row = tiy.headline(frame, "ParaRel consistency (restricted)", "result", BASE, RICH, "§3", "paper", " pts")
-    assert row["ours"] == "+0.5 pts [-18.5, +10.9]" and row["direction_holds"] == "n.s. (same sign)"
-    assert (row["estimate"], row["low"], row["high"]) == (0.5291, -18.5185, 10.9347)
-    assert (row["base"], row["tuned"], row["paper_section"], row["paper"]) == (BASE, RICH, "§3", "paper")
-    assert row["note"] == "same base model, tuned by this book; one seed per mixture"
-
-
-def test_headline_rows_h2_per_mixture_then_h1():
-    measure = "ParaRel consistency (restricted)"
-    versus = contrast_table([[measure, BASE, RICH, 2.0, 1.0, 3.0], [measure, BASE, SINGLE, -1.0, -2.0, 1.0],
-                             [measure, BASE, FREE, -2.0, -3.0, -1.0]])
-    causal = contrast_table([["ParaRel consistency", SINGLE, RICH, 9.0, 8.0, 10.0], [measure, SINGLE, RICH, 3.0, 2.0, 4.0]])
-    rows = tiy.headline_rows(versus, causal, BASE, NAME_OF)
-    assert [r["result"] for r in rows] == [
-        f"tuning {BASE} on the paraphrase-rich mixture raises ParaRel consistency (same family)",
-        f"tuning {BASE} on the single-template mixture raises ParaRel consistency (same family)",
-        f"tuning {BASE} on the free-form mixture raises ParaRel consistency (same family)",
-        "paraphrase-rich instruction data make a model more consistent than single-template data"]
-    assert [r["direction_holds"] for r in rows] == ["yes", "n.s. (opposite sign)", "no", "yes"]
+def test_headline_rows_h2_per_arm_then_the_slope_with_its_mde():
+    measures, frame, doses = experiment(slope=2.0)
+    arms = list(doses)
+    result = tiy.dose_response(measures, frame, tiy.contrast_weights(doses, arms), n_resamples=200)
+    rows = tiy.headline_rows(result, BASE, arms)
     assert [r["paper_section"] for r in rows] == ["§3, Table 2 (extension)"] * 3 + ["§1 (posited, not tested)"]
-    assert rows[1]["paper"] == "IFT models mostly more consistent (LLaMA pairs)"
-    assert rows[3]["paper"] == "posited in the paper's introduction"
-    assert (rows[3]["base"], rows[3]["tuned"], rows[3]["ours"]) == (SINGLE, RICH, "+3.0 pts [+2.0, +4.0]")
-    assert len(tiy.headline_rows(versus, pd.DataFrame(), BASE, NAME_OF)) == 3
+    assert rows[-1]["direction_holds"] == "yes" and rows[-1]["mde"] == pytest.approx(
+        result.loc[result["contrast"] == tiy.SLOPE, "mde"].iloc[0])
+    assert rows[0]["tuned"] == "templates-1 (3 seeds)" and rows[0]["ours"].endswith("]")

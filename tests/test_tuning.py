@@ -76,33 +76,44 @@ def fake_pool(beta_size=10):
     return pd.DataFrame(rows)
 
 
-def test_mixtures_have_the_same_size_and_differ_in_templates():
-    pool = fake_pool()
-    rich = tuning.mixture(pool, "paraphrase-rich", 18, seed=1)
-    single = tuning.mixture(pool, "single-template", 18, seed=1)
-    free = tuning.mixture(pool, "free-form", 18, seed=1)
-    assert len(rich) == len(single) == len(free) == 18
-    assert (rich.groupby("task").size() == 6).all() and (single.groupby("task").size() == 6).all()
-    assert single.groupby("task")["template"].nunique().eq(1).all()
-    # round robin: every template of a task is used, as evenly as possible
-    per_template = rich.groupby(["task", "template"]).size()
+def test_arms_have_the_same_size_and_tasks_and_differ_in_templates():
+    pool = fake_pool()  # alpha 3, beta 2, gamma 4 templates; 9 clean examples each
+    drawn = {kind: tuning.mixture(pool, kind, 18, seed=1, min_templates=2)
+             for kind in ("templates-1", "templates-2", "templates-all", "free-form")}
+    assert {kind: len(frame) for kind, frame in drawn.items()} == {k: 18 for k in drawn}
+    for kind in ("templates-1", "templates-2", "templates-all"):
+        assert drawn[kind].groupby("task").size().to_dict() == {"alpha": 6, "beta": 6, "gamma": 6}
+    assert drawn["templates-1"].groupby("task")["template"].nunique().eq(1).all()
+    assert drawn["templates-2"].groupby("task")["template"].nunique().eq(2).all()
+    assert drawn["templates-all"].groupby("task")["template"].nunique().to_dict() == {"alpha": 3, "beta": 2, "gamma": 4}
+    assert [tuning.templates_dose(drawn[k]) for k in ("templates-1", "templates-2", "templates-all")] == [1, 2, 3]
+    # round robin: the chosen templates of a task are used as evenly as possible
+    per_template = drawn["templates-all"].groupby(["task", "template"]).size()
     assert per_template.groupby(level="task").agg(lambda c: c.max() - c.min()).le(1).all()
-    assert rich.groupby("task")["template"].nunique().to_dict() == {"alpha": 3, "beta": 2, "gamma": 4}
-    for frame in (rich, single, free):
+    for frame in drawn.values():
         assert not frame["contaminated"].any()
         assert not frame.index.duplicated().any()
-    assert tuning.mixture(pool, "paraphrase-rich", 18, seed=1).index.equals(rich.index)  # seeded
+    again = tuning.mixture(pool, "templates-2", 18, seed=1, min_templates=2)
+    assert again.index.equals(drawn["templates-2"].index)  # seeded
+    other = [set(tuning.mixture(pool, "templates-1", 18, seed=s, min_templates=2)["template"]) for s in range(6)]
+    assert len({frozenset(t) for t in other}) > 1  # the template choice is part of the seed
 
 
-def test_mixture_drops_tasks_whose_templates_are_too_small():
-    pool = fake_pool(beta_size=5)  # beta: 4 clean examples per template, the others 9
-    rich = tuning.mixture(pool, "paraphrase-rich", 18)  # 6 per task is too many for beta: 9 each for two
-    assert rich.groupby("task").size().to_dict() == {"alpha": 9, "gamma": 9}
-    assert len(tuning.mixture(pool, "free-form", 18)) == 18
+def test_the_task_set_needs_min_templates_and_enough_examples_per_template():
+    pool = fake_pool()
+    tasks, per_task = tuning.eligible_templates(pool, 18, min_templates=3)  # beta has 2 templates: out
+    assert sorted(tasks) == ["alpha", "gamma"] and per_task == 9
+    assert tasks["gamma"] == ["gamma_t0", "gamma_t1", "gamma_t2", "gamma_t3"]
+    small = fake_pool(beta_size=5)  # beta: 4 clean examples per template, the others 9
+    assert tuning.mixture(small, "templates-all", 18, min_templates=2).groupby("task").size().to_dict() == \
+        {"alpha": 9, "gamma": 9}  # 6 per task is too many for beta: 9 each for two
+    assert len(tuning.mixture(small, "free-form", 18, min_templates=2)) == 18
     with pytest.raises(ValueError, match="lower n_examples"):
-        tuning.mixture(pool, "single-template", 30)  # 10 per task: no template has that many
-    with pytest.raises(ifh.data.sources.DataSelectionError, match="paraphrase-rich"):
-        tuning.mixture(pool, "paraphrase-poor", 18)
+        tuning.mixture(small, "templates-1", 30, min_templates=2)  # 10 per task: no template has that many
+    with pytest.raises(ValueError, match="templates-<k>"):
+        tuning.mixture(small, "paraphrase-poor", 18)
+    with pytest.raises(ValueError, match="raise min_templates"):
+        tuning.mixture(small, "templates-4", 18, min_templates=2)
 
 
 # ------------------------------------------------------------------------------------ training
@@ -201,5 +212,6 @@ def test_recipe_key_ignores_the_name_and_registry_entries_round_trip():
         assert recipe.base == "gemma-3-270m" and spec.role == "instruction-tuned"
         assert tuned.spec_for(recipe).source == {"kind": "lora_tuned", **{
             k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(recipe).items() if k != "name"}}
-    with pytest.raises(ifh.data.sources.DataSelectionError, match="paraphrase-rich"):
+    with pytest.raises(ValueError, match="templates-all"):
         tuned.Recipe(name="z", mixture="rich")
+    assert [tuned.templates_per_task(m) for m in ("templates-1", "templates-12", "templates-all")] == [1, 12, None]

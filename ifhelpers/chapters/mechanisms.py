@@ -10,9 +10,11 @@ prompts:
     :func:`attribute_comparison` (tuned − base);
 (b) **relation propagation** — queries of the same relation are closer than queries of different
     relations in the relation layers (Fig. 3): :func:`relation_similarity_table`, read as
-    :func:`relation_separation` and :func:`relation_layers` (where the separation first reaches half
-    its maximum); paraphrases are closer than non-paraphrases, split by whether the model answers
-    them consistently (Figs. 4, 6, 7): :func:`paraphrase_gap_table`, :func:`gap_in_relation_layers`;
+    :func:`relation_separation` (per relation: :func:`relation_separation_per_relation`, the units of
+    its band) and :func:`relation_layers` (where the separation first reaches half its maximum);
+    paraphrases are closer than non-paraphrases, split by whether the model answers them consistently
+    (Figs. 4, 6, 7): :func:`paraphrase_gap_table`, per fact :func:`paraphrase_gap_per_fact` (the units
+    of its bands), :func:`gap_in_relation_layers`;
 (c) **attribute extraction** — an MHSA (or MLP) update whose top-1 token is the final prediction
     (eq. 1, Figs. 5, 8): :func:`extraction_rates`, :func:`extraction_events` (both through
     :mod:`ifhelpers.metrics.extraction`), :func:`extraction_peaks`, :func:`extraction_comparison`; its
@@ -72,6 +74,7 @@ __all__ = [
     "massive_dimensions",
     "relation_similarity_table",
     "paraphrase_gap_table",
+    "paraphrase_gap_per_fact",
     "extraction_rates",
     "extraction_events",
     "extraction_correlation",
@@ -94,6 +97,7 @@ __all__ = [
     "compare_to_base",
     "comparison_values",
     "relation_separation",
+    "relation_separation_per_relation",
     "relation_layers",
     "gap_over_prompts",
     "gap_positive_share",
@@ -296,7 +300,8 @@ def model_tables(lm: LoadedModel, queries: pd.DataFrame, relation_pairs: pd.Data
     distinct prefix, :func:`unique_prefix_rows`) give the attribute rate of Fig. 2
     (:func:`lens_token_strings`, :func:`attribute_sets`, :func:`attribute_rates`).
 
-    Returns ``(tables, frame)``: tables ``massive``, ``relation``, ``gap``, ``extraction``, ``events``,
+    Returns ``(tables, frame)``: tables ``massive``, ``relation``, ``gap``, ``gap_facts``
+    (:func:`paraphrase_gap_per_fact`), ``extraction``, ``events``,
     ``attributes``, ``attribute_sets``, ``lens_examples`` (each with the model's columns of
     :func:`with_model`) and ``cost`` (a dict: layers, seconds, how many vectors were read), and the
     pass's frame (for the predictions chapter's consistency).
@@ -311,6 +316,8 @@ def model_tables(lm: LoadedModel, queries: pd.DataFrame, relation_pairs: pd.Data
     tables["relation"] = with_model(relation, lm, "state")
     gap = paraphrase_gap_table(frame, arrays["resid"], n_nonparaphrase_pairs, seed)
     tables["gap"] = with_model(gap, lm, "state")
+    tables["gap_facts"] = with_model(paraphrase_gap_per_fact(frame, arrays["resid"], n_nonparaphrase_pairs, seed), lm,
+                                     "state")
     # (c) extraction: the MHSA and MLP updates of a sample of queries, read through the logit lens
     rows = sample_query_rows(frame, extraction_n_queries, seed)
     updates = probes.run_updates(lm, frame.iloc[rows], progress=False)
@@ -413,6 +420,23 @@ def relation_similarity_table(frame: pd.DataFrame, resid, pairs: pd.DataFrame, m
     return result.reset_index(drop=True)
 
 
+def _gap_prompts(frame: pd.DataFrame, resid, n_nonparaphrase_pairs: int, seed: int):
+    """Per prompt: ``(prompt_id, reps, set_ids, non, splits)``, what the paraphrase gap of Figs. 4, 6, 7
+    reads: the prompt's states, its fact labels, cos(¬paraph.) of eq. 4 on random pairs of different
+    facts (one draw for the three splits) and the paraphrase pairs of each split (``"all"``,
+    ``"consistent"``, ``"inconsistent"``), with a ``fact`` column."""
+    resid = np.asarray(resid)
+    for prompt_id, rows in prompt_rows(frame).items():
+        sub = frame.iloc[rows].reset_index(drop=True)
+        reps = resid[rows]
+        set_ids = _fact_key(sub).to_numpy()
+        non = np.asarray(metrics.cosine.nonparaphrase_cosine(reps, set_ids, n_pairs=n_nonparaphrase_pairs, seed=seed))
+        pairs = metrics.pararel.pararel_query_pairs(probes.pararel_predictions(sub))
+        pairs["fact"] = pairs["relation"].astype(str) + ":" + pairs["fact_id"].astype(str)
+        splits = {"all": pairs, "consistent": pairs[pairs["consistent"]], "inconsistent": pairs[~pairs["consistent"]]}
+        yield prompt_id, reps, set_ids, non, splits
+
+
 def paraphrase_gap_table(frame: pd.DataFrame, resid, n_nonparaphrase_pairs: int = 1000,
                          seed: int = 0) -> pd.DataFrame:
     """cos(paraph.) − cos(¬paraph.) per layer and prompt, for all, consistent and inconsistent pairs.
@@ -425,21 +449,14 @@ def paraphrase_gap_table(frame: pd.DataFrame, resid, n_nonparaphrase_pairs: int 
     :func:`~ifhelpers.metrics.cosine.grouped_pair_cosine`).
     cos(¬paraph.) is eq. 4 on random pairs of queries of different facts, the same draw for the
     three splits, so the splits differ only in their paraphrase pairs. Facts with a single query
-    give no pair and are left out of eq. 3.
+    give no pair and are left out of eq. 3. :func:`paraphrase_gap_per_fact` gives the same gaps per
+    fact, the units of their bootstrap bands.
 
     Returns a tidy frame: ``prompt_id``, ``split``, ``layer``, ``cos_paraphrase``,
     ``cos_nonparaphrase``, ``gap``, ``n_pairs``, ``n_facts``.
     """
-    resid = np.asarray(resid)
     out = []
-    for prompt_id, rows in prompt_rows(frame).items():
-        sub = frame.iloc[rows].reset_index(drop=True)
-        reps = resid[rows]
-        set_ids = _fact_key(sub).to_numpy()
-        non = np.asarray(metrics.cosine.nonparaphrase_cosine(reps, set_ids, n_pairs=n_nonparaphrase_pairs, seed=seed))
-        pairs = metrics.pararel.pararel_query_pairs(probes.pararel_predictions(sub))
-        pairs["fact"] = pairs["relation"].astype(str) + ":" + pairs["fact_id"].astype(str)
-        splits = {"all": pairs, "consistent": pairs[pairs["consistent"]], "inconsistent": pairs[~pairs["consistent"]]}
+    for prompt_id, reps, set_ids, non, splits in _gap_prompts(frame, resid, n_nonparaphrase_pairs, seed):
         for split, chosen in splits.items():
             if split == "all":
                 gap = np.asarray(metrics.cosine.paraphrase_gap(reps, set_ids, n_pairs=n_nonparaphrase_pairs, seed=seed,
@@ -458,6 +475,41 @@ def paraphrase_gap_table(frame: pd.DataFrame, resid, n_nonparaphrase_pairs: int 
                 "n_pairs": len(chosen), "n_facts": chosen["fact"].nunique(),
             }))
     return pd.concat(out, ignore_index=True)
+
+
+def paraphrase_gap_per_fact(frame: pd.DataFrame, resid, n_nonparaphrase_pairs: int = 1000,
+                            seed: int = 0) -> pd.DataFrame:
+    """The gap of :func:`paraphrase_gap_table` per fact: the units its bootstrap bands resample (§4,
+    Figs. 4, 6, 7).
+
+    For each prompt, split and fact with a pair: the mean cosine of the fact's paraphrase pairs of
+    the split (``"all"``: cos(p_i) of eq. 2, :func:`ifhelpers.metrics.cosine.paraphrase_cosine_per_set`;
+    ``"consistent"`` / ``"inconsistent"``: :func:`~ifhelpers.metrics.cosine.grouped_pair_cosine`) minus the
+    prompt's cos(¬paraph.) (eq. 4, the same random pairs as the table's). The mean over facts is the
+    table's ``gap`` exactly; a bootstrap over facts therefore holds the non-paraphrase baseline fixed
+    and measures how much the gap moves with the facts drawn.
+
+    Returns a tidy frame: ``prompt_id``, ``split``, ``fact``, ``layer``, ``cos_paraphrase``, ``gap``.
+    """
+    out = []
+    for prompt_id, reps, set_ids, non, splits in _gap_prompts(frame, resid, n_nonparaphrase_pairs, seed):
+        for split, chosen in splits.items():
+            if split == "all":
+                per_fact = metrics.cosine.paraphrase_cosine_per_set(reps, set_ids, drop_singletons=True)
+            elif len(chosen):
+                per_fact = metrics.cosine.grouped_pair_cosine(reps, chosen[["row_a", "row_b"]].to_numpy(dtype=np.intp),
+                                                              chosen["fact"].to_numpy())
+            else:
+                continue
+            long = pd.DataFrame(per_fact.to_numpy(), index=pd.Index(per_fact.index, name="fact"),
+                                columns=np.arange(reps.shape[1])).rename_axis(columns="layer")
+            long = long.stack().rename("cos_paraphrase").reset_index()
+            long["gap"] = long["cos_paraphrase"] - non[long["layer"].to_numpy()]
+            long.insert(0, "split", split)
+            long.insert(0, "prompt_id", prompt_id)
+            out.append(long)
+    columns = ["prompt_id", "split", "fact", "layer", "cos_paraphrase", "gap"]
+    return pd.concat(out, ignore_index=True)[columns] if out else pd.DataFrame(columns=columns)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -885,6 +937,24 @@ def relation_separation(summary: pd.DataFrame) -> pd.DataFrame:
     order = {m: i for i, m in enumerate(dict.fromkeys(summary["model"]))}
     return wide.sort_values(["model", "layer"], key=lambda c: c.map(order) if c.name == "model" else c) \
         .reset_index(drop=True)[["model", "layer", "depth", "same", "different", "separation"]]
+
+
+def relation_separation_per_relation(relation: pd.DataFrame) -> pd.DataFrame:
+    """Same-relation minus different-relation cosine of each relation, per prompt and layer: the units
+    of Fig. 3's separation (§4 "Relations"), for a bootstrap band over relations.
+
+    ``relation`` is :func:`relation_similarity_table`'s (with the model's columns of :func:`with_model`).
+    With matched relations (its default) every relation has both kinds, so the mean over relations
+    of this separation (after the mean over prompts, as :func:`mean_ci_by_layer` takes it) equals
+    :func:`relation_separation` of the two macro averages. Returns the table's columns other than
+    ``kind``, ``cos`` and ``n_pairs``, with ``same``, ``different`` and ``separation``.
+    """
+    keys = [c for c in relation.columns if c not in ("kind", "cos", "n_pairs")]
+    wide = relation.pivot_table(index=keys, columns="kind", values="cos", sort=False).reset_index()
+    wide = wide.rename(columns={"same_relation": "same", "different_relation": "different"})
+    wide.columns.name = None
+    wide["separation"] = wide["same"] - wide["different"]
+    return wide[[*keys, "same", "different", "separation"]]
 
 
 def relation_layers(separation: pd.DataFrame, span: tuple[float, float] | None = None) -> pd.DataFrame:

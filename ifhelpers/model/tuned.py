@@ -20,8 +20,34 @@ from ifhelpers.data import sources
 from ifhelpers.model import registry
 from ifhelpers.model.registry import ModelSpec
 
-#: The three training mixtures of chapter 5 (:func:`ifhelpers.train.tuning.mixture`).
-MIXTURES = ("paraphrase-rich", "single-template", "free-form")
+#: The training arms of chapter 5 (:func:`ifhelpers.train.tuning.mixture`): the same T0 tasks through
+#: 1, 2, 4 or all of their templates each (the dose of the dose-response), and free-form data without
+#: templates. Any ``templates-<k>`` with 1 <= k <= a recipe's ``min_templates`` is also valid.
+MIXTURES = ("templates-1", "templates-2", "templates-4", "templates-all", "free-form")
+
+
+def templates_per_task(mixture: str) -> int | None:
+    """How many templates a mixture draws per T0 task: ``k`` for ``templates-<k>``, None for
+    ``templates-all`` (every eligible template); ValueError for ``free-form`` and for a name that is
+    not a mixture (the message lists the valid forms)."""
+    if mixture == "templates-all":
+        return None
+    head, _, k = mixture.partition("templates-")
+    if head == "" and k.isdigit() and int(k) >= 1:
+        return int(k)
+    raise ValueError(f"Unknown mixture {mixture!r}: give 'templates-<k>' (k >= 1 templates per T0 task), "
+                     f"'templates-all' or 'free-form' (e.g. {', '.join(MIXTURES)}).")
+
+
+def check_mixture(mixture: str, min_templates: int) -> str:
+    """``mixture`` if it is ``free-form``, ``templates-all`` or ``templates-<k>`` with k <= ``min_templates``."""
+    if mixture == "free-form":
+        return mixture
+    k = templates_per_task(mixture)
+    if k is not None and k > min_templates:
+        raise ValueError(f"Mixture {mixture!r} needs tasks with {k} templates, but the recipe keeps tasks with "
+                         f"at least min_templates={min_templates}: raise min_templates to {k} or lower k.")
+    return mixture
 
 
 class ModelNotTrainedError(FileNotFoundError):
@@ -34,12 +60,13 @@ class Recipe:
 
     ``n_examples`` is the size of every mixture (rounded down to a multiple of the number of T0
     tasks, so that each task gets the same share); every variant trains ``epochs`` passes over its
-    examples in batches of ``batch_size``, hence the same number of optimiser steps.
+    examples in batches of ``batch_size``, hence the same number of optimiser steps. ``seed`` draws
+    the data (which templates, which examples), the LoRA initialisation and the data order.
     """
 
     name: str
     base: str = "gemma-3-270m"  # a registry name, Hub id or local folder of a base model
-    mixture: str = "paraphrase-rich"
+    mixture: str = "templates-all"
     n_examples: int = 270
     max_tokens: int = 160
     epochs: int = 1
@@ -50,9 +77,10 @@ class Recipe:
     lora_dropout: float = 0.05
     target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
     seed: int = 0
+    min_templates: int = 4  # the T0 tasks every arm uses: those with this many templates that fit
 
     def __post_init__(self):
-        sources.choose("mixture", self.mixture, MIXTURES)
+        check_mixture(self.mixture, self.min_templates)
         if self.n_examples < 1 or self.max_tokens < 8 or self.batch_size < 1 or self.epochs < 1:
             raise ValueError(f"{self.name}: n_examples, batch_size, epochs must be >= 1 and max_tokens >= 8")
 

@@ -2,12 +2,12 @@
 
 The paper compares models that others trained; its introduction *posits* that instruction data
 make models consistent because they verbalise one task in many surface forms. The tune-it-yourself
-chapter tests that with one base model and three training mixtures of the same size, trained with
-the same steps and hyper-parameters (:class:`Recipe`):
+chapter tests that with one base model and training arms of the same size and the same tasks,
+trained with the same steps and hyper-parameters (:class:`Recipe`), each with several seeds:
 
-* ``paraphrase-rich``  -- every T0 task through *all* of its templates (round robin);
-* ``single-template``  -- every T0 task through *one* template (drawn with the seed);
-* ``free-form``        -- LIMA and Alpaca, which have no templates at all.
+* ``templates-<k>``  -- every T0 task through k of its templates, drawn with the seed (round robin);
+* ``templates-all``  -- every T0 task through all of its eligible templates;
+* ``free-form``      -- LIMA and Alpaca, which have no templates at all.
 
 Evaluation data never enter the mix (:func:`contamination`): an example is dropped when it states
 a ParaRel fact (subject and object both in it), or shares a word 8-gram with an MMLU test question
@@ -37,10 +37,10 @@ import pandas as pd
 from ifhelpers.data import becel, instructions, mmlu, pararel, sources
 from ifhelpers.model import registry
 from ifhelpers.model.registry import ModelSpec
-from ifhelpers.model.tuned import MIXTURES, Recipe, folders, is_trained, location, recipe_of
+from ifhelpers.model.tuned import Recipe, check_mixture, folders, is_trained, location, recipe_of, templates_per_task
 
-__all__ = ["GEMMA_CHAT_TEMPLATE", "contamination", "base_tokenizer", "candidate_pool", "mixture",
-           "mixture_summary", "fit_lora", "train", "ensure_tuned"]
+__all__ = ["GEMMA_CHAT_TEMPLATE", "contamination", "base_tokenizer", "candidate_pool", "eligible_templates",
+           "mixture", "templates_dose", "mixture_summary", "fit_lora", "train", "ensure_tuned"]
 
 #: Gemma's turn format (``<start_of_turn>user ... <end_of_turn>``), as a chat template. The GGUF of
 #: the pocket base model ships no template; the tuned models are trained and prompted with this one.
@@ -165,54 +165,71 @@ def candidate_pool(tokenizer, max_tokens: int, data_dir=None) -> pd.DataFrame:
     return contamination(pool, data_dir=data_dir)
 
 
-def mixture(pool: pd.DataFrame, kind: str, n_examples: int, seed: int = 0) -> pd.DataFrame:
-    """The training examples of one mixture, drawn from the clean part of :func:`candidate_pool`.
+def eligible_templates(pool: pd.DataFrame, n_examples: int, min_templates: int = 4) -> tuple[dict[str, list[str]], int]:
+    """The T0 tasks every arm trains on, with their eligible templates, and the examples per task.
 
-    The T0 tasks that have at least two templates take part, each with ``n_examples // n_tasks``
-    examples; a task none of whose templates has that many clean examples that fit drops out (so
-    that the single-template mixture can use the same tasks). The free-form mixture gets the same total.
-    """
-    sources.choose("mixture", kind, MIXTURES)
-    clean = pool[~pool["contaminated"]]
-    t0 = clean[clean["task"] != "free-form"]
-    counts = t0.groupby(["task", "template"]).size()
-    usable = [task for task, c in counts.groupby(level="task") if len(c) >= 2]
-    while True:  # tasks whose largest template cannot give a task's share drop out; the share grows
+    A template is eligible when it has at least ``per_task`` clean examples that fit (so that any
+    choice of templates can fill a task's share); a task takes part when it has ``min_templates``
+    eligible templates, so that every arm up to ``templates-<min_templates>`` uses the same tasks.
+    ``per_task = n_examples // n_tasks``: tasks that drop out raise the share, until it is stable.
+    Returns ({task: sorted eligible templates}, per_task)."""
+    clean = pool[~pool["contaminated"] & (pool["task"] != "free-form")]
+    counts = clean.groupby(["task", "template"]).size()
+    usable = sorted(counts.index.get_level_values("task").unique())
+    while True:
         per_task = n_examples // max(1, len(usable))
         if per_task < 1:
             raise ValueError(f"n_examples={n_examples} is smaller than the number of T0 tasks ({len(usable)}): "
                              f"give at least {len(usable)}, one example per task.")
-        fitting = [task for task in usable if counts[task].max() >= per_task]
+        eligible = {task: sorted(t for t, c in counts[task].items() if c >= per_task) for task in usable}
+        fitting = [task for task in usable if len(eligible[task]) >= min_templates]
         if not fitting:
-            raise ValueError(f"{n_examples} examples need {per_task} per task, more clean examples than any "
-                             f"template has that fits: lower n_examples or raise max_tokens.")
+            raise ValueError(f"{n_examples} examples need {per_task} per task, and no T0 task has {min_templates} "
+                             f"templates with that many clean examples that fit: lower n_examples or min_templates, "
+                             f"or raise max_tokens.")
         if fitting == usable:
-            break
+            return {task: eligible[task] for task in usable}, per_task
         usable = fitting
+
+
+def mixture(pool: pd.DataFrame, kind: str, n_examples: int, seed: int = 0, min_templates: int = 4) -> pd.DataFrame:
+    """The training examples of one arm, drawn from the clean part of :func:`candidate_pool`.
+
+    Every T0 arm uses the tasks of :func:`eligible_templates` with ``per_task`` examples each. Arm
+    ``templates-<k>`` draws k of a task's eligible templates at random (with ``seed``: the choice of
+    templates is part of the seed) and takes its examples round robin over them, each template's
+    examples shuffled; ``templates-all`` uses every eligible template. ``free-form`` draws the same
+    total from LIMA and Alpaca. Column ``mixture`` names the arm.
+    """
+    check_mixture(kind, min_templates)
+    tasks, per_task = eligible_templates(pool, n_examples, min_templates)
+    clean = pool[~pool["contaminated"]]
     if kind == "free-form":
         free = clean[clean["task"] == "free-form"]
-        total = per_task * len(usable)
+        total = per_task * len(tasks)
         if len(free) < total:
             raise ValueError(f"Only {len(free)} clean free-form examples fit; asked for {total}.")
         return free.sample(total, random_state=seed).assign(mixture=kind)
+    k = templates_per_task(kind)
+    t0 = clean[clean["task"] != "free-form"]
     picked = []
-    for task in usable:
+    for task, templates in tasks.items():
         rng = sources.rng_for(seed, "tune", task)
-        templates = sorted(counts[task].index)
-        if kind == "single-template":
-            eligible = [t for t in templates if counts[task][t] >= per_task]
-            template = eligible[rng.integers(len(eligible))]
-            rows = t0[t0["template"] == template]
-            picked.append(rows.iloc[rng.permutation(len(rows))[:per_task]])
-        else:  # paraphrase-rich: round robin over the task's templates, each shuffled
-            queues = {t: list(t0.index[t0["template"] == t][rng.permutation(counts[task][t])]) for t in templates}
-            order = []
-            while len(order) < per_task:
-                for template in templates:
-                    if queues[template] and len(order) < per_task:
-                        order.append(queues[template].pop())
-            picked.append(t0.loc[order])
+        chosen = templates if k is None else sorted(rng.choice(templates, size=k, replace=False))
+        queues = {t: list(t0.index[t0["template"] == t][rng.permutation(int((t0["template"] == t).sum()))])
+                  for t in chosen}
+        order = []
+        while len(order) < per_task:  # round robin over the chosen templates
+            for template in chosen:
+                if len(order) < per_task:
+                    order.append(queues[template].pop())
+        picked.append(t0.loc[order])
     return pd.concat(picked).assign(mixture=kind)
+
+
+def templates_dose(frame: pd.DataFrame) -> float:
+    """The dose of one drawn arm: its mean number of distinct templates per T0 task."""
+    return float(frame.groupby("task")["template"].nunique().mean())
 
 
 def mixture_summary(mixtures: dict[str, pd.DataFrame]) -> pd.DataFrame:
@@ -261,6 +278,26 @@ def _encode(tokenizer, frame: pd.DataFrame, max_tokens: int) -> list[dict]:
     return encoded
 
 
+def _reset_peak_memory() -> None:
+    """Start a new peak-resident-size window for this process (Linux: writing 5 to clear_refs resets
+    VmHWM), so that every arm trained in one process reports its own peak; elsewhere a no-op."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
+
+
+def _peak_memory_gib() -> float:
+    """The peak resident size since :func:`_reset_peak_memory` (VmHWM), or of the process (ru_maxrss)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 2**20
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
 def fit_lora(model, tokenizer, examples: pd.DataFrame, recipe: Recipe, work_dir: str | Path, *,
              progress: bool = True, callbacks=()) -> tuple[object, dict]:
     """LoRA-train ``model`` on ``examples`` with the Trainer; returns (merged model, training log).
@@ -290,13 +327,14 @@ def fit_lora(model, tokenizer, examples: pd.DataFrame, recipe: Recipe, work_dir:
     trainer = Trainer(model=model, args=args, train_dataset=_encode(tokenizer, examples, recipe.max_tokens),
                       data_collator=_collate(tokenizer), callbacks=list(callbacks))
     last = get_last_checkpoint(str(work_dir)) if Path(work_dir).is_dir() else None
+    _reset_peak_memory()
     start = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=last)
     log = {
         "steps": steps, "examples": len(examples), "tokens": int(examples["n_tokens"].sum()),
         "seconds": time.perf_counter() - start, "resumed_from": last,
         "train_runtime": result.metrics.get("train_runtime"),
-        "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+        "peak_rss_gib": _peak_memory_gib(),
         "peak_gpu_gib": torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None,
         "torch_threads": torch.get_num_threads(), "device": str(model.device),
         "losses": [{"step": e["step"], "loss": e["loss"]} for e in trainer.state.log_history if "loss" in e],
@@ -326,7 +364,7 @@ def train(recipe: Recipe, pool: pd.DataFrame | None = None, *, progress: bool = 
     location, fingerprint = weights_location(registry.resolve(recipe.base, role="base"))
     tokenizer = base_tokenizer(recipe.base)
     pool = candidate_pool(tokenizer, recipe.max_tokens, data_dir) if pool is None else pool
-    examples = mixture(pool, recipe.mixture, recipe.n_examples, recipe.seed)
+    examples = mixture(pool, recipe.mixture, recipe.n_examples, recipe.seed, recipe.min_templates)
     device = default_device()
     model = AutoModelForCausalLM.from_pretrained(location, use_safetensors=True,
                                                  dtype=torch.float32 if device == "cpu" else torch.bfloat16).to(device)
