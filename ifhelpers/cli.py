@@ -3,6 +3,7 @@
     ifhelpers chapters
     ifhelpers run CHAPTER --models base=ID,ift=ID [--set name=value ...] [--name RUN]
     ifhelpers sweep --chapters A,B --pairs pocket,qwen2.5-0.5b [--executor local|slurm|debug]
+    ifhelpers cache [--remove PART [--yes]]
 
 ``run`` converts the chapter's Jupytext source to a notebook, executes it with papermill with the
 given parameters, and writes the executed notebook and the chapter's tidy results (CSV) under
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import yaml
 
+from ifhelpers import parameters
 from ifhelpers.model import registry
 
 
@@ -56,16 +58,24 @@ def chapter_path(chapter: str) -> Path:
 
 
 def notebook_parameters(path: Path) -> dict:
-    """The defaults of a notebook's ``parameters`` cell (simple assignments only)."""
-    import jupytext
+    """The defaults of a notebook's ``parameters`` cell (:func:`ifhelpers.parameters.declarations`)."""
+    return {name: d.default for name, d in parameter_declarations(path).items()}
 
-    notebook = jupytext.read(path)
-    for cell in notebook.cells:
-        if cell.cell_type == "code" and "parameters" in cell.metadata.get("tags", []):
-            namespace: dict = {}
-            exec(compile(cell.source, f"{path.name}:parameters", "exec"), {}, namespace)
-            return namespace
-    raise SystemExit(f"{path} has no cell tagged 'parameters'")
+
+def parameter_declarations(path: Path) -> dict:
+    """What each parameter of a chapter may be, from its ``parameters`` cell."""
+    try:
+        return parameters.declarations(parameters.cell_source(path))
+    except parameters.ParameterError as error:
+        raise SystemExit(f"{path.name}: {error}") from None
+
+
+def check_parameters(path: Path, overrides: dict) -> None:
+    """Raise :class:`ifhelpers.parameters.ParameterError` with one line per bad value (what, the value,
+    what is valid) before anything runs; the command line prints them and exits with code 2."""
+    problems = parameters.check(parameter_declarations(path), overrides, path.stem)
+    if problems:
+        raise parameters.ParameterError("\n".join(problems))
 
 
 def yaml_flow(value) -> str:
@@ -128,8 +138,24 @@ def parse_overrides(pairs: list[str], valid: dict) -> dict:
         if name not in valid:
             choices = ", ".join(f"{k} (default {v!r})" for k, v in valid.items() if k not in COMMON)
             raise SystemExit(f"Unknown parameter {name!r}. This chapter's parameters: {choices}")
-        overrides[name] = yaml.safe_load(value)
+        overrides[name] = parse_value(value)
     return overrides
+
+
+def parse_value(text: str):
+    """A ``--set`` value as YAML, except that ``1e-4`` is the number it looks like (YAML 1.1 reads an
+    exponent without a dot as a string), also inside lists."""
+    def number(value):
+        if isinstance(value, list):
+            return [number(v) for v in value]
+        if isinstance(value, str):
+            try:
+                return float(value) if any(c in value.lower() for c in "e.") else value
+            except ValueError:
+                return value
+        return value
+
+    return number(yaml.safe_load(text))
 
 
 def run_chapter(chapter: str, models: list[str], roles: dict[str, str], overrides: dict | None = None,
@@ -152,6 +178,7 @@ def run_chapter(chapter: str, models: list[str], roles: dict[str, str], override
     unknown = set(overrides) - set(defaults)
     if unknown:
         raise SystemExit(f"Unknown parameters {sorted(unknown)}; valid: {', '.join(sorted(defaults))}")
+    check_parameters(path, overrides)
     registry.specs(models, roles)
     out_dir = Path(runs_dir).resolve() / name
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -173,6 +200,58 @@ def run_chapter(chapter: str, models: list[str], roles: dict[str, str], override
     return out_dir
 
 
+def _size(path: Path) -> tuple[int, int]:
+    files = [p for p in path.rglob("*") if p.is_file()] if path.is_dir() else [path]
+    return sum(p.stat().st_size for p in files), len(files)
+
+
+def cache_contents(root: Path | None = None) -> list[dict]:
+    """What the user cache holds, one row per removable part: ``part`` (the name ``ifhelpers cache
+    --remove`` takes), ``what``, ``size_mb``, ``files``. Converted and tuned models one by one
+    (``models/<folder>``), forward passes by model (``activations/<model>``, read from each entry's
+    ``about.json``), fine-tuning runs and training checkpoints as a whole."""
+    import json
+
+    from ifhelpers.data.sources import cache_root
+
+    root = Path(root) if root is not None else cache_root()
+    rows = []
+    for folder in sorted((root / "models").glob("*")):
+        size, files = _size(folder)
+        rows.append({"part": f"models/{folder.name}", "what": "model weights (converted or tuned by the book)",
+                     "size_mb": size / 2**20, "files": files, "paths": [folder]})
+    by_model: dict[str, list[Path]] = {}
+    for about in sorted((root / "activations").glob("*/*/about.json")):
+        model = json.loads(about.read_text())["model"].split("@")[0]
+        by_model.setdefault(model, []).append(about.parent)
+    for model, folders in sorted(by_model.items()):
+        size, files = map(sum, zip(*(_size(f) for f in folders)))
+        rows.append({"part": f"activations/{model}", "what": f"cached forward passes ({len(folders)} requests)",
+                     "size_mb": size / 2**20, "files": files, "paths": folders})
+    for kind, what in (("finetune", "BECEL classifier runs"), ("tuning", "training checkpoints (resume points)")):
+        if (root / kind).is_dir() and any((root / kind).iterdir()):
+            size, files = _size(root / kind)
+            rows.append({"part": kind, "what": what, "size_mb": size / 2**20, "files": files, "paths": [root / kind]})
+    return rows
+
+
+def remove_from_cache(part: str, root: Path | None = None) -> list[Path]:
+    """Delete one part of :func:`cache_contents` (``models/<folder>``, ``activations/<model>``,
+    ``finetune``, ``tuning``) or every part under a prefix (``models``, ``activations``); returns the
+    folders removed. ValueError naming the parts there are when nothing matches."""
+    import shutil
+
+    rows = cache_contents(root)
+    chosen = [r for r in rows if r["part"] == part or r["part"].startswith(part.rstrip("/") + "/")]
+    if not chosen:
+        raise parameters.ParameterError(f"nothing in the cache is called {part!r}; parts: "
+                                        f"{', '.join(r['part'] for r in rows) or '(the cache is empty)'}")
+    removed = [path for r in chosen for path in r["paths"]]
+    for path in removed:
+        path.unlink() if path.is_symlink() else shutil.rmtree(path)
+    return removed
+
+
 def sweep(chapter_names: list[str], pair_names: list[str], executor: str = "local", runs_dir: str | Path = "runs",
           overrides: dict | None = None, slurm: dict | None = None, timeout_min: int = 240):
     """One :func:`run_chapter` job per (pair, chapter), submitted through submitit.
@@ -183,7 +262,7 @@ def sweep(chapter_names: list[str], pair_names: list[str], executor: str = "loca
     import submitit
 
     for chapter in chapter_names:
-        chapter_path(chapter)
+        check_parameters(chapter_path(chapter), overrides or {})
     jobs_args = []
     for pair_name in pair_names:
         pair = registry.pair(pair_name)
@@ -197,6 +276,18 @@ def sweep(chapter_names: list[str], pair_names: list[str], executor: str = "loca
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command line; a bad model, pair or parameter value prints one line and exits with code 2."""
+    from ifhelpers.data.sources import DataSelectionError
+
+    try:
+        return _main(argv)
+    except (registry.UnknownModelError, parameters.ParameterError, DataSelectionError) as error:
+        message = str(error.args[0] if error.args else error)
+        print("\n".join(f"ifhelpers: {line}" for line in message.splitlines()), file=sys.stderr)
+        return 2
+
+
+def _main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ifhelpers", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -207,6 +298,9 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--set", action="append", default=[], metavar="NAME=VALUE")
     run.add_argument("--name", help="run name (folder under --runs-dir); default: the model names")
     run.add_argument("--runs-dir", default="runs")
+    ca = sub.add_parser("cache", help="show what the user cache holds, or remove a part of it")
+    ca.add_argument("--remove", metavar="PART", help="e.g. activations, activations/gemma-3-270m, models/NAME, tuning")
+    ca.add_argument("--yes", action="store_true", help="remove without asking (otherwise only say what would go)")
     sw = sub.add_parser("sweep", help="run chapters x pairs through submitit")
     sw.add_argument("--chapters", required=True)
     sw.add_argument("--pairs", required=True)
@@ -222,6 +316,26 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name:18s} {path}")
             for key, value in params.items():
                 print(f"    {key} = {value!r}")
+        return 0
+    if args.command == "cache":
+        from ifhelpers.data.sources import cache_root
+
+        if args.remove:
+            if not args.yes:
+                rows = [r for r in cache_contents() if r["part"] == args.remove or r["part"].startswith(args.remove + "/")]
+                if not rows:
+                    remove_from_cache(args.remove)  # says what there is
+                size = sum(r["size_mb"] for r in rows)
+                print(f"Would remove {', '.join(r['part'] for r in rows)} ({size:.0f} MB); add --yes to remove.")
+                return 0
+            removed = remove_from_cache(args.remove)
+            print(f"Removed {len(removed)} folder(s) under {cache_root()}.")
+            return 0
+        rows = cache_contents()
+        print(f"User cache: {cache_root()}")
+        for r in rows:
+            print(f"  {r['part']:60s} {r['size_mb']:9.1f} MB {r['files']:6d} files  {r['what']}")
+        print(f"  {'total':60s} {sum(r['size_mb'] for r in rows):9.1f} MB")
         return 0
     if args.command == "run":
         path = chapter_path(args.chapter)

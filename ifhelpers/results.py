@@ -129,9 +129,10 @@ def load_headlines(folder: str | Path | None = None) -> pd.DataFrame:
 
 PROVENANCE = "provenance.yaml"
 #: The code a committed run's numbers depend on (git pathspecs): the package, less the modules that only
-#: present results (this one, the summary, the book glue, the command line).
+#: present results or check inputs (this one, the summary, the book glue, the command line, the
+#: parameter declarations).
 COMPUTING_CODE = ("ifhelpers", ":(exclude)ifhelpers/results.py", ":(exclude)ifhelpers/summary.py",
-                  ":(exclude)ifhelpers/book.py", ":(exclude)ifhelpers/cli.py")
+                  ":(exclude)ifhelpers/book.py", ":(exclude)ifhelpers/cli.py", ":(exclude)ifhelpers/parameters.py")
 
 
 def _git(root: Path, *args: str) -> str:

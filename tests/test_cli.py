@@ -23,11 +23,11 @@ kernelspec:
 
 ```{code-cell} ipython3
 :tags: [parameters]
-models = ["gemma-3-270m", "smollm2-135m-instruct"]
-roles = {}
-seed = 0
-n_items = 3
-results_dir = None
+models = ["gemma-3-270m", "smollm2-135m-instruct"]  # [list of str]
+roles = {}  # [dict]
+seed = 0  # [int >= 0]
+n_items = 3  # items to list [int >= 1]
+results_dir = None  # [str or None]
 ```
 
 ```{code-cell} ipython3
@@ -99,3 +99,45 @@ def test_chapters_ship_in_the_wheel(tmp_path):
     stems = [p.name for p in cli.chapters().values()]
     assert stems and all(f"ifhelpers/notebooks/{s}" in names for s in stems)
     assert {"ifhelpers/notebooks/smoke.yaml", "ifhelpers/model/models.yaml", "ifhelpers/paper_tables/table2.csv"} <= names
+
+
+def fake_cache(root):
+    import json
+
+    (root / "models" / "tiny-base").mkdir(parents=True)
+    (root / "models" / "tiny-base" / "model.safetensors").write_bytes(b"x" * 2048)
+    for i, model in enumerate(["tiny-base@v1|float32", "tiny-tuned@v1|float32", "tiny-base@v1|float32"]):
+        folder = root / "activations" / f"m{model[:6]}" / f"request{i}"
+        folder.mkdir(parents=True)
+        (folder / "about.json").write_text(json.dumps({"model": model, "request": f"request{i}"}))
+        (folder / "part-0.npz").write_bytes(b"y" * 1024)
+    (root / "tuning" / "ckpt").mkdir(parents=True)
+    (root / "tuning" / "ckpt" / "state.bin").write_bytes(b"z")
+    return root
+
+
+def test_cache_shows_models_forward_passes_by_model_and_checkpoints(tmp_path):
+    rows = cli.cache_contents(fake_cache(tmp_path))
+    assert [r["part"] for r in rows] == ["models/tiny-base", "activations/tiny-base", "activations/tiny-tuned", "tuning"]
+    assert rows[1]["what"] == "cached forward passes (2 requests)" and rows[1]["files"] == 4
+    assert rows[0]["size_mb"] == 2048 / 2**20
+
+
+def test_cache_removes_one_part_or_a_prefix_and_says_what_there_is(tmp_path):
+    root = fake_cache(tmp_path)
+    removed = cli.remove_from_cache("activations/tiny-base", root)
+    assert len(removed) == 2 and not any(p.exists() for p in removed)
+    assert [r["part"] for r in cli.cache_contents(root)] == ["models/tiny-base", "activations/tiny-tuned", "tuning"]
+    cli.remove_from_cache("activations", root)
+    assert [r["part"] for r in cli.cache_contents(root)] == ["models/tiny-base", "tuning"]
+    with pytest.raises(ValueError, match="parts: models/tiny-base, tuning"):
+        cli.remove_from_cache("activations/nothing", root)
+
+
+def test_cache_command_asks_before_removing(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("IFHELPERS_CACHE", str(fake_cache(tmp_path)))
+    assert cli.main(["cache"]) == 0 and "activations/tiny-tuned" in capsys.readouterr().out
+    assert cli.main(["cache", "--remove", "tuning"]) == 0
+    assert "Would remove tuning" in capsys.readouterr().out and (tmp_path / "tuning").exists()
+    assert cli.main(["cache", "--remove", "tuning", "--yes"]) == 0 and not (tmp_path / "tuning").exists()
+    assert cli.main(["cache", "--remove", "nothing"]) == 2

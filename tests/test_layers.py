@@ -24,7 +24,7 @@ PACKAGE = REPO / "ifhelpers"
 LAYERS = {"ifhelpers": 0, "ifhelpers.metrics": 0, "ifhelpers.stats": 0, "ifhelpers.design": 0, "ifhelpers.paper": 0,
           "ifhelpers.findings": 1, "ifhelpers.plots": 1, "ifhelpers.data": 1, "ifhelpers.notebooks": 1,
           "ifhelpers.model": 2, "ifhelpers.train": 3, "ifhelpers.chapters": 4,
-          "ifhelpers.results": 5, "ifhelpers.summary": 5, "ifhelpers.equations": 5, "ifhelpers.book": 6, "ifhelpers.cli": 6}
+          "ifhelpers.results": 5, "ifhelpers.parameters": 5, "ifhelpers.summary": 5, "ifhelpers.equations": 5, "ifhelpers.book": 6, "ifhelpers.cli": 6}
 
 
 def module_name(path: Path) -> str:

@@ -2,7 +2,7 @@
 
 Runs in seconds without real models: tiny WordLevel / byte-level BPE tokenizers built here, a tiny
 random-weight Llama, and a stand-in for the engine where the test chooses the predictions. The pocket
-models' tokenizers are checked too when their folders are in the user cache (skipped otherwise).
+models' tokenizers are checked too (converted into the tests' private cache on first use).
 """
 
 from pathlib import Path
@@ -19,7 +19,6 @@ from ifhelpers.model import engine, probes, registry, tokens
 from ifhelpers import metrics
 from ifhelpers.chapters import predictions
 from ifhelpers.data import prompts, sources
-from ifhelpers.data.sources import cache_root
 from ifhelpers.model.models import LoadedModel, wrap
 
 MIRROR = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -270,12 +269,13 @@ POCKET = ["gemma-3-270m", "smollm2-135m-instruct"]
 
 @pytest.mark.parametrize("name", POCKET)
 def test_answer_letter_ids_pocket_tokenizers(name):
-    # Read-only use of the user's converted models (conftest points IFHELPERS_CACHE at a private folder).
-    folder = cache_root("models", name)
-    if not (folder / "tokenizer_config.json").exists():
-        pytest.skip(f"{name} is not converted in {folder} (run the pocket models once)")
+    # The pocket models as the chapters get them: converted into the tests' private cache (conftest sets
+    # IFHELPERS_CACHE) on first use, so this case runs on a fresh machine too.
     from transformers import AutoTokenizer
 
+    from ifhelpers.model.models import weights_location
+
+    folder, _ = weights_location(registry.get(name))
     tok = AutoTokenizer.from_pretrained(folder)
     spec = registry.get(name)
     texts = [prompts.format_mmlu("high_school_biology", "Which is a cell?", ["a", "b", "c", "d"], i,
