@@ -235,6 +235,11 @@ def cache_contents(root: Path | None = None) -> list[dict]:
     return rows
 
 
+def cache_parts(rows: list[dict], part: str) -> list[dict]:
+    """The rows of :func:`cache_contents` that ``part`` names: itself, or every part under a prefix."""
+    return [r for r in rows if r["part"] == part or r["part"].startswith(part.rstrip("/") + "/")]
+
+
 def remove_from_cache(part: str, root: Path | None = None) -> list[Path]:
     """Delete one part of :func:`cache_contents` (``models/<folder>``, ``activations/<model>``,
     ``finetune``, ``tuning``) or every part under a prefix (``models``, ``activations``); returns the
@@ -242,7 +247,7 @@ def remove_from_cache(part: str, root: Path | None = None) -> list[Path]:
     import shutil
 
     rows = cache_contents(root)
-    chosen = [r for r in rows if r["part"] == part or r["part"].startswith(part.rstrip("/") + "/")]
+    chosen = cache_parts(rows, part)
     if not chosen:
         raise parameters.ParameterError(f"nothing in the cache is called {part!r}; parts: "
                                         f"{', '.join(r['part'] for r in rows) or '(the cache is empty)'}")
@@ -322,7 +327,7 @@ def _main(argv: list[str] | None = None) -> int:
 
         if args.remove:
             if not args.yes:
-                rows = [r for r in cache_contents() if r["part"] == args.remove or r["part"].startswith(args.remove + "/")]
+                rows = cache_parts(cache_contents(), args.remove)
                 if not rows:
                     remove_from_cache(args.remove)  # says what there is
                 size = sum(r["size_mb"] for r in rows)

@@ -135,10 +135,13 @@ COMPUTING_CODE = ("ifhelpers", ":(exclude)ifhelpers/results.py", ":(exclude)ifhe
                   ":(exclude)ifhelpers/book.py", ":(exclude)ifhelpers/cli.py", ":(exclude)ifhelpers/parameters.py")
 
 
-def _git(root: Path, *args: str) -> str:
+def _git(root: Path, *args: str, status: bool = False):
+    """git's output in ``root`` ("" when it fails), or with ``status`` whether it succeeded."""
     import subprocess
 
     done = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True)
+    if status:
+        return done.returncode == 0
     return done.stdout.strip() if done.returncode == 0 else ""
 
 
@@ -193,9 +196,7 @@ def stale_against_code(provenance: dict, root: str | Path | None = None, paths=C
     last = _git(root, "log", "-1", "--format=%H", "--", *paths)
     if not last:
         return ""
-    import subprocess
-
-    ancestor = subprocess.run(["git", "-C", str(root), "merge-base", "--is-ancestor", last, commit]).returncode == 0
+    ancestor = _git(root, "merge-base", "--is-ancestor", last, commit, status=True)
     shown = ", ".join(p for p in paths if not p.startswith(":"))
     return "" if ancestor else (f"code commit {commit[:8]} is older than the last change to {shown} "
                                 f"({last[:8]}): re-run it")
