@@ -1,7 +1,7 @@
 """``ifhelpers``: re-execute the book's chapters for new models, one by one or as a sweep.
 
     ifhelpers chapters
-    ifhelpers run CHAPTER --models base=ID,ift=ID [--set name=value ...] [--name RUN]
+    ifhelpers run CHAPTER --models base=ID,ift=ID [--set name=value ...] [--name RUN] [--trust-remote-code]
     ifhelpers sweep --chapters A,B --pairs pocket,qwen2.5-0.5b [--executor local|slurm|debug]
     ifhelpers cache [--remove PART [--yes]]
 
@@ -15,13 +15,14 @@ one ``run`` per (pair, chapter) through submitit: to Slurm, or to the local mach
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
 import yaml
 
 from ifhelpers import parameters
-from ifhelpers.model import registry
+from ifhelpers.model import folders, registry
 
 
 
@@ -216,7 +217,7 @@ def cache_contents(root: Path | None = None) -> list[dict]:
 
     root = Path(root) if root is not None else cache_root()
     rows = []
-    for folder in sorted((root / "models").glob("*")):
+    for folder in sorted(p for p in (root / "models").glob("*") if p.suffix != ".lock"):  # not filelock's files
         size, files = _size(folder)
         rows.append({"part": f"models/{folder.name}", "what": "model weights (converted or tuned by the book)",
                      "size_mb": size / 2**20, "files": files, "paths": [folder]})
@@ -286,7 +287,8 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return _main(argv)
-    except (registry.UnknownModelError, parameters.ParameterError, DataSelectionError) as error:
+    except (registry.UnknownModelError, folders.ModelFolderError, parameters.ParameterError,
+            DataSelectionError) as error:
         message = str(error.args[0] if error.args else error)
         print("\n".join(f"ifhelpers: {line}" for line in message.splitlines()), file=sys.stderr)
         return 2
@@ -303,6 +305,8 @@ def _main(argv: list[str] | None = None) -> int:
     run.add_argument("--set", action="append", default=[], metavar="NAME=VALUE")
     run.add_argument("--name", help="run name (folder under --runs-dir); default: the model names")
     run.add_argument("--runs-dir", default="runs")
+    run.add_argument("--trust-remote-code", action="store_true",
+                     help="allow a model folder's own code to run (sets IFHELPERS_TRUST_REMOTE_CODE=1 for the chapter)")
     ca = sub.add_parser("cache", help="show what the user cache holds, or remove a part of it")
     ca.add_argument("--remove", metavar="PART", help="e.g. activations, activations/gemma-3-270m, models/NAME, tuning")
     ca.add_argument("--yes", action="store_true", help="remove without asking (otherwise only say what would go)")
@@ -343,6 +347,8 @@ def _main(argv: list[str] | None = None) -> int:
         print(f"  {'total':60s} {sum(r['size_mb'] for r in rows):9.1f} MB")
         return 0
     if args.command == "run":
+        if args.trust_remote_code:
+            os.environ[folders.TRUST_REMOTE_CODE] = "1"  # the chapter's kernel inherits it
         path = chapter_path(args.chapter)
         models, roles = parse_models(args.models)
         overrides = parse_overrides(args.set, notebook_parameters(path))

@@ -37,6 +37,10 @@ def test_unknown_model_lists_the_known_ones():
 
 
 def test_hub_ids_and_local_paths_need_a_role(tmp_path):
+    from conftest import make_tiny_llama, make_tiny_tokenizer
+
+    make_tiny_llama().save_pretrained(tmp_path)
+    make_tiny_tokenizer().save_pretrained(tmp_path)
     with pytest.raises(ValueError, match="role must be given"):
         registry.resolve("Qwen/Qwen2.5-1.5B")
     spec = registry.resolve("Qwen/Qwen2.5-1.5B", role="base")

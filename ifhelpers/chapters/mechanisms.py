@@ -752,14 +752,17 @@ def lens_token_strings(lm: LoadedModel, vectors, k: int, stopwords, rank: int = 
     The top ``rank`` tokens of E·norm(v) (:func:`ifhelpers.model.lens.top_tokens`) are decoded; where fewer than ``k``
     of them are kept after dropping stopwords and tokens under ``min_chars`` characters, that
     vector is ranked again four times deeper, up to ``max_rank``. Vocabularies rich in short
-    sub-word pieces (SmolLM2's) need deeper rankings than Gemma's. Returns an object array of
-    shape ``vectors.shape[:-1]`` holding lists of decoded tokens, best first.
+    sub-word pieces (SmolLM2's) need deeper rankings than Gemma's. No ranking is deeper than the
+    vocabulary. Returns an object array of shape ``vectors.shape[:-1]`` holding lists of decoded
+    tokens, best first.
     """
     vectors = np.asarray(vectors)
     flat = vectors.reshape(-1, vectors.shape[-1])
     stop = frozenset(w.lower() for w in stopwords)
     out = np.empty(flat.shape[0], dtype=object)
-    todo, depth = np.arange(flat.shape[0]), int(rank)
+    n_vocab = lm.model.get_output_embeddings().weight.shape[0]
+    max_rank = min(int(max_rank), n_vocab)
+    todo, depth = np.arange(flat.shape[0]), min(int(rank), max_rank)
     while len(todo):
         strings = lens.decode_tokens(lm, lens.top_tokens(lm, flat[todo], k=depth, apply_final_norm=apply_final_norm))
         short = []
@@ -1164,8 +1167,10 @@ def headlines(attr_cmp: pd.DataFrame, rel_summary: pd.DataFrame, gap: pd.DataFra
             f"(rate peaks at ≈{100 * found['attribute_rate_peak']:.0f}%)",
             findings.diff_text(d, lo, hi, "+.1f"), stats.verdict(d, lo, hi), estimate=d, low=lo, high=hi, base=base,
             tuned=c["tuned"],
-            note=f"{n_subjects} subjects, layers h^1 ... h^L; paired bootstrap over subjects; Wilcoxon p = "
-                 f"{c['wilcoxon_p']:.2g}; attribute sets from a small offline corpus"))
+            note=f"{n_subjects} subjects, layers h^1 ... h^L; paired bootstrap over subjects; "
+                 + (f"Wilcoxon p = {c['wilcoxon_p']:.2g}" if np.isfinite(c["wilcoxon_p"])
+                    else f"Wilcoxon p not defined ({c.get('note') or 'no pairs'})")
+                 + "; attribute sets from a small offline corpus"))
     first, last = found["relation_layers"]
     by_model = rel_summary.set_index("model")
     depths = by_model["half of max first at depth"]
@@ -1211,6 +1216,10 @@ def headlines(attr_cmp: pd.DataFrame, rel_summary: pd.DataFrame, gap: pd.DataFra
         depth = ext[["block", "layer", "depth"]].drop_duplicates(["block", "layer"])
         ours7 = correlation[correlation["defined"]].merge(depth, on=["block", "layer"], how="left")
         ours7 = ours7[(ours7["block"] == "MHSA") & ours7["depth"].between(*extraction_span)]
+        if ours7.empty:
+            is_defined, message = False, (f"no MHSA layer with a defined correlation lies in the paper's span "
+                                          f"(relative depth {extraction_span[0]:.2f}-{extraction_span[1]:.2f})")
+    if is_defined:
         positive = int(((ours7["r"] > 0) & (ours7["p_value"] <= 0.05)).sum())
         negative = int(((ours7["r"] < 0) & (ours7["p_value"] <= 0.05)).sum())
         ours = (f"MHSA layers in the paper's span: r {ours7['r'].min():.2f} to {ours7['r'].max():.2f}; "

@@ -31,6 +31,7 @@ import os
 import tempfile
 import warnings
 import zlib
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -174,6 +175,28 @@ def cache_root(*parts: str) -> Path:
     return Path(platformdirs.user_cache_dir("ifhelpers")).joinpath(*parts)
 
 
+@contextmanager
+def cache_lock(target: str | os.PathLike, what: str = ""):
+    """Hold ``<target>.lock`` (a ``filelock`` lock) while one cache item is made, so that two processes
+    (two notebooks, two ``ifhelpers run``) that need the same item make it once: the second waits, says
+    so, and then finds the item made. Every maker re-checks for its item after acquiring the lock. The
+    operating system releases the lock of a killed process, so a crash never leaves it held."""
+    from filelock import FileLock, Timeout
+
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(f"{target}.lock")
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        print(f"Another process is making {what or target.name}; waiting for it to finish ({target}).", flush=True)
+        lock.acquire()
+    try:
+        yield target
+    finally:
+        lock.release()
+
+
 def describe_source(data_dir: str | os.PathLike | None = None) -> str:
     """One line for a notebook: where the data comes from under the current setting."""
     root = mirror_root(data_dir)
@@ -220,7 +243,9 @@ def locate(
     if dest.is_file():
         return dest
     try:
-        download(online.url, dest)
+        with cache_lock(dest, what):
+            if not dest.is_file():
+                download(online.url, dest)
     except Exception as err:  # network down, 404, ...
         raise DataNotFoundError(
             f"Missing {what}: {relpath}; no mirror is set and the download failed.\n"

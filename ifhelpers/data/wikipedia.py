@@ -39,6 +39,7 @@ import pandas as pd
 
 from ifhelpers.data.sources import (
     DataSelectionError,
+    cache_lock,
     cache_root,
     locate,
     mirror_root,
@@ -260,10 +261,10 @@ def search_mediawiki(
         if "error" in payload:
             raise RuntimeError(f"MediaWiki API error for {subject!r}: {payload['error']}")
         results = payload.get("query", {}).get("search", [])
-        cache_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache_file.with_suffix(".part")
-        tmp.write_text(json.dumps({"subject": subject, "params": params, "results": results}), encoding="utf-8")
-        os.replace(tmp, cache_file)
+        with cache_lock(cache_file):
+            tmp = cache_file.with_suffix(f".{os.getpid()}.part")
+            tmp.write_text(json.dumps({"subject": subject, "params": params, "results": results}), encoding="utf-8")
+            os.replace(tmp, cache_file)
     rows = [(subject, rank, f"enwiki:{r.get('pageid')}", r.get("title", ""),
              html.unescape(_TAG.sub("", r.get("snippet", ""))), MEDIAWIKI_SOURCE)
             for rank, r in enumerate(results, start=1)]

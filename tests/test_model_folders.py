@@ -1,0 +1,97 @@
+"""A local model folder that cannot load is refused before any work starts, with what it lacks."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from ifhelpers import cli
+from ifhelpers.model import folders, registry
+
+
+@pytest.fixture(scope="module")
+def good_folder(tmp_path_factory):
+    from conftest import make_tiny_llama, make_tiny_tokenizer
+
+    folder = tmp_path_factory.mktemp("models") / "tiny-llama"
+    make_tiny_llama().save_pretrained(folder)
+    make_tiny_tokenizer().save_pretrained(folder)
+    return folder
+
+
+def broken(good_folder, tmp_path, remove=(), config=None, add=()):
+    """A copy of the good folder with files removed, config.json changed, or files added."""
+    folder = tmp_path / "model"
+    shutil.copytree(good_folder, folder)
+    for pattern in remove:
+        for path in folder.glob(pattern):
+            path.unlink()
+    if config is not None:
+        data = json.loads((folder / "config.json").read_text())
+        (folder / "config.json").write_text(json.dumps(config(data)) if callable(config) else config)
+    for name in add:
+        (folder / name).write_bytes(b"\0" * 16)
+    return folder
+
+
+def refusal(path, **kwargs) -> str:
+    with pytest.raises(folders.ModelFolderError) as error:
+        registry.resolve(str(path), role="base", **kwargs)
+    return str(error.value)
+
+
+def test_a_good_folder_resolves(good_folder):
+    spec = registry.resolve(str(good_folder), role="base")
+    assert spec.source == {"kind": "local", "path": str(good_folder.resolve())}
+
+
+def test_a_missing_folder_is_named_as_a_folder_not_an_unknown_registry_name(tmp_path):
+    assert "No such model folder: ./no-such-model" in refusal("./no-such-model")
+    assert "No such model folder" in refusal(tmp_path / "absent")
+    with pytest.raises(registry.UnknownModelError, match="Unknown model 'no-such-model'"):
+        registry.resolve("no-such-model", role="base")  # no slash, no dot: a registry name
+
+
+def test_a_file_is_not_a_folder(good_folder):
+    assert "is a file, not a model folder" in refusal(good_folder / "config.json")
+
+
+@pytest.mark.parametrize("case, expected", [
+    (dict(remove=["config.json"]), "no config.json"),
+    (dict(config="{not json"), "is not valid JSON"),
+    (dict(config="[1, 2]"), "holds no JSON object"),
+    (dict(config=lambda c: {**c, "model_type": "llama-from-the-future"}), "model_type 'llama-from-the-future'"),
+    (dict(config=lambda c: {**c, "model_type": "t5"}), "a 't5' model is not a causal (decoder) language model"),
+    (dict(remove=["*.safetensors"]), "no weights (no *.safetensors file)"),
+    (dict(remove=["*.safetensors"], add=["pytorch_model.bin"]), "its weights are pickles (pytorch_model.bin)"),
+    (dict(remove=["*.safetensors"], add=["model.gguf"]), "It has a GGUF file (model.gguf)"),
+    (dict(remove=["tokenizer*", "special_tokens_map.json"]), "no tokenizer"),
+], ids=["no-config", "config-not-json", "config-not-object", "unknown-model-type", "encoder-decoder", "no-weights",
+        "pickles-only", "gguf-only", "no-tokenizer"])
+def test_each_missing_piece_gets_its_own_message(good_folder, tmp_path, case, expected):
+    assert expected in refusal(broken(good_folder, tmp_path, **case))
+
+
+def test_pickles_are_refused_with_the_conversion_to_safetensors(good_folder, tmp_path):
+    message = refusal(broken(good_folder, tmp_path, remove=["*.safetensors"], add=["pytorch_model.bin"]))
+    assert "unpickling runs code" in message and ".save_pretrained(" in message
+
+
+def test_remote_code_is_refused_unless_the_user_opts_in(good_folder, tmp_path, monkeypatch):
+    folder = broken(good_folder, tmp_path, config=lambda c: {**c, "auto_map": {"AutoModelForCausalLM": "m.M"}})
+    message = refusal(folder)
+    assert "refuses remote code by default" in message and "IFHELPERS_TRUST_REMOTE_CODE=1" in message
+    assert registry.resolve(str(folder), role="base", trust_remote_code=True).source["kind"] == "local"
+    monkeypatch.setenv(folders.TRUST_REMOTE_CODE, "1")
+    assert registry.resolve(str(folder), role="base").source["kind"] == "local"
+
+
+def test_the_cli_prints_one_line_and_starts_nothing(good_folder, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    folder = broken(good_folder, tmp_path, remove=["*.safetensors"], add=["pytorch_model.bin"])
+    code = cli.main(["run", "predictions", "--models", f"base={folder},ift=./missing-tuned"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("ifhelpers: ") and "Traceback" not in err
+    assert not (tmp_path / "runs").exists()
