@@ -2,13 +2,15 @@
 
 Every assignment of a chapter's ``parameters`` cell ends its comment with a bracketed declaration::
 
-    n_examples = 100        # training examples per arm [int >= 1]
+    n_examples = 100        # training examples per arm [int ≥ 1]
     mmlu_subjects = None    # None: all 57 subjects [mmlu subjects or None]
     finetune_mode = "probe" # ... [one of: probe, lora, full, auto]
 
 The same cell gives papermill its defaults and ``ifhelpers run`` / ``sweep`` their checks
 (:func:`declarations`, :func:`check`), so there is one list. A declaration is a *kind*, optionally
-``or None``. Kinds: ``int`` / ``float`` with an optional bound (``>= 1``, ``> 0``, ``in 0..2``),
+``or None``. Kinds: ``int`` / ``float`` with an optional bound (``≥ 1``, ``> 0``, ``≤ 5``, ``in 0..2``;
+not ``>=``: papermill reads a second ``=`` on a line as a second assignment and then ignores the
+parameter),
 ``bool``, ``str``, ``dict``, ``one of: a, b``, ``list of <kind>``, and the data kinds ``mmlu subjects``,
 ``pararel relations``, ``becel tasks``, ``pararel prompt ids``, ``mmlu instruction ids`` and
 ``tuning arms`` (lists of names checked against the mirror and the code). :func:`check` returns one
@@ -25,7 +27,7 @@ from pathlib import Path
 __all__ = ["Declaration", "ParameterError", "declarations", "check_value", "check"]
 
 _DECLARATION = re.compile(r"\[([^\[\]]+)\]\s*$")
-_BOUND = re.compile(r"^(int|float)(?:\s*(>=|>|<=|<)\s*(-?[\d.e+-]+)|\s+in\s+(-?[\d.]+)\.\.(-?[\d.]+))?$")
+_BOUND = re.compile(r"^(int|float)(?:\s*(≥|>|≤|<)\s*(-?[\d.e+-]+)|\s+in\s+(-?[\d.]+)\.\.(-?[\d.]+))?$")
 
 
 class ParameterError(ValueError):
@@ -55,9 +57,12 @@ def declarations(source: str) -> dict[str, Declaration]:
         name = name.strip()
         if not name.isidentifier():
             continue
+        if "=" in comment:
+            raise ParameterError(f"parameter {name!r}: its comment holds '=' ({comment.strip()!r}); papermill reads that "
+                                 f"line as two assignments and ignores the parameter. Write ≥ / ≤ instead of >= / <=.")
         match = _DECLARATION.search(comment)
         if not match:
-            raise ParameterError(f"parameter {name!r} has no declaration: end its comment with [kind], e.g. [int >= 1]")
+            raise ParameterError(f"parameter {name!r} has no declaration: end its comment with [kind], e.g. [int ≥ 1]")
         out[name] = Declaration(name, ast.literal_eval(value.strip()), match.group(1).strip(),
                                 _DECLARATION.sub("", comment).strip())
     return out
@@ -93,7 +98,7 @@ def _number_problem(value, kind: str, op, bound, low, high) -> str | None:
         return f"must be {'an int' if kind == 'int' else 'a number'}"
     if op is not None:
         b = float(bound)
-        ok = {">=": value >= b, ">": value > b, "<=": value <= b, "<": value < b}[op]
+        ok = {"≥": value >= b, ">": value > b, "≤": value <= b, "<": value < b}[op]
         if not ok:
             return f"must be {op} {bound}"
     if low is not None and not float(low) <= value <= float(high):
@@ -102,7 +107,7 @@ def _number_problem(value, kind: str, op, bound, low, high) -> str | None:
 
 
 def check_value(value, spec: str) -> str | None:
-    """Why ``value`` does not fit ``spec`` (a phrase such as "must be an int >= 1"), or None when it fits."""
+    """Why ``value`` does not fit ``spec`` (a phrase such as "must be an int ≥ 1"), or None when it fits."""
     spec = spec.strip()
     if spec.endswith(" or None"):
         return None if value is None else check_value(value, spec[: -len(" or None")])

@@ -25,8 +25,8 @@ kernelspec:
 :tags: [parameters]
 models = ["gemma-3-270m", "smollm2-135m-instruct"]  # [list of str]
 roles = {}  # [dict]
-seed = 0  # [int >= 0]
-n_items = 3  # items to list [int >= 1]
+seed = 0  # [int ≥ 0]
+n_items = 3  # items to list [int ≥ 1]
 results_dir = None  # [str or None]
 ```
 

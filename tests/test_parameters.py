@@ -8,26 +8,26 @@ import yaml
 from ifhelpers import cli, parameters
 
 CELL = '''models = ["a"]  # registry names [list of str]
-n = 3           # items [int >= 1]
+n = 3           # items [int ≥ 1]
 share = 0.5     # [float in 0..1]
 ids = [0, 1]    # [pararel prompt ids]
 mode = "probe"  # [one of: probe, lora]
-cap = None      # None: all [int >= 2 or None]
+cap = None      # None: all [int ≥ 2 or None]
 '''
 
 
 def test_declarations_come_from_the_cell_comments():
     declared = parameters.declarations(CELL)
     assert list(declared) == ["models", "n", "share", "ids", "mode", "cap"]
-    assert declared["n"] == parameters.Declaration("n", 3, "int >= 1", "items")
-    assert declared["cap"].comment == "None: all" and declared["cap"].spec == "int >= 2 or None"
+    assert declared["n"] == parameters.Declaration("n", 3, "int ≥ 1", "items")
+    assert declared["cap"].comment == "None: all" and declared["cap"].spec == "int ≥ 2 or None"
     with pytest.raises(parameters.ParameterError, match="'x' has no declaration"):
         parameters.declarations("x = 1  # a number without a declaration\n")
 
 
 @pytest.mark.parametrize("value, spec, problem", [
-    (0, "int >= 1", "must be >= 1"), (2.5, "int >= 1", "must be an int"), ("abc", "int >= 1", "must be an int"),
-    (True, "int >= 0", "must be an int"), (1.5, "float in 0..1", "must be in 0..1"), (None, "int >= 1", "not None"),
+    (0, "int ≥ 1", "must be ≥ 1"), (2.5, "int ≥ 1", "must be an int"), ("abc", "int ≥ 1", "must be an int"),
+    (True, "int ≥ 0", "must be an int"), (1.5, "float in 0..1", "must be in 0..1"), (None, "int ≥ 1", "not None"),
     ("full", "one of: probe, lora", "must be one of probe, lora"), ([], "list of float > 0", "non-empty list"),
     ([1e-4, -1.0], "list of float > 0", "item -1.0 must be > 0"), ([7], "pararel prompt ids", "unknown pararel prompt ids [7]"),
     (["astrology"], "mmlu subjects", "unknown mmlu subjects ['astrology']"), (["P9999"], "pararel relations", "unknown"),
@@ -39,9 +39,9 @@ def test_check_value_says_what_is_wrong(value, spec, problem):
 
 
 @pytest.mark.parametrize("value, spec", [
-    (1, "int >= 1"), (None, "int >= 2 or None"), (0.0, "float in 0..1"), ([0, 2], "pararel prompt ids"),
+    (1, "int ≥ 1"), (None, "int ≥ 2 or None"), (0.0, "float in 0..1"), ([0, 2], "pararel prompt ids"),
     (["astronomy"], "mmlu subjects"), (["P17"], "pararel relations"), (["templates-3", "free-form"], "tuning arms"),
-    ("probe", "one of: probe, lora"), ({}, "dict"), ([0, 1], "list of int >= 0"),
+    ("probe", "one of: probe, lora"), ({}, "dict"), ([0, 1], "list of int ≥ 0"),
 ])
 def test_check_value_accepts_what_is_valid(value, spec):
     assert parameters.check_value(value, spec) is None
@@ -57,8 +57,24 @@ def test_every_chapter_declares_every_parameter_and_its_defaults_and_smoke_sizes
         assert set(smoke.get(path.stem, {})) <= set(declared), name
 
 
+def test_papermill_sees_every_declared_parameter():
+    """papermill's own reading of the parameters cell (it warns "Passed unknown parameter" and "Unable to
+    parse line" otherwise, which told a researcher that a --set value was ignored)."""
+    import jupytext
+    from papermill.translators import PythonTranslator
+
+    for name, path in cli.chapters().items():
+        cell = next(c for c in jupytext.read(path).cells if "parameters" in c.metadata.get("tags", []))
+        assert {p.name for p in PythonTranslator.inspect(cell)} == set(cli.parameter_declarations(path)), name
+
+
+def test_a_declaration_with_an_equals_sign_is_refused_with_the_fix():
+    with pytest.raises(parameters.ParameterError, match="Write ≥ / ≤ instead of >= / <="):
+        parameters.declarations("n = 3  # items [int >= 1]")
+
+
 @pytest.mark.parametrize("args, message", [
-    (["--set", "n_examples=-3"], "n_examples=-3 must be >= 1"),
+    (["--set", "n_examples=-3"], "n_examples=-3 must be ≥ 1"),
     (["--set", "pararel_n_per_relation=abc"], "pararel_n_per_relation='abc' must be an int"),
     (["--set", "mmlu_subjects=[astrology]"], "unknown mmlu subjects ['astrology']"),
     (["--set", "prompt_ids=[7]"], "unknown pararel prompt ids [7]"),
