@@ -290,8 +290,12 @@ def main(argv: list[str] | None = None) -> int:
     except (registry.UnknownModelError, folders.ModelFolderError, parameters.ParameterError,
             DataSelectionError) as error:
         message = str(error.args[0] if error.args else error)
-        print("\n".join(f"ifhelpers: {line}" for line in message.splitlines()), file=sys.stderr)
-        return 2
+    except SystemExit as stop:  # a malformed --models / --set: its message, with the same exit code 2
+        if not isinstance(stop.code, str):
+            raise  # argparse's own usage errors (code 2) and --help (code 0)
+        message = stop.code
+    print("\n".join(f"ifhelpers: {line}" for line in message.splitlines()), file=sys.stderr)
+    return 2
 
 
 def _main(argv: list[str] | None = None) -> int:

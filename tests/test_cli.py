@@ -77,6 +77,17 @@ def test_bad_models_fail_before_execution(chapter, tmp_path):
     assert not (tmp_path / "runs" / "bad").exists()
 
 
+@pytest.mark.parametrize("args, message", [
+    (["--models", "gemma-3-270m"], "ifhelpers: --models takes base=ID,ift=ID"),
+    (["--models", "pair=pocket", "--set", "n_items"], "ifhelpers: --set takes name=value"),
+    (["--models", "pair=pocket", "--set", "n_iterms=3"], "ifhelpers: Unknown parameter 'n_iterms'"),
+    (["--models", "pair=pocket", "--set", "roles={}"], "ifhelpers: roles is set by `ifhelpers run` itself"),
+])
+def test_malformed_arguments_print_one_line_and_exit_2(chapter, args, message, capsys):
+    assert cli.main(["run", str(chapter), *args]) == 2
+    assert capsys.readouterr().err.startswith(message)
+
+
 def test_sweep_through_submitit_debug_executor(chapter, tmp_path):
     outs = cli.sweep([str(chapter)], ["pocket", "smollm2"], executor="debug", runs_dir=tmp_path / "runs")
     assert sorted(o.name for o in outs) == ["pocket", "smollm2"]
