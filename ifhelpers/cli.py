@@ -294,7 +294,9 @@ def main(argv: list[str] | None = None) -> int:
         if not isinstance(stop.code, str):
             raise  # argparse's own usage errors (code 2) and --help (code 0)
         message = stop.code
-    print("\n".join(f"ifhelpers: {line}" for line in message.splitlines()), file=sys.stderr)
+    # one "ifhelpers:" line per problem; an indented line continues its problem (e.g. a command to copy)
+    print("\n".join(line if line.startswith(" ") else f"ifhelpers: {line}" for line in message.splitlines()),
+          file=sys.stderr)
     return 2
 
 

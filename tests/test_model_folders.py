@@ -94,4 +94,5 @@ def test_the_cli_prints_one_line_and_starts_nothing(good_folder, tmp_path, capsy
     code = cli.main(["run", "predictions", "--models", f"base={folder},ift=./missing-tuned"])
     err = capsys.readouterr().err
     assert code == 2 and err.startswith("ifhelpers: ") and "Traceback" not in err
+    assert "\n    python -c \"from transformers" in err  # the conversion command prints as it can be copied
     assert not (tmp_path / "runs").exists()
