@@ -11,6 +11,16 @@ REPO = Path(__file__).resolve().parents[1]
 MIRROR = REPO.parent / "shared" / "data"
 
 
+def smoke_settings(stem: str) -> list[str]:
+    """A chapter's smoke sizes (``notebooks/smoke.yaml``) as ``ifhelpers run`` arguments: ``--set k=v ...``."""
+    import yaml
+
+    from ifhelpers.cli import yaml_flow
+
+    smoke = yaml.safe_load((REPO / "notebooks" / "smoke.yaml").read_text())[stem]
+    return [arg for key, value in smoke.items() for arg in ("--set", f"{key}={yaml_flow(value)}")]
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _offline_environment(tmp_path_factory):
     """Tests read the real mirror beside the repository and never touch the user's caches."""

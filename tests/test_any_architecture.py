@@ -12,14 +12,13 @@ result tables (the columns a run may change, its wall time and cache state, left
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
 
-from conftest import TINY_FAMILIES, save_tiny_family
+from conftest import TINY_FAMILIES, save_tiny_family, smoke_settings
 from ifhelpers import cli
 
 REPO = Path(__file__).resolve().parents[1]
@@ -39,15 +38,10 @@ def folders(tmp_path_factory):
 
 def run(chapter: str, models: str, runs_dir: Path, cache: Path) -> Path:
     """``ifhelpers run CHAPTER --models MODELS`` at smoke sizes with its own cache; the run folder."""
-    stem = cli.chapter_path(chapter).stem
-    settings = [arg for key, value in SMOKE[stem].items() for arg in ("--set", f"{key}={cli.yaml_flow(value)}")]
-    old = os.environ.get("IFHELPERS_CACHE")
-    os.environ["IFHELPERS_CACHE"] = str(cache)
-    try:
-        code = cli.main(["run", chapter, "--models", models, *settings, "--name", "tiny",
-                         "--runs-dir", str(runs_dir)])
-    finally:
-        os.environ["IFHELPERS_CACHE"] = old
+    with pytest.MonkeyPatch.context() as patch:  # the chapter's kernel inherits the environment
+        patch.setenv("IFHELPERS_CACHE", str(cache))
+        code = cli.main(["run", chapter, "--models", models, *smoke_settings(cli.chapter_path(chapter).stem),
+                         "--name", "tiny", "--runs-dir", str(runs_dir)])
     assert code == 0
     return runs_dir / "tiny"
 

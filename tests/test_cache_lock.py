@@ -6,6 +6,7 @@ for the item before either has made it; the work inside is slowed down so that t
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -30,7 +31,7 @@ def run_twice(tmp_path: Path, body: str) -> list[str]:
     """Run ``body`` in two processes at once (same cache); their stdout."""
     script = tmp_path / "worker.py"
     script.write_text(PRELUDE.format(tests=str(TESTS), work=str(tmp_path)) + textwrap.dedent(body))
-    env = {**__import__("os").environ, "IFHELPERS_CACHE": str(tmp_path / "cache")}
+    env = {**os.environ, "IFHELPERS_CACHE": str(tmp_path / "cache")}
     procs = [subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True, env=env) for _ in range(2)]
     outs = [p.communicate(timeout=300) for p in procs]

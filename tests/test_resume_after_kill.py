@@ -17,12 +17,9 @@ import time
 from pathlib import Path
 
 import pandas as pd
-import yaml
 
-from conftest import save_tiny_family
-from ifhelpers import cli
+from conftest import save_tiny_family, smoke_settings
 
-REPO = Path(__file__).resolve().parents[1]
 SLOW_WRITES = """
 import time
 from ifhelpers.model import cache
@@ -36,10 +33,8 @@ VOLATILE = ["elapsed_s", "executed_at", "cache", "cpus"]
 
 
 def command(models: str, name: str) -> list[str]:
-    smoke = yaml.safe_load((REPO / "notebooks" / "smoke.yaml").read_text())["02_predictions"]
-    settings = [arg for key, value in smoke.items() for arg in ("--set", f"{key}={cli.yaml_flow(value)}")]
-    return [sys.executable, "-m", "ifhelpers.cli", "run", "predictions", "--models", models, *settings,
-            "--name", name]
+    return [sys.executable, "-m", "ifhelpers.cli", "run", "predictions", "--models", models,
+            *smoke_settings("02_predictions"), "--name", name]
 
 
 def parts(cache: Path) -> dict[Path, float]:
