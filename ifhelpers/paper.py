@@ -61,6 +61,15 @@ QUANTITIES = {
     "Fig. 3": "the cosine of query pairs of the same or of different relations per layer, §4",
     "Fig. 5, 8": "the extraction rate of MHSA (Fig. 5) and MLP (Fig. 8) updates per layer, §4",
     "Table 7": "the Pearson correlation of extraction rate and ParaRel consistency across tuned models, App. F",
+    # Not the paper's: the measures of chapter 6, from the work that followed it.
+    "beyond: PromptEval quantiles": "not the paper's: quantiles of accuracy over many prompts (Polo et al. 2024)",
+    "beyond: MaxP, AvgP, CPS": "not the paper's: best and mean accuracy over prompts, and their combination "
+                               "(Mizrahi et al. 2024)",
+    "beyond: consistency rate": "not the paper's: pairwise agreement of the chosen option across prompts and "
+                                "option orders",
+    "beyond: ProSA PSS": "not the paper's: mean absolute per-item score difference between prompts (Zhuo et al. 2024)",
+    "beyond: ParaRel variants": "not the paper's: ParaRel consistency as ParaRel's probe and later code report it "
+                                "(per fact, a/an filter, consistent subjects, known facts)",
 }
 
 #: The three model families of the paper and how its prose names their base models.

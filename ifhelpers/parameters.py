@@ -87,9 +87,9 @@ def _names(kind: str) -> list[str]:
 
         return list(range(len(BASE_PROMPTS["pararel"])))
     if kind == "mmlu instruction ids":
-        from ifhelpers.data.prompts import MMLU_INSTRUCTIONS
+        from ifhelpers.data.prompts import MMLU_INSTRUCTION_IDS
 
-        return list(range(len(MMLU_INSTRUCTIONS)))
+        return list(MMLU_INSTRUCTION_IDS)
     raise ParameterError(f"unknown kind {kind!r} in a declaration")
 
 

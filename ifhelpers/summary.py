@@ -300,11 +300,39 @@ def own_experiment_rows(headlines: pd.DataFrame) -> pd.DataFrame:
     return headlines[headlines["paper_section"].astype(str).str.match(r"§1(?!\d)")]
 
 
+def beyond_rows(headlines: pd.DataFrame) -> pd.DataFrame:
+    """The headlines that go beyond the paper (``paper_section`` "beyond the paper", written by chapter 6):
+    the paper's claim measured the ways later work measures it."""
+    return headlines[headlines["paper_section"].astype(str).str.startswith("beyond")]
+
+
+def beyond_text(headlines: pd.DataFrame) -> str:
+    """The section "Beyond the paper" of the summary: for each comparison of :func:`beyond_rows`, how many of its
+    results side with the paper (tuned measurably less sensitive), with the later findings against it (measurably
+    more sensitive), or with neither (not significant, or mixed across the evaluator's choices). Markdown."""
+    rows = beyond_rows(headlines)
+    if rows.empty:
+        return "*No result beyond the paper in this build (chapter 6 has not recorded its headlines).*"
+    lines = []
+    for (base, tuned), part in rows.groupby(["base", "tuned"], sort=False):
+        t = verdict_tally(part)
+        said = str(part["note"].iloc[0]).split(";")[0]  # chapter 6 opens each note with the pair's kind
+        family = said if said in ("same family", "different families") else \
+            {True: "different families", False: "same family"}.get(different_families(base, tuned), "")
+        lines.append(f"- **{tuned} − {base}**{f' ({family})' if family else ''}: of {t['total']} results, "
+                     f"{t['holds']} side with the paper, {t['against']} with the findings against it, "
+                     f"{t['n.s.'] + t['mixed'] + t['cannot tell']} with neither at this size.")
+    return "\n".join(lines)
+
+
 def front_page_text(headlines: pd.DataFrame) -> str:
     """What this build finds, in one paragraph of plain text for the front page (glued as
     ``front_page``): the tally of :func:`verdict_tally` over every headline, how many compare models
     of different families (:func:`different_families`), and the result of the book's own
-    experiment (:func:`own_experiment_rows`). Every number comes from the headline table."""
+    experiment (:func:`own_experiment_rows`); the results beyond the paper (:func:`beyond_rows`) are
+    tallied apart, in a last sentence. Every number comes from the headline table."""
+    beyond = beyond_rows(headlines)
+    headlines = headlines.drop(beyond.index)
     t = verdict_tally(headlines)
     if not t["total"]:
         return "No chapter has recorded its headlines in this build yet: run make book to see what the book finds."
@@ -316,8 +344,8 @@ def front_page_text(headlines: pd.DataFrame) -> str:
         parts.append(f"{_count(t['mixed'], 'is', 'are')} mixed (its cells go both ways)")
     if t["cannot tell"]:
         parts.append(f"{t['cannot tell']} cannot be read for these models (not defined or not testable)")
-    text = f"Of the {t['total']} headline results of this build, " + \
-        ", ".join(parts[:-1]) + f" and {parts[-1]}."
+    which = "headline results of this build" + (" that reproduce the paper" if len(beyond) else "")
+    text = f"Of the {t['total']} {which}, " + ", ".join(parts[:-1]) + f" and {parts[-1]}."
     families = [different_families(b, tu) for b, tu in zip(headlines["base"], headlines["tuned"])]
     mixed_families = sum(f is True for f in families)
     if mixed_families:
@@ -326,11 +354,18 @@ def front_page_text(headlines: pd.DataFrame) -> str:
                  "method reads, not whether the paper is right.")
     elif families and all(f is False for f in families):
         text += " Every comparison is within one model family, so it isolates instruction tuning."
+    if len(beyond):
+        b = verdict_tally(beyond)
+        text_beyond = (f" Beyond the paper (chapter 6: the paper's claim measured as later work measures it), of "
+                       f"{b['total']} results {b['holds']} side with the paper, {b['against']} with the findings "
+                       f"against it and {b['total'] - b['holds'] - b['against']} with neither.")
+    else:
+        text_beyond = ""
     own = own_experiment_rows(headlines)
     if own.empty:
-        return text + " The book's own experiment (chapter 5) has recorded no result in this build."
+        return text + " The book's own experiment (chapter 5) has recorded no result in this build." + text_beyond
     for _, h in own.iterrows():
         verdict = _OWN_VERDICTS.get(h["direction_holds"], _cell(h["direction_holds"]))
         text += (f" The book's own experiment tests what the paper posits in its introduction (§1) but does not "
                  f"test: {_cell(h['result'])}. Ours: {_cell(h['ours'])}, {verdict}.")
-    return text
+    return text + text_beyond

@@ -6,7 +6,8 @@ a byte-level BPE tokenizer (the tuned ones with a chat template), run at the smo
 ``notebooks/smoke.yaml``. Random weights make the statistics degenerate (no positive separation,
 no extraction event, constant layers): a chapter must then say that a statistic is not defined,
 and not crash. Chapters 1-4 run with a Gemma 3 base and three tuned families; chapter 5 tunes a
-base of each of three families. Every chapter's run, repeated in a fresh cache, gives byte-identical
+base of each of three families; chapter 6 runs like chapters 1-4 (without chapter 5's arms: training is
+chapter 5's test). Every chapter's run, repeated in a fresh cache, gives byte-identical
 result tables (the columns a run may change, its wall time and cache state, left out).
 """
 
@@ -36,12 +37,16 @@ def folders(tmp_path_factory):
             for i, family in enumerate(TINY_FAMILIES) for tuned in (False, True)}
 
 
+#: Settings beyond the smoke sizes: chapter 6 without chapter 5's arms (training is chapter 5's test).
+EXTRA_SETTINGS = {"sensitivity": ["--set", "tuned_arms=null"]}
+
+
 def run(chapter: str, models: str, runs_dir: Path, cache: Path) -> Path:
     """``ifhelpers run CHAPTER --models MODELS`` at smoke sizes with its own cache; the run folder."""
     with pytest.MonkeyPatch.context() as patch:  # the chapter's kernel inherits the environment
         patch.setenv("IFHELPERS_CACHE", str(cache))
         code = cli.main(["run", chapter, "--models", models, *smoke_settings(cli.chapter_path(chapter).stem),
-                         "--name", "tiny", "--runs-dir", str(runs_dir)])
+                         *EXTRA_SETTINGS.get(chapter, []), "--name", "tiny", "--runs-dir", str(runs_dir)])
     assert code == 0
     return runs_dir / "tiny"
 
@@ -55,8 +60,8 @@ def tables(folder: Path) -> dict[str, bytes]:
     return out
 
 
-@pytest.mark.parametrize("chapter", ["vector_space", "predictions", "becel", "mechanisms"])
-def test_chapters_1_to_4_run_for_four_families(folders, tmp_path, chapter):
+@pytest.mark.parametrize("chapter", ["vector_space", "predictions", "becel", "mechanisms", "sensitivity"])
+def test_chapters_1_to_4_and_6_run_for_four_families(folders, tmp_path, chapter):
     models = ",".join([f"base={folders['gemma3', False]}",
                        *(f"ift={folders[family, True]}" for family in ("llama", "qwen2", "olmo2"))])
     out = run(chapter, models, tmp_path / "runs", tmp_path / "cache")

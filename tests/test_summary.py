@@ -117,3 +117,20 @@ def test_front_page_text_counts_the_headlines_and_reads_the_own_experiment():
     without_own = summary.front_page_text(headlines.iloc[:5])
     assert without_own.endswith("The book's own experiment (chapter 5) has recorded no result in this build.")
     assert summary.front_page_text(headlines.iloc[:0]).startswith("No chapter has recorded its headlines")
+
+
+def test_results_beyond_the_paper_are_tallied_apart():
+    paper_rows = _forest_headlines()
+    beyond = paper_rows.iloc[:3].assign(chapter="06_sensitivity", paper_section="beyond the paper",
+                                        base="gemma-3-270m", tuned="gemma-3-270m-ift-templates-1-seed0",
+                                        note="same family; 20 questions")
+    headlines = pd.concat([paper_rows, beyond], ignore_index=True)
+    text = summary.front_page_text(headlines)
+    assert text.startswith("Of the 7 headline results of this build that reproduce the paper, 2 go the paper's way")
+    t = summary.verdict_tally(beyond)
+    assert text.endswith(f"Beyond the paper (chapter 6: the paper's claim measured as later work measures it), of 3 "
+                         f"results {t['holds']} side with the paper, {t['against']} with the findings against it and "
+                         f"{3 - t['holds'] - t['against']} with neither.")
+    lines = summary.beyond_text(headlines)
+    assert lines.startswith("- **gemma-3-270m-ift-templates-1-seed0 − gemma-3-270m** (same family): of 3 results")
+    assert summary.beyond_text(paper_rows).startswith("*No result beyond the paper")

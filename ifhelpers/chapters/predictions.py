@@ -44,7 +44,7 @@ import pandas as pd
 
 from ifhelpers.model import engine, probes, tokens
 from ifhelpers import metrics
-from ifhelpers.data import mmlu, pararel, prompts
+from ifhelpers.data import formats, mmlu, pararel, prompts
 from ifhelpers import findings, paper, stats
 from ifhelpers.model.models import LoadedModel
 from ifhelpers.data.sources import rng_for
@@ -314,9 +314,10 @@ def mmlu_setups(questions: pd.DataFrame, n_shuffles: int = 3, instruction_ids: S
     """
     if n_shuffles < 1:
         raise ValueError("n_shuffles must be >= 1")
-    bad = [i for i in instruction_ids if i not in range(len(prompts.MMLU_INSTRUCTIONS))]
+    bad = [i for i in instruction_ids if i not in prompts.MMLU_INSTRUCTION_IDS]
     if bad or not instruction_ids:
-        raise ValueError(f"instruction_ids must be among {list(range(len(prompts.MMLU_INSTRUCTIONS)))}, got {instruction_ids!r}")
+        raise ValueError(f"instruction_ids must be among {list(prompts.MMLU_INSTRUCTION_IDS)} (0-2 App. C.1's), "
+                         f"got {instruction_ids!r}")
     ordered = mmlu.choice_orderings(questions, n_orderings=n_shuffles, seed=seed).rename(columns={"ordering": "shuffle"})
     parts = []
     for instruction in instruction_ids:
@@ -347,7 +348,10 @@ def run_mmlu(lm: LoadedModel, setups: pd.DataFrame, *, cache=True, progress=None
 
     ``setups`` is :func:`mmlu_setups`. The prompt is :func:`ifhelpers.data.prompts.format_mmlu` in the model's
     format; the prediction is the letter with the highest log-probability among A-D at the last position
-    (one forward pass per prompt, :class:`ifhelpers.model.engine.Request` with ``candidates``).
+    (one forward pass per prompt, :class:`ifhelpers.model.engine.Request` with ``candidates``). Two optional
+    columns change a row's prompt (chapter 6): ``layout``, an :class:`ifhelpers.data.formats.MMLUFormat`
+    (default App. C.1's), and ``prompt_format``, the wrapper ("base", "open-instruct", "chat-template";
+    default the model's own).
 
     Returns
     -------
@@ -356,9 +360,12 @@ def run_mmlu(lm: LoadedModel, setups: pd.DataFrame, *, cache=True, progress=None
     ``correct``. ``attrs["letter_ids"]`` holds the candidate ids when they are the same for every prompt.
     """
     frame = setups.copy()
-    frame["prompt"] = [prompts.format_mmlu(s, q, [a, b, c, d], i, lm.spec.prompt_format, lm.tokenizer)
-                       for s, q, a, b, c, d, i in zip(frame["subject"], frame["question"], frame["A"], frame["B"],
-                                                      frame["C"], frame["D"], frame["instruction"])]
+    layouts = frame["layout"] if "layout" in frame else [formats.APPENDIX_C1] * len(frame)
+    wrappers = frame["prompt_format"] if "prompt_format" in frame else [lm.spec.prompt_format] * len(frame)
+    frame["prompt"] = [prompts.format_mmlu(s, q, [a, b, c, d], i, w, lm.tokenizer, layout)
+                       for s, q, a, b, c, d, i, w, layout in zip(frame["subject"], frame["question"], frame["A"],
+                                                                 frame["B"], frame["C"], frame["D"],
+                                                                 frame["instruction"], wrappers, layouts)]
     ids = answer_letter_ids(lm.tokenizer, frame["prompt"].tolist())
     candidates = tuple(dict.fromkeys(ids.ravel().tolist()))
     column = {c: k for k, c in enumerate(candidates)}

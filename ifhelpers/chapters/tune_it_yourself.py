@@ -79,10 +79,13 @@ def base_spec(models, roles: dict[str, str] | None = None):
     return specs[0]
 
 
-def recipes(base: str, arms, seeds, *, n_examples: int, max_tokens: int, epochs: int, batch_size: int,
-            learning_rate: float, lora_r: int, min_templates: int = 4) -> dict[tuple[str, int], tuned.Recipe]:
+def recipes(base: str, arms, seeds, *, n_examples: int, max_tokens: int = tuned.Recipe.max_tokens,
+            epochs: int = tuned.Recipe.epochs, batch_size: int = tuned.Recipe.batch_size,
+            learning_rate: float = tuned.Recipe.learning_rate, lora_r: int = tuned.Recipe.lora_r,
+            min_templates: int = tuned.Recipe.min_templates) -> dict[tuple[str, int], tuned.Recipe]:
     """One :class:`~ifhelpers.model.tuned.Recipe` per (arm, seed), with the same settings for all
-    (``lora_alpha`` = 2 × ``lora_r``). A recipe the registry holds for ``base`` keeps the registry's
+    (``lora_alpha`` = 2 × ``lora_r``; the settings not given are :class:`~ifhelpers.model.tuned.Recipe`'s,
+    which are this chapter's defaults). A recipe the registry holds for ``base`` keeps the registry's
     name (e.g. ``gemma-3-270m-ift-free-form``), so it is trained once for every chapter; any other is
     named ``<base>-ift-<arm>-seed<seed>``. The recipes check the arm names."""
     registered = {tuned.recipe_of(registry.get(name)).key: name for name in tuned.registered_names(base).values()}

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ifhelpers.data.formats import APPENDIX_C1, LETTERS, MMLUFormat
 from ifhelpers.data.mmlu import format_subject
 
 #: The datasets of Table 3: full sentences (MRPC, TaPaCo) and ParaRel's cloze-style queries.
@@ -54,10 +55,20 @@ MMLU_INSTRUCTIONS: tuple[str, ...] = (
     "The following are multiple choice questions with their respective answer. The questions are about {}.",
     "Answer to the best of your abilities the following multiple choice questions about {}.",
 )
-MMLU_LETTERS = ("A", "B", "C", "D")
-#: What the model completes after an MMLU question: the base prompt ends in "Answer:", the dialogue
-#: prompt opens the assistant turn with "The answer is:" (open-instruct's MMLU evaluation).
-MMLU_ANSWER_CUE = {"base": "Answer:", "dialogue": "The answer is:"}
+#: More instructions with the meaning of App. C.1's, written for this book (chapter 6's many prompts);
+#: instruction ids 3, 4, 5 of :func:`mmlu_instruction`. Not the paper's.
+EXTRA_MMLU_INSTRUCTIONS: tuple[str, ...] = (
+    "Here are multiple choice questions about {}. Each has one correct answer.",
+    "Choose the correct answer to each of the following multiple choice questions about {}.",
+    "Below are questions about {}, each followed by four options of which one is right.",
+)
+#: Every instruction id :func:`mmlu_instruction` takes: App. C.1's 0-2, then the book's.
+MMLU_INSTRUCTION_IDS = tuple(range(len(MMLU_INSTRUCTIONS) + len(EXTRA_MMLU_INSTRUCTIONS)))
+MMLU_LETTERS = LETTERS
+#: The phrase the model completes after an MMLU question: the base prompt ends in "Answer:", the dialogue
+#: prompt opens the assistant turn with "The answer is:" (open-instruct's MMLU evaluation); a layout
+#: (:class:`ifhelpers.data.formats.MMLUFormat`) cases the phrase and chooses what ends it.
+MMLU_ANSWER_CUE = {"base": "Answer", "dialogue": "The answer is"}
 
 
 def render_dialogue(user: str, assistant: str, prompt_format: str, tokenizer=None) -> str:
@@ -100,29 +111,29 @@ def subject_span(prompt: str, query: str, subject_start: int, subject_end: int) 
     return offset + subject_start, offset + subject_end
 
 
-def mmlu_question_block(question: str, choices: list[str] | tuple[str, ...]) -> str:
-    """An MMLU question with its lettered options, as in Hendrycks et al. (2021)."""
-    if len(choices) != 4:
-        raise ValueError(f"MMLU questions have 4 options, got {len(choices)}")
-    options = "\n".join(f"{letter}. {choice}" for letter, choice in zip(MMLU_LETTERS, choices))
-    return f"{question.strip()}\n{options}"
-
-
 def mmlu_instruction(subject: str, instruction_id: int) -> str:
-    """Instruction ``instruction_id`` of App. C.1 for ``subject`` (``"high_school_geography"`` written out);
+    """Instruction ``instruction_id`` for ``subject`` (``"high_school_geography"`` written out): 0-2 are
+    App. C.1's (:data:`MMLU_INSTRUCTIONS`), 3 and up this book's paraphrases (:data:`EXTRA_MMLU_INSTRUCTIONS`);
     the first line of :func:`format_mmlu`'s prompt."""
-    return MMLU_INSTRUCTIONS[instruction_id].format(format_subject(subject))
+    every = MMLU_INSTRUCTIONS + EXTRA_MMLU_INSTRUCTIONS
+    if instruction_id not in MMLU_INSTRUCTION_IDS:
+        raise ValueError(f"instruction_id must be among {list(MMLU_INSTRUCTION_IDS)} (0-2 App. C.1's, the others "
+                         f"this book's paraphrases); got {instruction_id!r}")
+    return every[instruction_id].format(format_subject(subject))
 
 
-def format_mmlu(subject: str, question: str, choices, instruction_id: int, prompt_format: str, tokenizer=None) -> str:
-    """A zero-shot MMLU prompt with instruction ``instruction_id`` of App. C.1.
+def format_mmlu(subject: str, question: str, choices, instruction_id: int, prompt_format: str, tokenizer=None,
+                layout: MMLUFormat = APPENDIX_C1) -> str:
+    """A zero-shot MMLU prompt with instruction ``instruction_id`` in ``layout`` (default App. C.1's).
 
-    The prompt ends right before the answer letter, so the next token is scored against
-    " A" ... " D" (see :func:`ifhelpers.chapters.predictions.answer_letter_ids` for the tokenization).
+    The instruction, a blank line, the question and its options (:meth:`MMLUFormat.question_block`), then
+    the answer cue: "Answer:" at the end of a base prompt, "The answer is:" opening the assistant turn of a
+    dialogue, both cased and ended by ``layout``. The prompt ends right before the answer letter, so the
+    next token is scored against " A" ... " D" (see :func:`ifhelpers.chapters.predictions.answer_letter_ids`).
 
     paper: App. C.1
     """
-    body = f"{mmlu_instruction(subject, instruction_id)}\n\n{mmlu_question_block(question, choices)}"
+    body = f"{mmlu_instruction(subject, instruction_id)}\n\n{layout.question_block(question, choices)}"
     if prompt_format == "base":
-        return f"{body}\n{MMLU_ANSWER_CUE['base']}"
-    return render_dialogue(body, MMLU_ANSWER_CUE["dialogue"], prompt_format, tokenizer)
+        return f"{body}\n{layout.cue(MMLU_ANSWER_CUE['base'])}"
+    return render_dialogue(body, layout.cue(MMLU_ANSWER_CUE["dialogue"]), prompt_format, tokenizer)

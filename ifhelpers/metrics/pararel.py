@@ -158,3 +158,76 @@ def pararel_macro(predictions_or_scores: pd.DataFrame) -> pd.Series:
             "n_relations_with_pairs": int(with_pairs.sum()),
         }
     )
+
+
+#: The vowels of ParaRel's a/an filter (Elazar et al. 2021, ``filter_a_an_vowel_mismatch``).
+_VOWELS = ("a", "e", "i", "o", "u")
+
+
+def a_an_mismatch(final_words, objects) -> np.ndarray:
+    """ParaRel's a/an filter: True where the template's word before ``[Y]`` is "a" and the gold object
+    starts with a vowel, or "an" and it does not (the article gives the object away, or rules it out).
+
+    ``final_words`` are the queries' last words (lower-cased; the word before ``[Y]`` of a template that
+    ends in ``[Y]``), ``objects`` the gold objects (the first one for N-M facts). ParaRel's own probe drops
+    such (template, subject) queries before it counts consistency; its accuracy functions do not.
+    """
+    words = [str(w).lower() for w in final_words]
+    firsts = [str(o).lower().startswith(_VOWELS) for o in objects]
+    if len(words) != len(firsts):
+        raise ValueError(f"{len(words)} final words for {len(firsts)} objects")
+    return np.array([(w == "a" and v) or (w == "an" and not v) for w, v in zip(words, firsts)], dtype=bool)
+
+
+def pararel_variants(predictions: pd.DataFrame) -> pd.DataFrame:
+    """ParaRel consistency the other ways it is reported, per relation (chapter 6; the columns of
+    :func:`pararel_query_pairs`'s input).
+
+    * ``consistency``: Table 2's reading (:func:`pararel_scores`): agreeing pairs over all unordered pairs
+      of paraphrased queries, pooled over the relation's facts. ParaRel's probe counts *directed* pairs
+      (each pattern against each of its paraphrases, both ways): every unordered pair twice, so the same
+      share.
+    * ``consistency_per_fact``: each fact's share of agreeing pairs, then the mean over facts (the first
+      author's mParaRel code, Fierro & Søgaard 2022); weights a fact with few templates like one with many.
+    * ``consistent_subjects``: the share of facts whose every query gives the same prediction (ParaRel's
+      ``consistent_subjects``).
+    * ``all_patterns_accuracy``: the share of facts answered correctly under *every* template (ParaRel's
+      group accuracy: "knows the fact under every paraphrase").
+    * ``known_consistency`` / ``unknown_consistency``: pooled pair agreement over the facts answered
+      correctly under at least one template, and over the others (ParaRel's knowledgeable consistency);
+      ``share_known``: the share of facts that are known.
+
+    Facts with one query give no pair and count only in ``all_patterns_accuracy`` and ``share_known``.
+
+    paper: beyond: ParaRel variants
+    """
+    _check_pararel(predictions)
+    gold = predictions["gold"].map(_gold_set)
+    queries = pd.DataFrame({"relation": predictions["relation"].to_numpy(), "fact_id": predictions["fact_id"].to_numpy(),
+                            "prediction": predictions["prediction"].to_numpy(),
+                            "correct": [p in g for p, g in zip(predictions["prediction"], gold)]})
+    same = (queries.groupby(["relation", "fact_id", "prediction"], sort=True).size()
+            .pipe(lambda c: c * (c - 1) / 2).groupby(level=["relation", "fact_id"]).sum())
+    facts = queries.groupby(["relation", "fact_id"], sort=True).agg(
+        n=("correct", "size"), n_correct=("correct", "sum"), n_predictions=("prediction", "nunique"))
+    facts["agreeing"] = same.reindex(facts.index).to_numpy()
+    facts["pairs"] = facts["n"] * (facts["n"] - 1) / 2
+    facts["known"] = facts["n_correct"] > 0
+    paired = facts[facts["pairs"] > 0]
+
+    def pooled(part: pd.DataFrame) -> pd.Series:
+        sums = part.groupby(level="relation")[["agreeing", "pairs"]].sum()
+        return sums["agreeing"] / sums["pairs"]
+
+    by_relation = facts.groupby(level="relation")
+    out = pd.DataFrame({
+        "consistency": pararel_scores(predictions)["consistency"],
+        "consistency_per_fact": (paired["agreeing"] / paired["pairs"]).groupby(level="relation").mean(),
+        "consistent_subjects": (paired["n_predictions"] == 1).groupby(level="relation").mean(),
+        "all_patterns_accuracy": (facts["n_correct"] == facts["n"]).groupby(level="relation").mean(),
+        "known_consistency": pooled(paired[paired["known"]]),
+        "unknown_consistency": pooled(paired[~paired["known"]]),
+        "share_known": by_relation["known"].mean(),
+    })
+    out.index.name = "relation"
+    return out
