@@ -138,9 +138,8 @@ def prompt_table(setups: pd.DataFrame) -> pd.DataFrame:
     """The prompts of :func:`with_formats`, one row each: instruction (its text, with "{subject}"),
     whose instruction it is, and the format written out (:func:`ifhelpers.data.formats.format_table`)."""
     layouts = formats.format_table(setups.attrs["formats"])
-    every = prompts.MMLU_INSTRUCTIONS + prompts.EXTRA_MMLU_INSTRUCTIONS
     rows = setups[["prompt_id", "instruction", "format_id"]].drop_duplicates().sort_values("prompt_id")
-    rows["instruction_text"] = [every[i].format("{subject}") for i in rows["instruction"]]
+    rows["instruction_text"] = [prompts.mmlu_instruction("{subject}", i) for i in rows["instruction"]]
     rows["from"] = ["App. C.1" if i < len(prompts.MMLU_INSTRUCTIONS) else "this book" for i in rows["instruction"]]
     return rows.join(layouts, on="format_id").set_index("prompt_id")
 
@@ -275,13 +274,13 @@ def distribution_comparison(results: pd.DataFrame, base: str, tuned: str, n_resa
 def wrapper_summary(results: pd.DataFrame) -> pd.DataFrame:
     """Per (model, wrapper): accuracy, the spread over App. C.1's instructions and the consistency rate of the
     chosen option over them (per question, then the mean). Fractions."""
+    consistency = wrapper_items(results).groupby(["model", "wrapper"], sort=False)["value"].mean()
     rows = []
     for (model, role, wrapper), part in results.groupby(["model", "role", "prompt_format"], sort=False):
-        choice = part.pivot_table(index="question_id", columns="instruction", values="prediction_index", aggfunc="first")
         cube, _, _, _ = metrics.mmlu.mmlu_cube(part)
         rows.append({"model": model, "role": role, "wrapper": wrapper, "accuracy": float(cube.mean()),
                      "spread": float(metrics.mmlu.mmlu_spread(cube)),
-                     "consistency_rate": float(metrics.multiprompt.consistency_rate(choice.to_numpy()).mean()),
+                     "consistency_rate": float(consistency[model, wrapper]),
                      "letter_mass": float(part["letter_mass"].mean())})
     return pd.DataFrame(rows)
 

@@ -29,9 +29,8 @@ from dataclasses import asdict, dataclass
 
 import pandas as pd
 
+from ifhelpers.data.mmlu import LETTERS
 from ifhelpers.data.sources import rng_for
-
-LETTERS = ("A", "B", "C", "D")
 
 #: The factors of the grammar and their levels (the first level of each is App. C.1's).
 GRAMMAR: dict[str, tuple[str, ...]] = {

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ifhelpers.data.formats import APPENDIX_C1, LETTERS, MMLUFormat
-from ifhelpers.data.mmlu import format_subject
+from ifhelpers.data.formats import APPENDIX_C1, MMLUFormat
+from ifhelpers.data.mmlu import LETTERS, format_subject
 
 #: The datasets of Table 3: full sentences (MRPC, TaPaCo) and ParaRel's cloze-style queries.
 DATASET_KINDS = ("sentence", "pararel")
