@@ -70,6 +70,10 @@ QUANTITIES = {
     "beyond: ProSA PSS": "not the paper's: mean absolute per-item score difference between prompts (Zhuo et al. 2024)",
     "beyond: ParaRel variants": "not the paper's: ParaRel consistency as ParaRel's probe and later code report it "
                                 "(per fact, a/an filter, consistent subjects, known facts)",
+    "beyond: POSIX": "not the paper's: change of a response's length-normalised log-likelihood when its prompt "
+                     "is swapped for an equivalent one (Chatterjee et al. 2024)",
+    "beyond: answer matching": "not the paper's: the option a generated response names (scoring by generation "
+                               "instead of letter log-likelihood)",
 }
 
 #: The three model families of the paper and how its prose names their base models.

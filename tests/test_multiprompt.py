@@ -72,6 +72,39 @@ def _pararel_frame():
     return pd.DataFrame(rows)
 
 
+def test_no_answer_agrees_with_nothing():
+    # item 0: two "no answer" (-1) and two B: one agreeing pair of 6; item 1: all four answer C
+    answers = np.array([[-1, -1, 1, 1], [2, 2, 2, 2]])
+    np.testing.assert_allclose(mp.consistency_rate(answers), [1 / 6, 1.0])
+
+
+def test_posix_by_hand():
+    # one item, two prompts: (1/L) log P(y_j | x_i) as [i, j]
+    grid = np.array([[[-1.0, -3.0],
+                      [-2.0, -0.5]]])
+    # pairs i != j: |(-3.0) - (-0.5)| (y_1 under x_0 vs its own prompt) and |(-2.0) - (-1.0)|
+    np.testing.assert_allclose(mp.posix(grid), [(2.5 + 1.0) / 2])
+    # three prompts, a prompt that changes nothing: 0; a NaN pair is left out of the mean
+    same = np.full((1, 3, 3), -1.2)
+    np.testing.assert_allclose(mp.posix(same), [0.0])
+    grid3 = np.array([[[-1.0, -2.0, np.nan],
+                       [-1.5, -1.0, -1.0],
+                       [-1.0, -1.0, -1.0]]])
+    # off-diagonal gaps against the column's own value: (0,1) |-2+1|=1, (1,0) |-1.5+1|=.5, (1,2) 0, (2,0) 0,
+    # (2,1) 0; (0,2) NaN
+    np.testing.assert_allclose(mp.posix(grid3), [1.5 / 5])
+    assert np.isnan(mp.posix(np.full((1, 2, 2), np.nan)))[0]
+    with pytest.raises(ValueError):
+        mp.posix(np.zeros((2, 3)))
+
+
+@pytest.mark.parametrize("response,expected", [(" B", 1), ("(C) Paris", 2), ("The answer is D.", 3), ("A.", 0),
+                                               (" Answer: B", 1), ("\n\nQuestion", -1), ("", -1), ("Because", -1),
+                                               ("ABC", -1), ("b", -1)])
+def test_answer_in_response(response, expected):
+    assert mp.answer_in_response(response) == expected
+
+
 def test_pararel_variants_by_hand():
     out = pr.pararel_variants(_pararel_frame())
     r, s = out.loc["R"], out.loc["S"]

@@ -144,3 +144,50 @@ def test_sharing_can_be_switched_off(tiny_lm, monkeypatch):
     monkeypatch.setenv("IFHELPERS_SHARE_PREFIXES", "0")
     engine.run(tiny_lm, TEXTS, FULL, cache=False)
     assert seen and not any(seen)
+
+
+# ------------------------------------------------------------------------------------------------
+# The log-likelihood of a text's own continuation (chapter 6's POSIX)
+
+
+def full_logprobs(lm, text):
+    """log P of every next token of ``text``, from one unbatched call of the model itself."""
+    import torch
+
+    ids = torch.tensor([encode(lm.tokenizer, text)])
+    with torch.inference_mode():
+        logits = lm.model(input_ids=ids).logits[0].float()
+    return torch.log_softmax(logits, -1)[:-1].gather(1, ids[0, 1:, None])[:, 0].numpy()
+
+
+@pytest.mark.parametrize("family,window", [("llama", None), ("gemma3", 3), ("qwen2", None), ("olmo2", None)])
+@pytest.mark.parametrize("share", [False, True])
+def test_continuation_logprobs_are_the_models_own(family, window, share, monkeypatch):
+    model = tiny_model(family, window)
+    if family == "gemma3":  # exercise the final logit soft-capping of Gemma 2-style configs
+        model.config.final_logit_softcapping = 3.0
+    lm = wrap(model, make_tiny_tokenizer(), f"tiny-{family}")
+    monkeypatch.setitem(engine.PREFIX_RULE, "min_segment", 1)
+    monkeypatch.setitem(engine.PREFIX_RULE, "min_saving", 1)
+    texts = [t for t in TEXTS if len(encode(lm.tokenizer, t)) >= 4]
+    positions = [2, -3, 1, -2] + [-4] * (len(texts) - 4)
+    request = engine.Request(continuation=3, top_k=2)
+    out = engine.run(lm, texts, request, positions, cache=False, share_prefixes=share, max_batch_size=3)
+    for row, (text, p) in enumerate(zip(texts, positions)):
+        expected = full_logprobs(lm, text)
+        start = p % len(encode(lm.tokenizer, text))
+        want = np.full(3, np.nan)
+        take = expected[start:start + 3]
+        want[:len(take)] = take
+        np.testing.assert_allclose(out["continuation_logprobs"][row], want, rtol=1e-5, atol=1e-5)
+    # the next-token outputs of the same pass are those of a request without the continuation
+    plain = engine.run(lm, texts, engine.Request(top_k=2), cache=False, share_prefixes=False)
+    np.testing.assert_array_equal(out["top_ids"], plain["top_ids"])
+    np.testing.assert_allclose(out["top_logprobs"], plain["top_logprobs"], rtol=1e-5, atol=1e-5)
+
+
+def test_earlier_request_keys_do_not_change():
+    # the cache of every chapter is keyed by the request: a new field must not move the old keys
+    assert engine.Request(candidates=(4, 9)).key() == engine.content_key(
+        "request-v1", {"resid": False, "updates": False, "top_k": 0, "candidates": (4, 9), "next_token_logits": False})
+    assert engine.Request(continuation=2).key() != engine.Request(continuation=3).key()

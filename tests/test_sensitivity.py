@@ -125,3 +125,84 @@ def test_orderings_are_asked_under_app_c1_instructions():
     assert sens.split_instructions([0, 3, 2, 5]) == ([0, 2], [3, 5])
     with pytest.raises(ValueError, match="at least one of App. C.1's"):
         sens.split_instructions([3, 4])
+
+
+# ------------------------------------------------------------------------------------------------
+# Scoring by generation, and POSIX
+
+
+def _responses(model, role, letter, said):
+    """Hand-made :func:`sens.run_responses` rows: questions q0, q1 under prompts 0-2, gold B (1)."""
+    rows = [{"model": model, "role": role, "question_id": q, "prompt_id": p, "answer_index": 1,
+             "prediction_index": letter[k][p], "generated_index": said[k][p]}
+            for k, q in enumerate(["q0", "q1"]) for p in range(3)]
+    out = pd.DataFrame(rows)
+    out["generated_correct"] = out["generated_index"] == out["answer_index"]
+    return out
+
+
+def _pairs(model, role, grid):
+    return pd.DataFrame([{"model": model, "role": role, "question_id": q, "prompt_i": i, "prompt_j": j,
+                          "mean_logprob": grid[k][i][j]} for k, q in enumerate(["q0", "q1"])
+                         for i in range(3) for j in range(3)])
+
+
+def test_response_measures_by_hand():
+    flat = [[-1.0] * 3] * 3
+    # letter scoring: always B (consistent, right); generation: q0 says B, B, nothing; q1 says A, C, B
+    responses = _responses("m", "base", [[1, 1, 1], [1, 1, 1]], [[1, 1, -1], [0, 2, 1]])
+    pairs = _pairs("m", "base", [flat, [[-1.0, -2.0, -1.0], [-1.0, -1.0, -1.0], [-1.0, -1.0, -1.0]]])
+    table = sens.response_measures(responses, pairs).pivot_table(index="question_id", columns="measure",
+                                                                 values="value")
+    np.testing.assert_allclose(table["instruction_consistency"], [1.0, 1.0])
+    np.testing.assert_allclose(table["generated_consistency"], [1 / 3, 0.0])  # the non-answer agrees with nothing
+    np.testing.assert_allclose(table["generated_accuracy"], [2 / 3, 1 / 3])
+    np.testing.assert_allclose(table["answered"], [2 / 3, 1.0])
+    # q0: the prompt changes nothing; q1: y_1 under x_0 is 1 nat per token less likely than under x_1
+    np.testing.assert_allclose(table["posix"], [0.0, 1.0 / 6])
+
+
+def test_posix_pairs_score_each_response_under_each_prompt():
+    import torch
+
+    from conftest import make_tiny_bpe_tokenizer, make_tiny_family
+    from ifhelpers.model.models import wrap
+    from ifhelpers.model.tokens import encode
+
+    lm = wrap(make_tiny_family("llama"), make_tiny_bpe_tokenizer(), "tiny-llama-bpe")
+    prompts_ = ["The capital of France is", "Everyone knows that the capital of France is"]
+    responses = pd.DataFrame({"question_id": "q0", "prompt_id": [0, 1], "prompt": prompts_,
+                              "response": [" Paris.", ""]})
+    pairs = sens.posix_pairs(lm, responses, cache=False)
+    assert list(pairs["scored"]) == [True, False, True, False]  # the empty response is scored nowhere
+
+    def by_hand(prompt, response):
+        ids = encode(lm.tokenizer, prompt + response)
+        n = len(ids) - len(encode(lm.tokenizer, prompt))
+        with torch.inference_mode():
+            logprobs = torch.log_softmax(lm.model(input_ids=torch.tensor([ids])).logits[0].float(), -1)
+        return float(sum(logprobs[k - 1, ids[k]] for k in range(len(ids) - n, len(ids)))) / n
+
+    got = pairs.set_index(["prompt_i", "prompt_j"])["mean_logprob"]
+    assert got[(0, 0)] == pytest.approx(by_hand(prompts_[0], " Paris."), rel=1e-5)
+    assert got[(1, 0)] == pytest.approx(by_hand(prompts_[1], " Paris."), rel=1e-5)
+
+
+def test_where_models_side_groups_headlines_by_finding():
+    rows = [{"paper": f"{sens.PAPER_CLAIM}; against: {sens.CONTRARY[c]}", "tuned": "t", "base": "b", "result": c,
+             "ours": "+1", "direction_holds": v}
+            for c, v in (("posix", "yes"), ("pss", "no"), ("scoring", "mixed"), ("spread", "n.s. (same sign)"))]
+    sides = sens.where_models_side(rows).set_index("result")
+    assert sides.loc["posix", "sides_with"] == "the paper"
+    assert sides.loc["pss", "sides_with"] == "the contrary finding"
+    assert sides.loc["scoring", "sides_with"] == "each, under a different choice"
+    assert sides.loc["spread", "sides_with"] == "neither at this size"
+    assert sides.loc["posix", "finding"] == sens.CONTRARY["posix"]
+
+
+def test_responses_need_two_instructions_that_were_asked():
+    assert sens.check_response_instructions([0, 1, 2, 3], [0, 3]) == [0, 3]
+    with pytest.raises(ValueError, match="not asked: \\[4\\]"):
+        sens.check_response_instructions([0, 1, 2, 3], [0, 4])
+    with pytest.raises(ValueError, match="at least two"):
+        sens.check_response_instructions([0, 1, 2], [1])

@@ -16,6 +16,11 @@ those measures on the same models and the same cached forward passes:
 * **The wrapper as a perturbation.** The same App. C.1 prompts in every dialogue wrapper a model can take
   (plain text, open-instruct's ``<|user|>``/``<|assistant|>``, the tokenizer's chat template):
   :func:`with_wrappers`, :func:`wrapper_comparison`.
+* **Scoring by generation and POSIX.** Each model's short greedy response to App. C.1's format under
+  each of a set of instructions (App. C.1's three in the book; :func:`run_responses`): the option it names (the answer scored by generation instead of the
+  letter log-likelihood) and, scored back under the question's other prompts, how much the response's
+  likelihood depends on the prompt (:func:`posix_pairs`, Chatterjee et al. 2024); per question in
+  :func:`response_measures`.
 * **ParaRel the other ways** (:func:`pararel_variants`): the shared ParaRel pass read as ParaRel's probe and
   the first author's later code read it (:func:`ifhelpers.metrics.pararel.pararel_variants`).
 
@@ -35,7 +40,7 @@ import pandas as pd
 
 from ifhelpers import findings, metrics, stats
 from ifhelpers.data import formats, prompts
-from ifhelpers.model import probes
+from ifhelpers.model import engine, generate, probes, tokens
 from ifhelpers.model.models import LoadedModel
 from ifhelpers.model.registry import ModelSpec
 
@@ -46,6 +51,11 @@ ITEM_MEASURES = {
     "prompt_consistency": (+1, "consistency rate across prompts"),
     "order_consistency": (+1, "consistency rate across option orders"),
     "pss": (-1, "ProSA PSS (lower: less sensitive)"),
+    "instruction_consistency": (+1, "consistency rate across instructions, letter log-likelihood"),
+    "generated_consistency": (+1, "consistency rate across instructions, generated answers"),
+    "generated_accuracy": (+1, "MMLU accuracy, generated answers"),
+    "answered": (0, "share of responses that name an option"),
+    "posix": (-1, "POSIX (lower: less sensitive)"),
 }
 #: Statistics of the distribution of accuracy over prompts (:func:`prompt_distribution`), and the
 #: paper's direction for tuned − base (the spread is Table 2's claim; the paper claims nothing of the others).
@@ -238,7 +248,7 @@ def item_comparison(items: pd.DataFrame, n_resamples: int = 2000, seed: int = 0)
     (:func:`ifhelpers.stats.compare_roles`), with the paper's direction and :func:`ifhelpers.stats.verdict`."""
     out = stats.compare_roles(items, "value", "question_id", by="measure", n_resamples=n_resamples, seed=seed)
     out["paper_sign"] = out["measure"].map(lambda m: ITEM_MEASURES[m][0])
-    out["direction_holds"] = [stats.verdict(d, lo, hi, s) for d, lo, hi, s in
+    out["direction_holds"] = [stats.verdict(d, lo, hi, s) if s else "not defined" for d, lo, hi, s in
                               zip(out["mean_diff"], out["diff_low"], out["diff_high"], out["paper_sign"])]
     return out
 
@@ -322,6 +332,111 @@ def wrapper_comparison(items: pd.DataFrame, own_wrapper: dict[str, str], n_resam
 
 
 # --------------------------------------------------------------------------------------------------
+# Responses: scoring by generation, and POSIX
+
+#: Tokens of a greedy response: enough for "The answer is B" after a dialogue wrapper's cue.
+RESPONSE_TOKENS = 5
+#: Tokens scored per response under another prompt (a decoded response can tokenize longer after it).
+SCORED_TOKENS = 2 * RESPONSE_TOKENS
+
+
+def check_response_instructions(instruction_ids: Sequence[int], response_ids: Sequence[int]) -> list[int]:
+    """``response_ids`` as a list, or one clear error: responses are generated under at least two of the
+    instructions the chapter asks (``instruction_ids``), so that a response has another prompt to be scored
+    under."""
+    missing = sorted(set(response_ids) - set(int(i) for i in instruction_ids))
+    if missing or len(set(response_ids)) < 2:
+        raise ValueError(f"response_instruction_ids={list(response_ids)} must be at least two of instruction_ids="
+                         f"{sorted(int(i) for i in instruction_ids)} (not asked: {missing}).")
+    return list(response_ids)
+
+
+def response_prompts(results: pd.DataFrame, instruction_ids: Sequence[int]) -> pd.DataFrame:
+    """The rows of :func:`ifhelpers.chapters.predictions.run_mmlu` results that responses are generated for:
+    the instructions ``instruction_ids`` (App. C.1's three in the book: the paper's own prompts) in App.
+    C.1's format and the original option order, so a question has one prompt per instruction and the
+    prompts differ by the instruction's wording only."""
+    check_response_instructions(results["instruction"].unique(), instruction_ids)
+    keep = (results["format_id"] == 0) & (results["shuffle"] == 0) & results["instruction"].isin(instruction_ids)
+    return results[keep].reset_index(drop=True)
+
+
+def run_responses(lm: LoadedModel, results: pd.DataFrame, instruction_ids: Sequence[int],
+                  max_new_tokens: int = RESPONSE_TOKENS, *, cache=True, progress=None) -> pd.DataFrame:
+    """The greedy response of ``lm`` (:func:`ifhelpers.model.generate.greedy_responses`) to each prompt of
+    :func:`response_prompts` (its own rows of ``results``): adds ``response_ids``, ``response`` (the decoded
+    text), ``generated_index`` (the option it names, :func:`ifhelpers.metrics.multiprompt.answer_in_response`;
+    -1: none) and ``generated_correct``."""
+    frame = response_prompts(results[results["model"] == lm.name], instruction_ids).copy()
+    ids = generate.greedy_responses(lm, frame["prompt"].tolist(), max_new_tokens, cache=cache, progress=progress)
+    frame["response_ids"] = [tuple(r) for r in ids]
+    frame["response"] = [lm.tokenizer.decode(r, skip_special_tokens=True) for r in ids]
+    frame["generated_index"] = [metrics.multiprompt.answer_in_response(r) for r in frame["response"]]
+    frame["generated_correct"] = frame["generated_index"].to_numpy() == frame["answer_index"].to_numpy()
+    return frame
+
+
+def posix_pairs(lm: LoadedModel, responses: pd.DataFrame, *, cache=True, progress=None) -> pd.DataFrame:
+    """(1/L) log P(y_j | x_i) for every question and every ordered pair of its prompts (``i`` may equal
+    ``j``): response y_j (:func:`run_responses`, the model's answer to prompt x_j) written after prompt x_i and
+    scored by the engine (:class:`ifhelpers.model.engine.Request` with ``continuation``), L its length in
+    tokens after x_i. A pair is NaN (``scored`` False) when the response is empty, longer than
+    :data:`SCORED_TOKENS` after x_i, or would re-tokenize the end of x_i. Columns ``model``, ``role``,
+    ``question_id``, ``prompt_i``, ``prompt_j``, ``n_tokens``, ``scored``, ``mean_logprob``."""
+    rows, texts, positions = [], [], []
+    for question, group in responses.groupby("question_id", sort=False):
+        for prompt_i, x in zip(group["prompt_id"], group["prompt"]):
+            head = tokens.encode(lm.tokenizer, x)
+            for prompt_j, y in zip(group["prompt_id"], group["response"]):
+                full = tokens.encode(lm.tokenizer, x + y) if y else head
+                length = len(full) - len(head)
+                scored = bool(y) and full[:len(head)] == head and 0 < length <= SCORED_TOKENS
+                rows.append({"question_id": question, "prompt_i": prompt_i, "prompt_j": prompt_j, "n_tokens": length,
+                             "scored": scored})
+                if scored:
+                    texts.append(x + y)
+                    positions.append(len(head) - 1)
+    out = pd.DataFrame(rows)
+    out["mean_logprob"] = np.nan
+    if texts:
+        logprobs = engine.run(lm, texts, engine.Request(continuation=SCORED_TOKENS), positions, cache=cache,
+                              progress=progress)["continuation_logprobs"]
+        lengths = out.loc[out["scored"], "n_tokens"].to_numpy()
+        out.loc[out["scored"], "mean_logprob"] = [row[:n].sum() / n for row, n in zip(logprobs, lengths)]
+    out.insert(0, "role", lm.spec.role)
+    out.insert(0, "model", lm.name)
+    return out
+
+
+def response_measures(responses: pd.DataFrame, pairs: pd.DataFrame) -> pd.DataFrame:
+    """Per (model, question), tidy like :func:`item_measures`, over the prompts of :func:`response_prompts`:
+    the consistency rate of the option chosen by letter log-likelihood (``instruction_consistency``) and of
+    the option the response names (``generated_consistency``; a response naming none agrees with nothing),
+    the accuracy of the generated answers (``generated_accuracy``), the share of responses that name an
+    option (``answered``) and POSIX (``posix``, :func:`ifhelpers.metrics.multiprompt.posix` of
+    :func:`posix_pairs`)."""
+    rows = []
+    for (model, role), part in responses.groupby(["model", "role"], sort=False):
+        letter = part.pivot_table(index="question_id", columns="prompt_id", values="prediction_index", aggfunc="first")
+        said = part.pivot_table(index="question_id", columns="prompt_id", values="generated_index", aggfunc="first")
+        questions = list(letter.index)
+        grid = (pairs[pairs["model"] == model]
+                .pivot_table(index=["question_id", "prompt_i"], columns="prompt_j", values="mean_logprob",
+                             aggfunc="first", dropna=False)
+                .reindex(pd.MultiIndex.from_product([questions, list(letter.columns)]), columns=list(letter.columns)))
+        cube = grid.to_numpy().reshape(len(questions), letter.shape[1], letter.shape[1])
+        values = {"instruction_consistency": metrics.multiprompt.consistency_rate(letter.to_numpy()),
+                  "generated_consistency": metrics.multiprompt.consistency_rate(said.loc[questions].to_numpy()),
+                  "generated_accuracy": part.groupby("question_id")["generated_correct"].mean().loc[questions].to_numpy(),
+                  "answered": (said.loc[questions] >= 0).mean(axis=1).to_numpy(),
+                  "posix": metrics.multiprompt.posix(cube)}
+        for measure, array in values.items():
+            rows.append(pd.DataFrame({"model": model, "role": role, "question_id": questions, "measure": measure,
+                                      "value": np.asarray(array, dtype=float)}))
+    return pd.concat(rows, ignore_index=True)
+
+
+# --------------------------------------------------------------------------------------------------
 # ParaRel, the other ways
 
 
@@ -378,10 +493,13 @@ PAPER_CLAIM = "IFT makes models more robust to semantically equivalent inputs (�
 CONTRARY = {
     "prompt_consistency": "FormatSpread (Sclar et al. 2024): format sensitivity persists after instruction tuning",
     "order_consistency": "option-order sensitivity persists in tuned models (Pezeshkpour & Hruschka 2024)",
-    "pss": "POSIX / ProSA (Chatterjee et al. 2024; Zhuo et al. 2024): tuning does not necessarily lower sensitivity",
+    "pss": "ProSA (Zhuo et al. 2024): item-level sensitivity does not necessarily fall with tuning",
+    "posix": "POSIX (Chatterjee et al. 2024): instruction tuning does not necessarily reduce prompt sensitivity",
     "spread": "FormatSpread (Sclar et al. 2024): the spread persists after instruction tuning",
     "known_consistency": "agreement may be a repeated guess, not knowledge (Elazar et al. 2021 split known facts)",
     "wrapper": "scoring and format are choices of the evaluator; a conclusion should survive them",
+    "scoring": "letter log-likelihood scores answers a model would not give (scoring-artifact critiques); "
+               "a conclusion should survive scoring by generation",
 }
 
 
@@ -390,11 +508,13 @@ def _points(value: float) -> float:
 
 
 def headline_rows(items_cmp: pd.DataFrame, distribution_cmp: pd.DataFrame, pararel_cmp: pd.DataFrame,
-                  wrapper_cmp: pd.DataFrame, kinds: dict, n_prompts: int, n_questions: int) -> list[dict]:
+                  wrapper_cmp: pd.DataFrame, kinds: dict, n_prompts: int, n_questions: int,
+                  n_instructions: int) -> list[dict]:
     """The chapter's headline rows (:func:`ifhelpers.findings.row`), one set per (base, tuned) pair: the
-    consistency rates across prompts and option orders, ProSA's PSS, the spread over the prompts,
-    ParaRel consistency on known facts, and whether the sign of tuned − base over App. C.1's instructions
-    survives the evaluator's choice of wrapper. Values in points; ``kinds`` is :func:`pair_kinds`."""
+    consistency rates across prompts and option orders, ProSA's PSS, POSIX over the ``n_instructions``
+    instructions, the spread over the prompts, ParaRel consistency on known facts, and whether the sign of
+    tuned − base of the consistency rate survives the evaluator's choice of wrapper and of scoring method.
+    Values in points (POSIX in nats per token × 100); ``kinds`` is :func:`pair_kinds`."""
     rows = []
     for (base, tuned_name), kind in kinds.items():
         def pick(table, measure):
@@ -415,6 +535,19 @@ def headline_rows(items_cmp: pd.DataFrame, distribution_cmp: pd.DataFrame, parar
             if (r := pick(items_cmp, measure)) is not None:
                 add(result, measure, r, ("base_mean", "tuned_mean"),
                     f"{n_questions} questions; paired bootstrap over questions")
+        if (r := pick(items_cmp, "posix")) is not None:
+            add(f"POSIX across {n_instructions} instructions (lower: less sensitive)", "posix", r,
+                ("base_mean", "tuned_mean"), f"{n_questions} questions, greedy responses of {RESPONSE_TOKENS} tokens; "
+                "paired bootstrap over questions", unit="nats per token × 100")
+        scoring = [pick(items_cmp, m) for m in ("instruction_consistency", "generated_consistency")]
+        if all(r is not None for r in scoring):
+            cells = "; ".join(f"{how}: {findings.diff_text(_points(r['mean_diff']), _points(r['diff_low']), _points(r['diff_high']), '+.1f')}"
+                              for how, r in zip(("letter log-likelihood", "generated answer"), scoring))
+            rows.append(findings.row(
+                "beyond the paper", f"MMLU consistency rate across {n_instructions} instructions under each scoring "
+                "method, tuned − base (points)", f"{PAPER_CLAIM}; against: {CONTRARY['scoring']}", cells,
+                findings.combine([r["direction_holds"] for r in scoring]), base=base, tuned=tuned_name,
+                note=f"{kind}; {n_questions} questions; one paired bootstrap per scoring; the verdict combines them"))
         if (r := pick(distribution_cmp, "spread")) is not None:
             add(f"MMLU accuracy spread across {n_prompts} prompts", "spread", r, ("base_value", "tuned_value"),
                 f"percentile bootstrap over {n_questions} questions, paired", unit="points; lower = more robust")
@@ -431,6 +564,25 @@ def headline_rows(items_cmp: pd.DataFrame, distribution_cmp: pd.DataFrame, parar
                 findings.combine(list(w["direction_holds"])), base=base, tuned=tuned_name,
                 note=f"{kind}; {n_questions} questions; one paired bootstrap per choice; the verdict combines them"))
     return rows
+
+
+#: Which side a headline's verdict takes (:func:`where_models_side`).
+SIDES = {"yes": "the paper", "no": "the contrary finding", "mixed": "each, under a different choice"}
+
+
+def where_models_side(rows: Sequence[dict]) -> pd.DataFrame:
+    """The chapter's headline rows (:func:`headline_rows`) grouped by the later finding each answers: per
+    finding and comparison, the result, our number, the verdict and the side it takes (:data:`SIDES`;
+    "neither at this size" when the interval includes 0)."""
+    table = pd.DataFrame(list(rows))
+    return pd.DataFrame({
+        "finding": table["paper"].str.split("; against: ", n=1).str[1],
+        "comparison": table["tuned"] + " − " + table["base"],
+        "result": table["result"],
+        "ours": table["ours"],
+        "direction_holds": table["direction_holds"],
+        "sides_with": table["direction_holds"].map(SIDES).fillna("neither at this size"),
+    }).sort_values(["finding", "comparison"], kind="stable").reset_index(drop=True)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -8,7 +8,10 @@ under many prompts and reports more than a max − min:
 * whether a model gives the *same answer* under different prompts: the consistency rate (pairwise
   agreement of the chosen option, also across orderings of the options, with the answer mapped back
   through each permutation), and ProSA's prompt sensitivity score (Zhuo et al. 2024: the mean absolute
-  difference of an item's score between two prompts).
+  difference of an item's score between two prompts);
+* how much the *likelihood of a response* moves when its prompt is swapped for an equivalent one (POSIX,
+  Chatterjee et al. 2024), and what a generated response answers (:func:`answer_in_response`), so that
+  the scoring method itself can be varied.
 
 Pure: arrays in (``items × prompts``), numbers out; per-item values where the chapter resamples items.
 """
@@ -93,14 +96,16 @@ def consistency_rate(answers) -> np.ndarray:
     ``answers`` is ``(items, prompts)``: the chosen option of each item under each prompt, in the
     *original* option numbering (map shuffled orderings back with :func:`original_option` first). With
     ``n`` prompts an item has n(n−1)/2 pairs; if ``c_k`` prompts chose option ``k``, the agreeing pairs
-    are Σ_k c_k(c_k−1)/2. The consistency rate of a model is the mean over items.
+    are Σ_k c_k(c_k−1)/2. A negative answer is *no answer* (a generated response that names no option):
+    it agrees with nothing, not even another non-answer. The consistency rate of a model is the mean over
+    items.
 
     paper: beyond: consistency rate
     """
     arr = _items_by_prompts(answers, "answers")
     n = arr.shape[1]
     agree = np.zeros(arr.shape[0], dtype=np.float64)
-    for value in np.unique(arr):
+    for value in np.unique(arr[arr >= 0]):
         count = (arr == value).sum(axis=1)
         agree += count * (count - 1) / 2
     return agree / (n * (n - 1) / 2)
@@ -120,3 +125,50 @@ def prompt_sensitivity_score(scores) -> np.ndarray:
     n = arr.shape[1]
     i, j = np.triu_indices(n, k=1)
     return np.abs(arr[:, i] - arr[:, j]).mean(axis=1)
+
+
+def posix(mean_logprobs) -> np.ndarray:
+    """POSIX per item (Chatterjee et al. 2024, their index ψ): how much the length-normalised log-likelihood of a
+    response moves when its prompt is swapped for an equivalent one.
+
+    ``mean_logprobs`` is ``(items, N, N)``: entry ``[q, i, j]`` is (1/L) log P(y_j | x_i), the log-likelihood of
+    response y_j (the model's own response to prompt x_j) under prompt x_i, divided by its length L in
+    tokens. Then
+
+        ψ_q = 1/(N(N−1)) Σ_{i≠j} | (1/L) log P(y_j | x_i) − (1/L) log P(y_j | x_j) |,
+
+    0 when every prompt gives every response the same likelihood. NaN entries (a response that could not be
+    scored under a prompt) are left out of the mean; an item with no scored pair is NaN. Lower: less sensitive.
+
+    paper: beyond: POSIX
+    """
+    arr = np.asarray(mean_logprobs, dtype=np.float64)
+    if arr.ndim != 3 or arr.shape[1] != arr.shape[2] or arr.shape[1] < 2:
+        raise ValueError(f"mean_logprobs must be (items, N, N) with N >= 2 prompts; got shape {arr.shape}")
+    own = np.diagonal(arr, axis1=1, axis2=2)[:, None, :]  # [q, ., j] = log P(y_j | x_j) / L
+    gaps = np.abs(arr - own)
+    off = ~np.eye(arr.shape[1], dtype=bool)
+    gaps = np.where(off[None], gaps, np.nan)
+    scored = np.isfinite(gaps).sum(axis=(1, 2))
+    total = np.nansum(gaps, axis=(1, 2))
+    return np.where(scored > 0, total / np.maximum(scored, 1), np.nan)
+
+
+#: What :func:`answer_in_response` looks for: an option letter standing alone ("B", "(B)", "B.", "answer is B"),
+#: not a letter inside a word.
+_ANSWER_LETTER = r"(?<![A-Za-z])([{letters}])(?![A-Za-z])"
+
+
+def answer_in_response(response: str, letters: str = "ABCD") -> int:
+    """The option a generated response names: the index in ``letters`` of the first letter that stands alone
+    (not inside a word: "(B)", "B.", "The answer is B"), or -1 when it names none. This is the scoring by
+    generation that critiques of letter log-likelihood scoring propose (the answer is what the model says,
+    not the likeliest of four tokens); like lm-evaluation-harness's flexible extract it can misread an
+    article "A" as an answer.
+
+    paper: beyond: answer matching
+    """
+    import re
+
+    found = re.search(_ANSWER_LETTER.format(letters=re.escape(letters)), response)
+    return -1 if found is None else letters.index(found.group(1))

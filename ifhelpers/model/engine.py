@@ -17,7 +17,14 @@ at other positions):
 
 * ``top_ids`` / ``top_logprobs``   the ``top_k`` most likely next tokens and their log-probabilities;
 * ``candidate_logprobs``          log-probabilities of given candidate token ids (``(n, C)``);
-* ``next_token_logits``           the full next-token logits (``(n, V)``; large, off by default).
+* ``next_token_logits``           the full next-token logits (``(n, V)``; large, off by default);
+
+and, after the captured position, the text's own next tokens:
+
+* ``continuation_logprobs``       log P(t_{p+1} | t_{≤p}) ... log P(t_{p+k} | t_{<p+k}) of the ``k`` tokens
+                                  that follow the captured position p (``(n, k)``, NaN past the text's
+                                  end): the log-likelihood of a response written after its prompt, with
+                                  p the prompt's last token.
 
 Texts are tokenized once, sorted by length and packed into batches under a padded-token budget;
 left padding with explicit position ids makes each text's result equal to its unpadded single run.
@@ -70,20 +77,26 @@ class Request:
     top_k: int = 0
     candidates: tuple[int, ...] = ()
     next_token_logits: bool = False
+    continuation: int = 0
 
     def __post_init__(self):
         object.__setattr__(self, "candidates", tuple(int(c) for c in self.candidates))
-        if not (self.resid or self.updates or self.top_k or self.candidates or self.next_token_logits):
-            raise ValueError("The request collects nothing: set resid, updates, top_k, candidates or next_token_logits.")
-        if self.top_k < 0:
-            raise ValueError("top_k must be >= 0")
+        if not (self.resid or self.updates or self.top_k or self.candidates or self.next_token_logits
+                or self.continuation):
+            raise ValueError("The request collects nothing: set resid, updates, top_k, candidates, "
+                             "next_token_logits or continuation.")
+        if self.top_k < 0 or self.continuation < 0:
+            raise ValueError("top_k and continuation must be >= 0")
 
     @property
     def needs_logits(self) -> bool:
         return bool(self.top_k or self.candidates or self.next_token_logits)
 
     def key(self) -> str:
-        return content_key("request-v1", dataclasses.asdict(self))
+        fields = dataclasses.asdict(self)
+        if not self.continuation:  # the keys of the requests made before the field existed stay the same
+            del fields["continuation"]
+        return content_key("request-v1", fields)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -302,9 +315,18 @@ def _forward_batch(lm: LoadedModel, recorder: _Recorder, ids: list[list[int]], p
                             device=lm.device)
         recorder.index = (rows, cols)
         out: dict[str, np.ndarray] = {}
-        if request.needs_logits:
-            logits = lm.model(**kwargs, logits_to_keep=1).logits[:, -1].float()
-            logprobs = torch.log_softmax(logits, dim=-1)
+        last = None  # the next-token logits at every row's last token
+        if request.continuation:
+            hidden = lm.model.base_model(**kwargs).last_hidden_state
+            out["continuation_logprobs"] = _continuation_logprobs(lm, hidden, input_ids, cols, request.continuation)
+            if request.needs_logits:
+                last = output_logits(lm, hidden[:, -1])
+        elif request.needs_logits:
+            last = lm.model(**kwargs, logits_to_keep=1).logits[:, -1].float()
+        else:
+            lm.model.base_model(**kwargs)
+        if last is not None:
+            logprobs = torch.log_softmax(last, dim=-1)
             if request.top_k:
                 top = logprobs.topk(request.top_k, dim=-1)
                 out["top_ids"] = top.indices.cpu().numpy()
@@ -312,11 +334,48 @@ def _forward_batch(lm: LoadedModel, recorder: _Recorder, ids: list[list[int]], p
             if request.candidates:
                 out["candidate_logprobs"] = logprobs[:, list(request.candidates)].cpu().numpy()
             if request.next_token_logits:
-                out["next_token_logits"] = logits.cpu().numpy()
-        else:
-            lm.model.base_model(**kwargs)
+                out["next_token_logits"] = last.cpu().numpy()
     out.update(recorder.collect())
     return out
+
+
+#: Rows of hidden states sent through the output embedding at once by :func:`_continuation_logprobs`
+#: (each row's logits span the whole vocabulary).
+HEAD_ROWS = 256
+
+
+def output_logits(lm: LoadedModel, hidden):
+    """The model's next-token logits from final hidden states (after the final norm): the output
+    embedding, then the final logit soft-capping of Gemma 2/3-style configs when it is set."""
+    import torch
+
+    logits = lm.model.get_output_embeddings()(hidden).float()
+    cap = getattr(lm.model.config.get_text_config(decoder=True), "final_logit_softcapping", None)
+    if cap:
+        logits = torch.tanh(logits / cap) * cap
+    return logits
+
+
+def _continuation_logprobs(lm: LoadedModel, hidden, input_ids, cols, k: int) -> np.ndarray:
+    """log P of the ``k`` tokens after column ``cols[r]`` of every row ``r`` (NaN past the row's end), from
+    the batch's final hidden states, sent through the output embedding :data:`HEAD_ROWS` rows at a time."""
+    import torch
+
+    width = input_ids.shape[1]
+    steps = torch.arange(k, device=cols.device)
+    at = cols[:, None] + steps[None, :]  # the position predicting each continuation token
+    valid = at + 1 < width
+    rows, where = torch.nonzero(valid, as_tuple=True)
+    source = at[rows, where]
+    targets = input_ids[rows, source + 1]
+    values = torch.empty(len(rows), dtype=torch.float32, device=hidden.device)
+    for start in range(0, len(rows), HEAD_ROWS):
+        part = slice(start, start + HEAD_ROWS)
+        logprobs = torch.log_softmax(output_logits(lm, hidden[rows[part], source[part]]), dim=-1)
+        values[part] = logprobs.gather(1, targets[part, None])[:, 0]
+    out = torch.full((input_ids.shape[0], k), float("nan"), dtype=torch.float32, device=hidden.device)
+    out[rows, where] = values
+    return out.cpu().numpy()
 
 
 def _run_plan(lm: LoadedModel, recorder: _Recorder, ids: list[list[int]], positions: list[int], shared: Plan,
