@@ -337,8 +337,9 @@ def pearson_by_layer(rates, consistency) -> pd.DataFrame:
 def verdict(diff: float, low: float, high: float, paper_sign: int = 1) -> str:
     """Our difference (tuned − base) against the paper's direction (``paper_sign`` +1: tuned higher,
     -1: tuned lower): "yes" / "no" when the interval excludes 0 on the paper's / the other side,
-    "n.s. (same sign)" / "n.s. (opposite sign)" when it contains 0, "not defined" without a number."""
-    if diff is None or not np.isfinite(diff):
+    "n.s. (same sign)" / "n.s. (opposite sign)" when it contains 0, "not defined" without a number or
+    without a direction (``paper_sign`` 0: the paper claims none)."""
+    if diff is None or not np.isfinite(diff) or not paper_sign:
         return "not defined"
     d, lo, hi = paper_sign * diff, paper_sign * low, paper_sign * high
     lo, hi = min(lo, hi), max(lo, hi)

@@ -169,3 +169,11 @@ def test_compare_roles_pairs_every_base_with_every_tuned_model_on_shared_units()
     # differences 0.6-0.2, 0.5-0.5, 0.9-0.4 -> mean 0.3
     assert row["mean_diff"] == pytest.approx(0.3) and row["base_mean"] == pytest.approx(1.1 / 3)
     assert s.compare_roles(table[table["role"] == "base"], "score", "unit").empty
+
+
+def test_verdict_without_a_direction_is_not_defined():
+    from ifhelpers.stats import verdict
+
+    assert verdict(5.0, 1.0, 9.0) == "yes" and verdict(5.0, 1.0, 9.0, paper_sign=-1) == "no"
+    assert verdict(5.0, 1.0, 9.0, paper_sign=0) == "not defined"
+    assert verdict(float("nan"), 1.0, 9.0) == "not defined"

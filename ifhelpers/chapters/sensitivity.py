@@ -172,6 +172,12 @@ def with_wrappers(setups: pd.DataFrame, lm: LoadedModel) -> pd.DataFrame:
 # What the model does under them
 
 
+def _by_question(results: pd.DataFrame, values: str, over: str) -> pd.DataFrame:
+    """``values`` of one model's results as a (questions × ``over``) table: one row per question, one column
+    per prompt (or ordering, instruction), sorted; what the per-question measures read."""
+    return results.pivot_table(index="question_id", columns=over, values=values, aggfunc="first")
+
+
 def _original_choice(results: pd.DataFrame) -> np.ndarray:
     return metrics.multiprompt.original_option(results["prediction_index"], np.stack(results["permutation"].to_numpy()))
 
@@ -180,7 +186,7 @@ def correctness_matrix(results: pd.DataFrame) -> tuple[np.ndarray, list, list]:
     """One model's 0/1 correctness in the original option order as ``(questions, prompts)``, with the
     question ids and prompt ids of its axes (sorted); every question needs every prompt."""
     part = results[results["shuffle"] == 0]
-    table = part.pivot_table(index="question_id", columns="prompt_id", values="correct", aggfunc="first")
+    table = _by_question(part, "correct", "prompt_id")
     if table.isna().any().any():
         raise ValueError("every question needs a result under every prompt")
     return table.to_numpy(dtype=float), list(table.index), list(table.columns)
@@ -221,10 +227,10 @@ def item_measures(results: pd.DataFrame) -> pd.DataFrame:
     for (model, role), part in results.groupby(["model", "role"], sort=False):
         part = part.assign(choice=_original_choice(part))
         first = part[part["shuffle"] == 0]
-        choice = first.pivot_table(index="question_id", columns="prompt_id", values="choice", aggfunc="first")
+        choice = _by_question(first, "choice", "prompt_id")
         correct, questions, _ = correctness_matrix(part)
         ordered = part[part["format_id"] == 0]
-        by_order = {i: g.pivot_table(index="question_id", columns="shuffle", values="choice", aggfunc="first")
+        by_order = {i: _by_question(g, "choice", "shuffle")
                     for i, g in ordered.groupby("instruction") if g["shuffle"].nunique() >= 2}
         values = {"accuracy": correct.mean(axis=1),
                   "prompt_consistency": metrics.multiprompt.consistency_rate(choice.loc[questions].to_numpy()),
@@ -248,7 +254,7 @@ def item_comparison(items: pd.DataFrame, n_resamples: int = 2000, seed: int = 0)
     (:func:`ifhelpers.stats.compare_roles`), with the paper's direction and :func:`ifhelpers.stats.verdict`."""
     out = stats.compare_roles(items, "value", "question_id", by="measure", n_resamples=n_resamples, seed=seed)
     out["paper_sign"] = out["measure"].map(lambda m: ITEM_MEASURES[m][0])
-    out["direction_holds"] = [stats.verdict(d, lo, hi, s) if s else "not defined" for d, lo, hi, s in
+    out["direction_holds"] = [stats.verdict(d, lo, hi, s) for d, lo, hi, s in
                               zip(out["mean_diff"], out["diff_low"], out["diff_high"], out["paper_sign"])]
     return out
 
@@ -300,7 +306,7 @@ def wrapper_items(results: pd.DataFrame) -> pd.DataFrame:
     instructions (``value``), the unit of :func:`wrapper_comparison`."""
     rows = []
     for (model, role, wrapper), part in results.groupby(["model", "role", "prompt_format"], sort=False):
-        choice = part.pivot_table(index="question_id", columns="instruction", values="prediction_index", aggfunc="first")
+        choice = _by_question(part, "prediction_index", "instruction")
         rows.append(pd.DataFrame({"model": model, "role": role, "wrapper": wrapper, "question_id": choice.index,
                                   "value": metrics.multiprompt.consistency_rate(choice.to_numpy())}))
     return pd.concat(rows, ignore_index=True)
@@ -386,16 +392,18 @@ def posix_pairs(lm: LoadedModel, responses: pd.DataFrame, *, cache=True, progres
     rows, texts, positions = [], [], []
     for question, group in responses.groupby("question_id", sort=False):
         for prompt_i, x in zip(group["prompt_id"], group["prompt"]):
-            head = tokens.encode(lm.tokenizer, x)
+            last = len(tokens.encode(lm.tokenizer, x)) - 1  # the prompt's last token
             for prompt_j, y in zip(group["prompt_id"], group["response"]):
-                full = tokens.encode(lm.tokenizer, x + y) if y else head
-                length = len(full) - len(head)
-                scored = bool(y) and full[:len(head)] == head and 0 < length <= SCORED_TOKENS
+                try:
+                    length = len(tokens.continuation_ids(lm.tokenizer, x, y))
+                except ValueError:  # empty, or re-tokenizes the end of x
+                    length = 0
+                scored = 0 < length <= SCORED_TOKENS
                 rows.append({"question_id": question, "prompt_i": prompt_i, "prompt_j": prompt_j, "n_tokens": length,
                              "scored": scored})
                 if scored:
                     texts.append(x + y)
-                    positions.append(len(head) - 1)
+                    positions.append(last)
     out = pd.DataFrame(rows)
     out["mean_logprob"] = np.nan
     if texts:
@@ -417,8 +425,8 @@ def response_measures(responses: pd.DataFrame, pairs: pd.DataFrame) -> pd.DataFr
     :func:`posix_pairs`)."""
     rows = []
     for (model, role), part in responses.groupby(["model", "role"], sort=False):
-        letter = part.pivot_table(index="question_id", columns="prompt_id", values="prediction_index", aggfunc="first")
-        said = part.pivot_table(index="question_id", columns="prompt_id", values="generated_index", aggfunc="first")
+        letter = _by_question(part, "prediction_index", "prompt_id")
+        said = _by_question(part, "generated_index", "prompt_id")
         questions = list(letter.index)
         grid = (pairs[pairs["model"] == model]
                 .pivot_table(index=["question_id", "prompt_i"], columns="prompt_j", values="mean_logprob",
@@ -471,7 +479,7 @@ def pararel_variant_comparison(variants: pd.DataFrame, n_resamples: int = 2000, 
     out = stats.compare_roles(tidy.dropna(subset=["value"]), "value", "relation", by=["facts_per_relation", "measure"],
                               n_resamples=n_resamples, seed=seed)
     out["paper_sign"] = out["measure"].map(lambda m: PARAREL_VARIANTS[m][0])
-    out["direction_holds"] = [stats.verdict(d, lo, hi, s) if s else "not defined" for d, lo, hi, s in
+    out["direction_holds"] = [stats.verdict(d, lo, hi, s) for d, lo, hi, s in
                               zip(out["mean_diff"], out["diff_low"], out["diff_high"], out["paper_sign"])]
     return out
 

@@ -11,6 +11,7 @@ reads them. Files are read with ``allow_pickle=False``.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -119,3 +120,18 @@ def store_for(model_fingerprint: str, request_key: str, root: str | Path | None 
     if not about.exists():
         about.write_text(json.dumps({"model": model_fingerprint, "request": request_key}, indent=1))
     return ActivationStore(folder)
+
+
+@contextlib.contextmanager
+def missing_keys(store: ActivationStore | None, keys: list[str]):
+    """The keys of ``keys`` that ``store`` does not hold yet (each once, in order of first appearance), with
+    the store's lock held for the block while there are any, and the store re-read once the lock is held
+    (another process may have computed them meanwhile). Without a store (``None``: no cache) every key is
+    missing and nothing is locked. The block computes the missing keys and writes them to the store."""
+    todo = list(dict.fromkeys(k for k in keys if store is None or k not in store))
+    if store is None or not todo:
+        yield todo
+        return
+    with store.lock():
+        store.refresh()
+        yield [k for k in todo if k not in store]

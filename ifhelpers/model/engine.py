@@ -43,7 +43,6 @@ resumes where it stopped.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import os
 from dataclasses import dataclass
@@ -52,7 +51,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ifhelpers.model.cache import ActivationStore, content_key, store_for
+from ifhelpers.model.cache import ActivationStore, content_key, missing_keys, store_for
 from ifhelpers.model.models import LoadedModel
 from ifhelpers.model.prefix import Plan, plan
 from ifhelpers.model.tokens import encode
@@ -481,6 +480,11 @@ def check_decomposition(out: dict, atol: float = 1e-3) -> None:
 # The entry point
 
 
+def default_batch_tokens(lm: LoadedModel) -> int:
+    """The padded-token budget of a batch: ``$IFHELPERS_BATCH_TOKENS``, else 4096 on a CPU and 32768 on a GPU."""
+    return int(os.environ.get("IFHELPERS_BATCH_TOKENS", 4096 if lm.device.type == "cpu" else 32768))
+
+
 def run(lm: LoadedModel, texts: Sequence[str], request: Request, positions: Sequence[int] | None = None, *,
         cache: bool | str | Path = True, max_batch_tokens: int | None = None, max_batch_size: int = 64,
         share_prefixes: bool | None = None, progress: bool | None = None) -> dict[str, np.ndarray]:
@@ -503,24 +507,20 @@ def run(lm: LoadedModel, texts: Sequence[str], request: Request, positions: Sequ
     if len(positions) != len(texts):
         raise ValueError(f"{len(positions)} positions for {len(texts)} texts")
     if max_batch_tokens is None:
-        max_batch_tokens = int(os.environ.get("IFHELPERS_BATCH_TOKENS", 4096 if lm.device.type == "cpu" else 32768))
+        max_batch_tokens = default_batch_tokens(lm)
 
     keys = [content_key(text, pos) for text, pos in zip(texts, positions)]
     store: ActivationStore | None = None
     if cache:
         store = store_for(lm.fingerprint, request.key(), None if cache is True else cache)
-    todo: dict[str, int] = {}
+    first: dict[str, int] = {}
     for i, key in enumerate(keys):
-        if (store is None or key not in store) and key not in todo:
-            todo[key] = i
+        first.setdefault(key, i)
 
     results: dict[str, dict] = {}
-    with store.lock() if store is not None and todo else contextlib.nullcontext():
-        if store is not None and todo:
-            store.refresh()  # passes another process computed while this one waited for the lock
-            todo = {key: i for key, i in todo.items() if key not in store}
-        if todo:
-            todo_keys = list(todo)
+    with missing_keys(store, keys) as todo_keys:
+        if todo_keys:
+            todo = {k: first[k] for k in todo_keys}
             ids = [encode(lm.tokenizer, texts[todo[k]]) for k in todo_keys]
             for k, seq in zip(todo_keys, ids):
                 p = positions[todo[k]]

@@ -15,15 +15,13 @@ interrupted run generates nothing twice.
 
 from __future__ import annotations
 
-import contextlib
-import os
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
 from ifhelpers.model import engine
-from ifhelpers.model.cache import content_key, store_for
+from ifhelpers.model.cache import content_key, missing_keys, store_for
 from ifhelpers.model.models import LoadedModel
 from ifhelpers.model.tokens import encode
 
@@ -58,19 +56,15 @@ def greedy_responses(lm: LoadedModel, texts: Sequence[str], max_new_tokens: int 
     if max_new_tokens < 1:
         raise ValueError("max_new_tokens must be >= 1")
     if max_batch_tokens is None:
-        max_batch_tokens = int(os.environ.get("IFHELPERS_BATCH_TOKENS", 4096 if lm.device.type == "cpu" else 32768))
+        max_batch_tokens = engine.default_batch_tokens(lm)
     keys = [content_key(text) for text in texts]
     store = store_for(lm.fingerprint, content_key(GREEDY_VERSION, max_new_tokens),
                       None if cache is True else cache) if cache else None
-    todo = list(dict.fromkeys(k for k in keys if store is None or k not in store))
     found: dict[str, np.ndarray] = {}
     stops = stop_ids(lm)
     config = GenerationConfig(max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,
                               pad_token_id=lm.tokenizer.pad_token_id, eos_token_id=stops)
-    with store.lock() if store is not None and todo else contextlib.nullcontext():
-        if store is not None and todo:
-            store.refresh()
-            todo = [k for k in todo if k not in store]
+    with missing_keys(store, keys) as todo:
         if todo:
             from tqdm.auto import tqdm
 
