@@ -129,6 +129,20 @@ def test_plan_batches_sorts_and_respects_budget():
     assert batches[0][0] == 1  # longest first
 
 
+def test_plan_batches_finds_the_cheapest_cut():
+    # Sorted: 10, 9, 4, 3, 2 (indices 1, 3, 2, 0, 4); budget 20 padded tokens. Costs by hand with a pass
+    # costing 4: [10 9][4 3 2] = (4 + 20) + (4 + 12) = 40; [10][9][4 3 2] = 43; [10 9][4 3][2] = 42.
+    lengths = [3, 10, 4, 9, 2]
+    assert engine.plan_batches(lengths, 20, 8, pass_cost=4) == [[1, 3], [2, 0, 4]]
+    assert engine.plan_batches(lengths, 20, 8, pass_cost=0) == [[1], [3], [2], [0], [4]]  # padding only
+    # At most 2 rows, lengths 10, 9, 5, 3, 2: [10 9][5][3 2] = 24 + 9 + 10 = 43 beats [10 9][5 3][2] = 44.
+    assert engine.plan_batches([3, 10, 5, 9, 2], 20, 2, pass_cost=4) == [[1, 3], [2], [0, 4]]
+    # One long text and three short ones: together 32 padded tokens, apart 8 + 6 and a pass more.
+    assert engine.plan_batches([8, 2, 2, 2], 100, 8, pass_cost=4) == [[0], [1, 2, 3]]  # 36 vs 22
+    assert engine.plan_batches([8, 2, 2, 2], 100, 8, pass_cost=20) == [[0, 1, 2, 3]]  # 52 vs 54
+    assert engine.plan_batches([30, 2], 20, 8) == [[0], [1]]  # a text over the budget runs alone
+
+
 def test_wrong_update_modules_fail_loudly():
     out = {"resid": np.zeros((1, 3, 2)), "attn_update": np.ones((1, 2, 2)), "mlp_update": np.zeros((1, 2, 2))}
     with pytest.raises(RuntimeError, match="wrong attention/MLP modules"):

@@ -26,8 +26,8 @@ and, after the captured position, the text's own next tokens:
                                   end): the log-likelihood of a response written after its prompt, with
                                   p the prompt's last token.
 
-Texts are tokenized once, sorted by length and packed into batches under a padded-token budget;
-left padding with explicit position ids makes each text's result equal to its unpadded single run.
+Texts are tokenized once, sorted by length and cut into batches under a padded-token budget where the
+padding and the passes cost least (:func:`plan_batches`); left padding with explicit position ids makes each text's result equal to its unpadded single run.
 
 Texts that begin alike share the work (prefix caching, on by default; ``share_prefixes=False`` or
 ``IFHELPERS_SHARE_PREFIXES=0`` switches it off): :func:`ifhelpers.model.prefix.plan` picks the token
@@ -61,8 +61,10 @@ from ifhelpers.model.tokens import encode
 #: continuation) is bounded by this factor times the padded-token budget.
 CONTINUATION_ROWS_FACTOR = 4
 CONTEXT_TOKENS_PER_BATCH = 4
-#: The padding a batch may carry, as a share of its real tokens.
-MAX_PADDING = 0.25
+#: What one pass costs beyond its padded tokens, in token positions: on this machine's CPU a pass of
+#: one short row takes as long as ~50-65 tokens do in a large batch (every weight is read once per pass;
+#: measured on both pocket models), so a batch splits where that saves more padding than this.
+PASS_COST_TOKENS = 64
 #: When a shared prefix is worth a pass of its own (see :func:`ifhelpers.model.prefix.plan`).
 PREFIX_RULE = {"min_segment": 2, "min_saving": 8}
 
@@ -194,27 +196,34 @@ def torch_stack(values):
 
 
 def plan_batches(lengths: Sequence[int], max_batch_tokens: int, max_batch_size: int,
-                 max_padding: float | None = MAX_PADDING) -> list[list[int]]:
-    """Indices grouped into batches of similar length, longest first, under a padded-token budget.
+                 pass_cost: int = PASS_COST_TOKENS) -> list[list[int]]:
+    """Indices grouped into batches of similar length, longest first, at the least cost under a budget.
 
-    Once a batch holds 8 rows or a quarter of the budget in real tokens, it also ends before its padding would
-    exceed ``max_padding`` times its real tokens (None: no such limit).
+    A batch of ``rows`` texts padded to its longest, ``longest``, costs ``pass_cost + rows * longest``
+    token positions (:data:`PASS_COST_TOKENS`: a pass reads every weight once, whatever its size). The
+    texts are sorted by length and cut into runs, each of at most ``max_batch_size`` rows and
+    ``max_batch_tokens`` padded tokens (a text longer than the budget runs alone), so that the total cost
+    is the least such a partition can have (dynamic programming over the cut points): padding is spent
+    only where a pass more would cost more.
     """
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
-    batches, current, real = [], [], 0
-    for i in order:
-        longest = lengths[current[0]] if current else lengths[i]
-        padded = (len(current) + 1) * longest
-        too_padded = max_padding is not None and (real >= max_batch_tokens // 4 or len(current) >= 8) \
-            and padded > (1 + max_padding) * (real + lengths[i])
-        if current and (padded > max_batch_tokens or len(current) >= max_batch_size or too_padded):
-            batches.append(current)
-            current, real = [], 0
-        current.append(i)
-        real += lengths[i]
-    if current:
-        batches.append(current)
-    return batches
+    sorted_lengths = np.array([lengths[i] for i in order], dtype=np.int64)
+    n = len(order)
+    best = np.zeros(n + 1)  # best[j]: the least cost of the first j sorted texts
+    cut = np.zeros(n + 1, dtype=np.int64)  # where the last batch of that best partition begins
+    for j in range(1, n + 1):
+        starts = np.arange(max(0, j - max_batch_size), j)
+        rows = j - starts
+        padded = rows * sorted_lengths[starts]
+        cost = best[starts] + pass_cost + padded
+        cost[(padded > max_batch_tokens) & (rows > 1)] = np.inf
+        k = int(np.argmin(cost))
+        best[j], cut[j] = cost[k], starts[k]
+    batches, j = [], n
+    while j > 0:
+        batches.append(order[cut[j]:j])
+        j = int(cut[j])
+    return batches[::-1]
 
 
 def pad_left(ids: list[list[int]], pad_id: int, device):
