@@ -18,6 +18,10 @@ time and peak memory (maximum resident set size) are its own. The script prints 
 number of identical predictions, the largest log-probability difference, the wall times and the peak
 memory, and exits 1 unless every context is our prompt and every prediction is the same.
 
+lm-eval computes the log-softmax over the whole vocabulary at every position of a batch, so on
+gemma-3-270m (262,144 tokens) its default batch of 16 needs more than 24 GiB at 600 questions (killed
+for memory on a 24 GiB machine); ``--batch-size 4`` runs there (peak 15.0 GB at 600 questions).
+
     pip install -e ".[bench]"      # lm-eval, not a dependency of the book
     IFHELPERS_DATA=/path/to/shared/data python benchmarks/mmlu_vs_lm_eval.py \
         [--model smollm2-135m-instruct] [--n-questions 600] [--batch-size 16] [--plain-too]
