@@ -19,8 +19,8 @@ number of identical predictions, the largest log-probability difference, the wal
 memory, and exits 1 unless every context is our prompt and every prediction is the same.
 
 lm-eval computes the log-softmax over the whole vocabulary at every position of a batch, so on
-gemma-3-270m (262,144 tokens) its default batch of 16 needs more than 24 GiB at 600 questions (killed
-for memory on a 24 GiB machine); ``--batch-size 4`` runs there (peak 15.0 GB at 600 questions).
+gemma-3-270m (262,144 tokens) this script's default batch of 16 was killed for memory at 600 questions
+on a 24 GiB machine (23 GiB resident); ``--batch-size 4`` runs there (peak 14,985 MiB).
 
     pip install -e ".[bench]"      # lm-eval, not a dependency of the book
     IFHELPERS_DATA=/path/to/shared/data python benchmarks/mmlu_vs_lm_eval.py \
