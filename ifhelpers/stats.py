@@ -37,7 +37,9 @@ def _on_sorted_units(statistic):
     its last bits and falls on either side by rounding alone: a bound of a small sample then moved with the
     CPU (a smoke-size POSIX bound, 6 questions, -6.8 on one machine and -9.0 on another). Summing the sorted
     units gives every permutation the same float. ``statistic`` must be symmetric in the units (a mean, a
-    median), as any bootstrap statistic is.
+    median), as any bootstrap statistic is. Discrete scores (points out of a few prompts) also tie through
+    different multisets of equal sum; those ties are still decided by rounding, but by the same rounding on
+    every machine, since such scores are computed from counts.
     """
     def sorted_statistic(sample, axis):
         return statistic(np.sort(sample, axis=axis), axis=axis)
