@@ -26,6 +26,7 @@ import time
 
 import torch
 
+from engine_throughput import matmul_gflops, non_embedding_params  # the same roofline as that benchmark
 from ifhelpers.data import pararel
 from ifhelpers.model import engine, models, probes, tokens
 
@@ -54,9 +55,6 @@ def main() -> None:
     n_texts, n_tokens = len(texts), sum(len(tokens.encode(lm.tokenizer, t)) for t in texts)
 
     with torch.inference_mode():
-        a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
-        square = 2 * 2048**3 / seconds(lambda: a @ b, 10)
-
         linears = [m for layer in engine.decoder_layers(lm.model) for m in layer.modules()
                    if isinstance(m, torch.nn.Linear)]
         body_flops_per_token = 2 * sum(m.weight.numel() for m in linears)
@@ -73,7 +71,8 @@ def main() -> None:
         head_time = seconds(lambda: torch.log_softmax(head(last).float(), -1).topk(10, dim=-1)) / args.rows
         head_flops = 2 * head.weight.numel()
 
-    body_roofline_s = n_tokens * body_flops_per_token / square
+    square = matmul_gflops() * 1e9
+    body_roofline_s = n_tokens * 2 * non_embedding_params(lm) / square
     body_s = n_tokens * body_at_linears
     head_s = n_texts * head_time
     print(f"{args.model}: {n_texts} texts, {n_tokens} tokens; torch {torch.__version__}, "
