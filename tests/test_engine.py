@@ -70,6 +70,46 @@ def test_cache_hit_runs_no_forward_pass(tiny_lm, tmp_path, monkeypatch):
         np.testing.assert_array_equal(first[name][::-1], second[name])
 
 
+LAST = engine.Request(resid=True, top_k=5, resid_layers="last")
+
+
+def test_last_layer_request_keeps_h_L_only(tiny_lm):
+    every = engine.run(tiny_lm, TEXTS, engine.Request(resid=True, top_k=5), cache=False)
+    last = engine.run(tiny_lm, TEXTS, LAST, cache=False)
+    assert last["resid"].shape == (4, 1, 32)
+    np.testing.assert_array_equal(last["resid"][:, 0], every["resid"][:, -1])
+    np.testing.assert_array_equal(last["top_ids"], every["top_ids"])
+
+
+def test_a_fuller_cached_pass_serves_a_last_layer_request(tiny_lm, tmp_path, monkeypatch):
+    """h^L is read from the all-layer pass of the same texts; only the texts it lacks are run, and stored
+    under the last-layer request (one copy of each state on disk)."""
+    every = engine.run(tiny_lm, TEXTS[:3], engine.Request(resid=True, top_k=5), cache=tmp_path)
+    real, run_texts = engine._forward_batch, []
+
+    def count(lm, recorder, ids, positions, *args):
+        run_texts.append(len(ids))
+        return real(lm, recorder, ids, positions, *args)
+
+    monkeypatch.setattr(engine, "_forward_batch", count)
+    texts = [TEXTS[3], TEXTS[0], TEXTS[3], TEXTS[2]]
+    last = engine.run(tiny_lm, texts, LAST, cache=tmp_path)
+    assert sum(run_texts) == 1
+    assert last["resid"].shape == (4, 1, 32)
+    for row, text in enumerate(texts):
+        if text in TEXTS[:3]:
+            np.testing.assert_array_equal(last["resid"][row, 0], every["resid"][TEXTS.index(text), -1])
+    alone = engine.run(tiny_lm, [TEXTS[3]], LAST, cache=False)
+    np.testing.assert_allclose(last["resid"][[0, 2]], np.repeat(alone["resid"], 2, axis=0), atol=1e-6)
+    stored = engine.store_for(tiny_lm.fingerprint, LAST.key(), tmp_path)
+    assert len(stored) == 1
+    run_texts.clear()
+    again = engine.run(tiny_lm, texts, LAST, cache=tmp_path)
+    assert run_texts == []
+    for name in last:
+        np.testing.assert_array_equal(again[name], last[name])
+
+
 def test_interrupted_run_resumes(tiny_lm, tmp_path, monkeypatch):
     real = engine._forward_batch
     done = []
@@ -118,6 +158,12 @@ def test_bad_input_is_explained(tiny_lm):
         engine.run(tiny_lm, "the capital", FULL, cache=False)
     with pytest.raises(ValueError, match="collects nothing"):
         engine.Request()
+    with pytest.raises(ValueError, match="'all'"):
+        engine.Request(resid=True, resid_layers="first")
+    with pytest.raises(ValueError, match="eq. 1"):
+        engine.Request(resid=True, updates=True, resid_layers="last")
+    with pytest.raises(ValueError, match="needs resid=True"):
+        engine.Request(top_k=3, resid_layers="last")
 
 
 def test_plan_batches_sorts_and_respects_budget():

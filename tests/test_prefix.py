@@ -191,3 +191,6 @@ def test_earlier_request_keys_do_not_change():
     assert engine.Request(candidates=(4, 9)).key() == engine.content_key(
         "request-v1", {"resid": False, "updates": False, "top_k": 0, "candidates": (4, 9), "next_token_logits": False})
     assert engine.Request(continuation=2).key() != engine.Request(continuation=3).key()
+    assert engine.Request(resid=True, top_k=10).key() == engine.content_key(
+        "request-v1", {"resid": True, "updates": False, "top_k": 10, "candidates": (), "next_token_logits": False})
+    assert engine.Request(resid=True, resid_layers="last").key() != engine.Request(resid=True).key()

@@ -246,7 +246,7 @@ def test_final_norm_state_is_hugging_face_last_hidden_state(tiny_lm):
     import torch
 
     texts = ["the capital of france is paris", "rome is a city in italy ."]
-    out = vs.engine.run(tiny_lm, texts, vs.SENTENCE_REQUEST, cache=False)
+    out = vs.engine.run(tiny_lm, texts, vs.probes.LAST_STATE_REQUEST, cache=False)
     normed = vs.outermost_states(tiny_lm, out["resid"], "final_norm")
     raw = vs.outermost_states(tiny_lm, out["resid"], "pre_norm")
     for i, text in enumerate(texts):

@@ -19,7 +19,8 @@ pipeline around them, one function per step:
    for, :func:`describe_designs` counts them and :func:`stand_in_overlap` says how much of the
    offline TaPaCo stand-in is MRPC.
 2. **Representations**: :func:`sentence_prompts` puts each text in the Table 3 prompts,
-   :func:`embed_sentences` runs the engine (``Request(resid=True)``, last token) and
+   :func:`embed_sentences` runs the engine (h^L at the last token,
+   :data:`ifhelpers.model.probes.LAST_STATE_REQUEST`) and
    :func:`embed_pararel` reads the last layer of the one shared ParaRel pass
    (:func:`ifhelpers.model.probes.run_pararel`). :func:`outermost_states` takes h^L at the last token,
    with or without the final norm.
@@ -75,7 +76,6 @@ __all__ = [
     "DATASETS",
     "DATASET_LABELS",
     "REPRESENTATIONS",
-    "SENTENCE_REQUEST",
     "check_parameters",
     "Design",
     "design_mrpc",
@@ -121,8 +121,6 @@ DATASETS = ("mrpc", "tapaco", "pararel")
 DATASET_LABELS = {"mrpc": "MRPC", "tapaco": "TaPaCo", "pararel": "ParaRel"}
 #: h^L at the last token after the model's final norm (default), or the raw residual stream before it.
 REPRESENTATIONS = ("final_norm", "pre_norm")
-#: The sentence pass: the residual stream at the last token (the engine's cache is per request).
-SENTENCE_REQUEST = engine.Request(resid=True)
 NAN = float("nan")
 
 
@@ -407,19 +405,20 @@ def embed_sentences(lm: LoadedModel, design: Design, prompt_ids=(0, 1, 2), *, ca
     Returns ``{representation: {prompt_id: array (n_items, d)}}`` for both :data:`REPRESENTATIONS`.
     """
     frame = sentence_prompts(lm, design.items["text"], prompt_ids)
-    out = engine.run(lm, frame["prompt"].tolist(), SENTENCE_REQUEST, cache=cache, progress=progress)
+    out = engine.run(lm, frame["prompt"].tolist(), probes.LAST_STATE_REQUEST, cache=cache, progress=progress)
     return _by_prompt(lm, out["resid"][:, -1], frame["prompt_id"].to_numpy(), prompt_ids)
 
 
-def embed_pararel(lm: LoadedModel, queries: pd.DataFrame, prompt_ids=(0, 1, 2), *, cache=True,
-                  progress=None) -> dict:
+def embed_pararel(lm: LoadedModel, queries: pd.DataFrame, prompt_ids=(0, 1, 2), *, resid_layers: str = "all",
+                  cache=True, progress=None) -> dict:
     """Last-token h^L of every ParaRel query under each prompt, from the shared ParaRel pass.
 
     Reads the last layer of ``resid`` from :func:`ifhelpers.model.probes.run_pararel` (so the forward
-    passes are those of the predictions and mechanisms chapters) and keeps nothing else.
-    Returns ``{representation: {prompt_id: array (n_queries, d)}}``, rows in ``queries`` order.
+    passes are those of the predictions and mechanisms chapters; ``resid_layers`` as there) and keeps
+    nothing else. Returns ``{representation: {prompt_id: array (n_queries, d)}}``, rows in ``queries`` order.
     """
-    frame, arrays = probes.run_pararel(lm, queries, tuple(prompt_ids), cache=cache, progress=progress)
+    frame, arrays = probes.run_pararel(lm, queries, tuple(prompt_ids), resid_layers=resid_layers, cache=cache,
+                                       progress=progress)
     last = np.ascontiguousarray(arrays["resid"][:, -1])
     del arrays
     states = _by_prompt(lm, last, frame["prompt_id"].to_numpy(), prompt_ids)
@@ -458,11 +457,13 @@ def unit_table(reps: np.ndarray, design: Design) -> pd.DataFrame:
 
 
 def model_units(lm: LoadedModel, designs: dict, pararel_queries: pd.DataFrame | None = None,
-                prompt_ids=(0, 1, 2), *, cache=True, progress=None) -> pd.DataFrame:
+                prompt_ids=(0, 1, 2), *, pararel_resid_layers: str = "all", cache=True,
+                progress=None) -> pd.DataFrame:
     """The tidy per-set frame of one model over all ``designs`` (``{dataset: Design}``).
 
     MRPC and TaPaCo items go through :func:`embed_sentences`; ParaRel (``designs["pararel"]``,
-    built by :func:`design_pararel` from ``pararel_queries``) through :func:`embed_pararel`.
+    built by :func:`design_pararel` from ``pararel_queries``) through :func:`embed_pararel`, with
+    ``resid_layers=pararel_resid_layers``.
     Columns ``model``, ``role``, ``family``, ``dataset``, ``dataset_label``, ``source``,
     ``representation``, ``prompt_id`` and those of :func:`unit_table`. ``attrs["seconds"]`` holds
     the wall time of each dataset's forward passes (near zero when the engine's cache has them).
@@ -475,7 +476,8 @@ def model_units(lm: LoadedModel, designs: dict, pararel_queries: pd.DataFrame | 
                 raise ValueError("the ParaRel design needs pararel_queries (the queries it was built from)")
             if len(pararel_queries) != len(design.items):
                 raise ValueError("pararel_queries do not match the ParaRel design")
-            states = embed_pararel(lm, pararel_queries, prompt_ids, cache=cache, progress=progress)
+            states = embed_pararel(lm, pararel_queries, prompt_ids, resid_layers=pararel_resid_layers, cache=cache,
+                                   progress=progress)
         else:
             states = embed_sentences(lm, design, prompt_ids, cache=cache, progress=progress)
         seconds[dataset] = time.perf_counter() - start

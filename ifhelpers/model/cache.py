@@ -111,15 +111,25 @@ class ActivationStore:
         return out
 
 
+def _store_folder(model_fingerprint: str, request_key: str, root: str | Path | None) -> Path:
+    root = Path(root) if root is not None else cache_root("activations")
+    return root / content_key(model_fingerprint) / request_key
+
+
 def store_for(model_fingerprint: str, request_key: str, root: str | Path | None = None) -> ActivationStore:
     """The store of one model and request under ``root`` (default: ``<ifhelpers cache>/activations``)."""
-    root = Path(root) if root is not None else cache_root("activations")
-    folder = root / content_key(model_fingerprint) / request_key
+    folder = _store_folder(model_fingerprint, request_key, root)
     folder.mkdir(parents=True, exist_ok=True)
     about = folder / "about.json"
     if not about.exists():
         about.write_text(json.dumps({"model": model_fingerprint, "request": request_key}, indent=1))
     return ActivationStore(folder)
+
+
+def existing_store(model_fingerprint: str, request_key: str, root: str | Path | None = None) -> ActivationStore | None:
+    """:func:`store_for`'s store if an earlier run made it, else None (and no folder is made)."""
+    folder = _store_folder(model_fingerprint, request_key, root)
+    return ActivationStore(folder) if folder.is_dir() else None
 
 
 @contextlib.contextmanager

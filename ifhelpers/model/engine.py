@@ -8,7 +8,8 @@ with ``a^l`` the multi-head self-attention (MHSA) update and ``f^l`` the MLP upd
 the engine can return, at one captured token position (default: the last token):
 
 * ``resid``        h^0 ... h^L, the residual stream before every layer and after the last
-                   (shape ``(n, L+1, d)``; h^L is *before* the final norm);
+                   (shape ``(n, L+1, d)``; h^L is *before* the final norm), or h^L alone
+                   (``(n, 1, d)``) for ``resid_layers="last"``, a 1/(L+1) of the space;
 * ``attn_update``  a^0 ... a^{L-1}  (``(n, L, d)``);
 * ``mlp_update``   f^0 ... f^{L-1}  (``(n, L, d)``);
 
@@ -35,7 +36,9 @@ prefixes worth computing once, each is run once with its key/value cache kept, a
 tokens run on top of it (the cache gathered over the batch, the attention mask and position ids
 continued from the prefix). Below the first level a batch holds continuations of one length, so the
 real tokens of every row stay contiguous and sliding-window layers see the distances a plain pass sees.
-A result does not depend on how it was computed, so the on-disk cache keys are the same either way.
+A result does not depend on how it was computed, so the on-disk cache keys are the same either way;
+and a request is served by the cached results of a fuller one (:meth:`Request.fuller`: h^L is read from
+a pass that kept every layer), so asking for less never repeats a forward pass.
 Every finished batch is written to the on-disk cache (:mod:`ifhelpers.model.cache`) keyed by model, request
 and the exact text and position, so repeating a run repeats no forward pass and an interrupted run
 resumes where it stopped.
@@ -51,7 +54,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ifhelpers.model.cache import ActivationStore, content_key, missing_keys, store_for
+from ifhelpers.model.cache import ActivationStore, content_key, existing_store, missing_keys, store_for
 from ifhelpers.model.models import LoadedModel
 from ifhelpers.model.prefix import Plan, plan
 from ifhelpers.model.tokens import encode
@@ -79,6 +82,8 @@ class Request:
     candidates: tuple[int, ...] = ()
     next_token_logits: bool = False
     continuation: int = 0
+    #: ``"all"``: ``resid`` holds h^0 ... h^L; ``"last"``: h^L only, for a reader of the last layer.
+    resid_layers: str = "all"
 
     def __post_init__(self):
         object.__setattr__(self, "candidates", tuple(int(c) for c in self.candidates))
@@ -88,6 +93,11 @@ class Request:
                              "next_token_logits or continuation.")
         if self.top_k < 0 or self.continuation < 0:
             raise ValueError("top_k and continuation must be >= 0")
+        if self.resid_layers not in ("all", "last"):
+            raise ValueError(f"resid_layers={self.resid_layers!r}: use 'all' (h^0 ... h^L) or 'last' (h^L).")
+        if self.resid_layers == "last" and (not self.resid or self.updates):
+            raise ValueError("resid_layers='last' needs resid=True and no updates (eq. 1 is checked on every "
+                             "layer's states): ask for resid_layers='all' with the updates.")
 
     @property
     def needs_logits(self) -> bool:
@@ -95,9 +105,21 @@ class Request:
 
     def key(self) -> str:
         fields = dataclasses.asdict(self)
-        if not self.continuation:  # the keys of the requests made before the field existed stay the same
+        # the keys of the requests made before a field existed stay the same
+        if not self.continuation:
             del fields["continuation"]
+        if self.resid_layers == "all":
+            del fields["resid_layers"]
         return content_key("request-v1", fields)
+
+    def fuller(self) -> list[Request]:
+        """The requests whose results hold this one's (the same request keeping every layer of
+        ``resid``), so that their cached passes serve it (:meth:`taken_from`)."""
+        return [dataclasses.replace(self, resid_layers="all")] if self.resid_layers == "last" else []
+
+    def taken_from(self, fuller_out: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """This request's outputs read from those of its :meth:`fuller` request (h^L of every layer's)."""
+        return {**fuller_out, "resid": fuller_out["resid"][:, -1:]}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -151,8 +173,9 @@ class _Recorder:
         self.handles = []
         layers = decoder_layers(model)
         if request.resid:
-            for layer in layers:
-                self.handles.append(layer.register_forward_pre_hook(self._pre_hook("resid"), with_kwargs=True))
+            if request.resid_layers == "all":
+                for layer in layers:
+                    self.handles.append(layer.register_forward_pre_hook(self._pre_hook("resid"), with_kwargs=True))
             self.handles.append(layers[-1].register_forward_hook(self._hook("resid")))
         if request.updates:
             for layer in layers:
@@ -520,14 +543,16 @@ def run(lm: LoadedModel, texts: Sequence[str], request: Request, positions: Sequ
 
     keys = [content_key(text, pos) for text, pos in zip(texts, positions)]
     store: ActivationStore | None = None
+    results: dict[str, dict] = {}  # the rows not read from ``store`` at the end, by key
     if cache:
-        store = store_for(lm.fingerprint, request.key(), None if cache is True else cache)
+        root = None if cache is True else cache
+        store = store_for(lm.fingerprint, request.key(), root)
+        results = _served_by_fuller(lm, request, root, [k for k in dict.fromkeys(keys) if k not in store])
     first: dict[str, int] = {}
     for i, key in enumerate(keys):
         first.setdefault(key, i)
 
-    results: dict[str, dict] = {}
-    with missing_keys(store, keys) as todo_keys:
+    with missing_keys(store, [k for k in keys if k not in results]) as todo_keys:
         if todo_keys:
             todo = {k: first[k] for k in todo_keys}
             ids = [encode(lm.tokenizer, texts[todo[k]]) for k in todo_keys]
@@ -564,6 +589,25 @@ def run(lm: LoadedModel, texts: Sequence[str], request: Request, positions: Sequ
                 bar.close()
             finally:
                 recorder.remove()
-    if store is not None:
+    if store is not None and not results:
         return store.read(keys)
+    stored = [k for k in dict.fromkeys(keys) if k not in results]
+    if stored:
+        results.update(_rows(stored, store.read(stored)))
     return {name: np.stack([results[k][name] for k in keys]) for name in results[keys[0]]}
+
+
+def _rows(keys: list[str], out: dict[str, np.ndarray]) -> dict[str, dict]:
+    return {key: {name: values[row] for name, values in out.items()} for row, key in enumerate(keys)}
+
+
+def _served_by_fuller(lm: LoadedModel, request: Request, root, keys: list[str]) -> dict[str, dict]:
+    """The rows of ``keys`` that the cached passes of a fuller request hold (:meth:`Request.fuller`),
+    read as ``request``'s, by key: they are not computed again, nor stored twice."""
+    served: dict[str, dict] = {}
+    for fuller in request.fuller():
+        store = existing_store(lm.fingerprint, fuller.key(), root)
+        hits = [k for k in keys if store is not None and k in store and k not in served]
+        if hits:
+            served.update(_rows(hits, request.taken_from(store.read(hits))))
+    return served

@@ -3,9 +3,12 @@
 Every chapter that looks at ParaRel queries calls :func:`run_pararel` with the same request
 (:data:`PARAREL_REQUEST`), so the engine's cache serves one pass per (model, query, prompt) to all of
 them: the vector-space chapter reads the last layer of ``resid``, the predictions chapter the top-1
-token, the mechanisms chapter every layer. The MHSA and MLP updates are read for a sample of queries
-only (the extraction rates of §4), so they come from a pass of their own over that sample
-(:func:`run_updates`), and the cache keeps a third of what it would keep if the shared pass held them.
+token, the mechanisms chapter every layer. A model the mechanisms chapter does not read (chapter 5's
+tuned models) asks for ``resid_layers="last"``: its pass stores h^L only, a 1/(L+1) of the states, and
+the engine serves that request from an all-layer pass where one is cached. The MHSA and MLP updates
+are read for a sample of queries only (the extraction rates of §4), so they come from a pass of their
+own over that sample (:func:`run_updates`), and the cache keeps a third of what it would keep if the
+shared pass held them.
 
 A prediction is the model's top-1 next token after the prompt. The object is compared through its
 *first token as it follows the prompt* (``" Paris"`` after ``"... is located in"``, tokenized with the
@@ -15,6 +18,8 @@ the prediction is the first token of any of its objects.
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 import pandas as pd
@@ -30,6 +35,9 @@ PARAREL_REQUEST = engine.Request(resid=True, top_k=10)
 UPDATES_REQUEST = engine.Request(resid=True, updates=True)
 #: The residual stream at the last subject token (§4 subject attribute rate).
 SUBJECT_REQUEST = engine.Request(resid=True)
+#: h^L alone at the captured token: all that the sentence embeddings of §2 (Table 1) and the BECEL
+#: probe's features (§3) read.
+LAST_STATE_REQUEST = engine.Request(resid=True, resid_layers="last")
 
 
 def pararel_prompts(lm: LoadedModel, queries: pd.DataFrame, prompt_ids=(0, 1, 2)) -> pd.DataFrame:
@@ -56,16 +64,18 @@ def pararel_prompts(lm: LoadedModel, queries: pd.DataFrame, prompt_ids=(0, 1, 2)
     return pd.concat(frames, ignore_index=True)
 
 
-def run_pararel(lm: LoadedModel, queries: pd.DataFrame, prompt_ids=(0, 1, 2), *, cache=True,
-                progress=None) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+def run_pararel(lm: LoadedModel, queries: pd.DataFrame, prompt_ids=(0, 1, 2), *, resid_layers: str = "all",
+                cache=True, progress=None) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
     """One cached pass over every (query, prompt): a tidy frame and the arrays of :data:`PARAREL_REQUEST`.
 
     The frame has the columns of :func:`pararel_prompts` plus ``prediction_id`` (top-1 next token),
     ``prediction`` (its text, stripped) and ``correct`` (the prediction is the first token of a gold
-    object). Array rows align with the frame's rows.
+    object). Array rows align with the frame's rows. ``resid_layers="last"`` keeps h^L only (``resid``
+    of shape ``(n, 1, d)``), for a model whose other layers no chapter reads.
     """
     frame = pararel_prompts(lm, queries, prompt_ids)
-    arrays = engine.run(lm, frame["prompt"].tolist(), PARAREL_REQUEST, cache=cache, progress=progress)
+    request = dataclasses.replace(PARAREL_REQUEST, resid_layers=resid_layers)
+    arrays = engine.run(lm, frame["prompt"].tolist(), request, cache=cache, progress=progress)
     frame["prediction_id"] = arrays["top_ids"][:, 0]
     frame["prediction"] = [lm.tokenizer.decode([int(i)]).strip() for i in frame["prediction_id"]]
     frame["correct"] = [int(p) in ids for p, ids in zip(frame["prediction_id"], frame["object_first_ids"])]

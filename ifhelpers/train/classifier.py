@@ -12,7 +12,7 @@ fitting the classifier, the ``mode``:
 ``"full"``   App. C.2: every weight of the model and a linear head are trained.
 ``"lora"``   LoRA adapters (``peft``) on the model's linear layers, plus the head.
 ``"probe"``  the model is frozen; only the head is trained, on the cached last-token state
-             h^L of the engine (``Request(resid=True)``). Cheap on a CPU: the features are one
+             h^L of the engine (:data:`ifhelpers.model.probes.LAST_STATE_REQUEST`). Cheap on a CPU: the features are one
              cached forward pass per text, so the learning-rate grid and the epochs cost nothing.
 
 In every mode the classifier is the same function of the input: the model's final norm applied to
@@ -300,7 +300,7 @@ class _Backend:
 class ProbeBackend(_Backend):
     """Mode ``"probe"``: a head on frozen ``norm(h^L)`` at the last token (logistic regression).
 
-    ``h^L`` comes from :func:`ifhelpers.model.engine.run` with ``Request(resid=True)``, so features are
+    ``h^L`` comes from :func:`ifhelpers.model.engine.run` with ``LAST_STATE_REQUEST``, so features are
     computed once per text and cached on disk (:meth:`prepare` runs all texts of a task in one
     pass). The model itself is never modified.
     """
@@ -314,13 +314,13 @@ class ProbeBackend(_Backend):
 
     def prepare(self, texts: Sequence[str]) -> None:
         """Compute (or read from the engine's cache) ``norm(h^L)`` of every text not seen yet."""
-        from ifhelpers.model import engine
+        from ifhelpers.model import engine, probes
 
         torch = _torch()
         todo = list(dict.fromkeys(t for t in texts if t not in self.features))
         if not todo:
             return
-        resid = engine.run(self.lm, todo, engine.Request(resid=True), cache=self.cache,
+        resid = engine.run(self.lm, todo, probes.LAST_STATE_REQUEST, cache=self.cache,
                            progress=self.progress)["resid"][:, -1]
         norm = engine.final_norm(self.lm.model)
         with torch.no_grad():
