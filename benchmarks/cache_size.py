@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import dataclasses
 import json
 import zipfile
 from pathlib import Path
@@ -29,7 +28,7 @@ def request_names() -> dict[str, str]:
     """Request key -> the name of the book's constant that makes it (the first, where two share a key)."""
     named = {
         "PARAREL_REQUEST": probes.PARAREL_REQUEST,
-        "PARAREL_REQUEST, last layer": dataclasses.replace(probes.PARAREL_REQUEST, resid_layers="last"),
+        "PARAREL_REQUEST, last layer": probes.pararel_request("last"),
         "UPDATES_REQUEST": probes.UPDATES_REQUEST,
         "SUBJECT_REQUEST (every layer)": probes.SUBJECT_REQUEST,
         "LAST_STATE_REQUEST": probes.LAST_STATE_REQUEST,

@@ -112,10 +112,10 @@ class Request:
             del fields["resid_layers"]
         return content_key("request-v1", fields)
 
-    def fuller(self) -> list[Request]:
-        """The requests whose results hold this one's (the same request keeping every layer of
-        ``resid``), so that their cached passes serve it (:meth:`taken_from`)."""
-        return [dataclasses.replace(self, resid_layers="all")] if self.resid_layers == "last" else []
+    def fuller(self) -> Request | None:
+        """The request whose results hold this one's (the same request keeping every layer of ``resid``),
+        so that its cached passes serve it (:meth:`taken_from`); None when this one keeps everything."""
+        return dataclasses.replace(self, resid_layers="all") if self.resid_layers == "last" else None
 
     def taken_from(self, fuller_out: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """This request's outputs read from those of its :meth:`fuller` request (h^L of every layer's)."""
@@ -602,12 +602,9 @@ def _rows(keys: list[str], out: dict[str, np.ndarray]) -> dict[str, dict]:
 
 
 def _served_by_fuller(lm: LoadedModel, request: Request, root, keys: list[str]) -> dict[str, dict]:
-    """The rows of ``keys`` that the cached passes of a fuller request hold (:meth:`Request.fuller`),
+    """The rows of ``keys`` that the cached passes of the fuller request hold (:meth:`Request.fuller`),
     read as ``request``'s, by key: they are not computed again, nor stored twice."""
-    served: dict[str, dict] = {}
-    for fuller in request.fuller():
-        store = existing_store(lm.fingerprint, fuller.key(), root)
-        hits = [k for k in keys if store is not None and k in store and k not in served]
-        if hits:
-            served.update(_rows(hits, request.taken_from(store.read(hits))))
-    return served
+    fuller = request.fuller()
+    store = existing_store(lm.fingerprint, fuller.key(), root) if fuller is not None else None
+    hits = [k for k in keys if k in store] if store is not None else []
+    return _rows(hits, request.taken_from(store.read(hits))) if hits else {}

@@ -40,6 +40,11 @@ SUBJECT_REQUEST = engine.Request(resid=True)
 LAST_STATE_REQUEST = engine.Request(resid=True, resid_layers="last")
 
 
+def pararel_request(resid_layers: str = "all") -> engine.Request:
+    """:data:`PARAREL_REQUEST`, keeping every layer of ``resid`` (``"all"``) or h^L only (``"last"``)."""
+    return dataclasses.replace(PARAREL_REQUEST, resid_layers=resid_layers)
+
+
 def pararel_prompts(lm: LoadedModel, queries: pd.DataFrame, prompt_ids=(0, 1, 2)) -> pd.DataFrame:
     """``queries`` (from :func:`ifhelpers.data.pararel.load_queries`) crossed with Table 3's ParaRel prompts.
 
@@ -74,8 +79,7 @@ def run_pararel(lm: LoadedModel, queries: pd.DataFrame, prompt_ids=(0, 1, 2), *,
     of shape ``(n, 1, d)``), for a model whose other layers no chapter reads.
     """
     frame = pararel_prompts(lm, queries, prompt_ids)
-    request = dataclasses.replace(PARAREL_REQUEST, resid_layers=resid_layers)
-    arrays = engine.run(lm, frame["prompt"].tolist(), request, cache=cache, progress=progress)
+    arrays = engine.run(lm, frame["prompt"].tolist(), pararel_request(resid_layers), cache=cache, progress=progress)
     frame["prediction_id"] = arrays["top_ids"][:, 0]
     frame["prediction"] = [lm.tokenizer.decode([int(i)]).strip() for i in frame["prediction_id"]]
     frame["correct"] = [int(p) in ids for p, ids in zip(frame["prediction_id"], frame["object_first_ids"])]
