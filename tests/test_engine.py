@@ -110,6 +110,59 @@ def test_a_fuller_cached_pass_serves_a_last_layer_request(tiny_lm, tmp_path, mon
         np.testing.assert_array_equal(again[name], last[name])
 
 
+def test_bfloat16_bits_round_to_nearest_and_back_exactly():
+    values = np.array([1.0, 1 + 2**-8, 1 + 3 * 2**-8, 1 + 2**-8 + 2**-10, -3.140625, 46422.0, 1e-30, 0.0],
+                      dtype=np.float32)
+    bits = engine.bfloat16_bits(values)
+    assert bits.dtype == np.uint16 and bits.shape == values.shape
+    # near 1 bfloat16's step is 2^-7: 1 + 2^-8 and 1 + 3 * 2^-8 are ties and go to the even neighbour
+    # (1 and 1 + 2^-6), 1 + 2^-8 + 2^-10 is nearer 1 + 2^-7
+    np.testing.assert_array_equal(engine.from_bfloat16_bits(bits)[:5], [1.0, 1.0, 1 + 2**-6, 1 + 2**-7, -3.140625])
+    np.testing.assert_array_equal(bits[[0, 4]], [0x3F80, 0xC049])
+    np.testing.assert_allclose(engine.from_bfloat16_bits(bits), values, rtol=2**-8, atol=0)
+    np.testing.assert_array_equal(engine.bfloat16_bits(engine.from_bfloat16_bits(bits)), bits)
+
+
+BF16 = engine.Request(resid=True, top_k=5, states_dtype="bfloat16")
+
+
+def test_bfloat16_states_are_the_float32_states_rounded(tiny_lm, tmp_path):
+    """The states are rounded, nothing else: predictions are the float32 pass's, bit for bit; the cache
+    keeps half the bytes and returns what a run without the cache returns."""
+    exact = engine.run(tiny_lm, TEXTS, engine.Request(resid=True, top_k=5), cache=False)
+    rounded = engine.run(tiny_lm, TEXTS, BF16, cache=False)
+    assert rounded["resid"].dtype == np.float32
+    np.testing.assert_array_equal(rounded["resid"], engine.from_bfloat16_bits(engine.bfloat16_bits(exact["resid"])))
+    for name in ("top_ids", "top_logprobs"):
+        np.testing.assert_array_equal(rounded[name], exact[name])
+    cached = engine.run(tiny_lm, TEXTS, BF16, cache=tmp_path)
+    for name in rounded:
+        np.testing.assert_array_equal(cached[name], rounded[name])
+    (part,) = engine.store_for(tiny_lm.fingerprint, BF16.key(), tmp_path).folder.glob("part-*.npz")
+    with np.load(part) as data:
+        assert data["resid"].dtype == np.uint16
+
+
+def test_a_float32_cached_pass_serves_a_bfloat16_request(tiny_lm, tmp_path, monkeypatch):
+    """Followed in turn, the fuller requests of a last-layer bfloat16 request reach an all-layer float32 pass."""
+    exact = engine.run(tiny_lm, TEXTS[:2], engine.Request(resid=True, top_k=5), cache=tmp_path)
+    rounded = engine.run(tiny_lm, TEXTS[2:3], BF16, cache=tmp_path)
+    last_bf16 = engine.Request(resid=True, top_k=5, resid_layers="last", states_dtype="bfloat16")
+    assert last_bf16.fuller() == BF16 and BF16.fuller() == engine.Request(resid=True, top_k=5)
+    real, run_texts = engine._forward_batch, []
+    monkeypatch.setattr(engine, "_forward_batch",
+                        lambda lm, rec, ids, *a: run_texts.append(len(ids)) or real(lm, rec, ids, *a))
+    served = engine.run(tiny_lm, TEXTS, last_bf16, cache=tmp_path)
+    assert sum(run_texts) == 1  # TEXTS[3] only
+    np.testing.assert_array_equal(served["resid"][:2, 0],
+                                  engine.from_bfloat16_bits(engine.bfloat16_bits(exact["resid"][:, -1])))
+    np.testing.assert_array_equal(served["resid"][2, 0], rounded["resid"][0, -1])
+    np.testing.assert_array_equal(served["top_ids"][:2], exact["top_ids"])
+    alone = engine.run(tiny_lm, TEXTS[3:], last_bf16, cache=False)
+    np.testing.assert_allclose(served["resid"][3:], alone["resid"], rtol=2**-8)
+    np.testing.assert_array_equal(served["top_ids"][3:], alone["top_ids"])
+
+
 def test_interrupted_run_resumes(tiny_lm, tmp_path, monkeypatch):
     real = engine._forward_batch
     done = []
@@ -164,6 +217,8 @@ def test_bad_input_is_explained(tiny_lm):
         engine.Request(resid=True, updates=True, resid_layers="last")
     with pytest.raises(ValueError, match="needs resid=True"):
         engine.Request(top_k=3, resid_layers="last")
+    with pytest.raises(ValueError, match="states_dtype='float16'"):
+        engine.Request(resid=True, states_dtype="float16")
 
 
 def test_plan_batches_sorts_and_respects_budget():

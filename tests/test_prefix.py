@@ -194,3 +194,4 @@ def test_earlier_request_keys_do_not_change():
     assert engine.Request(resid=True, top_k=10).key() == engine.content_key(
         "request-v1", {"resid": True, "updates": False, "top_k": 10, "candidates": (), "next_token_logits": False})
     assert engine.Request(resid=True, resid_layers="last").key() != engine.Request(resid=True).key()
+    assert engine.Request(resid=True, states_dtype="bfloat16").key() != engine.Request(resid=True).key()

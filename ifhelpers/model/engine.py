@@ -38,7 +38,8 @@ continued from the prefix). Below the first level a batch holds continuations of
 real tokens of every row stay contiguous and sliding-window layers see the distances a plain pass sees.
 A result does not depend on how it was computed, so the on-disk cache keys are the same either way;
 and a request is served by the cached results of a fuller one (:meth:`Request.fuller`: h^L is read from
-a pass that kept every layer), so asking for less never repeats a forward pass.
+a pass that kept every layer, bfloat16 states from float32 ones), so asking for less never repeats a
+forward pass. A request may keep its states in bfloat16 (``states_dtype``), half the bytes of float32.
 Every finished batch is written to the on-disk cache (:mod:`ifhelpers.model.cache`) keyed by model, request
 and the exact text and position, so repeating a run repeats no forward pass and an interrupted run
 resumes where it stopped.
@@ -84,6 +85,11 @@ class Request:
     continuation: int = 0
     #: ``"all"``: ``resid`` holds h^0 ... h^L; ``"last"``: h^L only, for a reader of the last layer.
     resid_layers: str = "all"
+    #: How the states (``resid``, ``attn_update``, ``mlp_update``) are kept: ``"float32"`` as computed, or
+    #: ``"bfloat16"``: rounded to the nearest bfloat16 (8 significant bits, float32's range), half the
+    #: bytes on disk. They are returned as float32 either way, and rounded the same with or without the
+    #: cache; predictions and log-probabilities are never rounded.
+    states_dtype: str = "float32"
 
     def __post_init__(self):
         object.__setattr__(self, "candidates", tuple(int(c) for c in self.candidates))
@@ -98,6 +104,8 @@ class Request:
         if self.resid_layers == "last" and (not self.resid or self.updates):
             raise ValueError("resid_layers='last' needs resid=True and no updates (eq. 1 is checked on every "
                              "layer's states): ask for resid_layers='all' with the updates.")
+        if self.states_dtype not in STATE_DTYPES:
+            raise ValueError(f"states_dtype={self.states_dtype!r}: use one of {', '.join(STATE_DTYPES)}.")
 
     @property
     def needs_logits(self) -> bool:
@@ -110,16 +118,61 @@ class Request:
             del fields["continuation"]
         if self.resid_layers == "all":
             del fields["resid_layers"]
+        if self.states_dtype == "float32":
+            del fields["states_dtype"]
         return content_key("request-v1", fields)
 
     def fuller(self) -> Request | None:
-        """The request whose results hold this one's (the same request keeping every layer of ``resid``),
-        so that its cached passes serve it (:meth:`taken_from`); None when this one keeps everything."""
-        return dataclasses.replace(self, resid_layers="all") if self.resid_layers == "last" else None
+        """The next request whose results hold this one's, so that its cached passes serve it
+        (:meth:`taken_from`): the same request keeping every layer of ``resid``, else keeping the states
+        in float32; None when this one keeps everything. Followed in turn, a last-layer bfloat16 request
+        is served by an all-layer bfloat16 pass and by an all-layer float32 one."""
+        if self.resid_layers == "last":
+            return dataclasses.replace(self, resid_layers="all")
+        if self.states_dtype != "float32":
+            return dataclasses.replace(self, states_dtype="float32")
+        return None
 
     def taken_from(self, fuller_out: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """This request's outputs read from those of its :meth:`fuller` request (h^L of every layer's)."""
-        return {**fuller_out, "resid": fuller_out["resid"][:, -1:]}
+        """This request's stored outputs read from the stored outputs of its :meth:`fuller` request
+        (h^L of every layer's, or float32 states rounded to bfloat16)."""
+        fuller = self.fuller()
+        if fuller.resid_layers != self.resid_layers:
+            return {**fuller_out, "resid": fuller_out["resid"][:, -1:]}
+        return self.stored(fuller_out)
+
+    def stored(self, out: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Computed float32 outputs as this request keeps them (states as bfloat16 bits, see
+        :attr:`states_dtype`)."""
+        if self.states_dtype == "float32":
+            return out
+        return {name: bfloat16_bits(values) if name in STATE_OUTPUTS else values for name, values in out.items()}
+
+    def returned(self, out: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Stored outputs as :func:`run` returns them: every state in float32."""
+        if self.states_dtype == "float32":
+            return out
+        return {name: from_bfloat16_bits(values) if name in STATE_OUTPUTS else values for name, values in out.items()}
+
+
+#: The outputs that are states of the residual stream (what :attr:`Request.states_dtype` applies to).
+STATE_OUTPUTS = ("resid", "attn_update", "mlp_update")
+STATE_DTYPES = ("float32", "bfloat16")
+
+
+def bfloat16_bits(values: np.ndarray) -> np.ndarray:
+    """float32 ``values`` rounded to the nearest bfloat16 (ties to even), as its 16 bits (``uint16``)."""
+    import torch
+
+    values = torch.from_numpy(np.ascontiguousarray(values, dtype=np.float32))
+    return values.to(torch.bfloat16).view(torch.int16).numpy().view(np.uint16)
+
+
+def from_bfloat16_bits(bits: np.ndarray) -> np.ndarray:
+    """The float32 value of each bfloat16 of :func:`bfloat16_bits` (exact: bfloat16 is float32's top half)."""
+    wide = bits.astype(np.uint32)
+    wide <<= 16
+    return wide.view(np.float32)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -577,6 +630,7 @@ def run(lm: LoadedModel, texts: Sequence[str], request: Request, positions: Sequ
                     if not checked and request.resid and request.updates:
                         check_decomposition(out)
                         checked.append(True)
+                    out = request.stored(out)
                     batch_keys = [todo_keys[i] for i in texts]
                     if store is not None:
                         store.write(batch_keys, out)
@@ -590,21 +644,29 @@ def run(lm: LoadedModel, texts: Sequence[str], request: Request, positions: Sequ
             finally:
                 recorder.remove()
     if store is not None and not results:
-        return store.read(keys)
+        return request.returned(store.read(keys))
     stored = [k for k in dict.fromkeys(keys) if k not in results]
     if stored:
         results.update(_rows(stored, store.read(stored)))
-    return {name: np.stack([results[k][name] for k in keys]) for name in results[keys[0]]}
+    return request.returned(_stacked(results, keys))
 
 
 def _rows(keys: list[str], out: dict[str, np.ndarray]) -> dict[str, dict]:
     return {key: {name: values[row] for name, values in out.items()} for row, key in enumerate(keys)}
 
 
+def _stacked(rows: dict[str, dict], keys: list[str]) -> dict[str, np.ndarray]:
+    return {name: np.stack([rows[k][name] for k in keys]) for name in rows[keys[0]]}
+
+
 def _served_by_fuller(lm: LoadedModel, request: Request, root, keys: list[str]) -> dict[str, dict]:
-    """The rows of ``keys`` that the cached passes of the fuller request hold (:meth:`Request.fuller`),
-    read as ``request``'s, by key: they are not computed again, nor stored twice."""
+    """The rows of ``keys`` that the cached passes of fuller requests hold (:meth:`Request.fuller`, followed
+    in turn), read as ``request``'s stored rows, by key: they are not computed again, nor stored twice."""
     fuller = request.fuller()
-    store = existing_store(lm.fingerprint, fuller.key(), root) if fuller is not None else None
+    if fuller is None or not keys:
+        return {}
+    store = existing_store(lm.fingerprint, fuller.key(), root)
     hits = [k for k in keys if k in store] if store is not None else []
-    return _rows(hits, request.taken_from(store.read(hits))) if hits else {}
+    found = _rows(hits, store.read(hits)) if hits else {}
+    found.update(_served_by_fuller(lm, fuller, root, [k for k in keys if k not in found]))
+    return _rows(list(found), request.taken_from(_stacked(found, list(found)))) if found else {}
