@@ -3,7 +3,8 @@
 Reads only ``about.json`` and the ``.npz`` headers of every store under ``<cache>/activations`` (see
 :mod:`ifhelpers.model.cache`), so it runs in seconds on a filled cache. Requests are named after the book's
 constants in :mod:`ifhelpers.model.probes`; any other request (MMLU candidates, response scoring) is shown
-by its key. Run it after a cold ``make book`` to see what a build leaves:
+by its key. States kept in bfloat16 (``Request.states_dtype``) show as ``uint16``, their 16 bits. Run it
+after a cold ``make book`` to see what a build leaves:
 
     python benchmarks/cache_size.py [--cache $IFHELPERS_CACHE]
 """
@@ -29,6 +30,9 @@ def request_names() -> dict[str, str]:
     named = {
         "PARAREL_REQUEST": probes.PARAREL_REQUEST,
         "PARAREL_REQUEST, last layer": probes.pararel_request("last"),
+        "PARAREL_REQUEST, float32 states (caches before bfloat16)": probes.pararel_request(states_dtype="float32"),
+        "PARAREL_REQUEST, last layer, float32 states (caches before bfloat16)":
+            probes.pararel_request("last", states_dtype="float32"),
         "UPDATES_REQUEST": probes.UPDATES_REQUEST,
         "SUBJECT_REQUEST (every layer)": probes.SUBJECT_REQUEST,
         "LAST_STATE_REQUEST": probes.LAST_STATE_REQUEST,

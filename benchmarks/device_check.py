@@ -1,6 +1,7 @@
 """The engine on an accelerator: agreement with the CPU, throughput with and without prefix reuse, one chapter.
 
-For each pocket model: the book's ParaRel request (:data:`ifhelpers.model.probes.PARAREL_REQUEST`) on the
+For each pocket model: the book's ParaRel request (:data:`ifhelpers.model.probes.PARAREL_REQUEST`, its
+states kept in float32, so that the devices' arithmetic is compared, not bfloat16's rounding) on the
 same prompts, first on the CPU in fp32 (the reference the book's numbers come from), then on ``--device``
 in each dtype, with prefix reuse on and off. Each row gives the wall time, tokens per second, the top-1
 agreement with the CPU reference and the largest difference of the residual states relative to their
@@ -39,7 +40,7 @@ def timed_run(lm, texts, share: bool) -> tuple[dict, float]:
     if lm.device.type == "cuda":
         torch.cuda.synchronize()
     start = time.perf_counter()
-    out = engine.run(lm, texts, probes.PARAREL_REQUEST, cache=False, share_prefixes=share, progress=False)
+    out = engine.run(lm, texts, probes.pararel_request(states_dtype="float32"), cache=False, share_prefixes=share, progress=False)
     if lm.device.type == "cuda":
         torch.cuda.synchronize()
     return out, time.perf_counter() - start

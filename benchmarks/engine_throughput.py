@@ -2,7 +2,8 @@
 
 Workload: the book's shared ParaRel pass (every query of ``--n-per-relation`` facts per relation under
 Table 3's three prompts, in each model's own format) with the book's request
-(:data:`ifhelpers.model.probes.PARAREL_REQUEST`: states at every layer, top-10 next tokens), cache off.
+(:data:`ifhelpers.model.probes.PARAREL_REQUEST`: states at every layer, top-10 next tokens), cache off,
+the states kept in float32 (the book keeps them in bfloat16; here the arithmetic is compared).
 
 * naive:  one text at a time, full logits at every position, ``output_hidden_states=True`` (what a
   first notebook would write), timed on ``--naive-texts`` of the prompts;
@@ -59,7 +60,7 @@ def naive_tokens_per_second(lm, texts) -> float:
 
 def timed(lm, texts, share: bool):
     start = time.perf_counter()
-    out = engine.run(lm, texts, probes.PARAREL_REQUEST, cache=False, share_prefixes=share, progress=False)
+    out = engine.run(lm, texts, probes.pararel_request(states_dtype="float32"), cache=False, share_prefixes=share, progress=False)
     return out, time.perf_counter() - start
 
 

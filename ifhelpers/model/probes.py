@@ -43,9 +43,10 @@ SUBJECT_REQUEST = engine.Request(resid=True)
 LAST_STATE_REQUEST = engine.Request(resid=True, resid_layers="last")
 
 
-def pararel_request(resid_layers: str = "all") -> engine.Request:
-    """:data:`PARAREL_REQUEST`, keeping every layer of ``resid`` (``"all"``) or h^L only (``"last"``)."""
-    return dataclasses.replace(PARAREL_REQUEST, resid_layers=resid_layers)
+def pararel_request(resid_layers: str = "all", states_dtype: str = PARAREL_REQUEST.states_dtype) -> engine.Request:
+    """:data:`PARAREL_REQUEST`, keeping every layer of ``resid`` (``"all"``) or h^L only (``"last"``), its
+    states in ``states_dtype`` (the benchmarks of the engine's arithmetic ask for ``"float32"``)."""
+    return dataclasses.replace(PARAREL_REQUEST, resid_layers=resid_layers, states_dtype=states_dtype)
 
 
 def pararel_prompts(lm: LoadedModel, queries: pd.DataFrame, prompt_ids=(0, 1, 2)) -> pd.DataFrame:
