@@ -144,15 +144,16 @@ class Request:
     def stored(self, out: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Computed float32 outputs as this request keeps them (states as bfloat16 bits, see
         :attr:`states_dtype`)."""
-        if self.states_dtype == "float32":
-            return out
-        return {name: bfloat16_bits(values) if name in STATE_OUTPUTS else values for name, values in out.items()}
+        return self._with_states(out, bfloat16_bits)
 
     def returned(self, out: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Stored outputs as :func:`run` returns them: every state in float32."""
+        return self._with_states(out, from_bfloat16_bits)
+
+    def _with_states(self, out: dict[str, np.ndarray], convert) -> dict[str, np.ndarray]:
         if self.states_dtype == "float32":
             return out
-        return {name: from_bfloat16_bits(values) if name in STATE_OUTPUTS else values for name, values in out.items()}
+        return {name: convert(values) if name in STATE_OUTPUTS else values for name, values in out.items()}
 
 
 #: The outputs that are states of the residual stream (what :attr:`Request.states_dtype` applies to).
@@ -600,7 +601,7 @@ def run(lm: LoadedModel, texts: Sequence[str], request: Request, positions: Sequ
     if cache:
         root = None if cache is True else cache
         store = store_for(lm.fingerprint, request.key(), root)
-        results = _served_by_fuller(lm, request, root, [k for k in dict.fromkeys(keys) if k not in store])
+        results = _rows(*_served_by_fuller(lm, request, root, [k for k in dict.fromkeys(keys) if k not in store]))
     first: dict[str, int] = {}
     for i, key in enumerate(keys):
         first.setdefault(key, i)
@@ -659,14 +660,19 @@ def _stacked(rows: dict[str, dict], keys: list[str]) -> dict[str, np.ndarray]:
     return {name: np.stack([rows[k][name] for k in keys]) for name in rows[keys[0]]}
 
 
-def _served_by_fuller(lm: LoadedModel, request: Request, root, keys: list[str]) -> dict[str, dict]:
-    """The rows of ``keys`` that the cached passes of fuller requests hold (:meth:`Request.fuller`, followed
-    in turn), read as ``request``'s stored rows, by key: they are not computed again, nor stored twice."""
+def _served_by_fuller(lm: LoadedModel, request: Request, root, keys: list[str]) -> tuple[list[str], dict]:
+    """The keys of ``keys`` that the cached passes of fuller requests hold (:meth:`Request.fuller`, followed
+    in turn) and their rows, stacked as ``request`` stores them: they are not computed again, nor stored
+    twice."""
     fuller = request.fuller()
     if fuller is None or not keys:
-        return {}
+        return [], {}
     store = existing_store(lm.fingerprint, fuller.key(), root)
     hits = [k for k in keys if k in store] if store is not None else []
-    found = _rows(hits, store.read(hits)) if hits else {}
-    found.update(_served_by_fuller(lm, fuller, root, [k for k in keys if k not in found]))
-    return _rows(list(found), request.taken_from(_stacked(found, list(found)))) if found else {}
+    out = store.read(hits) if hits else {}
+    held = set(hits)
+    deeper, deeper_out = _served_by_fuller(lm, fuller, root, [k for k in keys if k not in held])
+    if deeper:
+        out = {name: np.concatenate([out[name], values]) for name, values in deeper_out.items()} if hits else deeper_out
+    found = hits + deeper
+    return found, (request.taken_from(out) if found else {})
