@@ -1,8 +1,8 @@
 """Our 9-setup MMLU scorer against EleutherAI's lm-evaluation-harness: same model, questions, setups, prompts.
 
 The paper scores MMLU under 3 instructions x 3 orderings of the options (App. C.1). Here both sides score
-the same >= 600 questions (:func:`ifhelpers.chapters.predictions.sample_questions`, spread over the 57
-subjects) under the same 9 setups (:func:`ifhelpers.chapters.predictions.mmlu_setups`). lm-eval runs them
+the same >= 600 questions (:func:`ifhelpers.measure.mmlu.sample_questions`, spread over the 57
+subjects) under the same 9 setups (:func:`ifhelpers.measure.mmlu.mmlu_setups`). lm-eval runs them
 as 9 tasks of its own, one per setup, reading a CSV per setup (the options in that setup's order) and
 rendering the prompt with its own template: the App. C.1 instruction, a blank line, the question, the
 lettered options and "Answer:" (the plain, base-model format, so that lm-eval's rendering is exactly our
@@ -47,7 +47,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from ifhelpers.chapters import predictions  # noqa: E402
+from ifhelpers.measure import mmlu  # noqa: E402
 from ifhelpers.data import prompts, sources  # noqa: E402
 from ifhelpers.model import models, registry, tokens  # noqa: E402
 
@@ -73,8 +73,8 @@ metadata:
 
 
 def the_setups(n_questions: int, seed: int) -> pd.DataFrame:
-    questions = predictions.sample_questions(None, n_questions, seed)
-    return predictions.mmlu_setups(questions, n_shuffles=3, instruction_ids=(0, 1, 2), seed=seed)
+    questions = mmlu.sample_questions(None, n_questions, seed)
+    return mmlu.mmlu_setups(questions, n_shuffles=3, instruction_ids=(0, 1, 2), seed=seed)
 
 
 def peak_memory_mb() -> float:
@@ -89,7 +89,7 @@ def side_ours(args, out: Path) -> None:
     loaded = time.perf_counter()
     if args.share == "off":
         os.environ["IFHELPERS_SHARE_PREFIXES"] = "0"
-    results = predictions.run_mmlu(lm, setups, cache=False, progress=False)
+    results = mmlu.run_mmlu(lm, setups, cache=False, progress=False)
     end = time.perf_counter()
     results[["instruction", "shuffle", "question_id", "prompt", "prediction_index", "correct",
              "logprob_A", "logprob_B", "logprob_C", "logprob_D", "n_tokens"]].to_csv(out / "rows.csv", index=False)

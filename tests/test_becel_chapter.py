@@ -256,24 +256,6 @@ def test_chosen_runs():
     assert chosen[["lr", "paper_lr", "best_dev_accuracy"]].values.tolist() == [["5e-05", "0.0001", 0.625]]
 
 
-def test_finetune_models_concatenates_models_then_tasks(monkeypatch):
-    from types import SimpleNamespace
-
-    from ifhelpers.model import models as loaded
-    from ifhelpers.train import classifier
-
-    monkeypatch.setattr(loaded, "each", lambda models, roles: iter(SimpleNamespace(name=m) for m in models))
-
-    def fake(lm, data, config, input_format="plain"):
-        one = pd.DataFrame({"model": [lm.name], "task": [data]})
-        return SimpleNamespace(predictions=one, runs=one.assign(lr=1.0), history=one.assign(epoch=1))
-
-    monkeypatch.setattr(classifier, "finetune_task", fake)
-    tables = ft.finetune_models(["a", "b"], {}, {"rte": "rte", "mrpc": "mrpc"}, None)
-    assert list(tables) == ["predictions", "runs", "history"]
-    assert tables["predictions"].values.tolist() == [["a", "rte"], ["a", "mrpc"], ["b", "rte"], ["b", "mrpc"]]
-
-
 # ------------------------------------------------------------------------------------------ headlines
 
 

@@ -8,9 +8,11 @@ except that no chapter imports another chapter):
 1. ``findings``, ``plots``, ``data/*``
 2. ``model/*``
 3. ``train/*``
-4. ``chapters/*``
-5. ``results``, ``summary``, ``equations`` (reading and writing what chapters found; the equation map)
-6. ``book`` (the chapter preamble), ``cli``
+4. ``measure/*`` (every per-model measurement: the forward passes the chapters read)
+5. ``chapters/*`` (report only: no chapter runs a forward pass itself, so none imports ``model.engine``,
+   ``model.lens`` or ``model.generate``, nor calls the passes of ``model.probes``)
+6. ``results``, ``summary``, ``equations`` (reading and writing what chapters found; the equation map)
+7. ``book`` (the chapter preamble), ``cli``
 """
 
 from __future__ import annotations
@@ -23,8 +25,11 @@ REPO = Path(__file__).resolve().parents[1]
 PACKAGE = REPO / "ifhelpers"
 LAYERS = {"ifhelpers": 0, "ifhelpers.metrics": 0, "ifhelpers.stats": 0, "ifhelpers.design": 0, "ifhelpers.paper": 0,
           "ifhelpers.findings": 1, "ifhelpers.plots": 1, "ifhelpers.data": 1, "ifhelpers.notebooks": 1,
-          "ifhelpers.model": 2, "ifhelpers.train": 3, "ifhelpers.chapters": 4,
-          "ifhelpers.results": 5, "ifhelpers.parameters": 5, "ifhelpers.summary": 5, "ifhelpers.equations": 5, "ifhelpers.book": 6, "ifhelpers.cli": 6}
+          "ifhelpers.model": 2, "ifhelpers.train": 3, "ifhelpers.measure": 4, "ifhelpers.chapters": 5,
+          "ifhelpers.results": 6, "ifhelpers.parameters": 6, "ifhelpers.summary": 6, "ifhelpers.equations": 6,
+          "ifhelpers.book": 7, "ifhelpers.cli": 7}
+#: The model modules that run or read a forward pass: the measure layer's, never a chapter's.
+FORWARD_PASSES = {"ifhelpers.model.engine", "ifhelpers.model.lens", "ifhelpers.model.generate"}
 
 
 def module_name(path: Path) -> str:
@@ -80,6 +85,24 @@ def test_imports_point_downward():
             elif not same_subpackage and LAYERS[theirs] >= LAYERS[mine]:
                 wrong.append(f"{module} (layer {LAYERS[mine]}) imports {target} (layer {LAYERS[theirs]})")
     assert not wrong, "\n".join(wrong)
+
+
+def test_chapters_run_no_forward_pass():
+    wrong = [f"{module} imports {target}" for module, path in MODULES.items() if group(module) == "ifhelpers.chapters"
+             for target, _ in imports(path) if target in FORWARD_PASSES or target.rpartition(".")[0] in FORWARD_PASSES]
+    wrong += [f"{module}:{node.lineno} calls probes.{node.func.attr}" for module, path in MODULES.items()
+              if group(module) == "ifhelpers.chapters" for node in ast.walk(ast.parse(path.read_text()))
+              if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+              and node.func.attr.startswith("run_") and getattr(node.func.value, "id", "") == "probes"]
+    assert not wrong, "\n".join(wrong)
+
+
+def test_notebooks_measure_through_the_runner():
+    """No notebook loads models in a loop of its own (``ifh.model.models.each``): ``ifh.measure.runner.run``
+    loads each model once and takes every measurement."""
+    found = [f"{nb.name}:{i}: {line.strip()[:60]}" for nb in sorted((REPO / "notebooks").glob("*.md"))
+             for i, line in enumerate(nb.read_text().splitlines(), 1) if "models.each(" in line]
+    assert not found, "\n".join(found)
 
 
 def test_no_private_name_crosses_modules():

@@ -8,6 +8,9 @@ import pytest
 
 from ifhelpers.chapters import mechanisms as mech
 from ifhelpers import metrics
+from ifhelpers.measure import stamp
+from ifhelpers.measure import pararel as measure_pararel
+from ifhelpers.measure import layers
 
 
 # ----------------------------------------------------------------------------- a fake ParaRel pass
@@ -38,20 +41,20 @@ def fake_pass(predictions_by_prompt):
 
 
 def test_relative_depth():
-    np.testing.assert_allclose(mech.relative_depth([0, 9, 18], 18), [0, 0.5, 1])
-    np.testing.assert_allclose(mech.relative_depth([0, 17], 18, "update"), [1 / 18, 1])
+    np.testing.assert_allclose(stamp.relative_depth([0, 9, 18], 18), [0, 0.5, 1])
+    np.testing.assert_allclose(stamp.relative_depth([0, 17], 18, "update"), [1 / 18, 1])
     with pytest.raises(ValueError):
-        mech.relative_depth(1, 4, "block")
+        stamp.relative_depth(1, 4, "block")
 
 
 def test_prompt_rows_checks_alignment():
     frame = fake_pass([[1] * 8, [1] * 8])
-    rows = mech.prompt_rows(frame)
+    rows = layers.prompt_rows(frame)
     np.testing.assert_array_equal(rows[1], np.arange(8, 16))
     bad = frame.copy()
     bad.loc[9, "query"] = "other"
     with pytest.raises(ValueError, match="same queries"):
-        mech.prompt_rows(bad)
+        layers.prompt_rows(bad)
 
 
 def test_consistency_groups_follow_fig5():
@@ -74,8 +77,7 @@ def test_consistency_groups_from_a_pass():
     # prompt 0: fact a predicts 1,1,1 (3 of 3 pairs agree), fact b 2,2,5 (1 of 3), fact c 3,3 (1 of 1)
     #   -> R1 4/6, R2 1 -> macro 5/6 ; prompt 1: everything 9 -> 1. Mean 11/12.
     frame = fake_pass([[1, 1, 1, 2, 2, 5, 3, 3], [9] * 8])
-    frame.attrs.update(model="m", role="base")
-    summary = predictions.pararel_summary(predictions.pararel_prompt_scores(frame))
+    summary = predictions.pararel_summary(measure_pararel.pararel_prompt_scores(frame).assign(model="m", role="base"))
     groups = mech.consistency_groups(summary)
     assert groups["consistency"].item() == pytest.approx(11 / 12)
     assert groups["group"].item() == "base"
@@ -83,13 +85,13 @@ def test_consistency_groups_from_a_pass():
 
 def test_sample_query_rows_keeps_all_prompts_and_spreads_relations():
     frame = fake_pass([[1] * 8, [1] * 8, [1] * 8])
-    rows = mech.sample_query_rows(frame, 2, seed=3)
+    rows = layers.sample_query_rows(frame, 2, seed=3)
     chosen = frame.iloc[rows]
     assert len(rows) == 6  # 2 queries x 3 prompts
     assert chosen.groupby(["relation", "uuid", "template_id"]).size().eq(3).all()
     assert set(chosen["relation"]) == {"R1", "R2"}  # round-robin: one query per relation first
-    np.testing.assert_array_equal(mech.sample_query_rows(frame, None), np.arange(24))
-    np.testing.assert_array_equal(mech.sample_query_rows(frame, 2, seed=3), rows)
+    np.testing.assert_array_equal(layers.sample_query_rows(frame, None), np.arange(24))
+    np.testing.assert_array_equal(layers.sample_query_rows(frame, 2, seed=3), rows)
 
 
 # ----------------------------------------------------------------------------- relations
@@ -106,8 +108,8 @@ def test_paraphrase_gap_table_splits():
     e1, e2 = [1.0, 0.0], [0.0, 1.0]
     reps = np.array([e1, e1, e2, e1, e2, e2, e1, e1])[:, None, :]
     frame = fake_pass([[1, 1, 4, 2, 2, 2, 3, 5]])
-    table = mech.paraphrase_gap_table(frame, reps, n_nonparaphrase_pairs=200, seed=0).set_index("split")
-    non = metrics.cosine.nonparaphrase_cosine(reps, mech._fact_key(frame), n_pairs=200, seed=0)
+    table = layers.paraphrase_gap_table(frame, reps, n_nonparaphrase_pairs=200, seed=0).set_index("split")
+    non = metrics.cosine.nonparaphrase_cosine(reps, layers._fact_key(frame), n_pairs=200, seed=0)
     assert table.loc["consistent", "cos_paraphrase"] == pytest.approx(2 / 3)
     assert table.loc["inconsistent", "cos_paraphrase"] == pytest.approx(1 / 2)
     assert table.loc["all", "cos_paraphrase"] == pytest.approx(5 / 9)
@@ -123,7 +125,7 @@ def test_paraphrase_gap_per_fact_averages_to_the_table():
     e1, e2 = [1.0, 0.0], [0.0, 1.0]
     reps = np.array([e1, e1, e2, e1, e2, e2, e1, e1])[:, None, :]
     frame = fake_pass([[1, 1, 4, 2, 2, 2, 3, 5]])
-    facts = mech.paraphrase_gap_per_fact(frame, reps, n_nonparaphrase_pairs=200, seed=0)
+    facts = layers.paraphrase_gap_per_fact(frame, reps, n_nonparaphrase_pairs=200, seed=0)
     assert list(facts.columns) == ["prompt_id", "split", "fact", "layer", "cos_paraphrase", "gap"]
     cos = facts.set_index(["split", "fact"])["cos_paraphrase"]
     assert cos[("consistent", "R1:a")] == pytest.approx(1) and cos[("consistent", "R1:b")] == pytest.approx(1 / 3)
@@ -132,9 +134,9 @@ def test_paraphrase_gap_per_fact_averages_to_the_table():
     # several layers and prompts, random states: the mean over facts is the table's gap exactly
     reps = np.random.default_rng(1).normal(size=(16, 3, 4))
     frame = fake_pass([[1, 1, 4, 2, 2, 2, 3, 5], [1, 2, 1, 2, 2, 5, 3, 3]])
-    table = mech.paraphrase_gap_table(frame, reps, n_nonparaphrase_pairs=30, seed=2).set_index(
+    table = layers.paraphrase_gap_table(frame, reps, n_nonparaphrase_pairs=30, seed=2).set_index(
         ["prompt_id", "split", "layer"])["gap"]
-    facts = mech.paraphrase_gap_per_fact(frame, reps, n_nonparaphrase_pairs=30, seed=2)
+    facts = layers.paraphrase_gap_per_fact(frame, reps, n_nonparaphrase_pairs=30, seed=2)
     means = facts.groupby(["prompt_id", "split", "layer"])["gap"].mean()
     np.testing.assert_allclose(means.to_numpy(), table.reindex(means.index).to_numpy(), rtol=1e-12)
     assert table.dropna().index.sort_values().equals(means.index.sort_values())
@@ -143,7 +145,7 @@ def test_paraphrase_gap_per_fact_averages_to_the_table():
 def test_paraphrase_gap_table_empty_split_is_nan():
     reps = np.random.default_rng(0).normal(size=(8, 2, 3))
     frame = fake_pass([[7] * 8])  # every pair consistent
-    table = mech.paraphrase_gap_table(frame, reps, n_nonparaphrase_pairs=50)
+    table = layers.paraphrase_gap_table(frame, reps, n_nonparaphrase_pairs=50)
     inc = table[table["split"] == "inconsistent"]
     assert inc["gap"].isna().all() and (inc["n_pairs"] == 0).all()
     assert len(table) == 3 * 2
@@ -157,7 +159,7 @@ def test_relation_similarity_table_per_prompt_and_relation():
     reps = np.tile(np.array([[1.0, 0.0]]), (16, 1))
     reps[4] = [0.0, 1.0]
     reps = np.stack([reps, reps], axis=1)  # two layers, identical
-    table = mech.relation_similarity_table(frame, reps, pairs)
+    table = layers.relation_similarity_table(frame, reps, pairs)
     same0 = table[(table.prompt_id == 0) & (table.kind == "same_relation") & (table.layer == 1)]
     assert same0["cos"].item() == pytest.approx(0.5)  # pairs cos 0 and 1
     assert same0["n_pairs"].item() == 2
@@ -166,7 +168,7 @@ def test_relation_similarity_table_per_prompt_and_relation():
     assert diff0["cos"].eq(1.0).all()
     # R2 has no same-relation pair: left out unless matched=False
     assert set(table["relation"]) == {"R1"}
-    unmatched = mech.relation_similarity_table(frame, reps, pairs, matched=False)
+    unmatched = layers.relation_similarity_table(frame, reps, pairs, matched=False)
     assert set(unmatched["relation"]) == {"R1", "R2"}
 
 
@@ -178,21 +180,21 @@ def test_extraction_rates_and_events():
     pred = frame["prediction_id"].to_numpy()
     top_attn = np.stack([pred, np.where(np.arange(16) < 8, pred, 0)], axis=1)  # layer 0 always, layer 1 prompt 0
     top_mlp = np.zeros((16, 2), dtype=int)
-    rates = mech.extraction_rates(frame, {"MHSA": top_attn, "MLP": top_mlp[..., None]})
+    rates = layers.extraction_rates(frame, {"MHSA": top_attn, "MLP": top_mlp[..., None]})
     attn = rates[rates.block == "MHSA"].set_index(["prompt_id", "layer"])["rate"]
     assert attn[(0, 0)] == 1 and attn[(0, 1)] == 1 and attn[(1, 1)] == 0
     assert rates[rates.block == "MLP"]["rate"].eq(0).all()
-    events = mech.extraction_events(frame, {"MHSA": top_attn})
+    events = layers.extraction_events(frame, {"MHSA": top_attn})
     assert len(events) == 8 * 2
     assert events[events.layer == 1]["event"].eq(0.5).all()  # one of two prompts
     with pytest.raises(ValueError, match="blocks"):
-        mech.extraction_rates(frame, {"attn": top_attn})
+        layers.extraction_rates(frame, {"attn": top_attn})
 
 
 def _rates(models):
     rows = []
     for model, role, values in models:
-        for block in mech.BLOCKS:
+        for block in layers.BLOCKS:
             rows += [{"model": model, "role": role, "block": block, "layer": l, "rate": v}
                      for l, v in enumerate(values)]
     return pd.DataFrame(rows)
@@ -234,7 +236,7 @@ def test_attribute_sets_and_rates():
 
     tok = make_tiny_tokenizer()
     stop = {"the", "is", "a"}
-    sets = mech.attribute_sets(tok, {"paris": ["the capital of france is paris", "paris is a city"]}, stop)
+    sets = layers.attribute_sets(tok, {"paris": ["the capital of france is paris", "paris is a city"]}, stop)
     # tokens: the capital of france is paris paris is a city -> minus stopwords and < 3 chars ("of")
     assert sets["paris"] == frozenset({"capital", "france", "paris", "city"})
     frame = pd.DataFrame({"subject": ["paris"], "relation": ["R"], "template_id": [0], "prompt_id": [0]})
@@ -243,10 +245,10 @@ def test_attribute_sets_and_rates():
     top = np.empty((1, 2, 5), dtype=object)
     top[0, 0] = ["the", " france", "rome", "of", "city"]
     top[0, 1] = ["rome", "italy", "the", "is", "a"]
-    table = mech.attribute_rates(frame, top, sets, stop, k=2)
+    table = layers.attribute_rates(frame, top, sets, stop, k=2)
     assert table["rate"].tolist() == pytest.approx([0.5, 0.0])  # {france, rome} ; {rome, italy}
     assert table["n_kept"].tolist() == [2, 2]
-    table = mech.attribute_rates(frame, top, sets, stop, k=10)
+    table = layers.attribute_rates(frame, top, sets, stop, k=10)
     assert table["rate"].tolist() == pytest.approx([2 / 3, 0.0])  # {france, rome, city}
     assert table["n_kept"].tolist() == [3, 2]
 
@@ -267,29 +269,29 @@ def test_lens_token_strings_ranks_deeper_until_k_survive(tiny_lm):
     rng = np.random.default_rng(0)
     vectors = rng.normal(size=(2, 3, 32)).astype(np.float32)
     stop = {"the", "of", "is", "a", "in", "that", "it"}
-    out = mech.lens_token_strings(tiny_lm, vectors, k=4, stopwords=stop, rank=2, max_rank=40)
+    out = layers.lens_token_strings(tiny_lm, vectors, k=4, stopwords=stop, rank=2, max_rank=40)
     assert out.shape == (2, 3)
     full = lens.decode_tokens(tiny_lm, lens.top_tokens(tiny_lm, vectors, k=40))
     for i in range(2):
         for j in range(3):
             ranked = out[i, j]
             assert ranked == list(full[i, j][: len(ranked)])  # a prefix of the full ranking
-            assert mech._kept_count(ranked, frozenset(stop), 4) == 4  # deep enough for k = 4
+            assert layers._kept_count(ranked, frozenset(stop), 4) == 4  # deep enough for k = 4
             assert len(ranked) in (2, 8, 32, 40)
 
 
 def test_top_dims_share():
     # row 0: [3, 4, 0] -> squares 9, 16, 0: top-1 share 16/25 ; row 1: [1, 1, 1] -> 1/3
     resid = np.array([[[3.0, 4.0, 0.0]], [[1.0, 1.0, 1.0]]])
-    np.testing.assert_allclose(mech.top_dims_share(resid, 1), [(16 / 25 + 1 / 3) / 2])
-    np.testing.assert_allclose(mech.top_dims_share(resid, 3), [1.0])
+    np.testing.assert_allclose(layers.top_dims_share(resid, 1), [(16 / 25 + 1 / 3) / 2])
+    np.testing.assert_allclose(layers.top_dims_share(resid, 3), [1.0])
 
 
 def test_unique_prefix_rows(tiny_lm):
     # rows 0 and 1 share everything up to the subject ("paris"); row 2 has another prefix
     frame = pd.DataFrame({"prompt": ["paris is the capital of", "paris was born in", "it is known that paris is"],
                           "subject_token": [1, 1, 4]})  # token 0 is <bos>
-    first, inverse = mech.unique_prefix_rows(tiny_lm, frame)
+    first, inverse = layers.unique_prefix_rows(tiny_lm, frame)
     np.testing.assert_array_equal(first, [0, 2])
     np.testing.assert_array_equal(inverse, [0, 0, 1])
 
@@ -330,32 +332,6 @@ def test_where_in_span():
         "before", "within", "within", "after", "n/a"]
     words = mech.where_in_span(pd.Series({"a": 0.3, "b": 0.9}), 0.25, 0.5, inside="inside")
     assert words.to_dict() == {"a": "inside", "b": "after"}
-
-
-def test_model_tables_on_a_tiny_model(tiny_lm):
-    from ifhelpers.data import pararel
-
-    queries = pararel.load_queries(["P19", "P103"], n_per_relation=2, seed=0)
-    pairs = pararel.relation_query_pairs(queries, 3, 0)
-    subject_queries = queries[queries["uuid"] == queries["uuid"].iloc[0]]
-    snippets = {subject_queries["subject"].iloc[0]: ["the capital of france is paris", "paris is a city"]}
-    tables, frame = mech.model_tables(tiny_lm, queries, pairs, subject_queries, snippets, {"the", "is", "a"},
-                                      prompt_ids=(0, 1), n_nonparaphrase_pairs=20, extraction_n_queries=3,
-                                      top_k=3, rank=4, max_rank=40, seed=0)
-    assert len(frame) == 2 * len(queries) and frame.attrs["model"] == "tiny-llama"
-    n = tiny_lm.n_layers
-    assert set(tables) == {"massive", "relation", "gap", "gap_facts", "extraction", "events", "attributes",
-                           "attribute_sets", "lens_examples", "cost"}
-    facts_mean = tables["gap_facts"].groupby(["prompt_id", "split", "layer"])["gap"].mean()
-    gap = tables["gap"].set_index(["prompt_id", "split", "layer"])["gap"].reindex(facts_mean.index)
-    np.testing.assert_allclose(facts_mean.to_numpy(), gap.to_numpy(), rtol=1e-6)
-    assert tables["massive"]["layer"].tolist() == list(range(n + 1)) and (tables["massive"]["model"] == "tiny-llama").all()
-    assert tables["events"]["query"].nunique() == 3 and set(tables["events"]["block"]) == {"MHSA", "MLP"}
-    np.testing.assert_allclose(tables["events"]["depth"].max(), 1.0)
-    assert set(tables["attributes"]["layer"]) == set(range(n + 1))
-    assert tables["cost"]["updates read"] == 3 * 2 * n * 2  # 3 queries x 2 prompts x L layers x 2 blocks
-    results = mech.gather_tables([tables, tables])
-    assert len(results["massive"]) == 2 * (n + 1) and len(results["cost"]) == 2
 
 
 def test_massive_dimensions():

@@ -20,6 +20,8 @@ from ifhelpers import metrics
 from ifhelpers.chapters import predictions
 from ifhelpers.data import prompts, sources
 from ifhelpers.model.models import LoadedModel, wrap
+from ifhelpers.measure import pararel as measure_pararel
+from ifhelpers.measure import mmlu as measure_mmlu
 
 MIRROR = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -109,7 +111,7 @@ def test_first_token_rule_wordlevel_multi_token_and_n_m(monkeypatch):
     got = dict(zip(zip(out["uuid"], out["template_id"]), out["correct"]))
     assert got == {("u1", 0): False, ("u1", 1): True, ("u2", 0): True, ("u2", 1): True,
                    ("u3", 0): True, ("u3", 1): True}
-    scores = predictions.pararel_prompt_scores(out).set_index("relation")
+    scores = measure_pararel.pararel_prompt_scores(out).set_index("relation")
     # P17: 3 of 4 queries correct; pairs: u1 disagrees, u2 agrees.
     assert scores.loc["P17", "accuracy"] == pytest.approx(0.75)
     assert scores.loc["P17", "consistency"] == pytest.approx(0.5)
@@ -139,7 +141,7 @@ def test_first_token_rule_bpe_single_vs_split_object(monkeypatch):
     out, _ = probes.run_pararel(lm, queries, prompt_ids=(0,))
     assert out["correct"].tolist() == [True, False, True, True]
     assert out.loc[0, "prediction"] == "Paris"  # decoded and stripped
-    scores = predictions.pararel_prompt_scores(out)
+    scores = measure_pararel.pararel_prompt_scores(out)
     assert scores["consistency"].item() == pytest.approx(0.5)
     assert scores["accuracy"].item() == pytest.approx(0.75)
 
@@ -157,7 +159,7 @@ def test_blank_first_token_is_reported():
     queries = query_rows([("P17", "u1", "Kresttsy", ["1990", "Paris"])], {"P17": ["[X] is located in", "[X] , which is located in"]})
     lm = fake_lm(tok)
     frame = probes.pararel_prompts(lm, queries, prompt_ids=(0,))
-    stats = predictions.object_token_stats(lm, frame)
+    stats = measure_pararel.object_token_stats(lm, frame).iloc[0]
     assert stats["n_objects"] == 2 and stats["blank_first_token"] == 1  # " 1990" -> "Ġ", "1", "9", "9", "0"
     assert stats["multi_token"] == 0.5
 
@@ -175,14 +177,14 @@ def test_restrict_to_candidates_reads_the_top_k(monkeypatch):
                     [v["the"], v["Paris"], v["It"]],       # u2: no candidate in the top k
                     [v["Japan"], v["the"], v["the"]]])     # u2: Japan
     candidates = {"P17": frozenset({v["Russia"], v["Japan"]})}
-    out = predictions.restrict_to_candidates(frame, top, candidates)
+    out = measure_pararel.restrict_to_candidates(frame, top, candidates)
     assert out["in_top_k"].tolist() == [True, True, False, True]
     assert out["correct"].tolist() == [True, False, False, True]
     assert out["prediction_id"].iloc[2] < 0 and "prediction" not in out
-    scores = predictions.pararel_prompt_scores(out)
+    scores = measure_pararel.pararel_prompt_scores(out)
     assert scores["accuracy"].item() == 0.5 and scores["consistency"].item() == 0.0
     with pytest.raises(ValueError, match="rows"):
-        predictions.restrict_to_candidates(frame, top[:2], candidates)
+        measure_pararel.restrict_to_candidates(frame, top[:2], candidates)
 
 
 def test_relation_candidates_cover_every_object(monkeypatch):
@@ -194,7 +196,7 @@ def test_relation_candidates_cover_every_object(monkeypatch):
     tok = bpe_tokenizer()
     queries = pararel.load_queries(["P30"], 3, seed=0)
     frame = probes.pararel_prompts(fake_lm(tok), queries, prompt_ids=(0,))
-    candidates = predictions.relation_candidates(fake_lm(tok), frame)
+    candidates = measure_pararel.relation_candidates(fake_lm(tok), frame)
     assert set(candidates) == {"P30"}
     assert all(i in candidates["P30"] for ids in frame["object_first_ids"] for i in ids)
 
@@ -232,7 +234,7 @@ def test_a_relation_with_one_template_keeps_its_accuracy(monkeypatch):
                          {"P17": ["[X] is located in", "[X] , which is located in"], "P37": ["[X] is located in"]})
     fake_engine(monkeypatch, lambda text: vocab["Russia"])
     frame, _ = probes.run_pararel(fake_lm(tok), queries, prompt_ids=(0, 1, 2))
-    scores = predictions.pararel_prompt_scores(frame)
+    scores = measure_pararel.pararel_prompt_scores(frame)
     assert set(scores["relation"]) == {"P17", "P37"} and scores.attrs["single_template_relations"] == ["P37"]
     assert sorted(scores["prompt_id"].unique()) == [0, 1, 2]
     p17, p37 = scores[scores["relation"] == "P17"], scores[scores["relation"] == "P37"]
@@ -254,7 +256,7 @@ def test_a_relation_with_one_template_keeps_its_accuracy(monkeypatch):
 def test_answer_letter_ids_tiny_tokenizers(make):
     tok = make(extra=("A", "B", "C", "D", "Answer", ":")) if make is wordlevel_tokenizer else make()
     texts = ["Q?\nA. x\nB. y\nC. z\nD. w\nAnswer:", "The answer is:"]
-    ids = predictions.answer_letter_ids(tok, texts)
+    ids = measure_mmlu.answer_letter_ids(tok, texts)
     assert ids.shape == (2, 4) and (ids == ids[0]).all() and len(set(ids[0])) == 4
     names = tok.convert_ids_to_tokens(ids[0].tolist())
     if make is bpe_tokenizer:
@@ -281,7 +283,7 @@ def test_answer_letter_ids_pocket_tokenizers(name):
     texts = [prompts.format_mmlu("high_school_biology", "Which is a cell?", ["a", "b", "c", "d"], i,
                                  spec.prompt_format, tok) for i in range(3)]
     texts += [prompts.format_mmlu("anatomy", "Q", ["1", "2", "3", "4"], 0, "base", tok)]
-    ids = predictions.answer_letter_ids(tok, texts)
+    ids = measure_mmlu.answer_letter_ids(tok, texts)
     assert (ids == ids[0]).all()
     names = tok.convert_ids_to_tokens(ids[0].tolist())
     marker = "▁" if spec.family == "gemma3" else "Ġ"
@@ -293,7 +295,7 @@ def test_answer_letter_ids_pocket_tokenizers(name):
 def test_answer_letter_ids_reject_merged_letters():
     tok = wordlevel_tokenizer()  # "A".."D" are unknown: every letter is <unk>
     with pytest.raises(ValueError, match="share a first token"):
-        predictions.answer_letter_ids(tok, ["Answer :"])
+        measure_mmlu.answer_letter_ids(tok, ["Answer :"])
 
 
 # ------------------------------------------------------------------------------------------ MMLU
@@ -319,7 +321,7 @@ def questions_frame(n=4):
 
 
 def test_mmlu_setups_nine_per_question():
-    setups = predictions.mmlu_setups(questions_frame(), n_shuffles=3, seed=0)
+    setups = measure_mmlu.mmlu_setups(questions_frame(), n_shuffles=3, seed=0)
     assert len(setups) == 4 * 9
     assert setups.groupby(["instruction", "shuffle"]).size().eq(4).all()
     original = setups[setups["shuffle"] == 0]
@@ -335,8 +337,8 @@ def test_run_mmlu_scores_letters_at_last_position():
     import torch
 
     lm = tiny_llama()
-    setups = predictions.mmlu_setups(questions_frame(), n_shuffles=2, instruction_ids=(0, 2))
-    out = predictions.run_mmlu(lm, setups, cache=False, progress=False)
+    setups = measure_mmlu.mmlu_setups(questions_frame(), n_shuffles=2, instruction_ids=(0, 2))
+    out = measure_mmlu.run_mmlu(lm, setups, cache=False, progress=False)
     assert out.attrs["letter_ids_shared"] and len(out.attrs["letter_ids"]) == 4
     ids = list(out.attrs["letter_ids"])
     with torch.no_grad():
@@ -382,11 +384,11 @@ def test_sample_questions_total_and_balanced(monkeypatch):
     if not MIRROR.is_dir():
         pytest.skip("offline mirror not found")
     monkeypatch.setenv(sources.ENV_DATA, str(MIRROR))
-    q = predictions.sample_questions(None, 40, seed=0)
+    q = measure_mmlu.sample_questions(None, 40, seed=0)
     assert len(q) == 40 and q["subject"].nunique() == 40 and q["question_id"].is_unique
-    again = predictions.sample_questions(None, 40, seed=0)
+    again = measure_mmlu.sample_questions(None, 40, seed=0)
     assert q["question_id"].tolist() == again["question_id"].tolist()
-    q = predictions.sample_questions(["anatomy", "astronomy"], 5, seed=1)
+    q = measure_mmlu.sample_questions(["anatomy", "astronomy"], 5, seed=1)
     assert sorted(q.groupby("subject").size().tolist()) == [2, 3]
 
 

@@ -7,6 +7,9 @@ import pytest
 
 from ifhelpers.chapters import predictions as pred
 from ifhelpers.chapters import sensitivity as sens
+from ifhelpers.measure import responses as measure_responses
+from ifhelpers.measure import pararel as measure_pararel
+from ifhelpers.measure import mmlu as measure_mmlu
 
 
 def _questions(n=4):
@@ -16,7 +19,7 @@ def _questions(n=4):
 
 
 def _setups():
-    return sens.with_formats(pred.mmlu_setups(_questions(), 2, (0, 3), seed=0), 2, seed=0)
+    return sens.with_formats(measure_mmlu.mmlu_setups(_questions(), 2, (0, 3), seed=0), 2, seed=0)
 
 
 def _answer(setups, model, role, choose):
@@ -108,9 +111,8 @@ def test_pararel_variants_of_a_shared_pass():
         "relation": ["R"] * 4, "uuid": ["f1", "f1", "f2", "f2"], "template_id": [0, 1, 0, 1], "prompt_id": 0,
         "prediction_id": [5, 5, 7, 8], "object_first_ids": [(5,), (5,), (9,), (9,)],
         "final_word": ["in", "an", "in", "in"], "object": ["Paris", "Paris", "Oslo", "Oslo"]})
-    frame.attrs.update(model="m", role="base")
-    out = sens.pararel_variants(frame).iloc[0]
-    assert out["model"] == "m" and out["consistency"] == 0.5 and out["known_consistency"] == 1.0
+    out = measure_pararel.pararel_variants(frame).iloc[0]
+    assert out["consistency"] == 0.5 and out["known_consistency"] == 1.0
     # the a/an filter drops f1's "an Paris" query, leaving f1 without a pair: only f2's disagreeing pair counts
     assert out["consistency_a_an"] == 0.0
 
@@ -132,7 +134,7 @@ def test_orderings_are_asked_under_app_c1_instructions():
 
 
 def _responses(model, role, letter, said):
-    """Hand-made :func:`sens.run_responses` rows: questions q0, q1 under prompts 0-2, gold B (1)."""
+    """Hand-made :func:`ifhelpers.measure.responses.run_responses` rows: questions q0, q1 under prompts 0-2, gold B (1)."""
     rows = [{"model": model, "role": role, "question_id": q, "prompt_id": p, "answer_index": 1,
              "prediction_index": letter[k][p], "generated_index": said[k][p]}
             for k, q in enumerate(["q0", "q1"]) for p in range(3)]
@@ -173,7 +175,7 @@ def test_posix_pairs_score_each_response_under_each_prompt():
     prompts_ = ["The capital of France is", "Everyone knows that the capital of France is"]
     responses = pd.DataFrame({"question_id": "q0", "prompt_id": [0, 1], "prompt": prompts_,
                               "response": [" Paris.", ""]})
-    pairs = sens.posix_pairs(lm, responses, cache=False)
+    pairs = measure_responses.posix_pairs(lm, responses, cache=False)
     assert list(pairs["scored"]) == [True, False, True, False]  # the empty response is scored nowhere
 
     def by_hand(prompt, response):
@@ -201,8 +203,8 @@ def test_where_models_side_groups_headlines_by_finding():
 
 
 def test_responses_need_two_instructions_that_were_asked():
-    assert sens.check_response_instructions([0, 1, 2, 3], [0, 3]) == [0, 3]
+    assert measure_responses.check_response_instructions([0, 1, 2, 3], [0, 3]) == [0, 3]
     with pytest.raises(ValueError, match="not asked: \\[4\\]"):
-        sens.check_response_instructions([0, 1, 2, 3], [0, 4])
+        measure_responses.check_response_instructions([0, 1, 2, 3], [0, 4])
     with pytest.raises(ValueError, match="at least two"):
-        sens.check_response_instructions([0, 1, 2], [1])
+        measure_responses.check_response_instructions([0, 1, 2], [1])

@@ -133,7 +133,7 @@ def test_plot_losses_one_line_per_model_with_the_mean_first_and_last_loss():
 def test_wall_by_model_joins_training_and_evaluation():
     frame = pd.DataFrame({"model": [BASE, "m1"], "arm": ["base", "templates-1"], "seed": [0, 0]})
     cost = tiy.training_cost({"m1": log(120, [])})
-    seconds = pd.DataFrame({"model": [BASE, "m1"], "evaluation_s": [30.0, 90.0]})
+    seconds = pd.DataFrame({"model": [BASE, "m1"], "role": ["base", "instruction-tuned"], "seconds": [30.0, 90.0]})
     wall = tiy.wall_by_model(frame, seconds, cost)
     assert wall["evaluation_min"].tolist() == [0.5, 1.5]
     assert np.isnan(wall["training_min"].iloc[0]) and wall["training_min"].iloc[1] == 2.0

@@ -21,6 +21,8 @@ from ifhelpers import metrics, stats
 from ifhelpers.data import paraphrases, pararel
 from ifhelpers.chapters import vector_space as vs
 from ifhelpers.data.sources import DataSelectionError
+from ifhelpers.measure import units as measure_units
+from ifhelpers.model import engine, probes
 
 R2 = math.sqrt(2.0)
 
@@ -110,7 +112,7 @@ def test_unit_table_hand_values():
     reps = np.array([[1, 0], [1, 0], [0, 1], [1, 0], [1, 1], [-1, 0]], dtype=float)
     non = pd.DataFrame({"unit_id": ["a", "b", "b"], "row_a": [2, 3, 3], "row_b": [4, 2, 5]})
     design = vs.Design("toy", items, non, "toy", "Toy")
-    table = vs.unit_table(reps, design).set_index("unit_id")
+    table = measure_units.unit_table(reps, design).set_index("unit_id")
     assert table.loc["a", "cos_para"] == pytest.approx(1 / 3)
     assert table.loc["a", "cos_para_literal"] == pytest.approx(2 / 3)  # (M - 1) x the mean
     assert table.loc["b", "cos_para"] == pytest.approx(1 / R2)
@@ -126,7 +128,7 @@ def test_mean_of_set_gaps_is_eq3_minus_eq4():
                          "text": [f"t{i}" for i in range(36)], "source": "toy"})
     design = vs.design_paraphrase_sets(sets, n_nonparaphrase_per_set=7, seed=3, dataset="toy")
     reps = rng.normal(size=(len(design.items), 8)) + 0.5
-    table = vs.unit_table(reps, design)
+    table = measure_units.unit_table(reps, design)
     non = design.nonparaphrase
     expected = metrics.cosine.paraphrase_gap(reps, design.items["set_id"],
                                       nonparaphrase=(reps[non["row_a"]], reps[non["row_b"]]))
@@ -138,7 +140,7 @@ def test_mean_of_set_gaps_is_eq3_minus_eq4():
 def test_mrpc_gap_is_difference_of_pair_means():
     design = vs.design_mrpc(_mrpc_pairs(8, 8), 8, seed=2)
     reps = np.random.default_rng(1).normal(size=(len(design.items), 5))
-    table = vs.unit_table(reps, design)
+    table = measure_units.unit_table(reps, design)
     pos = np.arange(0, 16, 2)
     neg = np.arange(16, 32, 2)
     expected = metrics.cosine.pair_cosines(reps[pos], reps[pos + 1]).mean() - \
@@ -149,7 +151,7 @@ def test_mrpc_gap_is_difference_of_pair_means():
 def test_unit_table_checks_shapes():
     design = vs.design_paraphrase_sets(_sets(), 2, dataset="toy")
     with pytest.raises(ValueError, match="n_items"):
-        vs.unit_table(np.ones((3, 2)), design)
+        measure_units.unit_table(np.ones((3, 2)), design)
 
 
 # ---------------------------------------------------------------------------------------- estimates
@@ -160,7 +162,7 @@ def _synthetic_units(shift=0.1, n_sets=30):
     rows = []
     base = rng.normal(0.2, 0.05, size=(n_sets, 3))
     for model, role, delta in (("b", "base", 0.0), ("t", "instruction-tuned", shift)):
-        for representation in vs.REPRESENTATIONS:
+        for representation in measure_units.REPRESENTATIONS:
             for p in range(3):
                 for i in range(n_sets):
                     para = 0.9
@@ -246,9 +248,9 @@ def test_final_norm_state_is_hugging_face_last_hidden_state(tiny_lm):
     import torch
 
     texts = ["the capital of france is paris", "rome is a city in italy ."]
-    out = vs.engine.run(tiny_lm, texts, vs.probes.LAST_STATE_REQUEST, cache=False)
-    normed = vs.outermost_states(tiny_lm, out["resid"], "final_norm")
-    raw = vs.outermost_states(tiny_lm, out["resid"], "pre_norm")
+    out = engine.run(tiny_lm, texts, probes.LAST_STATE_REQUEST, cache=False)
+    normed = measure_units.outermost_states(tiny_lm, out["resid"], "final_norm")
+    raw = measure_units.outermost_states(tiny_lm, out["resid"], "pre_norm")
     for i, text in enumerate(texts):
         ids = tiny_lm.tokenizer(text, return_tensors="pt")
         with torch.no_grad():
@@ -256,11 +258,11 @@ def test_final_norm_state_is_hugging_face_last_hidden_state(tiny_lm):
         np.testing.assert_allclose(normed[i], hidden[-1][0, -1].numpy(), rtol=1e-4, atol=1e-5)
         np.testing.assert_allclose(raw[i], out["resid"][i, -1], rtol=1e-6)
     with pytest.raises(ValueError, match="representation"):
-        vs.outermost_states(tiny_lm, out["resid"], "post")
+        measure_units.outermost_states(tiny_lm, out["resid"], "post")
 
 
 def test_sentence_prompts_are_table_3(tiny_lm):
-    frame = vs.sentence_prompts(tiny_lm, ["paris is a city"], prompt_ids=(0, 1, 2))
+    frame = measure_units.sentence_prompts(tiny_lm, ["paris is a city"], prompt_ids=(0, 1, 2))
     assert frame["prompt"].tolist() == ["paris is a city", "Consider the following sentence: paris is a city",
                                         "Summarize the main message of the following sentence.\nparis is a city"]
 
@@ -272,31 +274,29 @@ def test_model_units_on_a_tiny_model(tiny_lm, tmp_path):
                          "source": "toy"})
     designs = {"tapaco": vs.design_paraphrase_sets(sets, 3, dataset="tapaco"),
                "mrpc": vs.design_mrpc(_mrpc_pairs(3, 3), 3)}
-    units = vs.model_units(tiny_lm, designs, prompt_ids=(0, 2), cache=tmp_path)
-    assert set(units["representation"]) == set(vs.REPRESENTATIONS)
+    units = measure_units.model_units(tiny_lm, designs, prompt_ids=(0, 2), cache=tmp_path)
+    assert set(units["representation"]) == set(measure_units.REPRESENTATIONS)
     assert set(units["prompt_id"]) == {0, 2} and set(units["dataset"]) == {"tapaco", "mrpc"}
     assert units[["model", "role"]].drop_duplicates().values.tolist() == [["tiny-llama", "base"]]
     assert units.groupby(["dataset", "representation", "prompt_id"]).size().to_dict()[("tapaco", "final_norm", 0)] == 3
     assert np.isfinite(units["gap"]).all()
     # the second call is served from the cache and gives the same numbers
-    again = vs.model_units(tiny_lm, designs, prompt_ids=(0, 2), cache=tmp_path)
+    again = measure_units.model_units(tiny_lm, designs, prompt_ids=(0, 2), cache=tmp_path)
     pd.testing.assert_frame_equal(units, again)
     with pytest.raises(ValueError, match="pararel_queries"):
-        vs.model_units(tiny_lm, {"pararel": designs["tapaco"]}, prompt_ids=(0,), cache=tmp_path)
+        measure_units.model_units(tiny_lm, {"pararel": designs["tapaco"]}, prompt_ids=(0,), cache=tmp_path)
 
 
 def test_pararel_states_come_from_the_shared_pass(tiny_lm, tmp_path):
-    from ifhelpers.model import probes
-
     queries = pararel.load_queries(["P19", "P103"], n_per_relation=2, seed=0)
     design = vs.design_pararel(queries, 2)
-    units = vs.model_units(tiny_lm, {"pararel": design}, queries, prompt_ids=(0, 1), cache=tmp_path)
+    units = measure_units.model_units(tiny_lm, {"pararel": design}, queries, prompt_ids=(0, 1), cache=tmp_path)
     assert set(units["dataset"]) == {"pararel"} and set(units["prompt_id"]) == {0, 1}
     # the states are the last layer of run_pararel's resid, prompt block by prompt block
     frame, arrays = probes.run_pararel(tiny_lm, queries, (0, 1), cache=tmp_path)
-    states = vs.embed_pararel(tiny_lm, queries, (0, 1), cache=tmp_path)
+    states = measure_units.embed_pararel(tiny_lm, queries, (0, 1), cache=tmp_path)
     np.testing.assert_allclose(states["pre_norm"][1], arrays["resid"][frame["prompt_id"].to_numpy() == 1, -1])
-    expected = vs.unit_table(states["final_norm"][1], design)
+    expected = measure_units.unit_table(states["final_norm"][1], design)
     got = units[(units["representation"] == "final_norm") & (units["prompt_id"] == 1)]
     np.testing.assert_allclose(got["gap"].to_numpy(), expected["gap"].to_numpy())
 
@@ -401,7 +401,7 @@ def _noisy_units(n_sets=12, tuned=(("t", 0.05),)):
     for dataset in ("mrpc", "toy"):
         for model, role, shift in (("b", "base", 0.0), *((m, "instruction-tuned", s) for m, s in tuned)):
             gaps = rng.normal(0.2 + shift, 0.05, size=(n_sets, 2))
-            for representation in vs.REPRESENTATIONS:
+            for representation in measure_units.REPRESENTATIONS:
                 sign = 1 if representation == "final_norm" else -1
                 for p in range(2):
                     for i in range(n_sets):
@@ -556,21 +556,3 @@ def test_headlines_rows_come_from_the_comparison():
     assert vs.headlines(comparison.iloc[:0]) == []
 
 
-# ------------------------------------------------------------------------------------ all models
-
-
-def test_units_of_models_stacks_each_model(tiny_lm, tmp_path, monkeypatch):
-    loaded = []
-
-    def each(names, roles):
-        for name in names:
-            loaded.append((name, roles))
-            yield tiny_lm
-
-    monkeypatch.setattr(vs, "each_model", each)
-    designs = {"mrpc": vs.design_mrpc(_mrpc_pairs(3, 3), 3)}
-    units, seconds = vs.units_of_models(["tiny-llama"], {"x": "base"}, designs, prompt_ids=(0,), cache=tmp_path)
-    assert loaded == [("tiny-llama", {"x": "base"})]
-    assert list(seconds) == ["tiny-llama"] and list(seconds["tiny-llama"]) == ["mrpc"]
-    pd.testing.assert_frame_equal(units, vs.model_units(tiny_lm, designs, prompt_ids=(0,), cache=tmp_path))
-    assert units.attrs == {}

@@ -27,7 +27,6 @@ __all__ = [
     "METRICS",
     "TABLE2_NAMES",
     "mode_sentence",
-    "finetune_models",
     "chosen_runs",
     "item_scores",
     "table6_scores",
@@ -65,21 +64,6 @@ def mode_sentence(mode: str) -> str:
     return (f"These numbers come from finetune_mode = \"{mode}\": {MODE_DESCRIPTIONS[mode]}."
             + ("" if mode == "full" else " The paper fine-tuned every model (App. C.2), so ours measure something "
                                          "cheaper."))
-
-
-def finetune_models(models, roles, data: dict, config, *, input_format: str = "plain") -> dict:
-    """Fine-tune every model on every task of ``data`` (task -> :class:`~ifhelpers.train.classifier.TaskData`)
-    with :func:`ifhelpers.train.classifier.finetune_task` (§C.2), loading one model at a time.
-
-    Returns ``predictions``, ``runs`` and ``history``, each concatenated over models and tasks (in that order).
-    """
-    from ifhelpers.model import models as loaded
-    from ifhelpers.train.classifier import finetune_task
-
-    results = [finetune_task(lm, data[task], config, input_format=input_format)
-               for lm in loaded.each(models, roles) for task in data]
-    return {name: pd.concat([getattr(r, name) for r in results], ignore_index=True)
-            for name in ("predictions", "runs", "history")}
 
 
 def chosen_runs(runs: pd.DataFrame, paper_lr: dict) -> pd.DataFrame:
@@ -355,7 +339,6 @@ def table6_title(change: dict, n_above: int, n_cells: int) -> str:
     insensitive = np.nanmean([rates["negation"] for rates in change.values()]) < 0.2 and n_above < n_cells / 2
     return ("Near-chance classifiers rarely change their label: high Sem and Sym, low Neg" if insensitive
             else "BECEL consistency per task: our classifiers and the paper's")
-
 
 
 # --------------------------------------------------------------------------------------------------

@@ -6,25 +6,25 @@ prompts:
 
 (a) **subject enrichment** — the hidden state of the last subject token, read through the logit
     lens, ranks tokens related to the subject highly (Fig. 2, App. D): :func:`attribute_queries`,
-    :func:`attribute_sets`, :func:`attribute_rates`; read as :func:`attribute_peaks` and
+    :func:`ifhelpers.measure.layers.attribute_sets`, :func:`ifhelpers.measure.layers.attribute_rates`; read as :func:`attribute_peaks` and
     :func:`attribute_comparison` (tuned − base);
 (b) **relation propagation** — queries of the same relation are closer than queries of different
-    relations in the relation layers (Fig. 3): :func:`relation_similarity_table`, read as
+    relations in the relation layers (Fig. 3): :func:`ifhelpers.measure.layers.relation_similarity_table`, read as
     :func:`relation_separation` (per relation: :func:`relation_separation_per_relation`, the units of
     its band) and :func:`relation_layers` (where the separation first reaches half its maximum);
     paraphrases are closer than non-paraphrases, split by whether the model answers them consistently
-    (Figs. 4, 6, 7): :func:`paraphrase_gap_table`, per fact :func:`paraphrase_gap_per_fact` (the units
+    (Figs. 4, 6, 7): :func:`ifhelpers.measure.layers.paraphrase_gap_table`, per fact :func:`ifhelpers.measure.layers.paraphrase_gap_per_fact` (the units
     of its bands), :func:`gap_in_relation_layers`;
 (c) **attribute extraction** — an MHSA (or MLP) update whose top-1 token is the final prediction
-    (eq. 1, Figs. 5, 8): :func:`extraction_rates`, :func:`extraction_events` (both through
+    (eq. 1, Figs. 5, 8): :func:`ifhelpers.measure.layers.extraction_rates`, :func:`ifhelpers.measure.layers.extraction_events` (both through
     :mod:`ifhelpers.metrics.extraction`), :func:`extraction_peaks`, :func:`extraction_comparison`; its
     Pearson correlation with ParaRel consistency across instruction-tuned models (Table 7):
     :func:`extraction_correlation`, :func:`table7`.
 
-One model's pass is :func:`model_tables` (the shared ParaRel pass of
-:func:`ifhelpers.model.probes.run_pararel`, then the subject states); its consistency is
-:mod:`ifhelpers.chapters.predictions`' (the predictions chapter's numbers, computed by the chapter
-notebook), and the paper's colour groups of Fig. 5 are :func:`consistency_groups`. Tuned − base
+One model's measurement is :func:`ifhelpers.measure.layers.mechanisms` (the shared ParaRel pass of
+:func:`ifhelpers.model.probes.run_pararel` scored as in the predictions chapter, then the updates and the
+subject states); this module reads its tables, and the paper's colour groups of Fig. 5 are
+:func:`consistency_groups`. Tuned − base
 comparisons go through :func:`ifhelpers.stats.compare_roles` (:func:`compare_to_base`);
 :func:`summary_table` and :func:`headlines` set the findings beside the paper's.
 
@@ -32,7 +32,7 @@ Layers and depth
     ``resid`` holds h^0 ... h^L (h^0 the token embedding, h^L before the final norm); the updates
     a^l, f^l (l = 0 ... L-1) are added to h^l to give h^{l+1}. Models of different depths are
     compared on *relative depth*: ``l / L`` for the state h^l and ``(l + 1) / L`` for an update of
-    layer l (the depth of the state it writes into), :func:`relative_depth`. The paper's layer
+    layer l (the depth of the state it writes into), :func:`ifhelpers.measure.stamp.relative_depth`. The paper's layer
     numbers (a 32-layer LLaMA-7b) convert the same way, to within ±1/32 since the paper does not
     say whether its layers count from 0 or 1.
 
@@ -45,38 +45,24 @@ The logit lens
 
 from __future__ import annotations
 
-import time
 from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
-from ifhelpers import findings, metrics, paper, stats
+from ifhelpers import findings, paper, stats
 from ifhelpers.data import pararel, wikipedia
-from ifhelpers.model import lens, probes, tokens
-from ifhelpers.model.models import LoadedModel
+from ifhelpers.measure.layers import BLOCKS
+from ifhelpers.measure.stamp import relative_depth
 
 __all__ = [
-    "BLOCKS",
     "GROUP_COLORS",
-    "relative_depth",
-    "with_model",
-    "prompt_rows",
     "consistency_groups",
-    "sample_query_rows",
     "where_in_span",
     "subject_snippets",
     "query_counts",
     "most_snippets",
-    "model_tables",
-    "gather_tables",
-    "top_dims_share",
     "massive_dimensions",
-    "relation_similarity_table",
-    "paraphrase_gap_table",
-    "paraphrase_gap_per_fact",
-    "extraction_rates",
-    "extraction_events",
     "extraction_correlation",
     "extraction_peaks",
     "extraction_comparison",
@@ -84,10 +70,6 @@ __all__ = [
     "table7",
     "correlation_status",
     "attribute_queries",
-    "unique_prefix_rows",
-    "attribute_sets",
-    "lens_token_strings",
-    "attribute_rates",
     "attribute_set_sizes",
     "attribute_size_ratio",
     "attribute_peaks",
@@ -109,71 +91,14 @@ __all__ = [
     "headlines",
 ]
 
-#: The two update blocks of eq. 1, as the paper names them, and the engine's array for each.
-BLOCKS = {"MHSA": "attn_update", "MLP": "mlp_update"}
 
 #: Fig. 5's colours: ParaRel consistency of a tuned model relative to the base model.
 GROUP_COLORS = {"base": "#4C72B0", "lower": "#D4A017", "higher-close": "#55A868", "higher": "#C44E52",
                 "instruction-tuned": "#DD8452"}
 
 
-
 # --------------------------------------------------------------------------------------------------
 # Small helpers
-
-
-def relative_depth(layer, n_layers, kind: str = "state"):
-    """Relative depth of a layer: ``l / L`` for the state h^l, ``(l + 1) / L`` for the update of layer l.
-
-    ``kind`` is ``"state"`` (h^0 ... h^L, values 0 ... 1) or ``"update"`` (a^l, f^l of layers
-    0 ... L-1, values 1/L ... 1). ``n_layers`` may be an array aligned with ``layer``.
-    """
-    n_layers = np.asarray(n_layers, dtype=np.float64)
-    if np.any(n_layers < 1):
-        raise ValueError(f"n_layers must be >= 1; got {n_layers}")
-    layer = np.asarray(layer, dtype=np.float64)
-    if kind == "state":
-        return layer / n_layers
-    if kind == "update":
-        return (layer + 1) / n_layers
-    raise ValueError(f"kind must be 'state' or 'update'; got {kind!r}")
-
-
-def with_model(frame: pd.DataFrame, lm: LoadedModel, kind: str | None = None) -> pd.DataFrame:
-    """``frame`` with ``model``, ``role`` and ``n_layers`` in front and, when it has a ``layer``
-    column and ``kind`` is ``"state"`` or ``"update"``, the ``depth`` of :func:`relative_depth`."""
-    out = frame.copy()
-    for position, (name, value) in enumerate((("model", lm.name), ("role", lm.spec.role),
-                                              ("n_layers", lm.n_layers))):
-        out.insert(position, name, value)
-    if kind is not None:
-        out["depth"] = relative_depth(out["layer"].to_numpy(), lm.n_layers, kind)
-    return out
-
-
-def prompt_rows(frame: pd.DataFrame) -> dict[int, np.ndarray]:
-    """Row positions of each prompt of a :func:`ifhelpers.model.probes.run_pararel` frame.
-
-    Within a prompt the rows follow the query table's order, so position ``i`` of every prompt is
-    the same query (checked).
-    """
-    out = {int(p): np.flatnonzero(frame["prompt_id"].to_numpy() == p) for p in pd.unique(frame["prompt_id"])}
-    first = None
-    for rows in out.values():
-        q = frame["query"].to_numpy()[rows]
-        if first is None:
-            first = q
-        elif len(q) != len(first) or not np.array_equal(q, first):
-            raise ValueError("the prompts of this frame do not cover the same queries in the same order")
-    return out
-
-
-def _fact_key(frame: pd.DataFrame) -> pd.Series:
-    return frame["relation"].astype(str) + ":" + frame["uuid"].astype(str)
-
-
-def _query_key(frame: pd.DataFrame) -> pd.Series:
-    return _fact_key(frame) + ":" + frame["template_id"].astype(str)
 
 
 def consistency_groups(summary: pd.DataFrame, threshold: float | None = None) -> pd.DataFrame:
@@ -215,28 +140,6 @@ def consistency_groups(summary: pd.DataFrame, threshold: float | None = None) ->
 
     out["group"] = out.apply(group, axis=1)
     return out
-
-
-def sample_query_rows(frame: pd.DataFrame, n_queries: int | None, seed: int = 0) -> np.ndarray:
-    """Rows of ``n_queries`` ParaRel queries, every prompt of each, spread evenly over relations.
-
-    A query is a (fact, template); its rows are its prompts. Queries are drawn round-robin over
-    relations in a seeded random order (so each relation gives about ``n_queries / n_relations``),
-    which keeps the sample's relation mix close to the full pass's macro average. ``None`` (or a
-    number at least the number of queries) keeps every row. Returned rows are sorted.
-    """
-    keys = _query_key(frame)
-    unique = pd.DataFrame({"key": keys, "relation": frame["relation"]}).drop_duplicates("key")
-    if n_queries is None or n_queries >= len(unique):
-        return np.arange(len(frame))
-    if n_queries < 1:
-        raise ValueError(f"n_queries must be >= 1 or None; got {n_queries}")
-    rng = np.random.default_rng(seed)
-    unique = unique.iloc[rng.permutation(len(unique))]
-    unique["rank"] = unique.groupby("relation").cumcount()
-    unique["tiebreak"] = rng.random(len(unique))
-    chosen = set(unique.sort_values(["rank", "tiebreak"])["key"].iloc[:n_queries])
-    return np.flatnonzero(keys.isin(chosen).to_numpy())
 
 
 def where_in_span(depth, low: float, high: float, inside: str = "within"):
@@ -284,77 +187,9 @@ def most_snippets(snippets: Mapping[str, Sequence[str]], n: int = 5) -> str:
     return ", ".join(f"{s!r} ({len(snippets[s])})" for s in most)
 
 
-def model_tables(lm: LoadedModel, queries: pd.DataFrame, relation_pairs: pd.DataFrame,
-                 subject_queries: pd.DataFrame, snippets: Mapping[str, Sequence[str]], stopwords,
-                 prompt_ids=(0, 1, 2), n_nonparaphrase_pairs: int = 1000, extraction_n_queries: int | None = 150,
-                 top_k: int = 50, rank: int = 200, max_rank: int = 12800, seed: int = 0
-                 ) -> tuple[dict, pd.DataFrame]:
-    """Everything the chapter reads from one model, reduced to small tidy tables (§4, App. D-F).
-
-    The shared ParaRel pass (:func:`ifhelpers.model.probes.run_pararel`) gives the last token's
-    states h^l, read for the massive dimensions (:func:`top_dims_share`), the relation cosines of
-    Fig. 3 (:func:`relation_similarity_table`) and the paraphrase gap of Figs. 4, 6, 7
-    (:func:`paraphrase_gap_table`); the MHSA and MLP updates of ``extraction_n_queries`` of its queries
-    (:func:`sample_query_rows`, :func:`ifhelpers.model.probes.run_updates`), read through the logit lens,
-    give the extraction rates and events of Figs. 5, 8. Then the states at the last subject token of ``subject_queries`` (one forward pass per
-    distinct prefix, :func:`unique_prefix_rows`) give the attribute rate of Fig. 2
-    (:func:`lens_token_strings`, :func:`attribute_sets`, :func:`attribute_rates`).
-
-    Returns ``(tables, frame)``: tables ``massive``, ``relation``, ``gap``, ``gap_facts``
-    (:func:`paraphrase_gap_per_fact`), ``extraction``, ``events``,
-    ``attributes``, ``attribute_sets``, ``lens_examples`` (each with the model's columns of
-    :func:`with_model`) and ``cost`` (a dict: layers, seconds, how many vectors were read), and the
-    pass's frame (for the predictions chapter's consistency).
-    """
-    start = time.perf_counter()
-    frame, arrays = probes.run_pararel(lm, queries, prompt_ids, progress=False)
-    tables = {}
-    share = top_dims_share(arrays["resid"], n_dims=3)
-    tables["massive"] = with_model(pd.DataFrame({"layer": range(len(share)), "share": share}), lm, "state")
-    # (b) relations: the last token's state h^l at every layer
-    relation = relation_similarity_table(frame, arrays["resid"], relation_pairs)
-    tables["relation"] = with_model(relation, lm, "state")
-    gap = paraphrase_gap_table(frame, arrays["resid"], n_nonparaphrase_pairs, seed)
-    tables["gap"] = with_model(gap, lm, "state")
-    tables["gap_facts"] = with_model(paraphrase_gap_per_fact(frame, arrays["resid"], n_nonparaphrase_pairs, seed), lm,
-                                     "state")
-    # (c) extraction: the MHSA and MLP updates of a sample of queries, read through the logit lens
-    rows = sample_query_rows(frame, extraction_n_queries, seed)
-    updates = probes.run_updates(lm, frame.iloc[rows], progress=False)
-    top1 = {block: lens.top_tokens(lm, updates[name], k=1) for block, name in BLOCKS.items()}
-    tables["extraction"] = with_model(extraction_rates(frame.iloc[rows], top1), lm, "update")
-    tables["events"] = with_model(extraction_events(frame.iloc[rows], top1), lm, "update")
-    del arrays
-    # (a) subjects: the state of the last subject token, read through the logit lens
-    subject_frame = probes.pararel_prompts(lm, subject_queries, prompt_ids)
-    unique, inverse = unique_prefix_rows(lm, subject_frame)
-    states = probes.run_subject_states(lm, subject_frame.iloc[unique], progress=False)
-    top = lens_token_strings(lm, states, top_k, stopwords, rank, max_rank)[inverse]
-    attributes = attribute_sets(lm.tokenizer, snippets, stopwords)
-    rates = attribute_rates(subject_frame, top, attributes, stopwords, top_k)
-    tables["attributes"] = with_model(rates, lm, "state")
-    sizes = pd.DataFrame({"subject": list(attributes), "n_attributes": [len(a) for a in attributes.values()]})
-    tables["attribute_sets"] = with_model(sizes, lm)
-    example = pd.DataFrame({"subject": subject_frame["subject"].iloc[0], "prompt": subject_frame["prompt"].iloc[0],
-                            "layer": range(top.shape[1]), "top tokens": [t[:8] for t in top[0]]})
-    tables["lens_examples"] = with_model(example, lm, "state")
-    tables["cost"] = {"model": lm.name, "layers": lm.n_layers, "seconds": time.perf_counter() - start,
-                      "updates read": len(rows) * lm.n_layers * 2,
-                      "subject states read": states.shape[0] * states.shape[1]}
-    return tables, frame
-
-
-def gather_tables(parts: Sequence[Mapping]) -> dict[str, pd.DataFrame]:
-    """The models' tables of :func:`model_tables` (and any others of the same name) stacked, name by
-    name, in the order of the models; ``cost`` (one dict per model) becomes one table."""
-    names = list(dict.fromkeys(name for part in parts for name in part))
-    return {name: pd.DataFrame([p[name] for p in parts if name in p]) if name == "cost" else
-            pd.concat([p[name] for p in parts if name in p], ignore_index=True) for name in names}
-
-
 def massive_dimensions(massive: pd.DataFrame) -> pd.DataFrame:
     """Per model, the share of the last token's squared norm in its three largest dimensions
-    (:func:`top_dims_share`): at h^0, its maximum over the inner layers (0 < depth < 1) and where,
+    (:func:`ifhelpers.measure.layers.top_dims_share`): at h^0, its maximum over the inner layers (0 < depth < 1) and where,
     the share of inner layers above 50%, and at h^L. A caution for the cosines and the lens of §4."""
     rows = []
     for model, part in massive.groupby("model", sort=False):
@@ -371,212 +206,8 @@ def massive_dimensions(massive: pd.DataFrame) -> pd.DataFrame:
 # (b) Relations: Fig. 3 and Figs. 4, 6, 7
 
 
-def top_dims_share(resid, n_dims: int = 3) -> np.ndarray:
-    """Share of each state's squared norm held by its ``n_dims`` largest dimensions, averaged over
-    rows, per layer: ``(L+1,)`` for ``resid`` of shape ``(n, L+1, d)``.
-
-    A diagnostic for both the cosines and the lens: when a few "massive" dimensions hold most of the
-    norm (as in Gemma's residual stream), every pair of states has a cosine near 1, and the logit
-    lens mostly reads those dimensions.
-    """
-    sq = np.square(np.asarray(resid, dtype=np.float64))
-    top = np.sort(sq, axis=-1)[..., -n_dims:].sum(-1)
-    return (top / sq.sum(-1)).mean(axis=0)
-
-
-
-def relation_similarity_table(frame: pd.DataFrame, resid, pairs: pd.DataFrame, matched: bool = True) -> pd.DataFrame:
-    """Cosine per layer of same-relation and different-relation query pairs, per prompt (§4, Fig. 3).
-
-    ``pairs`` comes from :func:`ifhelpers.data.pararel.relation_query_pairs` on the query table of the
-    pass (its ``row_a``/``row_b`` are positions within one prompt's rows; different subjects and
-    objects, templates ending in different words, footnote 6). For each prompt and kind the cosine
-    is averaged within each relation (:func:`ifhelpers.metrics.relations.relation_similarity`, per relation);
-    averaging the relations gives the paper's macro average. With ``matched`` (default) only the
-    relations that have pairs of both kinds are kept, so that the two macro averages cover the
-    same relations (the final-word rule leaves many relations without same-relation pairs).
-
-    Returns a tidy frame: ``prompt_id``, ``kind``, ``relation``, ``layer``, ``cos``, ``n_pairs``.
-    """
-    resid = np.asarray(resid)
-    out = []
-    for prompt_id, rows in prompt_rows(frame).items():
-        reps = resid[rows]
-        for kind, group in pairs.groupby("kind", sort=False):
-            idx = group[["row_a", "row_b"]].to_numpy(dtype=np.intp)
-            table = metrics.relations.relation_similarity(reps, idx, group["relation_a"].to_numpy(), per_relation=True)
-            counts = group.groupby("relation_a").size()
-            long = table.reset_index().melt(id_vars="group", var_name="layer", value_name="cos")
-            long = long.rename(columns={"group": "relation"})
-            long.insert(0, "kind", kind)
-            long.insert(0, "prompt_id", prompt_id)
-            long["n_pairs"] = long["relation"].map(counts).astype(int)
-            out.append(long)
-    result = pd.concat(out, ignore_index=True)
-    result["layer"] = result["layer"].astype(int)
-    if matched:
-        kinds = result.groupby("relation")["kind"].nunique()
-        result = result[result["relation"].isin(kinds.index[kinds == pairs["kind"].nunique()])]
-    return result.reset_index(drop=True)
-
-
-def _gap_prompts(frame: pd.DataFrame, resid, n_nonparaphrase_pairs: int, seed: int):
-    """Per prompt: ``(prompt_id, reps, set_ids, non, splits)``, what the paraphrase gap of Figs. 4, 6, 7
-    reads: the prompt's states, its fact labels, cos(¬paraph.) of eq. 4 on random pairs of different
-    facts (one draw for the three splits) and the paraphrase pairs of each split (``"all"``,
-    ``"consistent"``, ``"inconsistent"``), with a ``fact`` column."""
-    resid = np.asarray(resid)
-    for prompt_id, rows in prompt_rows(frame).items():
-        sub = frame.iloc[rows].reset_index(drop=True)
-        reps = resid[rows]
-        set_ids = _fact_key(sub).to_numpy()
-        non = np.asarray(metrics.cosine.nonparaphrase_cosine(reps, set_ids, n_pairs=n_nonparaphrase_pairs, seed=seed))
-        pairs = metrics.pararel.pararel_query_pairs(probes.pararel_predictions(sub))
-        pairs["fact"] = pairs["relation"].astype(str) + ":" + pairs["fact_id"].astype(str)
-        splits = {"all": pairs, "consistent": pairs[pairs["consistent"]], "inconsistent": pairs[~pairs["consistent"]]}
-        yield prompt_id, reps, set_ids, non, splits
-
-
-def paraphrase_gap_table(frame: pd.DataFrame, resid, n_nonparaphrase_pairs: int = 1000,
-                         seed: int = 0) -> pd.DataFrame:
-    """cos(paraph.) − cos(¬paraph.) per layer and prompt, for all, consistent and inconsistent pairs.
-
-    §4 Fig. 4 and App. E Figs. 6-7. For each prompt, on the states ``resid`` (n, L+1, d) of its
-    rows: cos(paraph.) is eq. 3, the macro average over facts of the mean cosine of the fact's
-    paraphrase pairs, taking ``"all"`` pairs (:func:`ifhelpers.metrics.cosine.paraphrase_gap`), only the
-    pairs the model answers ``"consistent"``-ly (same top-1 token) or only the ``"inconsistent"``
-    ones (:func:`ifhelpers.metrics.pararel.pararel_query_pairs` on :func:`ifhelpers.model.probes.pararel_predictions`,
-    :func:`~ifhelpers.metrics.cosine.grouped_pair_cosine`).
-    cos(¬paraph.) is eq. 4 on random pairs of queries of different facts, the same draw for the
-    three splits, so the splits differ only in their paraphrase pairs. Facts with a single query
-    give no pair and are left out of eq. 3. :func:`paraphrase_gap_per_fact` gives the same gaps per
-    fact, the units of their bootstrap bands.
-
-    Returns a tidy frame: ``prompt_id``, ``split``, ``layer``, ``cos_paraphrase``,
-    ``cos_nonparaphrase``, ``gap``, ``n_pairs``, ``n_facts``.
-    """
-    out = []
-    for prompt_id, reps, set_ids, non, splits in _gap_prompts(frame, resid, n_nonparaphrase_pairs, seed):
-        for split, chosen in splits.items():
-            if split == "all":
-                gap = np.asarray(metrics.cosine.paraphrase_gap(reps, set_ids, n_pairs=n_nonparaphrase_pairs, seed=seed,
-                                                        drop_singletons=True))
-                para = gap + non
-            elif len(chosen):
-                table = metrics.cosine.grouped_pair_cosine(reps, chosen[["row_a", "row_b"]].to_numpy(dtype=np.intp),
-                                                    chosen["fact"].to_numpy())
-                para = table.to_numpy().mean(axis=0)
-                gap = para - non
-            else:
-                para = gap = np.full(reps.shape[1], np.nan)
-            out.append(pd.DataFrame({
-                "prompt_id": prompt_id, "split": split, "layer": np.arange(reps.shape[1]),
-                "cos_paraphrase": para, "cos_nonparaphrase": non, "gap": gap,
-                "n_pairs": len(chosen), "n_facts": chosen["fact"].nunique(),
-            }))
-    return pd.concat(out, ignore_index=True)
-
-
-def paraphrase_gap_per_fact(frame: pd.DataFrame, resid, n_nonparaphrase_pairs: int = 1000,
-                            seed: int = 0) -> pd.DataFrame:
-    """The gap of :func:`paraphrase_gap_table` per fact: the units its bootstrap bands resample (§4,
-    Figs. 4, 6, 7).
-
-    For each prompt, split and fact with a pair: the mean cosine of the fact's paraphrase pairs of
-    the split (``"all"``: cos(p_i) of eq. 2, :func:`ifhelpers.metrics.cosine.paraphrase_cosine_per_set`;
-    ``"consistent"`` / ``"inconsistent"``: :func:`~ifhelpers.metrics.cosine.grouped_pair_cosine`) minus the
-    prompt's cos(¬paraph.) (eq. 4, the same random pairs as the table's). The mean over facts is the
-    table's ``gap`` exactly; a bootstrap over facts therefore holds the non-paraphrase baseline fixed
-    and measures how much the gap moves with the facts drawn.
-
-    Returns a tidy frame: ``prompt_id``, ``split``, ``fact``, ``layer``, ``cos_paraphrase``, ``gap``.
-    """
-    out = []
-    for prompt_id, reps, set_ids, non, splits in _gap_prompts(frame, resid, n_nonparaphrase_pairs, seed):
-        for split, chosen in splits.items():
-            if split == "all":
-                per_fact = metrics.cosine.paraphrase_cosine_per_set(reps, set_ids, drop_singletons=True)
-            elif len(chosen):
-                per_fact = metrics.cosine.grouped_pair_cosine(reps, chosen[["row_a", "row_b"]].to_numpy(dtype=np.intp),
-                                                              chosen["fact"].to_numpy())
-            else:
-                continue
-            long = pd.DataFrame(per_fact.to_numpy(), index=pd.Index(per_fact.index, name="fact"),
-                                columns=np.arange(reps.shape[1])).rename_axis(columns="layer")
-            long = long.stack().rename("cos_paraphrase").reset_index()
-            long["gap"] = long["cos_paraphrase"] - non[long["layer"].to_numpy()]
-            long.insert(0, "split", split)
-            long.insert(0, "prompt_id", prompt_id)
-            out.append(long)
-    columns = ["prompt_id", "split", "fact", "layer", "cos_paraphrase", "gap"]
-    return pd.concat(out, ignore_index=True)[columns] if out else pd.DataFrame(columns=columns)
-
-
 # --------------------------------------------------------------------------------------------------
 # (c) Extraction: Figs. 5, 8 and Table 7
-
-
-def _check_top1(frame: pd.DataFrame, top1: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    out = {}
-    for block, values in top1.items():
-        if block not in BLOCKS:
-            raise ValueError(f"blocks are {list(BLOCKS)}; got {block!r}")
-        values = np.asarray(values)
-        if values.ndim == 3 and values.shape[-1] == 1:
-            values = values[..., 0]
-        if values.ndim != 2 or values.shape[0] != len(frame):
-            raise ValueError(f"top-1 ids of {block} must be (n_rows={len(frame)}, L); got {values.shape}")
-        out[block] = values.astype(np.int64)
-    return out
-
-
-def extraction_rates(frame: pd.DataFrame, top1: Mapping[str, np.ndarray]) -> pd.DataFrame:
-    """Extraction rate per prompt, block and layer (eq. 1, Fig. 5 for MHSA, Fig. 8 for MLP).
-
-    ``top1`` maps ``"MHSA"``/``"MLP"`` to the top-1 token ids of the projected updates, ``(n, L)``,
-    row-aligned with ``frame`` (a ParaRel pass, or a subset of its rows). The rate is
-    :func:`ifhelpers.metrics.extraction.extraction_rate` against the final prediction ``prediction_id``.
-
-    Returns ``prompt_id``, ``block``, ``layer``, ``rate``, ``n``.
-    """
-    top1 = _check_top1(frame, top1)
-    prediction = frame["prediction_id"].to_numpy(dtype=np.int64)
-    prompt = frame["prompt_id"].to_numpy()
-    out = []
-    for block, values in top1.items():
-        for prompt_id in pd.unique(prompt):
-            mask = prompt == prompt_id
-            rate = metrics.extraction.extraction_rate(values[mask], prediction[mask])
-            out.append(pd.DataFrame({"prompt_id": int(prompt_id), "block": block, "layer": np.arange(len(rate)),
-                                     "rate": rate, "n": int(mask.sum())}))
-    return pd.concat(out, ignore_index=True)
-
-
-def extraction_events(frame: pd.DataFrame, top1: Mapping[str, np.ndarray]) -> pd.DataFrame:
-    """Extraction events per query, averaged over its prompts: the units to bootstrap (Figs. 5, 8).
-
-    The event of each row and layer is :func:`ifhelpers.metrics.extraction.extraction_events` (eq. 1),
-    whose mean over queries is :func:`~ifhelpers.metrics.extraction.extraction_rate`; ``top1`` is as in
-    :func:`extraction_rates`.
-
-    Returns ``query``, ``relation``, ``block``, ``layer``, ``event`` (share of the query's prompts
-    with an extraction event at that layer).
-    """
-    top1 = _check_top1(frame, top1)
-    prediction = frame["prediction_id"].to_numpy(dtype=np.int64)
-    keys = _query_key(frame).to_numpy()
-    out = []
-    for block, values in top1.items():
-        events = pd.DataFrame(metrics.extraction.extraction_events(values, prediction))
-        events["query"] = keys
-        events["relation"] = frame["relation"].to_numpy()
-        per_query = events.groupby(["query", "relation"], sort=False).mean()
-        long = per_query.reset_index().melt(id_vars=["query", "relation"], var_name="layer", value_name="event")
-        long.insert(2, "block", block)
-        out.append(long)
-    result = pd.concat(out, ignore_index=True)
-    result["layer"] = result["layer"].astype(int)
-    return result
 
 
 def extraction_correlation(rates: pd.DataFrame, consistency: pd.Series) -> pd.DataFrame:
@@ -628,7 +259,7 @@ def extraction_peaks(ext: pd.DataFrame) -> pd.DataFrame:
 def extraction_comparison(events: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
     """Fig. 5's "LLaMA extracts as often as the best tuned models": each tuned model's MHSA extraction
     rate minus the base model's, averaged over layers, paired over the queries both read
-    (:func:`compare_to_base` on :func:`extraction_events`)."""
+    (:func:`compare_to_base` on :func:`ifhelpers.measure.layers.extraction_events`)."""
     return compare_to_base(events, "event", "query", where=events["block"] == "MHSA", seed=seed)
 
 
@@ -701,107 +332,9 @@ def attribute_queries(min_snippets: int = 5, n_subjects: int | None = 100, seed:
     return queries, usable
 
 
-def unique_prefix_rows(lm: LoadedModel, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """Rows whose text up to the last subject token differs, and each row's representative.
-
-    The state at the last subject token depends only on the tokens up to it (causal attention), so
-    queries whose templates start with the subject share it. Returns ``(representatives,
-    inverse)`` with ``frame.iloc[representatives[inverse[i]]]`` having the same prefix as row i.
-    """
-    keys = [tuple(tokens.encode(lm.tokenizer, p)[: int(t) + 1]) for p, t in zip(frame["prompt"], frame["subject_token"])]
-    codes, uniques = pd.factorize(pd.Series(keys, dtype=object))
-    first = np.full(len(uniques), -1)
-    for i, c in enumerate(codes):
-        if first[c] < 0:
-            first[c] = i
-    return first, codes
-
-
-def attribute_sets(tokenizer, snippets: Mapping[str, Sequence[str]], stopwords) -> dict[str, frozenset]:
-    """A_s for each subject, from its snippets, in the model's own tokens (App. D).
-
-    Each snippet is tokenized with the model's tokenizer and every token decoded on its own, then
-    :func:`ifhelpers.metrics.attributes.attribute_set` deduplicates, drops NLTK stopwords and tokens under 3
-    characters (Geva et al. 2023).
-    """
-    out = {}
-    for subject, texts in snippets.items():
-        decoded = []
-        for text in texts:
-            ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-            decoded.append([tokenizer.decode([i]) for i in ids])
-        out[subject] = metrics.attributes.attribute_set(decoded, stopwords)
-    return out
-
-
-def _kept_count(ranked: Sequence[str], stopwords: frozenset, k: int, min_chars: int = 3) -> int:
-    kept = 0
-    for tok in ranked:
-        tok = metrics.attributes.clean_token(tok)
-        if len(tok) >= min_chars and tok.lower() not in stopwords:
-            kept += 1
-            if kept == k:
-                break
-    return kept
-
-
-def lens_token_strings(lm: LoadedModel, vectors, k: int, stopwords, rank: int = 200, max_rank: int = 12800,
-                       min_chars: int = 3, apply_final_norm: bool = True) -> np.ndarray:
-    """Ranked lens tokens of each vector, long enough for ``k`` to survive App. D's filters.
-
-    The top ``rank`` tokens of E·norm(v) (:func:`ifhelpers.model.lens.top_tokens`) are decoded; where fewer than ``k``
-    of them are kept after dropping stopwords and tokens under ``min_chars`` characters, that
-    vector is ranked again four times deeper, up to ``max_rank``. Vocabularies rich in short
-    sub-word pieces (SmolLM2's) need deeper rankings than Gemma's. No ranking is deeper than the
-    vocabulary. Returns an object array of shape ``vectors.shape[:-1]`` holding lists of decoded
-    tokens, best first.
-    """
-    vectors = np.asarray(vectors)
-    flat = vectors.reshape(-1, vectors.shape[-1])
-    stop = frozenset(w.lower() for w in stopwords)
-    out = np.empty(flat.shape[0], dtype=object)
-    n_vocab = lm.model.get_output_embeddings().weight.shape[0]
-    max_rank = min(int(max_rank), n_vocab)
-    todo, depth = np.arange(flat.shape[0]), min(int(rank), max_rank)
-    while len(todo):
-        strings = lens.decode_tokens(lm, lens.top_tokens(lm, flat[todo], k=depth, apply_final_norm=apply_final_norm))
-        short = []
-        for j, ranked in zip(todo, strings):
-            out[j] = list(ranked)
-            if depth < max_rank and _kept_count(ranked, stop, k, min_chars) < k:
-                short.append(j)
-        todo, depth = np.asarray(short, dtype=np.intp), min(depth * 4, int(max_rank))
-    return out.reshape(vectors.shape[:-1])
-
-
-def attribute_rates(frame: pd.DataFrame, top_strings, attributes: Mapping[str, frozenset], stopwords,
-                    k: int = 50) -> pd.DataFrame:
-    """Subject attribute rate per row and layer (§4, Fig. 2): share of the top-``k`` lens tokens in A_s.
-
-    ``top_strings[i][l]`` is the ranked list of decoded top tokens of E·norm(h^l) at the last subject
-    token of row i, best first (an ``(n, L+1, n_rank)`` array, or the object array of
-    :func:`lens_token_strings`), long enough for k tokens to survive the stopword and length filters
-    of :func:`ifhelpers.metrics.attributes.subject_attribute_rate`.
-
-    Returns ``subject``, ``relation``, ``template_id``, ``prompt_id``, ``layer``, ``rate``, ``n_kept``
-    (how many of the k slots were filled).
-    """
-    if len(top_strings) != len(frame):
-        raise ValueError(f"top_strings has {len(top_strings)} rows for {len(frame)} rows of frame")
-    stop = frozenset(w.lower() for w in stopwords)
-    out = []
-    for i, row in enumerate(frame.itertuples(index=False)):
-        layers = [list(layer) for layer in top_strings[i]]
-        rates = metrics.attributes.subject_attribute_rate(layers, attributes[row.subject], stop, k=k)
-        out.append(pd.DataFrame({"subject": row.subject, "relation": row.relation, "template_id": row.template_id,
-                                 "prompt_id": row.prompt_id, "layer": np.arange(len(layers)), "rate": rates,
-                                 "n_kept": [_kept_count(layer, stop, k) for layer in layers]}))
-    return pd.concat(out, ignore_index=True)
-
-
 def attribute_set_sizes(attribute_sets: pd.DataFrame, attributes: pd.DataFrame, top_k: int) -> pd.DataFrame:
     """Size of A_s per model (App. D: the paper's 1,936 ± 1,036 tokens per subject): ``mean``, ``std``,
-    ``min``, ``max`` over subjects, and the share of (row, layer) readings of :func:`attribute_rates`
+    ``min``, ``max`` over subjects, and the share of (row, layer) readings of :func:`ifhelpers.measure.layers.attribute_rates`
     where fewer than ``top_k`` lens tokens survived the filters."""
     sizes = attribute_sets.groupby("model", sort=False)["n_attributes"].agg(["mean", "std", "min", "max"])
     short = attributes.assign(short=lambda t: t["n_kept"] < top_k)
@@ -835,7 +368,7 @@ def attribute_peaks(attr: pd.DataFrame) -> pd.DataFrame:
 def attribute_comparison(attributes: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
     """Fig. 2's "higher for every tuned model": each tuned model's attribute rate minus the base
     model's, averaged over prompts, templates and the layers h^1 ... h^L, paired over subjects
-    (:func:`compare_to_base` on :func:`attribute_rates`)."""
+    (:func:`compare_to_base` on :func:`ifhelpers.measure.layers.attribute_rates`)."""
     return compare_to_base(attributes, "rate", "subject", where=attributes["layer"] > 0, seed=seed)
 
 
@@ -860,7 +393,7 @@ def mean_ci_by_layer(table: pd.DataFrame, value: str, unit: str, by: Sequence[st
     subject, query), then the mean over units and a percentile bootstrap interval resampling units
     (:func:`ifhelpers.stats.bootstrap_ci`). Units missing a layer (NaN) are left out of that layer.
     With ``depth_kind`` (``"state"`` or ``"update"``; ``by`` must include ``n_layers``) a ``depth`` column
-    of :func:`relative_depth` is added: the curves of Figs. 2, 3, 5 and 8.
+    of :func:`ifhelpers.measure.stamp.relative_depth` is added: the curves of Figs. 2, 3, 5 and 8.
 
     Returns ``by`` columns, ``layer``, ``estimate``, ``low``, ``high``, ``n`` (and ``depth``).
     """
@@ -946,7 +479,7 @@ def relation_separation_per_relation(relation: pd.DataFrame) -> pd.DataFrame:
     """Same-relation minus different-relation cosine of each relation, per prompt and layer: the units
     of Fig. 3's separation (§4 "Relations"), for a bootstrap band over relations.
 
-    ``relation`` is :func:`relation_similarity_table`'s (with the model's columns of :func:`with_model`).
+    ``relation`` is :func:`ifhelpers.measure.layers.relation_similarity_table`'s (with the model's columns of :func:`ifhelpers.measure.stamp.stamp`).
     With matched relations (its default) every relation has both kinds, so the mean over relations
     of this separation (after the mean over prompts, as :func:`mean_ci_by_layer` takes it) equals
     :func:`relation_separation` of the two macro averages. Returns the table's columns other than
@@ -1004,7 +537,7 @@ def relation_layers(separation: pd.DataFrame, span: tuple[float, float] | None =
 
 
 def gap_over_prompts(gap: pd.DataFrame) -> pd.DataFrame:
-    """The paraphrase gap of :func:`paraphrase_gap_table` per model, split and layer: the mean over the
+    """The paraphrase gap of :func:`ifhelpers.measure.layers.paraphrase_gap_table` per model, split and layer: the mean over the
     prompts (``estimate``) and its lowest and highest prompt (``low``, ``high``) (Figs. 4, 6, 7)."""
     return (gap.groupby(["model", "role", "split", "layer", "depth"], sort=False)["gap"]
             .agg(estimate="mean", low="min", high="max").reset_index())
@@ -1020,7 +553,7 @@ def gap_in_relation_layers(gap: pd.DataFrame, gap_mean: pd.DataFrame,
                            span: tuple[float, float] | None = None) -> pd.DataFrame:
     """Fig. 4's reading: the paraphrase gap per model averaged over the paper's relation layers.
 
-    ``gap`` is :func:`paraphrase_gap_table`'s (with the model's columns), ``gap_mean`` its
+    ``gap`` is :func:`ifhelpers.measure.layers.paraphrase_gap_table`'s (with the model's columns), ``gap_mean`` its
     :func:`gap_over_prompts`; ``span`` defaults to the paper's layers 3-8. Returns one row per model
     with the mean gap of each split (``consistent``, ``inconsistent``, ``all``) over the layers in the
     span, the share of all layers where consistent paraphrases have the larger gap, and the number of

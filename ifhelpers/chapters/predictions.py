@@ -14,7 +14,7 @@ changes of the input, with two zero-shot probes:
 
 The forward passes are elsewhere: ParaRel uses the one pass all chapters share
 (:func:`ifhelpers.model.probes.run_pararel`), MMLU one cached pass per prompt scoring the answer letters
-(:func:`run_mmlu`). The metrics themselves are :mod:`ifhelpers.metrics` (``pararel_scores``,
+(:func:`ifhelpers.measure.mmlu.run_mmlu`). The metrics themselves are :mod:`ifhelpers.metrics` (``pararel_scores``,
 ``mmlu_spread``, ``mmlu_summary``) and the intervals :mod:`ifhelpers.stats`; this module joins them into
 the per-model tables of Table 2, adds what the paper leaves implicit (intervals over relations and
 questions, a permutation null for the spread) and writes the chapter's findings (:func:`summary_lines`)
@@ -28,31 +28,25 @@ its *first token as it follows the prompt* (:func:`ifhelpers.model.tokens.first_
 SmolLM2; ``"New York"`` is judged on ``▁New``. A query with several gold objects (N-M relations such as
 P47 "shares border with") is answered correctly when the prediction is the first token of any of them.
 Consistency compares the predicted *token ids* of two paraphrases, so two different correct objects of an
-N-M fact count as inconsistent, as in Elazar et al. (2021). :func:`object_token_stats` measures how often
+N-M fact count as inconsistent, as in Elazar et al. (2021). :func:`ifhelpers.measure.pararel.object_token_stats` measures how often
 the first-token rule is lenient (objects of several tokens, distinct objects sharing a first token, and
 objects whose first token is bare whitespace, which happens for numbers: ``" 1990"`` -> ``▁``, ``1``...).
 """
 
 from __future__ import annotations
 
-import math
 import textwrap
 from typing import Sequence
 
 import numpy as np
 import pandas as pd
 
-from ifhelpers.model import engine, probes, tokens
+from ifhelpers.model import probes
 from ifhelpers import metrics
-from ifhelpers.data import formats, mmlu, pararel, prompts
+from ifhelpers.data import pararel
 from ifhelpers import findings, paper, stats
-from ifhelpers.model.models import LoadedModel
-from ifhelpers.data.sources import rng_for
 
-__all__ = [
-    "pararel_prompt_scores", "pararel_summary", "pararel_by_relation",
-    "object_token_stats", "pair_breakdown", "relation_candidates", "restrict_to_candidates", "sample_questions", "mmlu_setups", "answer_letter_ids", "run_mmlu",
-    "letter_report", "mmlu_setup_accuracy", "mmlu_model_summary", "mmlu_by_question", "spread_interval", "spread_null",
+__all__ = [ "pararel_summary", "pararel_by_relation", "pair_breakdown", "mmlu_setup_accuracy", "mmlu_model_summary", "mmlu_by_question", "spread_interval", "spread_null",
     "pararel_wide", "pararel_intervals", "pararel_comparison", "relation_wins", "mmlu_intervals", "all_at_chance",
     "spreads_within_null", "footnote4_rule", "table2_layout", "paper_predictions", "comparison_title",
     "plot_points", "plot_metric", "summary_lines", "headlines",
@@ -63,39 +57,10 @@ __all__ = [
 # ParaRel (§3, Table 2 "PARAREL", footnote 4)
 
 
-def pararel_prompt_scores(frame: pd.DataFrame) -> pd.DataFrame:
-    """Per-prompt, per-relation ParaRel accuracy and consistency of one model (§3, Table 2).
-
-    ``frame`` is :func:`ifhelpers.model.probes.run_pararel`'s. Each prompt of Table 3 is scored on its own with
-    :func:`ifhelpers.metrics.pararel.pararel_scores` (pairs of paraphrases are formed within a prompt). A
-    relation with a single usable template has no pair of paraphrases, so its consistency is undefined
-    (NaN), while its accuracy counts (``attrs["single_template_relations"]`` lists them).
-
-    Returns
-    -------
-    DataFrame with ``model``, ``role``, ``prompt_id``, ``relation``, ``n_facts``, ``n_queries``, ``n_pairs``,
-    ``accuracy``, ``consistency`` (fractions).
-    """
-    tidy = probes.pararel_predictions(frame)
-    n_templates = tidy.groupby("relation")["template_id"].nunique()
-    if (n_templates < 2).all():
-        raise ValueError("no relation has two templates: consistency is undefined for every relation")
-    parts = []
-    for prompt_id, part in tidy.groupby("prompt_id", sort=True):
-        scores = metrics.pararel.pararel_scores(part.reset_index(drop=True)).reset_index()
-        scores.insert(0, "prompt_id", prompt_id)
-        parts.append(scores)
-    out = pd.concat(parts, ignore_index=True)
-    out.insert(0, "role", frame.attrs.get("role", ""))
-    out.insert(0, "model", frame.attrs.get("model", ""))
-    out.attrs["single_template_relations"] = sorted(n_templates.index[n_templates < 2])
-    return out
-
-
 def pararel_summary(scores: pd.DataFrame, ddof: int = 1) -> pd.DataFrame:
     """Table 2's ParaRel "Acc." and "Cons." per model, with the spread over prompts (footnote 4).
 
-    ``scores`` is :func:`pararel_prompt_scores` (one or several models concatenated). For each prompt the metrics
+    ``scores`` is :func:`ifhelpers.measure.pararel.pararel_prompt_scores` (one or several models concatenated). For each prompt the metrics
     are macro-averaged over relations (:func:`ifhelpers.metrics.pararel.pararel_macro`: accuracy over every
     relation, consistency over those with pairs); Table 2's value is the mean over the prompts, and ``*_std``
     the standard deviation over the prompts (``ddof=1``: the paper does not say which; with three prompts
@@ -176,35 +141,6 @@ def relation_wins(wide: pd.DataFrame, base: str, tuned: str, metric: str = "cons
     return int((t > b).sum()), int((t < b).sum())
 
 
-def object_token_stats(lm: LoadedModel, frame: pd.DataFrame) -> pd.Series:
-    """How lenient the first-token rule is for this tokenizer on these queries (module docstring).
-
-    Counts, over the distinct gold objects of ``frame`` (first prompt only): objects of several tokens,
-    objects whose first token is also the first token of another object of the same relation (a
-    prediction of that token is "correct" for both), and objects whose first token is whitespace only.
-    """
-    first_prompt = frame[frame["prompt_id"] == frame["prompt_id"].min()]
-    rows = {}
-    for prompt, objects, relation in zip(first_prompt["prompt"], first_prompt["objects"], first_prompt["relation"]):
-        for obj in objects:
-            if (relation, obj) not in rows:
-                ids = tokens.continuation_ids(lm.tokenizer, prompt, " " + obj)
-                rows[(relation, obj)] = ids
-    table = pd.DataFrame([(r, o, ids[0], len(ids)) for (r, o), ids in rows.items()],
-                         columns=["relation", "object", "first_id", "n_tokens"])
-    shared = table.groupby(["relation", "first_id"])["object"].transform("nunique") > 1
-    blank = table["first_id"].map(lambda i: lm.tokenizer.decode([int(i)]).strip() == "")
-    return pd.Series({
-        "model": lm.name, "n_objects": len(table),
-        "multi_token": float((table["n_tokens"] > 1).mean()),
-        "shared_first_token": float(shared.mean()),
-        "blank_first_token": int(blank.sum()),
-        "examples": "; ".join(
-            f"{o} -> {lm.tokenizer.convert_ids_to_tokens(int(i))!s}+{n - 1}"
-            for o, i, n in table.loc[table["n_tokens"] > 1, ["object", "first_id", "n_tokens"]].head(3).itertuples(index=False)),
-    })
-
-
 def pair_breakdown(frame: pd.DataFrame) -> pd.Series:
     """What the consistent pairs are made of: the same correct object, or the same wrong token.
 
@@ -232,168 +168,8 @@ def pair_breakdown(frame: pd.DataFrame) -> pd.Series:
     })
 
 
-def relation_candidates(lm: LoadedModel, frame: pd.DataFrame, data_dir=None) -> dict[str, frozenset[int]]:
-    """Each relation's candidate set as first token ids: every object of the relation in T-REx.
-
-    Elazar et al. (2021) score ParaRel with the prediction restricted to the objects that occur in the
-    relation's data (their ``--use_targets``). Here an object is its first token after the relation's
-    first prompt in ``frame`` (the queries end in a word, so the preceding text does not change how
-    ``" " + object`` starts).
-    """
-    out = {}
-    for relation, part in frame.groupby("relation", sort=False):
-        facts = pararel.load_facts(relation, data_dir=data_dir)
-        objects = sorted({o for objs in facts["objects"] for o in objs})
-        prompt = part["prompt"].iloc[0]
-        out[relation] = frozenset(tokens.first_continuation_id(lm.tokenizer, prompt, " " + o) for o in objects)
-    return out
-
-
-def restrict_to_candidates(frame: pd.DataFrame, top_ids: np.ndarray, candidates: dict) -> pd.DataFrame:
-    """Predictions restricted to the relation's candidate objects, read from the cached top-k tokens.
-
-    The restricted prediction is the best-ranked token of ``top_ids`` (``(n, k)``, the shared pass keeps
-    k = 10) that is in the relation's candidate set (:func:`relation_candidates`). When one is in the top
-    k it is exactly the argmax over the candidates. When none is, the restricted prediction is unknown:
-    it gets a distinct negative id, so it counts as wrong and agrees with no other query (a lower bound
-    on both metrics); ``in_top_k`` says which queries were found.
-    """
-    top_ids = np.asarray(top_ids)
-    if len(top_ids) != len(frame):
-        raise ValueError(f"top_ids has {len(top_ids)} rows, frame {len(frame)}")
-    restricted, found = [], []
-    for row, (relation, ranked) in enumerate(zip(frame["relation"], top_ids)):
-        hit = next((int(t) for t in ranked if int(t) in candidates[relation]), None)
-        found.append(hit is not None)
-        restricted.append(hit if hit is not None else -1 - row)
-    out = frame.drop(columns=[c for c in ("prediction",) if c in frame.columns])
-    out["prediction_id"] = restricted
-    out["in_top_k"] = found
-    out["correct"] = [p in ids for p, ids in zip(out["prediction_id"], out["object_first_ids"])]
-    return out
-
-
 # --------------------------------------------------------------------------------------------------
 # MMLU (§3, footnote 3, App. C.1)
-
-
-def sample_questions(subjects: Sequence[str] | str | None = None, n_questions: int | None = None, seed: int = 0,
-                     split: str = "test") -> pd.DataFrame:
-    """``n_questions`` MMLU questions *in total*, spread evenly over ``subjects`` (all 57 by default).
-
-    Every subject gives ``ceil(n_questions / n_subjects)`` candidates (:func:`ifhelpers.data.mmlu.load_mmlu`, so
-    the draw within a subject depends only on the seed); the first candidate of every subject is taken
-    before any second one, subjects in a seeded random order, until ``n_questions`` are kept. With fewer
-    questions than subjects, a seeded random subset of subjects gives one question each. ``None`` keeps
-    every question of the subjects.
-    """
-    if n_questions is None:
-        return mmlu.load_mmlu(split, subjects, None, seed)
-    if int(n_questions) < 1:
-        raise ValueError(f"n_questions must be a positive int or None, got {n_questions!r}")
-    if isinstance(subjects, str):
-        subjects = [subjects]
-    subjects = list(subjects) if subjects is not None else mmlu.load_subjects(split)
-    per_subject = math.ceil(int(n_questions) / len(subjects))
-    pool = mmlu.load_mmlu(split, subjects, per_subject, seed)
-    rng = rng_for(seed, "predictions", "mmlu-total", split)
-    order = pd.Series(rng.permutation(len(subjects)), index=subjects)
-    pool["_rank"] = pool.groupby("subject").cumcount()
-    pool["_subject_order"] = pool["subject"].map(order)
-    picked = pool.sort_values(["_rank", "_subject_order"]).head(int(n_questions)).index
-    return pool.loc[sorted(picked)].drop(columns=["_rank", "_subject_order"]).reset_index(drop=True)
-
-
-def mmlu_setups(questions: pd.DataFrame, n_shuffles: int = 3, instruction_ids: Sequence[int] = (0, 1, 2),
-                seed: int = 0) -> pd.DataFrame:
-    """Every question under every instruction × ordering of the options (App. C.1: 3 × 3 = 9 setups).
-
-    Orderings come from :func:`ifhelpers.data.mmlu.choice_orderings` (ordering 0 is the original order, the
-    others seeded shuffles); the column is called ``shuffle``. Model-independent: :func:`run_mmlu` adds
-    the prompts in each model's format.
-    """
-    if n_shuffles < 1:
-        raise ValueError("n_shuffles must be >= 1")
-    bad = [i for i in instruction_ids if i not in prompts.MMLU_INSTRUCTION_IDS]
-    if bad or not instruction_ids:
-        raise ValueError(f"instruction_ids must be among {list(prompts.MMLU_INSTRUCTION_IDS)} (0-2 App. C.1's), "
-                         f"got {instruction_ids!r}")
-    ordered = mmlu.choice_orderings(questions, n_orderings=n_shuffles, seed=seed).rename(columns={"ordering": "shuffle"})
-    parts = []
-    for instruction in instruction_ids:
-        part = ordered.copy()
-        part.insert(0, "instruction", int(instruction))
-        parts.append(part)
-    return pd.concat(parts, ignore_index=True)
-
-
-def answer_letter_ids(tokenizer, texts: Sequence[str], letters: Sequence[str] = prompts.MMLU_LETTERS) -> np.ndarray:
-    """The token id of each answer letter as the next token after each prompt, ``(n, 4)``.
-
-    The prompt ends with "Answer:" (base) or "The answer is:" (dialogue), so the letter follows a space:
-    the candidate is the first token of ``" A"`` after the prompt (:func:`ifhelpers.model.tokens.first_continuation_id`),
-    ``▁A`` for SentencePiece-style and ``ĠA`` for byte-level BPE tokenizers, not the bare ``A``. Computed
-    per prompt (a prompt's last characters could change it); raises if two letters share a token.
-    """
-    ids = np.array([[tokens.first_continuation_id(tokenizer, text, " " + letter) for letter in letters]
-                    for text in texts], dtype=np.int64).reshape(-1, len(letters))
-    for row, text in zip(ids, texts):
-        if len(set(row.tolist())) != len(letters):
-            raise ValueError(f"answer letters share a first token after {text[-40:]!r}: {row.tolist()}")
-    return ids
-
-
-def run_mmlu(lm: LoadedModel, setups: pd.DataFrame, *, cache=True, progress=None) -> pd.DataFrame:
-    """Zero-shot MMLU for one model: the answer letters' next-token log-probabilities for every setup (§3).
-
-    ``setups`` is :func:`mmlu_setups`. The prompt is :func:`ifhelpers.data.prompts.format_mmlu` in the model's
-    format; the prediction is the letter with the highest log-probability among A-D at the last position
-    (one forward pass per prompt, :class:`ifhelpers.model.engine.Request` with ``candidates``). Two optional
-    columns change a row's prompt (chapter 6): ``layout``, an :class:`ifhelpers.data.formats.MMLUFormat`
-    (default App. C.1's), and ``prompt_format``, the wrapper ("base", "open-instruct", "chat-template";
-    default the model's own).
-
-    Returns
-    -------
-    ``setups`` plus ``model``, ``role``, ``prompt``, ``n_tokens``, ``logprob_A`` ... ``logprob_D``,
-    ``letter_mass`` (probability of the four letters together), ``prediction_index``, ``prediction``,
-    ``correct``. ``attrs["letter_ids"]`` holds the candidate ids when they are the same for every prompt.
-    """
-    frame = setups.copy()
-    layouts = frame["layout"] if "layout" in frame else [formats.APPENDIX_C1] * len(frame)
-    wrappers = frame["prompt_format"] if "prompt_format" in frame else [lm.spec.prompt_format] * len(frame)
-    frame["prompt"] = [prompts.format_mmlu(s, q, [a, b, c, d], i, w, lm.tokenizer, layout)
-                       for s, q, a, b, c, d, i, w, layout in zip(frame["subject"], frame["question"], frame["A"],
-                                                                 frame["B"], frame["C"], frame["D"],
-                                                                 frame["instruction"], wrappers, layouts)]
-    ids = answer_letter_ids(lm.tokenizer, frame["prompt"].tolist())
-    candidates = tuple(dict.fromkeys(ids.ravel().tolist()))
-    column = {c: k for k, c in enumerate(candidates)}
-    out = engine.run(lm, frame["prompt"].tolist(), engine.Request(candidates=candidates), cache=cache,
-                     progress=progress)
-    logprobs = out["candidate_logprobs"][np.arange(len(frame))[:, None], np.vectorize(column.get)(ids)]
-    for k, letter in enumerate(prompts.MMLU_LETTERS):
-        frame[f"logprob_{letter}"] = logprobs[:, k]
-    frame["letter_mass"] = np.exp(logprobs).sum(axis=1)
-    frame["prediction_index"] = metrics.mmlu.mmlu_predictions(logprobs)
-    frame["prediction"] = frame["prediction_index"].map(dict(enumerate(prompts.MMLU_LETTERS)))
-    frame["correct"] = frame["prediction_index"].to_numpy() == frame["answer_index"].to_numpy()
-    frame["n_tokens"] = [len(tokens.encode(lm.tokenizer, p)) for p in frame["prompt"]]
-    frame.insert(0, "role", lm.spec.role)
-    frame.insert(0, "model", lm.name)
-    shared = bool((ids == ids[0]).all())
-    frame.attrs.update(model=lm.name, role=lm.spec.role, letter_ids_shared=shared,
-                       letter_ids=tuple(int(i) for i in ids[0]) if shared else None)
-    return frame
-
-
-def letter_report(lm: LoadedModel, results: pd.DataFrame) -> dict:
-    """The answer-letter tokens :func:`run_mmlu` scored for this model, and how much probability they get."""
-    shared = results.attrs.get("letter_ids_shared", False)
-    return {"candidates": lm.tokenizer.convert_ids_to_tokens(list(results.attrs["letter_ids"])) if shared
-            else "differ between prompts",
-            "same ids for every prompt": shared,
-            "probability on A-D": round(float(results["letter_mass"].mean()), 3)}
 
 
 def mmlu_setup_accuracy(results: pd.DataFrame) -> pd.DataFrame:
@@ -580,7 +356,6 @@ def plot_points(table: pd.DataFrame, role_of: dict, estimate: str = "estimate", 
                          "estimate": scale * part[estimate].to_numpy(dtype=float),
                          "low": scale * part[low].to_numpy(dtype=float),
                          "high": scale * part[high].to_numpy(dtype=float)})
-
 
 
 def plot_metric(ours: pd.DataFrame, column: str, paper: pd.DataFrame | None = None, *, colors: dict | None = None,

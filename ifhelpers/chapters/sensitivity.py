@@ -15,20 +15,21 @@ those measures on the same models and the same cached forward passes:
   rate over orderings of the options (answers mapped back through each permutation), ProSA's PSS.
 * **The wrapper as a perturbation.** The same App. C.1 prompts in every dialogue wrapper a model can take
   (plain text, open-instruct's ``<|user|>``/``<|assistant|>``, the tokenizer's chat template):
-  :func:`with_wrappers`, :func:`wrapper_comparison`.
+  :func:`ifhelpers.measure.mmlu.with_wrappers`, :func:`wrapper_comparison`.
 * **Scoring by generation and POSIX.** Each model's short greedy response to App. C.1's format under
-  each of a set of instructions (App. C.1's three in the book; :func:`run_responses`): the option it names (the answer scored by generation instead of the
+  each of a set of instructions (App. C.1's three in the book; :func:`ifhelpers.measure.responses.run_responses`): the option it names (the answer scored by generation instead of the
   letter log-likelihood) and, scored back under the question's other prompts, how much the response's
-  likelihood depends on the prompt (:func:`posix_pairs`, Chatterjee et al. 2024); per question in
+  likelihood depends on the prompt (:func:`ifhelpers.measure.responses.posix_pairs`, Chatterjee et al. 2024); per question in
   :func:`response_measures`.
-* **ParaRel the other ways** (:func:`pararel_variants`): the shared ParaRel pass read as ParaRel's probe and
+* **ParaRel the other ways** (:func:`ifhelpers.measure.pararel.pararel_variants`): the shared ParaRel pass read as ParaRel's probe and
   the first author's later code read it (:func:`ifhelpers.metrics.pararel.pararel_variants`).
 
 Every comparison is tuned − base on the same units (questions, relations), paired, with a bootstrap
 interval (:func:`ifhelpers.stats.compare_roles` for per-unit means; :func:`distribution_comparison`
-for statistics over prompts, resampling questions). The forward passes are the predictions chapter's
-(:func:`ifhelpers.chapters.predictions.run_mmlu`, :func:`ifhelpers.model.probes.run_pararel`): the notebook
-composes them; this module only reads their results.
+for statistics over prompts, resampling questions). The forward passes are the measure layer's
+(:func:`ifhelpers.measure.responses.answers_and_responses`, :func:`ifhelpers.measure.mmlu.answers_in_wrappers`,
+:func:`ifhelpers.measure.pararel.variants`), taken by :func:`ifhelpers.measure.runner.run`; this module only
+reads their results.
 """
 
 from __future__ import annotations
@@ -40,8 +41,9 @@ import pandas as pd
 
 from ifhelpers import findings, metrics, stats
 from ifhelpers.data import formats, prompts
-from ifhelpers.model import engine, generate, probes, tokens
-from ifhelpers.model.models import LoadedModel
+from ifhelpers.measure import mmlu
+from ifhelpers.measure.mmlu import WRAPPERS
+from ifhelpers.measure.responses import RESPONSE_TOKENS
 from ifhelpers.model.registry import ModelSpec
 
 #: Direction of each per-question measure that the paper's claim predicts for tuned − base
@@ -68,9 +70,6 @@ DISTRIBUTION_MEASURES = {
     "AvgP": (+1, "AvgP"),
     "CPS": (+1, "CPS"),
 }
-#: The dialogue wrappers a prompt can be put in (:func:`ifhelpers.data.prompts.render_dialogue`); "base" is
-#: plain text.
-WRAPPERS = ("base", "open-instruct", "chat-template")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -124,7 +123,7 @@ def split_instructions(instruction_ids: Sequence[int]) -> tuple[list[int], list[
 
 
 def with_formats(setups: pd.DataFrame, n_formats: int, seed: int = 0) -> pd.DataFrame:
-    """The MMLU setups of :func:`ifhelpers.chapters.predictions.mmlu_setups` (App. C.1's format, every
+    """The MMLU setups of :func:`ifhelpers.measure.mmlu.mmlu_setups` (App. C.1's format, every
     ordering; with the predictions chapter's questions, seed and orderings they are its prompts, served from
     the cache) and, in the original option order, every other format of
     :func:`ifhelpers.data.formats.sample_formats`: every (instruction, format) is one prompt.
@@ -144,6 +143,17 @@ def with_formats(setups: pd.DataFrame, n_formats: int, seed: int = 0) -> pd.Data
     return out
 
 
+def mmlu_prompts(questions: pd.DataFrame, instruction_ids: Sequence[int], n_orderings: int, n_formats: int,
+                 seed: int = 0) -> pd.DataFrame:
+    """The chapter's MMLU prompts: App. C.1's instructions of ``instruction_ids`` under ``n_orderings`` orderings
+    of the options and the book's in the original order (:func:`split_instructions`,
+    :func:`ifhelpers.measure.mmlu.mmlu_setups`), each in ``n_formats`` formats (:func:`with_formats`)."""
+    paper_ids, own_ids = split_instructions(instruction_ids)
+    asked = [mmlu.mmlu_setups(questions, n_orderings, paper_ids, seed=seed),
+             *([mmlu.mmlu_setups(questions, 1, own_ids, seed=seed)] if own_ids else [])]
+    return with_formats(pd.concat(asked), n_formats, seed)
+
+
 def prompt_table(setups: pd.DataFrame) -> pd.DataFrame:
     """The prompts of :func:`with_formats`, one row each: instruction (its text, with "{subject}"),
     whose instruction it is, and the format written out (:func:`ifhelpers.data.formats.format_table`)."""
@@ -152,20 +162,6 @@ def prompt_table(setups: pd.DataFrame) -> pd.DataFrame:
     rows["instruction_text"] = [prompts.mmlu_instruction("{subject}", i) for i in rows["instruction"]]
     rows["from"] = ["App. C.1" if i < len(prompts.MMLU_INSTRUCTIONS) else "this book" for i in rows["instruction"]]
     return rows.join(layouts, on="format_id").set_index("prompt_id")
-
-
-def wrappers_for(lm: LoadedModel) -> list[str]:
-    """The wrappers :data:`WRAPPERS` this model can be prompted in (the chat template only when its
-    tokenizer has one), its own first."""
-    own = lm.spec.prompt_format
-    usable = [w for w in WRAPPERS if w != "chat-template" or getattr(lm.tokenizer, "chat_template", None)]
-    return [own, *(w for w in usable if w != own)]
-
-
-def with_wrappers(setups: pd.DataFrame, lm: LoadedModel) -> pd.DataFrame:
-    """``setups`` (App. C.1's prompts) in every wrapper of :func:`wrappers_for` (column ``prompt_format``);
-    the model's own wrapper gives the predictions chapter's prompts."""
-    return pd.concat([setups.assign(prompt_format=w) for w in wrappers_for(lm)], ignore_index=True)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -316,7 +312,7 @@ def wrapper_comparison(items: pd.DataFrame, own_wrapper: dict[str, str], n_resam
                        seed: int = 0) -> pd.DataFrame:
     """tuned − base consistency rate over instructions under each *evaluator's choice* of wrappers, paired
     over questions: the paper's choice (each model in its own wrapper: plain for the base model, the tuned
-    model's dialogue format), and both models in the same wrapper (each of :data:`WRAPPERS` both can take).
+    model's dialogue format), and both models in the same wrapper (each of :data:`ifhelpers.measure.mmlu.WRAPPERS` both can take).
     ``own_wrapper`` maps each model to its own wrapper. One row per (choice, base, tuned)."""
     rows = []
     models = items[["model", "role"]].drop_duplicates()
@@ -340,89 +336,14 @@ def wrapper_comparison(items: pd.DataFrame, own_wrapper: dict[str, str], n_resam
 # --------------------------------------------------------------------------------------------------
 # Responses: scoring by generation, and POSIX
 
-#: Tokens of a greedy response: enough for "The answer is B" after a dialogue wrapper's cue.
-RESPONSE_TOKENS = 5
-#: Tokens scored per response under another prompt (a decoded response can tokenize longer after it).
-SCORED_TOKENS = 2 * RESPONSE_TOKENS
-
-
-def check_response_instructions(instruction_ids: Sequence[int], response_ids: Sequence[int]) -> list[int]:
-    """``response_ids`` as a list, or one clear error: responses are generated under at least two of the
-    instructions the chapter asks (``instruction_ids``), so that a response has another prompt to be scored
-    under."""
-    missing = sorted(set(response_ids) - set(int(i) for i in instruction_ids))
-    if missing or len(set(response_ids)) < 2:
-        raise ValueError(f"response_instruction_ids={list(response_ids)} must be at least two of instruction_ids="
-                         f"{sorted(int(i) for i in instruction_ids)} (not asked: {missing}).")
-    return list(response_ids)
-
-
-def response_prompts(results: pd.DataFrame, instruction_ids: Sequence[int]) -> pd.DataFrame:
-    """The rows of :func:`ifhelpers.chapters.predictions.run_mmlu` results that responses are generated for:
-    the instructions ``instruction_ids`` (App. C.1's three in the book: the paper's own prompts) in App.
-    C.1's format and the original option order, so a question has one prompt per instruction and the
-    prompts differ by the instruction's wording only."""
-    check_response_instructions(results["instruction"].unique(), instruction_ids)
-    keep = (results["format_id"] == 0) & (results["shuffle"] == 0) & results["instruction"].isin(instruction_ids)
-    return results[keep].reset_index(drop=True)
-
-
-def run_responses(lm: LoadedModel, results: pd.DataFrame, instruction_ids: Sequence[int],
-                  max_new_tokens: int = RESPONSE_TOKENS, *, cache=True, progress=None) -> pd.DataFrame:
-    """The greedy response of ``lm`` (:func:`ifhelpers.model.generate.greedy_responses`) to each prompt of
-    :func:`response_prompts` (its own rows of ``results``): adds ``response_ids``, ``response`` (the decoded
-    text), ``generated_index`` (the option it names, :func:`ifhelpers.metrics.multiprompt.answer_in_response`;
-    -1: none) and ``generated_correct``."""
-    frame = response_prompts(results[results["model"] == lm.name], instruction_ids).copy()
-    ids = generate.greedy_responses(lm, frame["prompt"].tolist(), max_new_tokens, cache=cache, progress=progress)
-    frame["response_ids"] = [tuple(r) for r in ids]
-    frame["response"] = [lm.tokenizer.decode(r, skip_special_tokens=True) for r in ids]
-    frame["generated_index"] = [metrics.multiprompt.answer_in_response(r) for r in frame["response"]]
-    frame["generated_correct"] = frame["generated_index"].to_numpy() == frame["answer_index"].to_numpy()
-    return frame
-
-
-def posix_pairs(lm: LoadedModel, responses: pd.DataFrame, *, cache=True, progress=None) -> pd.DataFrame:
-    """(1/L) log P(y_j | x_i) for every question and every ordered pair of its prompts (``i`` may equal
-    ``j``): response y_j (:func:`run_responses`, the model's answer to prompt x_j) written after prompt x_i and
-    scored by the engine (:class:`ifhelpers.model.engine.Request` with ``continuation``), L its length in
-    tokens after x_i. A pair is NaN (``scored`` False) when the response is empty, longer than
-    :data:`SCORED_TOKENS` after x_i, or would re-tokenize the end of x_i. Columns ``model``, ``role``,
-    ``question_id``, ``prompt_i``, ``prompt_j``, ``n_tokens``, ``scored``, ``mean_logprob``."""
-    rows, texts, positions = [], [], []
-    for question, group in responses.groupby("question_id", sort=False):
-        for prompt_i, x in zip(group["prompt_id"], group["prompt"]):
-            last = len(tokens.encode(lm.tokenizer, x)) - 1  # the prompt's last token
-            for prompt_j, y in zip(group["prompt_id"], group["response"]):
-                try:
-                    length = len(tokens.continuation_ids(lm.tokenizer, x, y))
-                except ValueError:  # empty, or re-tokenizes the end of x
-                    length = 0
-                scored = 0 < length <= SCORED_TOKENS
-                rows.append({"question_id": question, "prompt_i": prompt_i, "prompt_j": prompt_j, "n_tokens": length,
-                             "scored": scored})
-                if scored:
-                    texts.append(x + y)
-                    positions.append(last)
-    out = pd.DataFrame(rows)
-    out["mean_logprob"] = np.nan
-    if texts:
-        logprobs = engine.run(lm, texts, engine.Request(continuation=SCORED_TOKENS), positions, cache=cache,
-                              progress=progress)["continuation_logprobs"]
-        lengths = out.loc[out["scored"], "n_tokens"].to_numpy()
-        out.loc[out["scored"], "mean_logprob"] = [row[:n].sum() / n for row, n in zip(logprobs, lengths)]
-    out.insert(0, "role", lm.spec.role)
-    out.insert(0, "model", lm.name)
-    return out
-
 
 def response_measures(responses: pd.DataFrame, pairs: pd.DataFrame) -> pd.DataFrame:
-    """Per (model, question), tidy like :func:`item_measures`, over the prompts of :func:`response_prompts`:
+    """Per (model, question), tidy like :func:`item_measures`, over the prompts of :func:`ifhelpers.measure.responses.response_prompts`:
     the consistency rate of the option chosen by letter log-likelihood (``instruction_consistency``) and of
     the option the response names (``generated_consistency``; a response naming none agrees with nothing),
     the accuracy of the generated answers (``generated_accuracy``), the share of responses that name an
     option (``answered``) and POSIX (``posix``, :func:`ifhelpers.metrics.multiprompt.posix` of
-    :func:`posix_pairs`)."""
+    :func:`ifhelpers.measure.responses.posix_pairs`)."""
     rows = []
     for (model, role), part in responses.groupby(["model", "role"], sort=False):
         letter = _by_question(part, "prediction_index", "prompt_id")
@@ -448,28 +369,8 @@ def response_measures(responses: pd.DataFrame, pairs: pd.DataFrame) -> pd.DataFr
 # ParaRel, the other ways
 
 
-def pararel_variants(frame: pd.DataFrame) -> pd.DataFrame:
-    """One model's shared ParaRel pass (:func:`ifhelpers.model.probes.run_pararel`) read every way of
-    :func:`ifhelpers.metrics.pararel.pararel_variants`, per (prompt, relation), plus ``consistency_a_an``:
-    Table 2's consistency after ParaRel's a/an filter (:func:`ifhelpers.metrics.pararel.a_an_mismatch`).
-    Columns ``model``, ``role``, ``prompt_id``, ``relation`` and the variants (fractions)."""
-    tidy = probes.pararel_predictions(frame)
-    kept = ~metrics.pararel.a_an_mismatch(frame["final_word"], frame["object"])
-    rows = []
-    for prompt_id in sorted(tidy["prompt_id"].unique()):
-        here = (tidy["prompt_id"] == prompt_id).to_numpy()
-        variants = metrics.pararel.pararel_variants(tidy[here].reset_index(drop=True))
-        variants["consistency_a_an"] = metrics.pararel.pararel_scores(
-            tidy[here & kept].reset_index(drop=True))["consistency"]
-        rows.append(variants.reset_index().assign(prompt_id=prompt_id))
-    out = pd.concat(rows, ignore_index=True)
-    out.insert(0, "role", frame.attrs.get("role", ""))
-    out.insert(0, "model", frame.attrs.get("model", ""))
-    return out
-
-
 def pararel_variant_comparison(variants: pd.DataFrame, n_resamples: int = 2000, seed: int = 0) -> pd.DataFrame:
-    """tuned − base of every ParaRel variant (:func:`pararel_variants` with a ``facts_per_relation`` column: the
+    """tuned − base of every ParaRel variant (:func:`ifhelpers.measure.pararel.pararel_variants` with a ``facts_per_relation`` column: the
     pass, :func:`pararel_passes`), each relation's value averaged over the prompts, paired over relations within a
     pass (:func:`ifhelpers.stats.compare_roles`); the paper's direction is +1
     (tuned more consistent) for the consistencies and none for the accuracy and the share of known facts."""
@@ -484,7 +385,7 @@ def pararel_variant_comparison(variants: pd.DataFrame, n_resamples: int = 2000, 
     return out
 
 
-#: The ParaRel variants of :func:`pararel_variants`: the paper's direction for tuned − base (0: none) and name.
+#: The ParaRel variants of :func:`ifhelpers.measure.pararel.pararel_variants`: the paper's direction for tuned − base (0: none) and name.
 PARAREL_VARIANTS = {
     "consistency": (+1, "Table 2's reading: pairs pooled per relation (= ParaRel's directed pairs)"),
     "consistency_a_an": (+1, "ParaRel's probe: the same after its a/an filter"),

@@ -196,10 +196,10 @@ def plot_losses(logs: dict[str, dict], colors: dict[str, str]):
 
 def wall_by_model(design_frame: pd.DataFrame, seconds: pd.DataFrame, cost: pd.DataFrame) -> pd.DataFrame:
     """Per model: arm, seed, training minutes and peak memory (from :func:`training_cost`, indexed by
-    model; the base model is not trained) and evaluation minutes (``seconds``: ``model``,
-    ``evaluation_s``, measured in this run)."""
-    out = design_frame.merge(seconds, on="model", how="left")
-    out["evaluation_min"] = out.pop("evaluation_s") / 60
+    model; the base model is not trained) and evaluation minutes (``seconds``: ``model`` and ``seconds``, the
+    wall time of its measurements in this run, :func:`ifhelpers.measure.runner.run`)."""
+    out = design_frame.merge(seconds[["model", "seconds"]], on="model", how="left")
+    out["evaluation_min"] = out.pop("seconds") / 60
     out["training_min"] = out["model"].map(cost["minutes"]).astype(float)
     out["peak_memory_gib"] = out["model"].map(cost["peak memory (GiB)"]).astype(float)
     return out
@@ -444,7 +444,7 @@ def chance_interval(n_questions: int, p: float = 0.25, confidence: float = 0.95)
 
 def table7_inputs(extraction: pd.DataFrame, scores: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
     """Table 7's two variables: each model's extraction rate per block and layer (averaged over
-    its rows) and its ParaRel consistency (mean of :func:`ifhelpers.chapters.predictions.pararel_prompt_scores`),
+    its rows) and its ParaRel consistency (mean of :func:`ifhelpers.measure.pararel.pararel_prompt_scores`),
     for :func:`ifhelpers.chapters.mechanisms.extraction_correlation`."""
     rates = extraction.groupby(["model", "role", "block", "layer"], as_index=False)["rate"].mean()
     consistency = scores.groupby("model")["consistency"].mean()

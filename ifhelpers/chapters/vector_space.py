@@ -18,16 +18,17 @@ pipeline around them, one function per step:
    set, the non-paraphrase pairs attached to it; :func:`build_designs` makes those the chapter asks
    for, :func:`describe_designs` counts them and :func:`stand_in_overlap` says how much of the
    offline TaPaCo stand-in is MRPC.
-2. **Representations**: :func:`sentence_prompts` puts each text in the Table 3 prompts,
-   :func:`embed_sentences` runs the engine (h^L at the last token,
+2. **Representations**: :func:`ifhelpers.measure.units.sentence_prompts` puts each text in the Table 3 prompts,
+   :func:`ifhelpers.measure.units.embed_sentences` runs the engine (h^L at the last token,
    :data:`ifhelpers.model.probes.LAST_STATE_REQUEST`) and
-   :func:`embed_pararel` reads the last layer of the one shared ParaRel pass
-   (:func:`ifhelpers.model.probes.run_pararel`). :func:`outermost_states` takes h^L at the last token,
+   :func:`ifhelpers.measure.units.embed_pararel` reads the last layer of the one shared ParaRel pass
+   (:func:`ifhelpers.model.probes.run_pararel`). :func:`ifhelpers.measure.units.outermost_states` takes h^L at the last token,
    with or without the final norm.
-3. **Per-set table**: :func:`unit_table` / :func:`model_units` give one row per (model, dataset,
+3. **Per-set table**: :func:`ifhelpers.measure.units.unit_table` / :func:`ifhelpers.measure.units.model_units` give one row per (model, dataset,
    prompt, representation, paraphrase set) with eq. 2's ``cos_para``, the mean cosine of its
    non-paraphrase pairs ``cos_nonpara`` and their difference ``gap``. The mean of ``gap`` over sets
-   is eq. 3 − eq. 4 exactly. :func:`units_of_models` does it for every model of the chapter.
+   is eq. 3 − eq. 4 exactly. :func:`ifhelpers.measure.units.per_set_gaps` is the measurement the runner takes of
+   every model of the chapter (:func:`ifhelpers.measure.runner.run`).
 4. **Estimates**: :func:`summarise_gaps` (bootstrap intervals over paraphrase sets),
    :func:`compare_roles` (paired base vs instruction-tuned test on the same sets, through
    :func:`ifhelpers.stats.compare_roles`), :func:`compare_representations`,
@@ -58,24 +59,20 @@ Design choices (the chapter explains them)
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 import pandas as pd
 
-from ifhelpers.model import engine, lens, probes
+from ifhelpers.measure.units import REPRESENTATIONS
 from ifhelpers import findings, metrics, paper, stats
 from ifhelpers.data import paraphrases, pararel, prompts
-from ifhelpers.model.models import LoadedModel
-from ifhelpers.model.models import each as each_model
 from ifhelpers.data.sources import DataSelectionError, rng_for
 
 __all__ = [
     "DATASETS",
     "DATASET_LABELS",
-    "REPRESENTATIONS",
     "check_parameters",
     "Design",
     "design_mrpc",
@@ -86,13 +83,6 @@ __all__ = [
     "text_key",
     "share_found",
     "stand_in_overlap",
-    "sentence_prompts",
-    "outermost_states",
-    "embed_sentences",
-    "embed_pararel",
-    "unit_table",
-    "model_units",
-    "units_of_models",
     "prompt_average",
     "summarise_gaps",
     "gap_table",
@@ -119,14 +109,12 @@ __all__ = [
 DATASETS = ("mrpc", "tapaco", "pararel")
 #: How tables and figures name each dataset (the TaPaCo stand-in gets its own label, see designs).
 DATASET_LABELS = {"mrpc": "MRPC", "tapaco": "TaPaCo", "pararel": "ParaRel"}
-#: h^L at the last token after the model's final norm (default), or the raw residual stream before it.
-REPRESENTATIONS = ("final_norm", "pre_norm")
 NAN = float("nan")
 
 
 def check_parameters(datasets: Sequence[str], representation: str) -> None:
     """Refuse, before any model loads, a ``datasets`` parameter outside Table 1's columns
-    (:data:`DATASETS`) or a ``representation`` outside :data:`REPRESENTATIONS` (§2)."""
+    (:data:`DATASETS`) or a ``representation`` outside :data:`ifhelpers.measure.units.REPRESENTATIONS` (§2)."""
     if isinstance(datasets, str):
         raise TypeError(f"datasets must be a list of names, e.g. [{datasets!r}], not one string")
     unknown = sorted(set(datasets) - set(DATASETS))
@@ -352,167 +340,8 @@ def stand_in_overlap(designs: dict) -> float:
 # 2. Representations
 
 
-def sentence_prompts(lm: LoadedModel, texts: Sequence[str], prompt_ids=(0, 1, 2)) -> pd.DataFrame:
-    """Every text inside each Table 3 prompt for MRPC / TaPaCo, in the model's format (App. B.2).
-
-    Returns a frame with ``prompt_id``, ``item`` (the text's position in ``texts``) and ``prompt``,
-    prompt-major (all texts of prompt 0, then of prompt 1, ...).
-    """
-    if isinstance(texts, str):
-        raise TypeError("texts must be a list of strings, not one string")
-    texts = list(texts)
-    frames = []
-    for prompt_id in prompt_ids:
-        frames.append(pd.DataFrame({
-            "prompt_id": prompt_id, "item": np.arange(len(texts)),
-            "prompt": [prompts.format_prompt(t, "sentence", prompt_id, lm.spec.prompt_format, lm.tokenizer)
-                       for t in texts],
-        }))
-    return pd.concat(frames, ignore_index=True)
-
-
-def outermost_states(lm: LoadedModel, resid: np.ndarray, representation: str = "final_norm") -> np.ndarray:
-    """h^L, the outermost representation of the captured token (§2), as float64 ``(n, d)``.
-
-    ``resid`` is the engine's ``(n, L+1, d)`` array (h^0..h^L before the final norm) or already its
-    last layer ``(n, d)``. ``"final_norm"`` applies the model's final norm (what the unembedding
-    sees and what Hugging Face's last ``hidden_states`` entry holds); ``"pre_norm"`` returns the raw
-    residual stream. The norm's elementwise weight changes cosines; its scaling does not.
-    """
-    if representation not in REPRESENTATIONS:
-        raise ValueError(f"representation must be one of {REPRESENTATIONS}; got {representation!r}")
-    resid = np.asarray(resid)
-    h = resid[:, -1] if resid.ndim == 3 else resid
-    if h.ndim != 2:
-        raise ValueError(f"resid must be (n, L+1, d) or (n, d); got shape {resid.shape}")
-    if representation == "pre_norm":
-        return h.astype(np.float64)
-    return lens.normed(lm, h).float().cpu().numpy().astype(np.float64)
-
-
-def _by_prompt(lm, resid_last: np.ndarray, prompt_of_row: np.ndarray, prompt_ids) -> dict:
-    states = {}
-    for representation in REPRESENTATIONS:
-        h = outermost_states(lm, resid_last, representation)
-        states[representation] = {p: h[prompt_of_row == p] for p in prompt_ids}
-    return states
-
-
-def embed_sentences(lm: LoadedModel, design: Design, prompt_ids=(0, 1, 2), *, cache=True,
-                    progress=None) -> dict:
-    """Last-token h^L of every item of ``design`` under each prompt (one cached engine pass).
-
-    Returns ``{representation: {prompt_id: array (n_items, d)}}`` for both :data:`REPRESENTATIONS`.
-    """
-    frame = sentence_prompts(lm, design.items["text"], prompt_ids)
-    out = engine.run(lm, frame["prompt"].tolist(), probes.LAST_STATE_REQUEST, cache=cache, progress=progress)
-    return _by_prompt(lm, out["resid"][:, -1], frame["prompt_id"].to_numpy(), prompt_ids)
-
-
-def embed_pararel(lm: LoadedModel, queries: pd.DataFrame, prompt_ids=(0, 1, 2), *, resid_layers: str = "all",
-                  cache=True, progress=None) -> dict:
-    """Last-token h^L of every ParaRel query under each prompt, from the shared ParaRel pass.
-
-    Reads the last layer of ``resid`` from :func:`ifhelpers.model.probes.run_pararel` (so the forward
-    passes are those of the predictions and mechanisms chapters; ``resid_layers`` as there) and keeps
-    nothing else. Returns ``{representation: {prompt_id: array (n_queries, d)}}``, rows in ``queries`` order.
-    """
-    frame, arrays = probes.run_pararel(lm, queries, tuple(prompt_ids), resid_layers=resid_layers, cache=cache,
-                                       progress=progress)
-    last = np.ascontiguousarray(arrays["resid"][:, -1])
-    del arrays
-    states = _by_prompt(lm, last, frame["prompt_id"].to_numpy(), prompt_ids)
-    for by_prompt in states.values():
-        for p, h in by_prompt.items():
-            if len(h) != len(queries):
-                raise RuntimeError(f"prompt {p}: {len(h)} ParaRel states for {len(queries)} queries")
-    return states
-
-
 # --------------------------------------------------------------------------------------------------
 # 3. The per-set table
-
-
-def unit_table(reps: np.ndarray, design: Design) -> pd.DataFrame:
-    """One row per paraphrase set: eq. 2, its non-paraphrase pairs' mean cosine, and the gap.
-
-    ``reps`` holds one representation per item of ``design`` (``(n_items, d)``). Columns
-    ``unit_id``, ``n_members``, ``cos_para`` (eq. 2, mean over pairs), ``cos_para_literal`` (eq. 2
-    as printed, ``1/M`` times the ordered-pair sum), ``cos_nonpara`` (mean over the set's eq. 4
-    pairs), ``n_nonpara`` and ``gap = cos_para − cos_nonpara``: Table 1's gap per set,
-    :func:`ifhelpers.metrics.cosine.paraphrase_gap_per_set`. With equally many pairs per set the mean of
-    ``gap`` is eq. 3 − eq. 4.
-    """
-    reps = np.asarray(reps)
-    if reps.ndim != 2 or reps.shape[0] != len(design.items):
-        raise ValueError(f"reps must be (n_items={len(design.items)}, d); got {reps.shape}")
-    units = design.units
-    member = design.items["set_id"].isin(units).to_numpy()
-    non = design.nonparaphrase
-    table = metrics.cosine.paraphrase_gap_per_set(reps[member], design.items["set_id"].to_numpy()[member],
-                                                  reps[non["row_a"].to_numpy()], reps[non["row_b"].to_numpy()],
-                                                  non["unit_id"].to_numpy())
-    return table.reindex(units).rename_axis("unit_id").reset_index()[
-        ["unit_id", "n_members", "cos_para", "cos_para_literal", "cos_nonpara", "n_nonpara", "gap"]]
-
-
-def model_units(lm: LoadedModel, designs: dict, pararel_queries: pd.DataFrame | None = None,
-                prompt_ids=(0, 1, 2), *, pararel_resid_layers: str = "all", cache=True,
-                progress=None) -> pd.DataFrame:
-    """The tidy per-set frame of one model over all ``designs`` (``{dataset: Design}``).
-
-    MRPC and TaPaCo items go through :func:`embed_sentences`; ParaRel (``designs["pararel"]``,
-    built by :func:`design_pararel` from ``pararel_queries``) through :func:`embed_pararel`, with
-    ``resid_layers=pararel_resid_layers``.
-    Columns ``model``, ``role``, ``family``, ``dataset``, ``dataset_label``, ``source``,
-    ``representation``, ``prompt_id`` and those of :func:`unit_table`. ``attrs["seconds"]`` holds
-    the wall time of each dataset's forward passes (near zero when the engine's cache has them).
-    """
-    frames, seconds = [], {}
-    for dataset, design in designs.items():
-        start = time.perf_counter()
-        if dataset == "pararel":
-            if pararel_queries is None:
-                raise ValueError("the ParaRel design needs pararel_queries (the queries it was built from)")
-            if len(pararel_queries) != len(design.items):
-                raise ValueError("pararel_queries do not match the ParaRel design")
-            states = embed_pararel(lm, pararel_queries, prompt_ids, resid_layers=pararel_resid_layers, cache=cache,
-                                   progress=progress)
-        else:
-            states = embed_sentences(lm, design, prompt_ids, cache=cache, progress=progress)
-        seconds[dataset] = time.perf_counter() - start
-        for representation, by_prompt in states.items():
-            for prompt_id, reps in by_prompt.items():
-                table = unit_table(reps, design)
-                table.insert(0, "prompt_id", prompt_id)
-                table.insert(0, "representation", representation)
-                table.insert(0, "source", design.source)
-                table.insert(0, "dataset_label", design.label)
-                table.insert(0, "dataset", dataset)
-                frames.append(table)
-    out = pd.concat(frames, ignore_index=True)
-    out.insert(0, "family", lm.spec.family)
-    out.insert(0, "role", lm.spec.role)
-    out.insert(0, "model", lm.name)
-    out.attrs["seconds"] = seconds
-    return out
-
-
-def units_of_models(models, roles: dict | None, designs: dict, pararel_queries: pd.DataFrame | None = None,
-                    prompt_ids=(0, 1, 2), *, cache=True, progress=None) -> tuple[pd.DataFrame, dict]:
-    """:func:`model_units` for every model of the chapter's ``models`` (loaded one at a time by
-    :func:`ifhelpers.model.models.each`), stacked in their order.
-
-    Returns the per-set frame and ``{model: {dataset: seconds}}``, the wall time of the forward passes.
-    """
-    frames, seconds = [], {}
-    for lm in each_model(models, roles):
-        frame = model_units(lm, designs, pararel_queries, prompt_ids, cache=cache, progress=progress)
-        seconds[lm.name] = frame.attrs["seconds"]
-        frames.append(frame)
-    units = pd.concat(frames, ignore_index=True)
-    units.attrs = {}
-    return units, seconds
 
 
 # --------------------------------------------------------------------------------------------------
@@ -617,7 +446,7 @@ def compare_roles(units: pd.DataFrame, representation: str = "final_norm", n_res
 
 def compare_representations(units: pd.DataFrame, n_resamples: int = 2000, confidence: float = 0.95,
                             seed: int = 0) -> pd.DataFrame:
-    """:func:`compare_roles` with h^L after and before the final norm (:data:`REPRESENTATIONS`), stacked:
+    """:func:`compare_roles` with h^L after and before the final norm (:data:`ifhelpers.measure.units.REPRESENTATIONS`), stacked:
     does the direction of §2's finding depend on which of the two vectors is "the outermost
     representation"?"""
     return pd.concat([compare_roles(units, r, n_resamples, confidence, seed) for r in REPRESENTATIONS])
