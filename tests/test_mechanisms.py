@@ -626,3 +626,29 @@ def test_summary_table():
     assert table["relation layers (Fig. 3)"] == "b: 0.67; t: n/a (separation first at half its maximum)"
     assert table["MLP vs MHSA extraction (Fig. 8)"] == "b: MLP peak 10.0% vs MHSA 50.0%; t: MLP peak 50.0% vs MHSA 40.0%"
     assert table["extraction rate vs consistency (Table 7)"] == "not defined (1 tuned model(s))"
+
+
+def _curve(model, split, values):
+    return pd.DataFrame({"model": model, "split": split, "layer": range(len(values)),
+                         "depth": np.linspace(0, 1, len(values)), "estimate": values, "low": values, "high": values,
+                         "n": 3})
+
+
+def test_figures_say_what_the_curves_show():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    gap_mean = pd.concat([_curve("m", split, [0.1, -0.1, 0.2, 0.3]) for split in ("all", "consistent", "inconsistent")])
+    fig = mech.plot_paraphrase_gap(gap_mean, {"m": "red"})
+    assert fig._suptitle.get_text().startswith("Paraphrases are closer than non-paraphrases in 75% of the layers")
+    assert [ax.get_title() for ax in fig.axes] == ["consistent paraphrases", "inconsistent paraphrases", "all paraphrases"]
+    attr = _curve("m", "all", [0.0, 0.2, 0.1])
+    assert mech.plot_attribute_rates(attr, {}, "lower", 5).axes[0].get_title() == mech.ATTRIBUTE_TITLES["lower"]
+    assert mech.plot_attribute_rates(attr, {}, "n/a", 5).axes[0].get_title() == "Subject attribute rate"
+    ext = pd.concat([_curve("m", "all", [0.1, 0.4, 0.2]).assign(block=b) for b in ("MHSA", "MLP")], ignore_index=True)
+    fig = mech.plot_extraction(ext, {"m": "base"})
+    assert fig._suptitle.get_text().endswith("peaks at relative depth 0.50")
+    assert fig.axes[0].get_lines()[0].get_color() == mech.GROUP_COLORS["base"]
+    plt.close("all")
