@@ -16,6 +16,9 @@ import numpy as np
 import pandas as pd
 import scipy.stats
 
+#: The significance level of the paper's tests (Table 7's correlations, p ≤ 0.05) and of the book's.
+SIGNIFICANCE = 0.05
+
 __all__ = ["bootstrap_ci", "resample_statistic", "percentile_interval", "stratified_mean_bootstrap",
            "paired_comparison", "compare_roles", "pearson_by_layer", "verdict"]
 

@@ -276,7 +276,7 @@ def test_lens_token_strings_ranks_deeper_until_k_survive(tiny_lm):
         for j in range(3):
             ranked = out[i, j]
             assert ranked == list(full[i, j][: len(ranked)])  # a prefix of the full ranking
-            assert layers._kept_count(ranked, frozenset(stop), 4) == 4  # deep enough for k = 4
+            assert len(metrics.attributes.kept_tokens(ranked, stop, 4)) == 4  # deep enough for k = 4
             assert len(ranked) in (2, 8, 32, 40)
 
 
@@ -652,3 +652,11 @@ def test_figures_say_what_the_curves_show():
     assert fig._suptitle.get_text().endswith("peaks at relative depth 0.50")
     assert fig.axes[0].get_lines()[0].get_color() == mech.GROUP_COLORS["base"]
     plt.close("all")
+
+
+def test_kept_tokens_are_app_d_filters():
+    ranked = ["▁the", "Pa", "▁Paris", "ĠLondon", "x", "▁Rome"]
+    assert metrics.attributes.kept_tokens(ranked, {"THE"}, 5) == ["Paris", "London", "Rome"]
+    assert metrics.attributes.kept_tokens(ranked, {"the"}, 2) == ["Paris", "London"]
+    assert metrics.attributes.kept_tokens(ranked, set(), 9, min_chars=2) == ["the", "Pa", "Paris", "London", "Rome"]
+    assert metrics.attributes.MIN_CHARS == 3

@@ -238,12 +238,12 @@ def paired_table(predictions: pd.DataFrame, base: str | None, tuned_names, mode:
 def paired_counts(paired: pd.DataFrame) -> dict:
     """How many (task, consistency measure) cells of :func:`paired_table` there are, and in how many the
     tuned model is higher (point estimate; interval above 0), lower (interval below 0), and the
-    Wilcoxon p-value is below 0.05."""
+    Wilcoxon p-value is below :data:`ifhelpers.stats.SIGNIFICANCE`."""
     cons = paired[paired["metric"].isin(["semantic", "negational", "symmetric"])]
     return {"n_cons_cells": len(cons), "n_tuned_higher": int((cons["diff_low"] > 0).sum()),
             "n_tuned_lower": int((cons["diff_high"] < 0).sum()),
             "n_tuned_higher_point": int((cons["mean_diff"] > 0).sum()),
-            "n_wilcoxon_05": int((cons["wilcoxon_p"] < 0.05).sum())}
+            "n_wilcoxon_05": int((cons["wilcoxon_p"] < stats.SIGNIFICANCE).sum())}
 
 
 # --------------------------------------------------------------------------------------------------

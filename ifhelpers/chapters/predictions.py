@@ -282,7 +282,7 @@ def all_at_chance(table: pd.DataFrame, chance: float = 25.0) -> bool:
     return bool(((table["acc_low"] <= chance) & (chance <= table["acc_high"])).all())
 
 
-def spreads_within_null(table: pd.DataFrame, alpha: float = 0.05) -> bool:
+def spreads_within_null(table: pd.DataFrame, alpha: float = stats.SIGNIFICANCE) -> bool:
     """Whether every model's MMLU spread is within its permutation null (``p_value`` > ``alpha``): spreads
     that instructions making no difference would give. ``table`` is :func:`mmlu_intervals`."""
     return bool((table["p_value"] > alpha).all())

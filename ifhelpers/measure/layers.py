@@ -313,19 +313,8 @@ def attribute_sets(tokenizer, snippets: Mapping[str, Sequence[str]], stopwords) 
     return out
 
 
-def _kept_count(ranked: Sequence[str], stopwords: frozenset, k: int, min_chars: int = 3) -> int:
-    kept = 0
-    for tok in ranked:
-        tok = metrics.attributes.clean_token(tok)
-        if len(tok) >= min_chars and tok.lower() not in stopwords:
-            kept += 1
-            if kept == k:
-                break
-    return kept
-
-
 def lens_token_strings(lm: LoadedModel, vectors, k: int, stopwords, rank: int = 200, max_rank: int = 12800,
-                       min_chars: int = 3, apply_final_norm: bool = True) -> np.ndarray:
+                       min_chars: int = metrics.attributes.MIN_CHARS, apply_final_norm: bool = True) -> np.ndarray:
     """Ranked lens tokens of each vector, long enough for ``k`` to survive App. D's filters.
 
     The top ``rank`` tokens of E·norm(v) (:func:`ifhelpers.model.lens.top_tokens`) are decoded; where fewer than ``k``
@@ -347,7 +336,7 @@ def lens_token_strings(lm: LoadedModel, vectors, k: int, stopwords, rank: int = 
         short = []
         for j, ranked in zip(todo, strings):
             out[j] = list(ranked)
-            if depth < max_rank and _kept_count(ranked, stop, k, min_chars) < k:
+            if depth < max_rank and len(metrics.attributes.kept_tokens(ranked, stop, k, min_chars)) < k:
                 short.append(j)
         todo, depth = np.asarray(short, dtype=np.intp), min(depth * 4, int(max_rank))
     return out.reshape(vectors.shape[:-1])
@@ -374,7 +363,7 @@ def attribute_rates(frame: pd.DataFrame, top_strings, attributes: Mapping[str, f
         rates = metrics.attributes.subject_attribute_rate(layers, attributes[row.subject], stop, k=k)
         out.append(pd.DataFrame({"subject": row.subject, "relation": row.relation, "template_id": row.template_id,
                                  "prompt_id": row.prompt_id, "layer": np.arange(len(layers)), "rate": rates,
-                                 "n_kept": [_kept_count(layer, stop, k) for layer in layers]}))
+                                 "n_kept": [len(metrics.attributes.kept_tokens(layer, stop, k)) for layer in layers]}))
     return pd.concat(out, ignore_index=True)
 
 

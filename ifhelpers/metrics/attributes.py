@@ -12,6 +12,8 @@ import numpy as np
 
 
 _MARKERS = " \t\r\n\u2581\u0120\u010a"  # whitespace, sentencepiece '▁', GPT-2 'Ġ' and 'Ċ'
+#: App. D's length filter (Geva et al. 2023): tokens shorter than this many characters are dropped.
+MIN_CHARS = 3
 
 
 def clean_token(token: str) -> str:
@@ -24,6 +26,24 @@ def clean_token(token: str) -> str:
 
 def _keep(token: str, stopwords: frozenset, min_chars: int) -> bool:
     return len(token) >= min_chars and token.lower() not in stopwords
+
+
+def _first_kept(ranked, stop: frozenset, k: int, min_chars: int, lowercase: bool) -> list[str]:
+    kept = []
+    for tok in ranked:
+        tok = clean_token(tok)
+        if _keep(tok, stop, min_chars):
+            kept.append(tok.lower() if lowercase else tok)
+            if len(kept) == k:
+                break
+    return kept
+
+
+def kept_tokens(ranked, stopwords, k: int, min_chars: int = MIN_CHARS, lowercase: bool = False) -> list[str]:
+    """The first ``k`` tokens of a ranking (best first) that survive App. D's filters: cleaned
+    (:func:`clean_token`), without stopwords (case-insensitive) and tokens shorter than ``min_chars``;
+    what :func:`subject_attribute_rate` compares with A_s."""
+    return _first_kept(ranked, _stopword_set(stopwords), k, min_chars, lowercase)
 
 
 def _stopword_set(stopwords) -> frozenset:
@@ -47,7 +67,7 @@ def _flatten_tokens(tokens) -> list[str]:
 
 
 def attribute_set(
-    snippet_tokens, stopwords, min_chars: int = 3, lowercase: bool = False
+    snippet_tokens, stopwords, min_chars: int = MIN_CHARS, lowercase: bool = False
 ) -> frozenset:
     """The subject's attribute set A_s from its Wikipedia snippets (§4, App. D).
 
@@ -79,7 +99,7 @@ def subject_attribute_rate(
     attributes,
     stopwords,
     k: int = 50,
-    min_chars: int = 3,
+    min_chars: int = MIN_CHARS,
     lowercase: bool = False,
 ):
     """Attribute rate: share of the top-k projected tokens found in A_s (§4, Fig. 2).
@@ -118,12 +138,6 @@ def subject_attribute_rate(
     for ranked in layers:
         if len(ranked) == 0 or not all(isinstance(t, str) for t in ranked):
             raise TypeError("each layer's top_tokens must be a non-empty list of strings")
-        kept = []
-        for tok in ranked:
-            tok = clean_token(tok)
-            if _keep(tok, stop, min_chars):
-                kept.append(tok.lower() if lowercase else tok)
-                if len(kept) == k:
-                    break
+        kept = _first_kept(ranked, stop, k, min_chars, lowercase)
         rates.append(np.mean([t in attrs for t in kept]) if kept else np.nan)
     return float(rates[0]) if single else np.asarray(rates, dtype=np.float64)

@@ -74,7 +74,7 @@ def summary_table(peaks: pd.DataFrame, set_sizes: pd.DataFrame, attr_cmp: pd.Dat
                            for m, g in peak_ext.groupby("model", sort=False))},
         {"finding": "extraction rate vs consistency (Table 7)",
          paper_col: f"r = {table_7['Pearson'].min():.2f}-{table_7['Pearson'].max():.2f}, "
-                    f"p ≤ 0.05, {found['n_tuned_models']} tuned models",
+                    f"p ≤ {stats.SIGNIFICANCE:g}, {found['n_tuned_models']} tuned models",
          "ours": "computed above" if defined else f"not defined ({n_tuned} tuned model(s))"},
     ]
     return pd.DataFrame(rows)
@@ -142,7 +142,7 @@ def headlines(attr_cmp: pd.DataFrame, rel_summary: pd.DataFrame, gap: pd.DataFra
             base=base, tuned=c["tuned"],
             note="the paper's claim is 'not higher': an interval containing 0 agrees with it"))
     table_7 = paper.table(7)
-    paper7 = (f"r = {table_7['Pearson'].min():.2f}-{table_7['Pearson'].max():.2f} (p ≤ 0.05) in MHSA layers "
+    paper7 = (f"r = {table_7['Pearson'].min():.2f}-{table_7['Pearson'].max():.2f} (p ≤ {stats.SIGNIFICANCE:g}) in MHSA layers "
               f"{found['extraction_layers'][0]}-{found['extraction_layers'][1]} and some MLP layers, "
               f"over {n_paper} tuned models")
     is_defined, message = correlation_status(correlation)
@@ -154,10 +154,10 @@ def headlines(attr_cmp: pd.DataFrame, rel_summary: pd.DataFrame, gap: pd.DataFra
             is_defined, message = False, (f"no MHSA layer with a defined correlation lies in the paper's span "
                                           f"(relative depth {extraction_span[0]:.2f}-{extraction_span[1]:.2f})")
     if is_defined:
-        positive = int(((ours7["r"] > 0) & (ours7["p_value"] <= 0.05)).sum())
-        negative = int(((ours7["r"] < 0) & (ours7["p_value"] <= 0.05)).sum())
+        positive = int(((ours7["r"] > 0) & (ours7["p_value"] <= stats.SIGNIFICANCE)).sum())
+        negative = int(((ours7["r"] < 0) & (ours7["p_value"] <= stats.SIGNIFICANCE)).sum())
         ours = (f"MHSA layers in the paper's span: r {ours7['r'].min():.2f} to {ours7['r'].max():.2f}; "
-                f"{positive} of {len(ours7)} positive with p ≤ 0.05, {negative} negative")
+                f"{positive} of {len(ours7)} positive with p ≤ {stats.SIGNIFICANCE:g}, {negative} negative")
         holds = "mixed" if positive and negative else "yes" if positive else "no" if negative else "n.s."
         note = f"{int(ours7['n_models'].max()) if len(ours7) else n_tuned} tuned models"
     else:
