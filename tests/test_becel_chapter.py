@@ -128,7 +128,7 @@ def test_paper_table2_summary():
 
 def test_compare_roles_is_stats_compare_roles_on_items():
     preds = _two_models()
-    cmp = ft.compare_roles(preds, "b", "t", n_resamples=200)
+    cmp = ft.model_difference(preds, "b", "t", n_resamples=200)
     assert len(cmp) == 6 and (cmp["model"] == "t").all() and (cmp["role"] == "instruction-tuned").all()
     assert list(cmp[["task", "metric"]].itertuples(index=False, name=None)) == [
         (t, m) for t in ("rte", "mrpc") for m in ("semantic", "negational", "accuracy")]
@@ -142,14 +142,14 @@ def test_compare_roles_is_stats_compare_roles_on_items():
         assert got[key] == expected[key] or (np.isnan(got[key]) and np.isnan(expected[key])), key
 
 
-def test_compare_roles_of_two_tuned_models_and_the_other_way_round():
+def test_model_difference_of_two_tuned_models_and_the_other_way_round():
     preds = _two_models()
     third = preds[preds["model"] == "t"].assign(model="u", pred_original=lambda f: 1 - f["pred_original"])
     preds = pd.concat([preds, third], ignore_index=True)
-    tuned_pair = ft.compare_roles(preds, "t", "u", n_resamples=100)
+    tuned_pair = ft.model_difference(preds, "t", "u", n_resamples=100)
     assert len(tuned_pair) == 6 and (tuned_pair["base"] == "t").all() and (tuned_pair["role"] == "instruction-tuned").all()
-    reverse = ft.compare_roles(preds, "t", "b", n_resamples=100)
-    forward = ft.compare_roles(preds, "b", "t", n_resamples=100)
+    reverse = ft.model_difference(preds, "t", "b", n_resamples=100)
+    forward = ft.model_difference(preds, "b", "t", n_resamples=100)
     assert reverse["mean_diff"].tolist() == pytest.approx((-forward["mean_diff"]).tolist())
     assert (reverse["role"] == "base").all()
 

@@ -319,11 +319,11 @@ def test_n_correlated_and_plot_table7():
 # ----------------------------------------------------------------------------- headlines
 
 
-def test_headline_rows_h2_per_arm_then_the_slope_with_its_mde():
+def test_headlines_h2_per_arm_then_the_slope_with_its_mde():
     measures, frame, doses = experiment(slope=2.0)
     arms = list(doses)
     result = tiy.dose_response(measures, frame, tiy.contrast_weights(doses, arms), n_resamples=200)
-    rows = tiy.headline_rows(result, BASE, arms)
+    rows = tiy.headlines(result, BASE, arms)
     assert [r["paper_section"] for r in rows] == ["§3, Table 2 (extension)"] * 3 + ["§1 (posited, not tested)"]
     assert rows[-1]["direction_holds"] == "yes" and rows[-1]["mde"] == pytest.approx(
         result.loc[result["contrast"] == tiy.SLOPE, "mde"].iloc[0])

@@ -190,9 +190,9 @@ def test_summarise_gaps_per_prompt_and_prompt_mean():
     assert averaged.loc[averaged["model"] == "t", "gap"].mean() == pytest.approx(base.mean() + 0.1)
 
 
-def test_compare_roles_is_paired_on_sets():
+def test_gap_comparison_is_paired_on_sets():
     units, _ = _synthetic_units(shift=0.1)
-    comparison = vs.compare_roles(units, n_resamples=500)
+    comparison = vs.gap_comparison(units, n_resamples=500)
     row = comparison.iloc[0]
     assert (row["base"], row["tuned"], row["n_sets"]) == ("b", "t", 30)
     # every set moves by exactly 0.1: the paired interval collapses onto it
@@ -200,7 +200,7 @@ def test_compare_roles_is_paired_on_sets():
     assert row["diff_low"] == pytest.approx(0.1) and row["diff_high"] == pytest.approx(0.1)
     assert row["direction"] == "same as paper (interval excludes 0)"
     lower, _ = _synthetic_units(shift=-0.05)
-    assert vs.compare_roles(lower, n_resamples=200).iloc[0]["direction"].startswith("opposite to paper")
+    assert vs.gap_comparison(lower, n_resamples=200).iloc[0]["direction"].startswith("opposite to paper")
 
 
 def test_direction_words():
@@ -304,12 +304,12 @@ def test_pararel_states_come_from_the_shared_pass(tiny_lm, tmp_path):
 def test_finding_title_states_the_direction():
     up, _ = _synthetic_units(shift=0.1)
     down, _ = _synthetic_units(shift=-0.1)
-    assert vs.finding_title(vs.compare_roles(up, n_resamples=100)).endswith(
+    assert vs.finding_title(vs.gap_comparison(up, n_resamples=100)).endswith(
         "more on every dataset (1 significantly)")
-    assert vs.finding_title(vs.compare_roles(down, n_resamples=100)).startswith("t vs b:\n")
-    assert "less on every dataset" in vs.finding_title(vs.compare_roles(down, n_resamples=100))
+    assert vs.finding_title(vs.gap_comparison(down, n_resamples=100)).startswith("t vs b:\n")
+    assert "less on every dataset" in vs.finding_title(vs.gap_comparison(down, n_resamples=100))
     mixed = pd.concat([up, down.assign(dataset="other")])
-    assert vs.finding_title(vs.compare_roles(mixed, n_resamples=100)).endswith(
+    assert vs.finding_title(vs.gap_comparison(mixed, n_resamples=100)).endswith(
         "more on 1 of 2 datasets (1 significantly), less on 1 (1 significantly)")
     assert vs.finding_title(pd.DataFrame()) .startswith("Gap")
 
@@ -413,9 +413,9 @@ def _noisy_units(n_sets=12, tuned=(("t", 0.05),)):
     return pd.DataFrame(rows)
 
 
-def test_compare_roles_is_the_paired_comparison_of_prompt_averaged_set_gaps():
+def test_gap_comparison_is_the_paired_comparison_of_prompt_averaged_set_gaps():
     units = _noisy_units(tuned=(("t1", 0.05), ("t2", -0.02)))
-    comparison = vs.compare_roles(units, n_resamples=300, seed=5)
+    comparison = vs.gap_comparison(units, n_resamples=300, seed=5)
     assert list(comparison.columns) == vs.COMPARISON_COLUMNS + ["representation", "confidence"]
     assert comparison[["dataset", "base", "tuned"]].values.tolist() == [
         ["mrpc", "b", "t1"], ["mrpc", "b", "t2"], ["toy", "b", "t1"], ["toy", "b", "t2"]]
@@ -432,7 +432,7 @@ def test_compare_roles_is_the_paired_comparison_of_prompt_averaged_set_gaps():
         assert row["direction"] == vs.direction(row["mean_diff"], row["diff_low"], row["diff_high"])
     assert (comparison["representation"] == "final_norm").all() and (comparison["confidence"] == 0.95).all()
     # one role only: no rows, the same columns
-    alone = vs.compare_roles(units[units["model"] == "b"], n_resamples=100)
+    alone = vs.gap_comparison(units[units["model"] == "b"], n_resamples=100)
     assert alone.empty and list(alone.columns) == list(comparison.columns)
 
 
@@ -440,7 +440,7 @@ def test_compare_representations_and_sign_changes():
     units = _noisy_units()
     both = vs.compare_representations(units, n_resamples=200, seed=1)
     assert both["representation"].tolist() == ["final_norm", "final_norm", "pre_norm", "pre_norm"]
-    pd.testing.assert_frame_equal(both.iloc[:2], vs.compare_roles(units, "final_norm", 200, seed=1))
+    pd.testing.assert_frame_equal(both.iloc[:2], vs.gap_comparison(units, "final_norm", 200, seed=1))
     # pre_norm gaps are the negated final_norm gaps here, so every difference changes sign
     np.testing.assert_allclose(both["mean_diff"].iloc[2:].to_numpy(), -both["mean_diff"].iloc[:2].to_numpy())
     assert vs.sign_changes(both) == 2

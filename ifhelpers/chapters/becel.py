@@ -34,7 +34,7 @@ __all__ = [
     "table6_with_paper",
     "table2_becel",
     "table2_with_paper",
-    "compare_roles",
+    "model_difference",
     "paired_table",
     "paired_counts",
     "negation_label_aware",
@@ -205,7 +205,7 @@ def table2_with_paper(ours2: pd.DataFrame, paper2: pd.DataFrame, mode: str) -> p
     return table
 
 
-def compare_roles(predictions: pd.DataFrame, base: str, tuned: str, n_resamples: int = 2000,
+def model_difference(predictions: pd.DataFrame, base: str, tuned: str, n_resamples: int = 2000,
                   seed: int = 0) -> pd.DataFrame:
     """Model ``tuned`` minus model ``base`` on the same items (``set``, ``row``), per task and metric
     (:func:`ifhelpers.stats.compare_roles`: paired bootstrap interval and Wilcoxon test of the
@@ -224,12 +224,12 @@ def compare_roles(predictions: pd.DataFrame, base: str, tuned: str, n_resamples:
 
 def paired_table(predictions: pd.DataFrame, base: str | None, tuned_names, mode: str, n_resamples: int = 2000,
                  seed: int = 0) -> pd.DataFrame:
-    """:func:`compare_roles` of every tuned model against the base model, one after the other, with the
+    """:func:`model_difference` of every tuned model against the base model, one after the other, with the
     ``mode`` in front (empty, with the columns the chapter shows, without both roles)."""
     if not (base and tuned_names):
         return pd.DataFrame(columns=["mode", "task", "metric", "tuned", "base_mean", "tuned_mean", "mean_diff",
                                      "diff_low", "diff_high", "wilcoxon_p"])
-    paired = pd.concat([compare_roles(predictions, base, t, n_resamples=n_resamples, seed=seed) for t in tuned_names],
+    paired = pd.concat([model_difference(predictions, base, t, n_resamples=n_resamples, seed=seed) for t in tuned_names],
                        ignore_index=True)
     paired.insert(0, "mode", mode)
     return paired

@@ -416,7 +416,7 @@ def _points(value: float) -> float:
     return 100 * float(value)
 
 
-def headline_rows(items_cmp: pd.DataFrame, distribution_cmp: pd.DataFrame, pararel_cmp: pd.DataFrame,
+def headlines(items_cmp: pd.DataFrame, distribution_cmp: pd.DataFrame, pararel_cmp: pd.DataFrame,
                   wrapper_cmp: pd.DataFrame, kinds: dict, n_prompts: int, n_questions: int,
                   n_instructions: int) -> list[dict]:
     """The chapter's headline rows (:func:`ifhelpers.findings.row`), one set per (base, tuned) pair: the
@@ -480,7 +480,7 @@ SIDES = {"yes": "the paper", "no": "the contrary finding", "mixed": "each, under
 
 
 def where_models_side(rows: Sequence[dict]) -> pd.DataFrame:
-    """The chapter's headline rows (:func:`headline_rows`) grouped by the later finding each answers: per
+    """The chapter's headline rows (:func:`headlines`) grouped by the later finding each answers: per
     finding and comparison, the result, our number, the verdict and the side it takes (:data:`SIDES`;
     "neither at this size" when the interval includes 0)."""
     table = pd.DataFrame(list(rows))

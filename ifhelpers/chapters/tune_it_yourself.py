@@ -34,7 +34,7 @@ __all__ = [
     "design_table", "contamination_table", "dropped_example", "templates_used", "arm_doses", "training_cost",
     "plot_losses", "relation_wide", "gap_wide", "unit_measures", "arm_cubes", "contrast_weights", "dose_response",
     "projected_mde", "binding_constraint", "wall_by_model", "beside", "seed_values", "seed_spread", "plot_dose_response", "forest", "answer_sentence",
-    "chance_interval", "table7_inputs", "table7_layout", "n_correlated", "plot_table7", "headline_rows",
+    "chance_interval", "table7_inputs", "table7_layout", "n_correlated", "plot_table7", "headlines",
 ]
 
 #: How the training sources are printed.
@@ -488,7 +488,7 @@ def plot_table7(correlation: pd.DataFrame):
 # Headlines
 
 
-def headline_rows(result: pd.DataFrame, base: str, arms, measure: str = PRIMARY) -> list[dict]:
+def headlines(result: pd.DataFrame, base: str, arms, measure: str = PRIMARY) -> list[dict]:
     """The chapter's headlines on ``measure`` (:func:`ifhelpers.findings.row`, with the MDE): H2, one row
     per arm (arm − base, against Table 2's direction, §3), then the primary slope (the claim of §1)."""
     rows = []

@@ -30,7 +30,7 @@ pipeline around them, one function per step:
    is eq. 3 − eq. 4 exactly. :func:`ifhelpers.measure.units.per_set_gaps` is the measurement the runner takes of
    every model of the chapter (:func:`ifhelpers.measure.runner.run`).
 4. **Estimates**: :func:`summarise_gaps` (bootstrap intervals over paraphrase sets),
-   :func:`compare_roles` (paired base vs instruction-tuned test on the same sets, through
+   :func:`gap_comparison` (paired base vs instruction-tuned test on the same sets, through
    :func:`ifhelpers.stats.compare_roles`), :func:`compare_representations`,
    :func:`ifhelpers.paper.gaps` (the paper's Tables 1 and 4, labelled as the paper's), :func:`side_by_side` and the figure :func:`plot_gaps`.
 5. **Values for the prose**: :func:`sample_sizes`, :func:`comparison_values`,
@@ -87,7 +87,7 @@ __all__ = [
     "summarise_gaps",
     "gap_table",
     "COMPARISON_COLUMNS",
-    "compare_roles",
+    "gap_comparison",
     "compare_representations",
     "representation_table",
     "mean_cosines",
@@ -350,7 +350,7 @@ def stand_in_overlap(designs: dict) -> float:
 
 _KEYS = ["model", "role", "dataset"]
 _VALUES = ["cos_para", "cos_nonpara", "gap"]
-#: The columns of :func:`compare_roles` (before ``representation`` and ``confidence``).
+#: The columns of :func:`gap_comparison` (before ``representation`` and ``confidence``).
 COMPARISON_COLUMNS = ["dataset", "base", "tuned", "n_sets", "base_gap", "tuned_gap", "mean_diff", "diff_low",
                       "diff_high", "wilcoxon_p", "direction", "note"]
 
@@ -422,7 +422,7 @@ def direction(mean_diff: float, low: float, high: float) -> str:
     return _DIRECTION_WORDS[stats.verdict(mean_diff, low, high)]
 
 
-def compare_roles(units: pd.DataFrame, representation: str = "final_norm", n_resamples: int = 2000,
+def gap_comparison(units: pd.DataFrame, representation: str = "final_norm", n_resamples: int = 2000,
                   confidence: float = 0.95, seed: int = 0) -> pd.DataFrame:
     """Paired comparison of each instruction-tuned model with each base model, per dataset (§2, Table 1).
 
@@ -446,10 +446,10 @@ def compare_roles(units: pd.DataFrame, representation: str = "final_norm", n_res
 
 def compare_representations(units: pd.DataFrame, n_resamples: int = 2000, confidence: float = 0.95,
                             seed: int = 0) -> pd.DataFrame:
-    """:func:`compare_roles` with h^L after and before the final norm (:data:`ifhelpers.measure.units.REPRESENTATIONS`), stacked:
+    """:func:`gap_comparison` with h^L after and before the final norm (:data:`ifhelpers.measure.units.REPRESENTATIONS`), stacked:
     does the direction of §2's finding depend on which of the two vectors is "the outermost
     representation"?"""
-    return pd.concat([compare_roles(units, r, n_resamples, confidence, seed) for r in REPRESENTATIONS])
+    return pd.concat([gap_comparison(units, r, n_resamples, confidence, seed) for r in REPRESENTATIONS])
 
 
 def representation_table(by_representation: pd.DataFrame) -> pd.DataFrame:
@@ -478,7 +478,7 @@ def mean_cosines(units: pd.DataFrame) -> pd.DataFrame:
 
 
 def finding_title(comparison: pd.DataFrame) -> str:
-    """A figure title that states the finding of :func:`compare_roles` (first base/tuned pair).
+    """A figure title that states the finding of :func:`gap_comparison` (first base/tuned pair).
 
     "Significantly" means the paired bootstrap interval of the difference excludes zero.
     """
@@ -624,7 +624,7 @@ def sample_sizes(designs: dict) -> dict:
 
 
 def comparison_values(comparison: pd.DataFrame, suffix: str = "") -> dict:
-    """The numbers the prose quotes from :func:`compare_roles`: per dataset of :data:`DATASETS`, the first
+    """The numbers the prose quotes from :func:`gap_comparison`: per dataset of :data:`DATASETS`, the first
     base/tuned pair's ``base_gap``, ``tuned_gap``, ``mean_diff``, ``diff_low``, ``diff_high``,
     ``wilcoxon_p`` (NaN when absent) and ``direction`` ("n/a"), named ``<key><suffix>_<dataset>``; over
     all rows, ``n_same<suffix>`` (same sign as the paper), ``n_same_significant<suffix>`` and
@@ -713,7 +713,7 @@ def printed_eq2_values(units: pd.DataFrame, representation: str, model: str | No
 
 def headlines(comparison: pd.DataFrame, labels: dict[str, str] | None = None, representation: str = "") -> list[dict]:
     """One headline row (:func:`ifhelpers.findings.row`) per dataset and base/tuned pair of
-    :func:`compare_roles`: the cosine gap, tuned − base, against the paper's Table 1 (and Table 4,
+    :func:`gap_comparison`: the cosine gap, tuned − base, against the paper's Table 1 (and Table 4,
     :func:`ifhelpers.paper.gap_directions`), with :func:`ifhelpers.stats.verdict` on the paired interval.
     ``labels`` names the datasets (default :data:`DATASET_LABELS`)."""
     labels = labels or {}
