@@ -31,3 +31,11 @@ def test_homes_finds_tags_and_users(tmp_path):
     assert homes.loc["Table 4", "function"] == "ifhelpers.metrics.gap" and homes.loc["Table 4", "chapters"] == ["01_a"]
     assert homes.loc["eq. 2", "n_functions"] == 0
     assert "{doc}`../notebooks/01_a`" in equations.markdown_table(homes.reset_index())
+
+
+def test_every_quantity_is_computed_by_a_chapter():
+    """A tagged function that no chapter reaches (through the calls of its notebook, measurements included)
+    is a home nobody lives in."""
+    homes = equations.homes()
+    unused = homes[homes["chapters"].map(len) == 0]
+    assert unused.empty, "quantities no chapter computes:\n" + unused[["quantity", "function"]].to_string()

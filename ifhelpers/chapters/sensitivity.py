@@ -417,8 +417,8 @@ def _points(value: float) -> float:
 
 
 def headlines(items_cmp: pd.DataFrame, distribution_cmp: pd.DataFrame, pararel_cmp: pd.DataFrame,
-                  wrapper_cmp: pd.DataFrame, kinds: dict, n_prompts: int, n_questions: int,
-                  n_instructions: int) -> list[dict]:
+              wrapper_cmp: pd.DataFrame, kinds: dict, n_prompts: int, n_questions: int,
+              n_instructions: int) -> list[dict]:
     """The chapter's headline rows (:func:`ifhelpers.findings.row`), one set per (base, tuned) pair: the
     consistency rates across prompts and option orders, ProSA's PSS, POSIX over the ``n_instructions``
     instructions, the spread over the prompts, ParaRel consistency on known facts, and whether the sign of
