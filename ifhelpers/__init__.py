@@ -15,7 +15,9 @@ The package is in layers, each importing only those below it (``tests/test_layer
 * ``data`` (every dataset, online or from the offline mirror);
 * ``model`` (registry, loading, the forward-pass engine and its cache, the logit lens);
 * ``train`` (the BECEL classifiers, instruction tuning);
-* ``chapters`` (one module per chapter: what it computes and finds);
+* ``measure`` (every per-model measurement, stamped with its model, and the one runner that loads each
+  model once and takes them);
+* ``chapters`` (one module per chapter: what it reports and finds; no forward pass);
 * ``results``, ``summary``, ``equations``, then ``book`` (the chapter preamble and glue) and ``cli``.
 
 The appendix page "Where each equation lives" (``book/equations.md``) maps every equation, table
