@@ -314,19 +314,14 @@ class ProbeBackend(_Backend):
 
     def prepare(self, texts: Sequence[str]) -> None:
         """Compute (or read from the engine's cache) ``norm(h^L)`` of every text not seen yet."""
-        from ifhelpers.model import engine, probes
+        from ifhelpers.model import engine, lens, probes
 
-        torch = _torch()
         todo = list(dict.fromkeys(t for t in texts if t not in self.features))
         if not todo:
             return
         resid = engine.run(self.lm, todo, probes.LAST_STATE_REQUEST, cache=self.cache,
                            progress=self.progress)["resid"][:, -1]
-        norm = engine.final_norm(self.lm.model)
-        with torch.no_grad():
-            h = torch.as_tensor(resid).to(self.lm.device, next(self.lm.model.parameters()).dtype)
-            normed = norm(h).float().cpu().numpy()
-        self.features.update(zip(todo, normed))
+        self.features.update(zip(todo, lens.normed(self.lm, resid).float().cpu().numpy()))
 
     def fit_standardisation(self, train_texts: Sequence[str]) -> None:
         """Build the head with mean/std of the training features (the probe's only data statistic)."""
@@ -398,11 +393,12 @@ class ModelBackend(_Backend):
         self.head.train(on)
 
     def logits(self, texts):
-        from ifhelpers.model.engine import pad_left
+        from ifhelpers.model.engine import count_cut, fit_context, pad_left
         from ifhelpers.model.tokens import encode
 
         torch = _torch()
-        ids = [encode(self.lm.tokenizer, t) for t in texts]
+        count_cut(self.lm, texts)
+        ids = [fit_context(self.lm, encode(self.lm.tokenizer, t)) for t in texts]
         if self.max_tokens:
             ids = [s[-self.max_tokens:] for s in ids]
         step = self.micro_batch_size or len(ids)
