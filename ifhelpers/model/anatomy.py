@@ -50,6 +50,7 @@ class AnatomyError(ValueError):
 
 
 def _opt_refusal(config) -> str | None:
+    """do_layer_norm_before=False (post-LN, OPT-350m)"""
     if not getattr(config, "do_layer_norm_before", True):
         return ("it normalises the residual stream after each update (do_layer_norm_before=False, post-LN, "
                 "as OPT-350m does), so h^(l+1) = h^l + a^l + f^l (paper eq. 1) does not hold; use an OPT model "
@@ -130,7 +131,8 @@ class Anatomy:
 
 LLAMA = Anatomy("model.layers", "self_attn", "mlp", ("model.norm",))
 POST_NORMS = dataclasses.replace(LLAMA, attention="post_attention_layernorm", mlp="post_feedforward_layernorm",
-                                 layout="post-norms: a^l and f^l are the norms applied to each update before it is added")
+                                 layout="post-norms: a^l and f^l are the norms applied to each update before it is "
+                                        "added")
 #: One entry per family (``config.model_type``); every entry is tested on a tiny random model
 #: (``tests/test_anatomy.py``) and listed with what was checked in the book's appendix on models.
 TABLE: dict[str, Anatomy] = {
@@ -149,8 +151,9 @@ TABLE: dict[str, Anatomy] = {
     "phi": dataclasses.replace(LLAMA, final_norm=("model.final_layernorm",), layout="parallel attention and MLP"),
     "gemma2": dataclasses.replace(POST_NORMS, softcap="final_logit_softcapping"),
     "gemma3_text": dataclasses.replace(POST_NORMS, softcap="final_logit_softcapping"),
+    # the multimodal Gemma 3 (its text part): transformers' Gemma3ForConditionalGeneration does not soft-cap its logits
     "gemma3": dataclasses.replace(POST_NORMS, layers="model.language_model.layers",
-                                  final_norm=("model.language_model.norm",), softcap="final_logit_softcapping"),
+                                  final_norm=("model.language_model.norm",)),
     "olmo2": POST_NORMS,
     "gpt2": Anatomy("transformer.h", "attn", "mlp", ("transformer.ln_f",), context="n_positions",
                     layout="pre-norm, learned positions"),
@@ -315,3 +318,33 @@ def narrowest_window(model) -> int | None:
     if window is None or (layer_types and "sliding_attention" not in layer_types):
         return None
     return int(window)
+
+
+#: What ``tests/test_anatomy.py`` checks on a tiny random model of every entry of :data:`TABLE` (it fails when an
+#: entry has no tiny model).
+CHECKED_FOR_EVERY_ENTRY = ("eq. 1 at every layer", "prefix reuse gives the plain pass's results",
+                           "the logit lens on h^L gives the model's own logits")
+#: The families whose tiny random models also run the chapters end to end through ``ifhelpers run``
+#: (``tests/test_any_architecture.py``, whose families ``tests/test_anatomy.py`` checks against these); the
+#: pocket pair (gemma3_text, llama) runs the whole book.
+CHAPTERS_END_TO_END = {"llama": "1-6", "qwen2": "1-6", "gemma3_text": "1-6", "olmo2": "1-4 and 6"}
+
+
+def table():
+    """The anatomy table as a pandas DataFrame (one row per family, with what the tests check for it), for the
+    book's appendix on models."""
+    import pandas as pd
+
+    rows = []
+    for family, entry in TABLE.items():
+        logits = [f"× {entry.logit_scale}" if entry.logit_scale else "", f"÷ {entry.logit_divisor}"
+                  if entry.logit_divisor else "", f"soft-capped by {entry.softcap}" if entry.softcap else ""]
+        rows.append({"model_type": family, "layout": entry.layout, "decoder layers": entry.layers,
+                     "a^l": entry.attention + (f" × {entry.update_scale}" if entry.update_scale else ""),
+                     "f^l": entry.mlp + (f" × {entry.update_scale}" if entry.update_scale else ""),
+                     "final norm": " then ".join(entry.final_norm),
+                     "logits": "; ".join(x for x in logits if x) or "as the output embedding gives them",
+                     "context": entry.context, "refused": "when " + entry.refuse.__doc__ if entry.refuse else "",
+                     "checked on a tiny random model": "; ".join(CHECKED_FOR_EVERY_ENTRY),
+                     "chapters run end to end": CHAPTERS_END_TO_END.get(family, "")})
+    return pd.DataFrame(rows)

@@ -27,6 +27,11 @@ and, after the captured position, the text's own next tokens:
                                   end): the log-likelihood of a response written after its prompt, with
                                   p the prompt's last token.
 
+Where each family keeps these updates, its final norm and its logit scaling is its anatomy
+(:mod:`ifhelpers.model.anatomy`, read through ``lm.anatomy``); parts found there by the general rule are proved
+on a probe batch before the model's first pass (:func:`prove_anatomy`). A text longer than the model's
+context is read from its last tokens (:func:`fit_context`), and counted (:data:`CUT_TO_CONTEXT`).
+
 Texts are tokenized once, sorted by length and cut into batches under a padded-token budget where the
 padding and the passes cost least (:func:`plan_batches`); left padding with explicit position ids makes each text's result equal to its unpadded single run.
 

@@ -7,9 +7,9 @@ the letter log-likelihood) and, scored back under the other prompts of a questio
 likelihood depends on the prompt (POSIX).
 
 Texts are tokenized as the engine tokenizes them (:func:`ifhelpers.model.tokens.encode`), cut to their
-last tokens where they and the response would not fit the model's context (:func:`ifhelpers.model.engine.fit_context`), grouped by
-length under a padded-token budget (:func:`ifhelpers.model.engine.plan_batches`) and left-padded
-(:func:`ifhelpers.model.engine.pad_left`). Every batch is saved to the cache as it finishes, in a store
+last tokens where they and the response would not fit the model's context
+(:func:`ifhelpers.model.engine.fit_context`), grouped by length under a padded-token budget
+(:func:`ifhelpers.model.engine.plan_batches`) and left-padded (:func:`ifhelpers.model.engine.pad_left`). Every batch is saved to the cache as it finishes, in a store
 of the model's activation cache keyed by ``"greedy"`` and the number of tokens, so a repeated or
 interrupted run generates nothing twice.
 """
