@@ -148,10 +148,11 @@ def test_a_text_longer_than_learned_positions_keeps_its_last_tokens(tmp_path, mo
     assert len(generate.greedy_responses(lm, [LONG], max_new_tokens=3, cache=False)[0]) <= 3
 
 
-def test_chapter_3_classifier_runs_on_texts_longer_than_the_context(tmp_path, monkeypatch):
+@pytest.mark.parametrize("family", ["gpt2", "opt"])  # learned positions; OPT's h^L projected to 16 dimensions
+def test_chapter_3_classifier_runs_on_texts_longer_than_the_context(tmp_path, monkeypatch, family):
     from ifhelpers.train import classifier
 
-    lm = loaded(tmp_path, "gpt2", context=32)
+    lm = loaded(tmp_path, family, context=32)
     monkeypatch.setattr(engine, "CUT_TO_CONTEXT", {})
     data = classifier.task_data("rte", n_train=4, n_eval=4)
     for mode in ("probe", "lora"):
