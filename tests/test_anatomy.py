@@ -6,6 +6,7 @@ found); the refusals before any work (post-LN OPT, T5); and the model's context 
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -36,8 +37,10 @@ def test_every_table_entry_has_a_tiny_model():
     built = {anatomy.meta_model(make_tiny_family(f).config).config.model_type for f in ANATOMY_FAMILIES}
     assert built == set(anatomy.TABLE)
     assert not {anatomy.meta_model(make_tiny_family(f).config).config.model_type for f in RULE_FAMILIES} & built
-    # the families that run every chapter end to end are those the book's appendix says do
-    assert {make_tiny_family(f).config.model_type for f in TINY_FAMILIES} == set(anatomy.CHAPTERS_END_TO_END)
+    # the families that run the chapters end to end are those the book's appendix says do
+    assert {make_tiny_family(f).config.model_type for f in TINY_FAMILIES} == {
+        family for family, run in anatomy.CHAPTERS_RUN.items() if run.endswith("through ifhelpers run")}
+    assert set(IN_PROCESS_CHAPTER_1) == {family for family, run in anatomy.CHAPTERS_RUN.items() if run == "1 in process"}
 
 
 @pytest.mark.parametrize("family", ANATOMY_FAMILIES)
@@ -117,6 +120,25 @@ def test_t5_is_refused_before_any_work(tmp_path, capsys, monkeypatch):
         "models (the paper's T5 results are quoted from the paper, not re-run). Use a decoder model (e.g. llama, "
         "qwen2, gemma3_text, olmo2).\n")
     assert not (tmp_path / "runs").exists()
+
+
+#: Chapter 1's functions run in process for these families (base first), at below smoke sizes.
+IN_PROCESS_CHAPTER_1 = ("gpt_neox", "opt", "falcon")
+
+
+def test_chapter_1_runs_in_process_for_more_families(tmp_path):
+    from ifhelpers.chapters import vector_space as vs
+
+    folders = [str(save_tiny_family(tmp_path / f, f, tuned=i > 0, seed=i)) for i, f in enumerate(IN_PROCESS_CHAPTER_1)]
+    roles = {folder: "instruction-tuned" if i else "base" for i, folder in enumerate(folders)}
+    designs, queries = vs.build_designs(["mrpc", "tapaco", "pararel"], n_mrpc_pairs=4, n_paraphrase_sets=4,
+                                        n_nonparaphrase_per_set=2, pararel_relations=["P17", "P19"],
+                                        pararel_n_per_relation=3, seed=0)
+    units, _ = vs.units_of_models(folders, roles, designs, queries, [0, 1, 2], cache=False)
+    assert set(units["model"]) == set(folders)
+    rows = pd.DataFrame(vs.headlines(vs.compare_roles(units, "final_norm", 200, seed=0),
+                                     {d: design.label for d, design in designs.items()}, "final_norm"))
+    assert len(rows) == 3 * 2 and not rows["ours"].astype(str).str.contains("nan").any()
 
 
 # ------------------------------------------------------------------------------------------------ context
