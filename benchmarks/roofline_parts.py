@@ -28,7 +28,7 @@ import torch
 
 from engine_throughput import matmul_gflops, non_embedding_params  # the same roofline as that benchmark
 from ifhelpers.data import pararel
-from ifhelpers.model import engine, models, probes, tokens
+from ifhelpers.model import models, probes, tokens
 
 
 def seconds(fn, repeats: int = 3) -> float:
@@ -55,7 +55,7 @@ def main() -> None:
     n_texts, n_tokens = len(texts), sum(len(tokens.encode(lm.tokenizer, t)) for t in texts)
 
     with torch.inference_mode():
-        linears = [m for layer in engine.decoder_layers(lm.model) for m in layer.modules()
+        linears = [m for layer in lm.anatomy.decoder_layers(lm.model) for m in layer.modules()
                    if isinstance(m, torch.nn.Linear)]
         body_flops_per_token = 2 * sum(m.weight.numel() for m in linears)
         x = {k: torch.randn(args.tokens, k) for k in {m.in_features for m in linears}}

@@ -22,7 +22,7 @@ from pathlib import Path
 import yaml
 
 from ifhelpers import parameters
-from ifhelpers.model import folders, registry
+from ifhelpers.model import anatomy, folders, registry
 
 
 
@@ -180,7 +180,7 @@ def run_chapter(chapter: str, models: list[str], roles: dict[str, str], override
     if unknown:
         raise SystemExit(f"Unknown parameters {sorted(unknown)}; valid: {', '.join(sorted(defaults))}")
     check_parameters(path, overrides)
-    registry.specs(models, roles)
+    anatomy.check_specs(registry.specs(models, roles))
     out_dir = Path(runs_dir).resolve() / name
     out_dir.mkdir(parents=True, exist_ok=True)
     source = out_dir / f"{path.stem}.source.ipynb"
@@ -287,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return _main(argv)
-    except (registry.UnknownModelError, folders.ModelFolderError, parameters.ParameterError,
+    except (registry.UnknownModelError, folders.ModelFolderError, anatomy.AnatomyError, parameters.ParameterError,
             DataSelectionError) as error:
         message = str(error.args[0] if error.args else error)
     except SystemExit as stop:  # a malformed --models / --set: its message, with the same exit code 2

@@ -85,6 +85,18 @@ def cache_activity() -> str:
     return f"cold or partly cold ({' and '.join(d for d in done if d)} computed)"
 
 
+def context_note() -> str:
+    """The texts this process cut to fit a model's context (:data:`ifhelpers.model.engine.CUT_TO_CONTEXT`),
+    counted per model; empty when none was cut."""
+    from ifhelpers.model import engine
+
+    cut = {name: len(keys) for name, keys in sorted(engine.CUT_TO_CONTEXT.items()) if keys}
+    if not cut:
+        return ""
+    return ("texts longer than the model's context, read from their last tokens: "
+            + ", ".join(f"{name} {n}" for name, n in cut.items()))
+
+
 def save_headlines(rows: list[dict] | pd.DataFrame, chapter: str, results_dir: str | Path | None,
                    started: float | None = None) -> pd.DataFrame:
     """Write a chapter's headline findings as a tidy CSV and return them as a table.
@@ -92,7 +104,8 @@ def save_headlines(rows: list[dict] | pd.DataFrame, chapter: str, results_dir: s
     ``rows`` has one entry per result of the paper (keys of :data:`HEADLINE_COLUMNS`; build them with
     :func:`ifhelpers.findings.row`). ``started`` is the epoch time (``time.time()``) taken in the
     chapter's first code cell: the elapsed wall time, the time of execution and the cache state
-    (:func:`cache_activity`) are added to every row. With a ``results_dir`` (``ifhelpers run``) the
+    (:func:`cache_activity`) are added to every row, and its note counts the texts cut to fit a model's
+    context (:func:`context_note`). With a ``results_dir`` (``ifhelpers run``) the
     table goes to ``<results_dir>/headlines_<chapter>.csv``; without one (the book build) to
     ``<headlines_dir()>/<chapter>.csv``, which the reproduction summary page gathers.
     """
@@ -103,6 +116,10 @@ def save_headlines(rows: list[dict] | pd.DataFrame, chapter: str, results_dir: s
     frame["executed_at"] = datetime.fromtimestamp(now, timezone.utc).isoformat(timespec="seconds")
     frame["cache"] = cache_activity()
     frame["cpus"] = os.cpu_count()
+    cut = context_note()
+    if cut:
+        frame["note"] = [f"{note}; {cut}" if isinstance(note, str) and note else cut for note in frame["note"]] \
+            if "note" in frame else cut
     frame = frame.reindex(columns=HEADLINE_COLUMNS)
     if results_dir is not None:
         save_table(frame, f"headlines_{chapter}", results_dir)

@@ -95,28 +95,72 @@ def make_tiny_bpe_tokenizer(chat: bool = False):
     return fast
 
 
-def make_tiny_family(family: str, seed: int = 0, vocab_size: int = 320):
-    """A random-weight causal LM of ``family`` with 3 layers of width 32 (Gemma 3 with a sliding window)."""
+#: Every family of the anatomy table (``ifhelpers/model/anatomy.py``, by builder name: "gemma3" builds a
+#: ``gemma3_text`` model, "gemma3_vision" the multimodal ``gemma3``), each checked on a tiny random model by
+#: ``tests/test_anatomy.py``; then families the table does not know, which the general rule finds ("stablelm"),
+#: finds wrongly ("bloom", whose attention adds the residual itself) or does not find ("xglm", no MLP module).
+ANATOMY_FAMILIES = ("llama", "mistral", "mixtral", "qwen2", "qwen3", "qwen3_moe", "phi3", "phi", "granite", "cohere",
+                    "gemma2", "gemma3", "gemma3_vision", "olmo2", "gpt2", "gpt_neox", "opt", "falcon")
+RULE_FAMILIES = ("stablelm", "bloom", "xglm")
+
+
+def make_tiny_family(family: str, seed: int = 0, vocab_size: int = 320, context: int = 512):
+    """A random-weight causal LM of ``family`` (:data:`TINY_FAMILIES`, :data:`ANATOMY_FAMILIES`,
+    :data:`RULE_FAMILIES`) with 3 layers of width 32 and ``context`` positions; Gemma 2/3 and Mistral with a
+    sliding window, Granite and Cohere with their update and logit scales, OPT with a projection after its
+    final norm."""
     import torch
     import transformers as tf
 
     torch.manual_seed(seed)
     common = dict(vocab_size=vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=3,
-                  num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+                  num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=context,
                   pad_token_id=0, bos_token_id=1, eos_token_id=2)
+    heads = dict(vocab_size=vocab_size, pad_token_id=0, bos_token_id=1, eos_token_id=2)
+    sliding = dict(head_dim=8, query_pre_attn_scalar=8, sliding_window=16,
+                   layer_types=["sliding_attention", "sliding_attention", "full_attention"])
+    experts = dict(num_experts_per_tok=2, head_dim=8)
     config, model_class = {
         "llama": (lambda: tf.LlamaConfig(**common), tf.LlamaForCausalLM),
+        "mistral": (lambda: tf.MistralConfig(**common, sliding_window=16), tf.MistralForCausalLM),
+        "mixtral": (lambda: tf.MixtralConfig(**common, num_local_experts=4, **experts), tf.MixtralForCausalLM),
         "qwen2": (lambda: tf.Qwen2Config(**common), tf.Qwen2ForCausalLM),
-        "gemma3": (lambda: tf.Gemma3TextConfig(**common, head_dim=8, query_pre_attn_scalar=8, sliding_window=16,
-                                                layer_types=["sliding_attention", "sliding_attention",
-                                                             "full_attention"]), tf.Gemma3ForCausalLM),
+        "qwen3": (lambda: tf.Qwen3Config(**common, head_dim=8), tf.Qwen3ForCausalLM),
+        "qwen3_moe": (lambda: tf.Qwen3MoeConfig(**common, num_experts=4, moe_intermediate_size=16, **experts),
+                      tf.Qwen3MoeForCausalLM),
+        "phi3": (lambda: tf.Phi3Config(**common), tf.Phi3ForCausalLM),
+        "phi": (lambda: tf.PhiConfig(**common), tf.PhiForCausalLM),
+        "granite": (lambda: tf.GraniteConfig(**common, residual_multiplier=0.5, logits_scaling=2.0,
+                                             embedding_multiplier=2.0), tf.GraniteForCausalLM),
+        "cohere": (lambda: tf.CohereConfig(**common, logit_scale=0.5), tf.CohereForCausalLM),
+        "gemma2": (lambda: tf.Gemma2Config(**common, **sliding, final_logit_softcapping=3.0), tf.Gemma2ForCausalLM),
+        "gemma3": (lambda: tf.Gemma3TextConfig(**common, **sliding), tf.Gemma3ForCausalLM),
+        "gemma3_vision": (lambda: tf.Gemma3Config(
+            text_config=tf.Gemma3TextConfig(**common, **sliding, final_logit_softcapping=3.0).to_dict(),
+            vision_config=dict(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
+                               image_size=28, patch_size=14), mm_tokens_per_image=4),
+            tf.Gemma3ForConditionalGeneration),
         "olmo2": (lambda: tf.Olmo2Config(**common), tf.Olmo2ForCausalLM),
+        "gpt2": (lambda: tf.GPT2Config(**heads, n_embd=32, n_layer=3, n_head=4, n_positions=context),
+                 tf.GPT2LMHeadModel),
+        "gpt_neox": (lambda: tf.GPTNeoXConfig(**heads, hidden_size=32, intermediate_size=64, num_hidden_layers=3,
+                                              num_attention_heads=4, max_position_embeddings=context),
+                     tf.GPTNeoXForCausalLM),
+        "opt": (lambda: tf.OPTConfig(**heads, hidden_size=32, ffn_dim=64, num_hidden_layers=3, num_attention_heads=4,
+                                     max_position_embeddings=context, word_embed_proj_dim=16), tf.OPTForCausalLM),
+        "falcon": (lambda: tf.FalconConfig(**heads, hidden_size=32, num_hidden_layers=3, num_attention_heads=4,
+                                           parallel_attn=True, max_position_embeddings=context),
+                   tf.FalconForCausalLM),
+        "stablelm": (lambda: tf.StableLmConfig(**common), tf.StableLmForCausalLM),
+        "bloom": (lambda: tf.BloomConfig(**heads, hidden_size=32, n_layer=3, n_head=4), tf.BloomForCausalLM),
+        "xglm": (lambda: tf.XGLMConfig(**heads, d_model=32, ffn_dim=64, num_layers=3, attention_heads=4,
+                                       max_position_embeddings=context), tf.XGLMForCausalLM),
     }[family]
     return model_class(config()).float()
 
 
-def save_tiny_family(folder, family: str, tuned: bool = False, seed: int = 0):
+def save_tiny_family(folder, family: str, tuned: bool = False, seed: int = 0, context: int = 512):
     """Save a tiny ``family`` model and its tokenizer (with a chat template when ``tuned``) under ``folder``."""
-    make_tiny_family(family, seed=seed).save_pretrained(folder)
+    make_tiny_family(family, seed=seed, context=context).save_pretrained(folder)
     make_tiny_bpe_tokenizer(chat=tuned).save_pretrained(folder)
     return folder

@@ -58,7 +58,7 @@ def test_planted_update_is_found_and_extracted(tie):
     the model predicts t, and the extraction rate (eq. 1) of that layer is 1."""
     lm = _lm(tie)
     direction = lm.model.get_output_embeddings().weight[PLANTED].detach().clone()
-    last = engine.decoder_layers(lm.model)[-1]
+    last = lm.anatomy.decoder_layers(lm.model)[-1]
 
     def plant(module, args, output):
         return output + 100.0 * direction

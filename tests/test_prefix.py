@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from conftest import make_tiny_llama, make_tiny_tokenizer
-from ifhelpers.model import engine, prefix
+from ifhelpers.model import anatomy, engine, prefix
 from ifhelpers.model.models import wrap
 from ifhelpers.model.tokens import encode
 
@@ -98,7 +98,7 @@ def test_shared_prefixes_equal_the_plain_pass(family, window, monkeypatch):
     shared_plan = prefix.plan(ids, [len(s) - 1 for s in ids], **engine.PREFIX_RULE)
     assert shared_plan.depth() >= 2  # the case exercises prefixes on prefixes
     if window:  # a window narrower than the rows: continuations of a prefix batch by length
-        assert engine.narrowest_window(lm.model) == window < max(map(len, ids))
+        assert anatomy.narrowest_window(lm.model) == window < max(map(len, ids))
     plain = engine.run(lm, TEXTS, FULL, cache=False, share_prefixes=False)
     assert_same(engine.run(lm, TEXTS, FULL, cache=False, share_prefixes=True), plain)
     # small batches: several prefix batches, continuations split across batches

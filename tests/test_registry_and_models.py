@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ifhelpers.model import models, registry, tokens
+from ifhelpers.model import anatomy, models, registry, tokens
 from ifhelpers.data import prompts
 
 
@@ -108,8 +108,12 @@ def test_local_folder_loads_without_remote_code(tmp_path):
 
 
 def test_encoder_decoder_models_are_refused_clearly():
-    with pytest.raises(NotImplementedError, match="decoder-only"):
+    with pytest.raises(anatomy.AnatomyError) as refused:
         models.load("flan-t5-xl")
+    assert str(refused.value) == (
+        "flan-t5-xl is an encoder-decoder model (t5): the engine does not yet read encoder-decoder models (the "
+        "paper's T5 results are quoted from the paper, not re-run). Use a decoder model (e.g. llama, qwen2, "
+        "gemma3_text, olmo2).")
 
 
 # ------------------------------------------------------------------------------------- prompts

@@ -27,6 +27,11 @@ and, after the captured position, the text's own next tokens:
                                   end): the log-likelihood of a response written after its prompt, with
                                   p the prompt's last token.
 
+Where each family keeps these updates, its final norm and its logit scaling is its anatomy
+(:mod:`ifhelpers.model.anatomy`, read through ``lm.anatomy``); parts found there by the general rule are proved
+on a probe batch before the model's first pass (:func:`prove_anatomy`). A text longer than the model's
+context is read from its last tokens (:func:`fit_context`), and counted (:data:`CUT_TO_CONTEXT`).
+
 Texts are tokenized once, sorted by length and cut into batches under a padded-token budget where the
 padding and the passes cost least (:func:`plan_batches`); left padding with explicit position ids makes each text's result equal to its unpadded single run.
 
@@ -55,6 +60,7 @@ from typing import Sequence
 
 import numpy as np
 
+from ifhelpers.model import anatomy
 from ifhelpers.model.cache import ActivationStore, content_key, existing_store, missing_keys, store_for
 from ifhelpers.model.models import LoadedModel
 from ifhelpers.model.prefix import Plan, plan
@@ -176,79 +182,49 @@ def from_bfloat16_bits(bits: np.ndarray) -> np.ndarray:
     return wide.view(np.float32)
 
 
-# --------------------------------------------------------------------------------------------------
-# Where the updates are: the module whose output is added to the residual stream.
-
-
-def decoder_layers(model):
-    """The list of decoder layers of a causal LM (Llama, Gemma, Qwen, OLMo, Falcon, GPT-2 layouts)."""
-    base = model.base_model
-    for name in ("layers", "h"):
-        if hasattr(base, name):
-            return getattr(base, name)
-    raise NotImplementedError(f"Cannot find the decoder layers of {type(model).__name__}")
-
-
-def update_modules(layer):
-    """(module producing a^l, module producing f^l) of one decoder layer.
-
-    Gemma 2/3 and OLMo 2 normalise each update before adding it (``post_attention_layernorm`` and
-    ``post_feedforward_layernorm``); Llama-style layers add the attention and MLP outputs directly.
-    The engine checks eq. 1 on the first batch, so a wrong guess for a new architecture fails loudly.
-    """
-    if hasattr(layer, "post_feedforward_layernorm"):
-        return layer.post_attention_layernorm, layer.post_feedforward_layernorm
-    for name in ("self_attn", "self_attention", "attn"):
-        if hasattr(layer, name):
-            return getattr(layer, name), layer.mlp
-    raise NotImplementedError(f"Cannot find the attention/MLP modules of {type(layer).__name__}")
-
-
-def final_norm(model):
-    """The norm applied to h^L before the output embedding (``model.norm`` / ``ln_f``)."""
-    base = model.base_model
-    for name in ("norm", "ln_f", "final_layernorm"):
-        if hasattr(base, name):
-            return getattr(base, name)
-    raise NotImplementedError(f"Cannot find the final norm of {type(model).__name__}")
-
-
 def _first(output):
     return output[0] if isinstance(output, tuple) else output
 
 
 class _Recorder:
-    """Forward hooks that keep, for each row of the batch, the vector at its captured position."""
+    """Forward hooks on the modules the model's anatomy names (:mod:`ifhelpers.model.anatomy`) that keep,
+    for each row of the batch, the vector at its captured position."""
 
-    def __init__(self, model, request: Request):
+    def __init__(self, lm: LoadedModel, request: Request):
         self.request = request
         self.index = None  # (rows, positions) into the padded batch, set before each pass
+        self.width = None  # the batch's columns, set with ``index``
         self.store: dict[str, list] = {"resid": [], "attn_update": [], "mlp_update": []}
         self.handles = []
-        layers = decoder_layers(model)
+        parts = lm.anatomy
+        layers = parts.decoder_layers(lm.model)
         if request.resid:
             if request.resid_layers == "all":
                 for layer in layers:
                     self.handles.append(layer.register_forward_pre_hook(self._pre_hook("resid"), with_kwargs=True))
             self.handles.append(layers[-1].register_forward_hook(self._hook("resid")))
         if request.updates:
+            scale = parts.update_multiplier(lm.model)  # each update as it is added to the stream
             for layer in layers:
-                attn, mlp = update_modules(layer)
-                self.handles.append(attn.register_forward_hook(self._hook("attn_update")))
-                self.handles.append(mlp.register_forward_hook(self._hook("mlp_update")))
+                attn, mlp = parts.update_modules(layer)
+                self.handles.append(attn.register_forward_hook(self._hook("attn_update", scale)))
+                self.handles.append(mlp.register_forward_hook(self._hook("mlp_update", scale)))
 
-    def _take(self, name, hidden):
+    def _take(self, name, hidden, scale: float = 1.0):
         if self.index is not None:  # None: a shared-prefix pass, whose states no text captures
-            self.store[name].append(hidden[self.index].float())
+            if hidden.dim() == 2:  # a module that works on the batch's rows flattened (OPT's fc2)
+                hidden = hidden.view(-1, self.width, hidden.shape[-1])
+            taken = hidden[self.index].float()  # a copy: a layer that adds to its output in place leaves it
+            self.store[name].append(taken * scale if scale != 1.0 else taken)
 
     def _pre_hook(self, name):
         def hook(module, args, kwargs):
             self._take(name, args[0] if args else kwargs["hidden_states"])
         return hook
 
-    def _hook(self, name):
+    def _hook(self, name, scale: float = 1.0):
         def hook(module, args, output):
-            self._take(name, _first(output))
+            self._take(name, _first(output), scale)
         return hook
 
     def collect(self) -> dict:
@@ -381,7 +357,7 @@ def _forward_batch(lm: LoadedModel, recorder: _Recorder, ids: list[list[int]], p
     lengths = mask.sum(-1)
     if context is not None:
         past, parent_mask, parent_length = context.rows(torch.tensor(parents, device=lm.device),
-                                                        pack=narrowest_window(lm.model) is not None)
+                                                        pack=anatomy.narrowest_window(lm.model) is not None)
         mask = torch.cat([parent_mask, mask], dim=1)
         position_ids = parent_length[:, None] + position_ids
         lengths = parent_length + lengths
@@ -390,26 +366,28 @@ def _forward_batch(lm: LoadedModel, recorder: _Recorder, ids: list[list[int]], p
         kwargs.update(cache=past, use_cache=True)
     else:
         kwargs.update(use_cache=positions is None)
+    parts = lm.anatomy
+    backbone = parts.backbone(lm.model)
     with torch.inference_mode():
         if positions is None:
             recorder.index = None
-            out = lm.model.base_model(**kwargs)
+            out = backbone(**kwargs)
             return PrefixContext(out.cache, mask, lengths)
         rows = torch.arange(len(ids), device=lm.device)
         cols = torch.tensor([offset + (p if p >= 0 else len(seq) + p) for seq, p, offset in zip(ids, positions, offsets)],
                             device=lm.device)
-        recorder.index = (rows, cols)
+        recorder.index, recorder.width = (rows, cols), input_ids.shape[1]
         out: dict[str, np.ndarray] = {}
         last = None  # the next-token logits at every row's last token
-        if request.continuation:
-            hidden = lm.model.base_model(**kwargs).last_hidden_state
-            out["continuation_logprobs"] = _continuation_logprobs(lm, hidden, input_ids, cols, request.continuation)
+        if request.continuation or request.needs_logits:
+            hidden = backbone(**kwargs).last_hidden_state  # after the final norm
+            if request.continuation:
+                out["continuation_logprobs"] = _continuation_logprobs(lm, hidden, input_ids, cols,
+                                                                      request.continuation)
             if request.needs_logits:
-                last = output_logits(lm, hidden[:, -1])
-        elif request.needs_logits:
-            last = lm.model(**kwargs, logits_to_keep=1).logits[:, -1].float()
+                last = parts.logits(lm.model, hidden[:, -1])
         else:
-            lm.model.base_model(**kwargs)
+            backbone(**kwargs)
         if last is not None:
             logprobs = torch.log_softmax(last, dim=-1)
             if request.top_k:
@@ -429,18 +407,6 @@ def _forward_batch(lm: LoadedModel, recorder: _Recorder, ids: list[list[int]], p
 HEAD_ROWS = 256
 
 
-def output_logits(lm: LoadedModel, hidden):
-    """The model's next-token logits from final hidden states (after the final norm): the output
-    embedding, then the final logit soft-capping of Gemma 2/3-style configs when it is set."""
-    import torch
-
-    logits = lm.model.get_output_embeddings()(hidden).float()
-    cap = getattr(lm.model.config.get_text_config(decoder=True), "final_logit_softcapping", None)
-    if cap:
-        logits = torch.tanh(logits / cap) * cap
-    return logits
-
-
 def _continuation_logprobs(lm: LoadedModel, hidden, input_ids, cols, k: int) -> np.ndarray:
     """log P of the ``k`` tokens after column ``cols[r]`` of every row ``r`` (NaN past the row's end), from
     the batch's final hidden states, sent through the output embedding :data:`HEAD_ROWS` rows at a time."""
@@ -456,7 +422,7 @@ def _continuation_logprobs(lm: LoadedModel, hidden, input_ids, cols, k: int) -> 
     values = torch.empty(len(rows), dtype=torch.float32, device=hidden.device)
     for start in range(0, len(rows), HEAD_ROWS):
         part = slice(start, start + HEAD_ROWS)
-        logprobs = torch.log_softmax(output_logits(lm, hidden[rows[part], source[part]]), dim=-1)
+        logprobs = torch.log_softmax(lm.anatomy.logits(lm.model, hidden[rows[part], source[part]]), dim=-1)
         values[part] = logprobs.gather(1, targets[part, None])[:, 0]
     out = torch.full((input_ids.shape[0], k), float("nan"), dtype=torch.float32, device=hidden.device)
     out[rows, where] = values
@@ -470,7 +436,7 @@ def _run_plan(lm: LoadedModel, recorder: _Recorder, ids: list[list[int]], positi
     Depth first: a batch of prefixes is computed, then everything that continues them (texts, and
     deeper prefixes with their own continuations), so only one context per level is held in memory.
     """
-    window = narrowest_window(lm.model)
+    window = anatomy.narrowest_window(lm.model)
     leaves: dict[int, list[int]] = {}
     for i, parent in enumerate(shared.leaf_parent):
         leaves.setdefault(parent, []).append(i)
@@ -536,17 +502,6 @@ def _continuation_batches(jobs, context: PrefixContext | None, max_batch_tokens:
                 yield [group[bucket[i]] for i in batch]
 
 
-def narrowest_window(model) -> int | None:
-    """The narrowest sliding attention window of ``model``'s layers (None: every layer sees every
-    position), read from its config (``sliding_window`` and, where given, ``layer_types``)."""
-    config = model.config.get_text_config(decoder=True)
-    window = getattr(config, "sliding_window", None)
-    layer_types = getattr(config, "layer_types", None) or ()
-    if window is None or (layer_types and "sliding_attention" not in layer_types):
-        return None
-    return int(window)
-
-
 def check_decomposition(out: dict, atol: float = 1e-3) -> None:
     """Assert paper eq. 1, h^{l+1} = h^l + a^l + f^l, on collected outputs (relative to |h|).
 
@@ -558,8 +513,78 @@ def check_decomposition(out: dict, atol: float = 1e-3) -> None:
     if error > atol * scale:
         raise RuntimeError(
             f"h^(l+1) != h^l + a^l + f^l (max error {error:.3g} at scale {scale:.3g}): the engine hooks the "
-            f"wrong attention/MLP modules for this architecture; see ifhelpers.model.engine.update_modules."
+            f"wrong attention/MLP modules for this architecture; see ifhelpers.model.anatomy.TABLE."
         )
+
+
+# --------------------------------------------------------------------------------------------------
+# The model's context, and parts found by the general rule
+
+#: The texts cut to fit a model's context in this process, by model name (their content keys): the
+#: chapter's headlines count them (:func:`ifhelpers.results.save_headlines`).
+CUT_TO_CONTEXT: dict[str, set[str]] = {}
+#: A tokenizer adds at most this many tokens that cover no byte of the text (BOS, EOS, a leading "▁"), so a
+#: text of ``b`` UTF-8 bytes has at most ``b + SPECIAL_TOKENS`` tokens and a shorter one needs no tokenizing
+#: to know that it fits.
+SPECIAL_TOKENS = 4
+
+
+def fit_context(lm: LoadedModel, ids: list[int], room: int = 0) -> list[int]:
+    """The tokens of a text as ``lm`` reads them: its last ``context - room`` tokens
+    (:func:`ifhelpers.model.anatomy.cut_to_context`), ``room`` left for tokens generated after them."""
+    context = lm.anatomy.context_length(lm.model.config)
+    return anatomy.cut_to_context(ids, None if context is None else context - room)
+
+
+def count_cut(lm: LoadedModel, texts: Sequence[str], room: int = 0) -> int:
+    """How many of ``texts`` are longer than ``lm``'s context (less ``room``); each is added to
+    :data:`CUT_TO_CONTEXT` and a warning says how many there are."""
+    import warnings
+
+    context = lm.anatomy.context_length(lm.model.config)
+    if context is None:
+        return 0
+    limit = context - room
+    long = [t for t in dict.fromkeys(texts) if len(t.encode("utf-8")) + SPECIAL_TOKENS > limit
+            and len(encode(lm.tokenizer, t)) > limit]
+    if long:
+        CUT_TO_CONTEXT.setdefault(lm.name, set()).update(content_key(t) for t in long)
+        warnings.warn(f"{len(long)} texts are longer than {lm.name}'s context of {context} tokens"
+                      f"{f' less {room} to generate' if room else ''}: each is read from its last {limit} tokens.",
+                      stacklevel=3)
+    return len(long)
+
+
+#: The texts of the probe batch that proves parts found by the general rule.
+PROBE_TEXTS = ("The capital of France is Paris.", "Everyone knows that Rome is located in")
+
+
+def prove_anatomy(lm: LoadedModel, atol: float = 1e-3) -> None:
+    """Check the parts of ``lm`` on a probe batch: eq. 1 holds (:func:`check_decomposition`) and h^L through
+    the final norm and output embedding gives the model's own logits; then a warning says which modules the
+    general rule chose. :class:`ifhelpers.model.anatomy.AnatomyError` with one line if not."""
+    import warnings
+
+    import torch
+
+    parts = lm.anatomy
+    lm.anatomy_proved = True  # the probe pass runs through :func:`run`
+    try:
+        out = run(lm, list(PROBE_TEXTS), Request(resid=True, updates=True), cache=False, share_prefixes=False)
+        check_decomposition(out, atol)
+        for text, h in zip(PROBE_TEXTS, out["resid"][:, -1]):
+            with torch.inference_mode():
+                own = lm.model(input_ids=torch.tensor([encode(lm.tokenizer, text)], device=lm.device)).logits[0, -1]
+                h = torch.as_tensor(h, device=lm.device, dtype=own.dtype)
+                read = parts.logits(lm.model, parts.apply_final_norm(lm.model, h))
+            if not torch.allclose(read, own.float(), rtol=atol, atol=atol * max(1.0, float(own.abs().max()))):
+                raise RuntimeError("h^L through the final norm and the output embedding is not the model's logits")
+    except RuntimeError as err:
+        lm.anatomy_proved = False
+        raise anatomy.AnatomyError(f"{lm.name}: the general rule chose {parts.describe()}, and on a probe batch "
+                                   f"{err}; add its family to TABLE in ifhelpers/model/anatomy.py.") from None
+    warnings.warn(f"{lm.name}: {lm.model.config.model_type!r} is not in the anatomy table; the general rule chose "
+                  f"{parts.describe()}, and eq. 1 and the logits hold on a probe batch.", stacklevel=3)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -595,7 +620,10 @@ def run(lm: LoadedModel, texts: Sequence[str], request: Request, positions: Sequ
     if max_batch_tokens is None:
         max_batch_tokens = default_batch_tokens(lm)
 
+    if lm.anatomy.by_rule and not lm.anatomy_proved:
+        prove_anatomy(lm)
     keys = [content_key(text, pos) for text, pos in zip(texts, positions)]
+    count_cut(lm, texts)
     store: ActivationStore | None = None
     results: dict[str, dict] = {}  # the rows not read from ``store`` at the end, by key
     if cache:
@@ -609,16 +637,22 @@ def run(lm: LoadedModel, texts: Sequence[str], request: Request, positions: Sequ
     with missing_keys(store, [k for k in keys if k not in results]) as todo_keys:
         if todo_keys:
             todo = {k: first[k] for k in todo_keys}
-            ids = [encode(lm.tokenizer, texts[todo[k]]) for k in todo_keys]
-            for k, seq in zip(todo_keys, ids):
-                p = positions[todo[k]]
+            ids, captured = [], []
+            for k in todo_keys:
+                text, p = texts[todo[k]], positions[todo[k]]
+                seq = encode(lm.tokenizer, text)
                 if not -len(seq) <= p < len(seq):
-                    raise IndexError(f"position {p} is outside the {len(seq)} tokens of text {texts[todo[k]]!r}")
-            captured = [positions[todo[k]] % len(seq) for k, seq in zip(todo_keys, ids)]
+                    raise IndexError(f"position {p} is outside the {len(seq)} tokens of text {text!r}")
+                kept = fit_context(lm, seq)
+                if p % len(seq) < len(seq) - len(kept):
+                    raise ValueError(f"token {p} of {text[:60]!r}... is not among the last {len(kept)} tokens that "
+                                     f"fit {lm.name}'s context: shorten the text or capture a later token.")
+                ids.append(kept)
+                captured.append(p % len(seq) - (len(seq) - len(kept)))
             if share_prefixes is None:
                 share_prefixes = os.environ.get("IFHELPERS_SHARE_PREFIXES", "1") != "0"
             shared = plan(ids, captured, **PREFIX_RULE) if share_prefixes else Plan.unshared(len(ids))
-            recorder = _Recorder(lm.model, request)
+            recorder = _Recorder(lm, request)
             checked = []
             try:
                 from tqdm.auto import tqdm

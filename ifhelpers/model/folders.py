@@ -9,8 +9,8 @@ with one message that says what is missing and what to do:
 * a ``config.json`` that asks for the repository's own code (``auto_map``): refused unless the user
   opts in with ``IFHELPERS_TRUST_REMOTE_CODE=1`` (``ifhelpers run --trust-remote-code``), because
   such code runs with the user's rights;
-* a ``model_type`` this version of transformers does not know, or an architecture that is not a
-  causal (decoder) language model;
+* a ``model_type`` this version of transformers does not know, an encoder-decoder model (T5), or an
+  architecture that is not a causal (decoder) language model;
 * weights only as pickles (``*.bin``, ``*.pt``, ...): refused, because unpickling runs code; the
   message gives the one line that converts them to safetensors;
 * no weights at all (or only a GGUF file, which loads through a registry entry);
@@ -105,13 +105,19 @@ def _check_architecture(path, config: dict) -> None:
     """The folder's ``model_type`` is known to transformers and loads as a causal language model."""
     import transformers
     from transformers import CONFIG_MAPPING
-    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+    from transformers.models.auto.modeling_auto import (MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
+                                                        MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES)
+
+    from ifhelpers.model.anatomy import encoder_decoder_refusal
 
     model_type = config.get("model_type")
     if model_type not in CONFIG_MAPPING:
         raise ModelFolderError(
             f"{path}: config.json has model_type {model_type!r}, which transformers {transformers.__version__} does "
             f"not know. Use a transformers version that has it, or a folder written by save_pretrained.")
+    encoder_decoder = model_type in MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES
+    if encoder_decoder and model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
+        raise ModelFolderError(encoder_decoder_refusal(str(path), model_type))
     if model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
         raise ModelFolderError(
             f"{path}: a {model_type!r} model is not a causal (decoder) language model; the book's engine reads "

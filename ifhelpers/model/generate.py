@@ -6,9 +6,10 @@ token. Chapter 6 reads two things from it: which option it names (scoring by gen
 the letter log-likelihood) and, scored back under the other prompts of a question, how much its
 likelihood depends on the prompt (POSIX).
 
-Texts are tokenized as the engine tokenizes them (:func:`ifhelpers.model.tokens.encode`), grouped by
-length under a padded-token budget (:func:`ifhelpers.model.engine.plan_batches`) and left-padded
-(:func:`ifhelpers.model.engine.pad_left`). Every batch is saved to the cache as it finishes, in a store
+Texts are tokenized as the engine tokenizes them (:func:`ifhelpers.model.tokens.encode`), cut to their
+last tokens where they and the response would not fit the model's context
+(:func:`ifhelpers.model.engine.fit_context`), grouped by length under a padded-token budget
+(:func:`ifhelpers.model.engine.plan_batches`) and left-padded (:func:`ifhelpers.model.engine.pad_left`). Every batch is saved to the cache as it finishes, in a store
 of the model's activation cache keyed by ``"greedy"`` and the number of tokens, so a repeated or
 interrupted run generates nothing twice.
 """
@@ -58,6 +59,7 @@ def greedy_responses(lm: LoadedModel, texts: Sequence[str], max_new_tokens: int 
     if max_batch_tokens is None:
         max_batch_tokens = engine.default_batch_tokens(lm)
     keys = [content_key(text) for text in texts]
+    engine.count_cut(lm, texts, room=max_new_tokens)
     store = store_for(lm.fingerprint, content_key(GREEDY_VERSION, max_new_tokens),
                       None if cache is True else cache) if cache else None
     found: dict[str, np.ndarray] = {}
@@ -69,7 +71,7 @@ def greedy_responses(lm: LoadedModel, texts: Sequence[str], max_new_tokens: int 
             from tqdm.auto import tqdm
 
             text_of = dict(zip(keys, texts))
-            ids = [encode(lm.tokenizer, text_of[k]) for k in todo]
+            ids = [engine.fit_context(lm, encode(lm.tokenizer, text_of[k]), room=max_new_tokens) for k in todo]
             batches = engine.plan_batches([len(seq) for seq in ids], max_batch_tokens, max_batch_size)
             show = progress if progress is not None else len(batches) > 4
             for batch in tqdm(batches, desc=f"{lm.name} responses", disable=not show, leave=False):

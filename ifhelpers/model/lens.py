@@ -3,14 +3,15 @@
 Paper §4 projects a vector ``v`` (a hidden state h^l of the last subject token, or an MHSA / MLP
 update a^l, f^l of the last token) onto the vocabulary as ``E v`` with ``E`` the output embedding,
 after the model's final norm as in Geva et al. (2023)'s logit lens. ``E`` is the model's own
-``lm_head``: untied from the input embedding for LLaMA, tied to it for Gemma and SmolLM2.
+``lm_head``: untied from the input embedding for LLaMA, tied to it for Gemma and SmolLM2. The final norm,
+the output embedding and the family's logit scaling or soft-capping are those of the model's anatomy
+(:mod:`ifhelpers.model.anatomy`), so the lens on h^L gives the model's own logits.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from ifhelpers.model.engine import final_norm
 from ifhelpers.model.models import LoadedModel
 
 
@@ -21,16 +22,17 @@ def normed(lm: LoadedModel, vectors, apply_final_norm: bool = True):
     v = torch.as_tensor(np.asarray(vectors), device=lm.device, dtype=next(lm.model.parameters()).dtype)
     if apply_final_norm:
         with torch.inference_mode():
-            v = final_norm(lm.model)(v)
+            v = lm.anatomy.apply_final_norm(lm.model, v)
     return v
 
 
 def unembed(lm: LoadedModel, vectors, apply_final_norm: bool = True):
-    """Logits ``E · norm(v)`` (a torch tensor) for vectors of shape ``(..., d)``."""
+    """Logits ``E · norm(v)`` (a float32 torch tensor, scaled or soft-capped as the model's are) for vectors of
+    shape ``(..., d)``."""
     import torch
 
     with torch.inference_mode():
-        return lm.model.get_output_embeddings()(normed(lm, vectors, apply_final_norm)).float()
+        return lm.anatomy.logits(lm.model, normed(lm, vectors, apply_final_norm))
 
 
 def top_tokens(lm: LoadedModel, vectors, k: int = 1, apply_final_norm: bool = True,

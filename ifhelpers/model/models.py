@@ -21,11 +21,12 @@ import importlib.util
 import json
 import os
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from ifhelpers.data.sources import cache_lock, cache_root
-from ifhelpers.model import folders, registry
+from ifhelpers.model import anatomy, folders, registry
 from ifhelpers.model.registry import ModelSpec
 
 
@@ -49,13 +50,16 @@ class LoadedModel:
     """A model ready for the engine: the transformers model, its tokenizer and where it came from.
 
     ``fingerprint`` identifies the exact weights (registry name + source revision or file hash); the
-    engine's on-disk cache is keyed by it.
+    engine's on-disk cache is keyed by it. ``anatomy`` says where the engine finds the model's parts
+    (:mod:`ifhelpers.model.anatomy`); ``anatomy_proved`` is set once the engine has checked parts found
+    by the general rule on a probe batch.
     """
 
     spec: ModelSpec
     model: Any
     tokenizer: Any
     fingerprint: str
+    anatomy_proved: bool = False
 
     @property
     def name(self) -> str:
@@ -65,9 +69,13 @@ class LoadedModel:
     def device(self):
         return next(self.model.parameters()).device
 
+    @cached_property
+    def anatomy(self) -> anatomy.Anatomy:
+        return anatomy.of(self.model, self.name)
+
     @property
     def n_layers(self) -> int:
-        return self.model.config.num_hidden_layers
+        return len(self.anatomy.decoder_layers(self.model))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -261,11 +269,7 @@ def load(name_or_path: str, role: str | None = None, *, device: str | None = Non
     if trust_remote_code is None:
         trust_remote_code = folders.remote_code_allowed()
     spec = registry.resolve(name_or_path, role=role, prompt_format=prompt_format, trust_remote_code=trust_remote_code)
-    if spec.architecture != "decoder-only":
-        raise NotImplementedError(
-            f"{spec.name} is an {spec.architecture} model; the engine supports decoder-only models "
-            f"(the paper's T5 results are quoted from the paper, not re-run)."
-        )
+    anatomy.check_spec(spec)
     device = device or default_device()
     dtype = dtype or spec.dtype[device_kind(device)]
     location, fingerprint = weights_location(spec, base_path)
@@ -288,7 +292,9 @@ def load(name_or_path: str, role: str | None = None, *, device: str | None = Non
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    return LoadedModel(spec=spec, model=model, tokenizer=tokenizer, fingerprint=f"{fingerprint}|{dtype}")
+    lm = LoadedModel(spec=spec, model=model, tokenizer=tokenizer, fingerprint=f"{fingerprint}|{dtype}")
+    lm.anatomy  # a model whose parts cannot be found is refused here, before any pass
+    return lm
 
 
 def wrap(model, tokenizer, name: str, role: str = "base", prompt_format: str = "base") -> LoadedModel:

@@ -314,19 +314,14 @@ class ProbeBackend(_Backend):
 
     def prepare(self, texts: Sequence[str]) -> None:
         """Compute (or read from the engine's cache) ``norm(h^L)`` of every text not seen yet."""
-        from ifhelpers.model import engine, probes
+        from ifhelpers.model import engine, lens, probes
 
-        torch = _torch()
         todo = list(dict.fromkeys(t for t in texts if t not in self.features))
         if not todo:
             return
         resid = engine.run(self.lm, todo, probes.LAST_STATE_REQUEST, cache=self.cache,
                            progress=self.progress)["resid"][:, -1]
-        norm = engine.final_norm(self.lm.model)
-        with torch.no_grad():
-            h = torch.as_tensor(resid).to(self.lm.device, next(self.lm.model.parameters()).dtype)
-            normed = norm(h).float().cpu().numpy()
-        self.features.update(zip(todo, normed))
+        self.features.update(zip(todo, lens.normed(self.lm, resid).float().cpu().numpy()))
 
     def fit_standardisation(self, train_texts: Sequence[str]) -> None:
         """Build the head with mean/std of the training features (the probe's only data statistic)."""
@@ -350,8 +345,8 @@ class ProbeBackend(_Backend):
 class ModelBackend(_Backend):
     """Modes ``"lora"`` and ``"full"``: the transformer of ``lm`` under a linear head, trained.
 
-    The backbone is ``lm.model.base_model`` (embeddings, decoder layers, final norm); the head reads
-    its last position (inputs are left-padded, as in the engine), i.e. ``norm(h^L[-1])``. For
+    The backbone is the model's (:meth:`ifhelpers.model.anatomy.Anatomy.backbone`: embeddings, decoder layers,
+    final norm); the head reads its last position (inputs are left-padded, as in the engine), i.e. ``norm(h^L[-1])``. For
     ``"lora"`` the model gets ``peft`` LoRA adapters on all its linear layers; for ``"full"`` every
     weight is trained. :meth:`close` gives the model back exactly as loaded (adapters removed,
     weights restored), so the engine's cache, keyed by the loaded weights, stays valid.
@@ -366,7 +361,7 @@ class ModelBackend(_Backend):
         self.lm, self.mode, self.n_labels = lm, mode, n_labels
         self.micro_batch_size, self.max_tokens = micro_batch_size, max_tokens
         self._requires_grad = {n: p.requires_grad for n, p in lm.model.named_parameters()}
-        self.backbone = lm.model.base_model
+        self.backbone = lm.anatomy.backbone(lm.model)
         self._original = None
         self._peft = None
         torch.manual_seed(seed)
@@ -383,8 +378,7 @@ class ModelBackend(_Backend):
             for p in self.backbone.parameters():
                 p.requires_grad_(True)
             self._forward = self.backbone
-        d_model = lm.model.config.hidden_size if hasattr(lm.model.config, "hidden_size") else \
-            lm.model.get_input_embeddings().weight.shape[1]
+        d_model = lm.model.get_output_embeddings().weight.shape[1]  # the width of norm(h^L) (OPT: projected)
         self.head = ClassifierHead(d_model, n_labels).to(lm.device)
         self._initial = self.state()
 
@@ -398,11 +392,12 @@ class ModelBackend(_Backend):
         self.head.train(on)
 
     def logits(self, texts):
-        from ifhelpers.model.engine import pad_left
+        from ifhelpers.model.engine import count_cut, fit_context, pad_left
         from ifhelpers.model.tokens import encode
 
         torch = _torch()
-        ids = [encode(self.lm.tokenizer, t) for t in texts]
+        count_cut(self.lm, texts)
+        ids = [fit_context(self.lm, encode(self.lm.tokenizer, t)) for t in texts]
         if self.max_tokens:
             ids = [s[-self.max_tokens:] for s in ids]
         step = self.micro_batch_size or len(ids)

@@ -1,0 +1,353 @@
+"""A model's anatomy: where each family keeps the parts the engine reads, in one table.
+
+Paper eq. 1 writes a decoder layer ``l`` as an update of the residual stream,
+
+    h^{l+1} = h^l + a^l + f^l,
+
+with ``a^l`` the multi-head self-attention (MHSA) update and ``f^l`` the MLP update. Every family
+builds that sum from differently named modules, so :data:`TABLE` says, per ``config.model_type``
+(in the spirit of nnterp's renaming and TransformerLens' per-architecture adapters):
+
+* ``layers``      the list of decoder layers (a dotted path from the ``*ForCausalLM`` model);
+* ``attention``   the module of a layer whose output *is* a^l as it is added to the stream: the
+                  attention itself, or the norm after it where the family normalises the update
+                  before adding it (Gemma 2/3, OLMo 2);
+* ``mlp``         likewise for f^l (OPT's second feed-forward matrix ``fc2``; the sparse MoE block of
+                  Mixtral; the post-feed-forward norm of Gemma 2/3 and OLMo 2). A layer that adds
+                  attention and MLP in parallel (Falcon, GPT-NeoX, Phi, Cohere) is the same sum;
+* ``final_norm``  what h^L goes through before the output embedding (OPT: its final norm, then
+                  ``project_out`` where the model has one);
+* ``update_scale``, ``logit_scale``, ``logit_divisor``, ``softcap``: the config attributes that scale
+                  each update as it is added (Granite's residual multiplier), multiply or divide the
+                  logits (Cohere, Granite) or soft-cap them (Gemma 2/3);
+* ``context``     the config attribute that gives the model's context (``n_positions`` for GPT-2's
+                  learned positions, ``max_position_embeddings`` elsewhere);
+* ``refuse``      a config under which eq. 1 cannot hold (OPT with ``do_layer_norm_before=False``
+                  normalises the stream itself after each update), refused with one line.
+
+A family the table does not know is looked for by a general rule (:func:`found_by_rule`) on the
+model built on the ``meta`` device from its config (no weight is read): the list of
+``num_hidden_layers`` identical layers, in each the one attention module and the one MLP module
+(or the post-norms), and the norm of the module that holds the layers. What the rule could not find
+is refused with one line before any work (:func:`check_config`); what it found says so
+(:meth:`Anatomy.describe`) and is proved by the engine on a probe batch before the model's first pass
+(:func:`ifhelpers.model.engine.prove_anatomy`). Encoder-decoder models (T5) are refused: the engine
+reads decoders only.
+
+A text longer than the model's context keeps its last ``context`` tokens, everywhere a model reads
+text (:func:`cut_to_context`): the end is what a next-token prediction and a last-token state read.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Callable
+
+
+class AnatomyError(ValueError):
+    """A model whose parts the engine cannot find or read; the message says which and what to do."""
+
+
+def _opt_refusal(config) -> str | None:
+    """do_layer_norm_before=False (post-LN, OPT-350m)"""
+    if not getattr(config, "do_layer_norm_before", True):
+        return ("it normalises the residual stream after each update (do_layer_norm_before=False, post-LN, "
+                "as OPT-350m does), so h^(l+1) = h^l + a^l + f^l (paper eq. 1) does not hold; use an OPT model "
+                "with do_layer_norm_before=True (every OPT size but 350m)")
+    return None
+
+
+@dataclass(frozen=True)
+class Anatomy:
+    """Where one family keeps its parts (see the module docstring for each field)."""
+
+    layers: str
+    attention: str
+    mlp: str
+    final_norm: tuple[str, ...]
+    layout: str = "pre-norm: a^l and f^l are the attention and MLP outputs"
+    update_scale: str | None = None
+    logit_scale: str | None = None
+    logit_divisor: str | None = None
+    softcap: str | None = None
+    context: str = "max_position_embeddings"
+    refuse: Callable | None = None
+    #: Whether the general rule found these parts (then the engine proves them on a probe batch).
+    by_rule: bool = False
+
+    def describe(self) -> str:
+        """The modules chosen, in one line."""
+        return (f"decoder layers {self.layers}, a^l from each layer's {self.attention}, f^l from its {self.mlp}, "
+                f"final norm {' then '.join(self.final_norm)}")
+
+    def backbone(self, model):
+        """The model without its output embedding (embeddings, decoder layers, final norm): transformers'
+        ``base_model``, whose ``last_hidden_state`` is h^L after the final norm."""
+        return model.base_model
+
+    def decoder_layers(self, model):
+        """The list of decoder layers of ``model``."""
+        return _get(model, self.layers)
+
+    def update_modules(self, layer) -> tuple:
+        """(module whose output is a^l, module whose output is f^l) of one decoder layer."""
+        return _get(layer, self.attention), _get(layer, self.mlp)
+
+    def update_multiplier(self, model) -> float:
+        """The factor each update's module output is multiplied by as it is added to the stream."""
+        return float(getattr(text_config(model.config), self.update_scale)) if self.update_scale else 1.0
+
+    def final_norm_modules(self, model) -> list:
+        return [m for m in (_get(model, path) for path in self.final_norm) if m is not None]
+
+    def apply_final_norm(self, model, hidden):
+        """``hidden`` (h^L, shape ``(..., d)``) after the model's final norm: what the output embedding reads."""
+        for module in self.final_norm_modules(model):
+            hidden = module(hidden)
+        return hidden
+
+    def logits(self, model, normed):
+        """The model's logits from final-normed hidden states: the output embedding, then the family's
+        logit scaling and final soft-capping where its config sets them (float32)."""
+        import torch
+
+        config = text_config(model.config)
+        logits = model.get_output_embeddings()(normed).float()
+        if self.logit_scale and getattr(config, self.logit_scale, None):
+            logits = logits * getattr(config, self.logit_scale)
+        if self.logit_divisor and getattr(config, self.logit_divisor, None):
+            logits = logits / getattr(config, self.logit_divisor)
+        cap = getattr(config, self.softcap, None) if self.softcap else None
+        if cap:
+            logits = torch.tanh(logits / cap) * cap
+        return logits
+
+    def context_length(self, config) -> int | None:
+        """How many positions the model reads (None: the config does not say)."""
+        value = getattr(text_config(config), self.context, None)
+        return int(value) if value else None
+
+
+LLAMA = Anatomy("model.layers", "self_attn", "mlp", ("model.norm",))
+POST_NORMS = dataclasses.replace(LLAMA, attention="post_attention_layernorm", mlp="post_feedforward_layernorm",
+                                 layout="post-norms: a^l and f^l are the norms applied to each update before it is "
+                                        "added")
+#: One entry per family (``config.model_type``); every entry is tested on a tiny random model
+#: (``tests/test_anatomy.py``) and listed with what was checked in the book's appendix on models.
+TABLE: dict[str, Anatomy] = {
+    "llama": LLAMA,
+    "mistral": dataclasses.replace(LLAMA, layout="pre-norm, sliding-window attention where the config sets one"),
+    "mixtral": dataclasses.replace(LLAMA, layout="pre-norm; f^l is the sparse mixture-of-experts block's output"),
+    "qwen2": LLAMA,
+    "qwen3": LLAMA,
+    "qwen3_moe": dataclasses.replace(LLAMA, layout="pre-norm; f^l is the sparse mixture-of-experts block's output"),
+    "phi3": LLAMA,
+    "granite": dataclasses.replace(LLAMA, update_scale="residual_multiplier", logit_divisor="logits_scaling",
+                                   layout="pre-norm; each update is scaled by residual_multiplier, the logits "
+                                          "divided by logits_scaling"),
+    "cohere": dataclasses.replace(LLAMA, logit_scale="logit_scale",
+                                  layout="parallel attention and MLP; the logits are multiplied by logit_scale"),
+    "phi": dataclasses.replace(LLAMA, final_norm=("model.final_layernorm",), layout="parallel attention and MLP"),
+    "gemma2": dataclasses.replace(POST_NORMS, softcap="final_logit_softcapping"),
+    "gemma3_text": dataclasses.replace(POST_NORMS, softcap="final_logit_softcapping"),
+    # the multimodal Gemma 3 (its text part): transformers' Gemma3ForConditionalGeneration does not soft-cap its logits
+    "gemma3": dataclasses.replace(POST_NORMS, layers="model.language_model.layers",
+                                  final_norm=("model.language_model.norm",)),
+    "olmo2": POST_NORMS,
+    "gpt2": Anatomy("transformer.h", "attn", "mlp", ("transformer.ln_f",), context="n_positions",
+                    layout="pre-norm, learned positions"),
+    "gpt_neox": Anatomy("gpt_neox.layers", "attention", "mlp", ("gpt_neox.final_layer_norm",),
+                        layout="parallel attention and MLP (use_parallel_residual), or sequential"),
+    "opt": Anatomy("model.decoder.layers", "self_attn", "fc2",
+                   ("model.decoder.final_layer_norm", "model.decoder.project_out"), refuse=_opt_refusal,
+                   layout="pre-norm, learned positions; f^l is fc2's output (no MLP module)"),
+    "falcon": Anatomy("transformer.h", "self_attention", "mlp", ("transformer.ln_f",),
+                      layout="parallel attention and MLP (parallel_attn, new_decoder_architecture), or sequential"),
+}
+
+
+def text_config(config):
+    """The decoder's config (the text config of a multimodal model)."""
+    return config.get_text_config(decoder=True)
+
+
+def _get(root, path: str):
+    for name in path.split("."):
+        root = root[int(name)] if name.isdigit() else getattr(root, name)
+    return root
+
+
+def encoder_decoder_refusal(name: str, model_type: str | None) -> str:
+    """The one line that refuses an encoder-decoder model."""
+    return (f"{name} is an encoder-decoder model ({model_type or 'encoder-decoder'}): the engine does not yet read "
+            f"encoder-decoder models (the paper's T5 results are quoted from the paper, not re-run). Use a decoder "
+            f"model (e.g. llama, qwen2, gemma3_text, olmo2).")
+
+
+def of(model, name: str | None = None) -> Anatomy:
+    """The anatomy of a loaded (or ``meta``) model: its family's table entry, else the general rule's
+    finding; :class:`AnatomyError` with one line when the config cannot satisfy eq. 1 or a part is missing."""
+    name = name or type(model).__name__
+    config = model.config
+    if getattr(config, "is_encoder_decoder", False):
+        raise AnatomyError(encoder_decoder_refusal(name, config.model_type))
+    entry = TABLE.get(config.model_type)
+    if entry is None:
+        return found_by_rule(model, name)
+    why = entry.refuse(text_config(config)) if entry.refuse else None
+    if why:
+        raise AnatomyError(f"{name}: a {config.model_type!r} model the engine cannot read: {why}.")
+    paths = [entry.layers, *entry.final_norm, f"{entry.layers}.0.{entry.attention}", f"{entry.layers}.0.{entry.mlp}"]
+    for path in paths:
+        try:
+            _get(model, path)
+        except (AttributeError, IndexError):
+            raise AnatomyError(f"{name}: the anatomy table's {config.model_type!r} entry names {path}, which this "
+                               f"{type(model).__name__} does not have; correct the entry in "
+                               f"ifhelpers/model/anatomy.py.") from None
+    return entry
+
+
+def found_by_rule(model, name: str) -> Anatomy:
+    """The parts of a family the table does not know, found by their shape; see the module docstring."""
+    from torch import nn
+
+    config = text_config(model.config)
+    what = f"{name}: {model.config.model_type!r} is not in the anatomy table (ifhelpers/model/anatomy.py) and"
+    n_layers = getattr(config, "num_hidden_layers", None)
+    lists = [(path, m) for path, m in model.named_modules() if isinstance(m, nn.ModuleList) and len(m) == n_layers
+             and len({type(layer) for layer in m}) == 1]
+    if not n_layers or not lists:
+        raise AnatomyError(f"{what} the general rule finds no list of its {n_layers} decoder layers; add the family "
+                           f"to TABLE there.")
+    layers_path, layers = lists[0]
+    layer = layers[0]
+    children = dict(layer.named_children())
+    kind = type(layer).__name__
+    if "post_feedforward_layernorm" in children and "post_attention_layernorm" in children:
+        attention, mlp = "post_attention_layernorm", "post_feedforward_layernorm"
+    else:
+        attention = _one_child(children, ("attention",), what, kind, "attention module")
+        mlp = _one_child(children, ("mlp", "moe", "feedforward", "ffn"), what, kind, "MLP module")
+    holder_path = layers_path.rpartition(".")[0]
+    holder = _get(model, holder_path) if holder_path else model
+    norms = [n for n, m in holder.named_children() if "norm" in type(m).__name__.lower()]
+    if not norms:
+        raise AnatomyError(f"{what} the general rule finds no final norm beside its decoder layers ({layers_path}); "
+                           f"add the family to TABLE there.")
+    prefix = f"{holder_path}." if holder_path else ""
+    return Anatomy(layers_path, attention, mlp, (prefix + norms[-1],), layout="found by the general rule",
+                   logit_scale="logit_scale", logit_divisor="logits_scaling", softcap="final_logit_softcapping",
+                   by_rule=True)
+
+
+def _one_child(children: dict, words: tuple[str, ...], what: str, kind: str, part: str) -> str:
+    found = [n for n, m in children.items() if any(w in type(m).__name__.lower() for w in words)]
+    if len(found) != 1:
+        raise AnatomyError(f"{what} the general rule finds {'no' if not found else len(found)} {part} in its "
+                           f"{kind} (children: {', '.join(children)}); add the family to TABLE there.")
+    return found[0]
+
+
+def meta_model(config):
+    """The causal LM of ``config`` built on the ``meta`` device: its modules, no weights."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    with torch.device("meta"):
+        return AutoModelForCausalLM.from_config(config)
+
+
+def check_config(config, name: str) -> Anatomy:
+    """The anatomy of the model ``config`` describes, found before any weight is read (on the ``meta``
+    device); :class:`AnatomyError` with one line if the engine cannot read it."""
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    if getattr(config, "is_encoder_decoder", False):
+        raise AnatomyError(encoder_decoder_refusal(name, config.model_type))
+    if config.model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
+        raise AnatomyError(f"{name}: a {config.model_type!r} model is not a causal (decoder) language model; the "
+                           f"book's engine reads decoder models (e.g. llama, qwen2, gemma3_text, olmo2).")
+    return of(meta_model(config), name)
+
+
+def check_spec(spec) -> Anatomy | None:
+    """The anatomy of a model the registry resolved (:class:`ifhelpers.model.registry.ModelSpec`), checked before
+    any work: an encoder-decoder spec is refused; a local folder's config (or a Hub model's config already in
+    the Hugging Face cache) is checked with :func:`check_config`. None when the config is not on this machine
+    (the model is checked again once it loads)."""
+    from transformers import AutoConfig
+
+    if spec.architecture != "decoder-only":
+        raise AnatomyError(encoder_decoder_refusal(spec.name, spec.family))
+    location = {"local": "path", "hub": "hub_id"}.get(spec.source["kind"])
+    if location is None:
+        return None
+    try:
+        config = AutoConfig.from_pretrained(spec.source[location], local_files_only=True,
+                                            revision=spec.source.get("revision"))
+    except (OSError, ValueError):
+        return None
+    return check_config(config, spec.name)
+
+
+def check_specs(specs: list) -> list:
+    """:func:`check_spec` for every spec of a chapter's models; returns the specs."""
+    for spec in specs:
+        check_spec(spec)
+    return specs
+
+
+def context_length(model) -> int | None:
+    """How many positions ``model`` reads (its family's context attribute)."""
+    return of(model).context_length(model.config)
+
+
+def cut_to_context(ids: list[int], context: int | None) -> list[int]:
+    """The last ``context`` tokens of ``ids`` (all of them when they fit, or the context is unknown)."""
+    return ids if context is None or len(ids) <= context else ids[len(ids) - context:]
+
+
+def narrowest_window(model) -> int | None:
+    """The narrowest sliding attention window of ``model``'s layers (None: every layer sees every
+    position), read from its config (``sliding_window`` and, where given, ``layer_types``)."""
+    config = text_config(model.config)
+    window = getattr(config, "sliding_window", None)
+    layer_types = getattr(config, "layer_types", None) or ()
+    if window is None or (layer_types and "sliding_attention" not in layer_types):
+        return None
+    return int(window)
+
+
+#: What ``tests/test_anatomy.py`` checks on a tiny random model of every entry of :data:`TABLE` (it fails when an
+#: entry has no tiny model).
+CHECKED_FOR_EVERY_ENTRY = ("eq. 1 at every layer", "prefix reuse gives the plain pass's results",
+                           "the logit lens on h^L gives the model's own logits")
+#: The families whose tiny random models also run chapters: end to end through ``ifhelpers run``
+#: (``tests/test_any_architecture.py``, whose families ``tests/test_anatomy.py`` checks against these), or the
+#: chapter's functions in process (``tests/test_anatomy.py``); the pocket pair (gemma3_text, llama) runs the
+#: whole book.
+CHAPTERS_RUN = {"llama": "1-6 through ifhelpers run", "qwen2": "1-6 through ifhelpers run",
+                "gemma3_text": "1-6 through ifhelpers run", "olmo2": "1-4 and 6 through ifhelpers run",
+                "gpt_neox": "1 in process", "opt": "1 in process", "falcon": "1 in process"}
+
+
+def table():
+    """The anatomy table as a pandas DataFrame (one row per family, with what the tests check for it), for the
+    book's appendix on models."""
+    import pandas as pd
+
+    rows = []
+    for family, entry in TABLE.items():
+        logits = [f"× {entry.logit_scale}" if entry.logit_scale else "", f"÷ {entry.logit_divisor}"
+                  if entry.logit_divisor else "", f"soft-capped by {entry.softcap}" if entry.softcap else ""]
+        rows.append({"model_type": family, "layout": entry.layout, "decoder layers": entry.layers,
+                     "a^l": entry.attention + (f" × {entry.update_scale}" if entry.update_scale else ""),
+                     "f^l": entry.mlp + (f" × {entry.update_scale}" if entry.update_scale else ""),
+                     "final norm": " then ".join(entry.final_norm),
+                     "logits": "; ".join(x for x in logits if x) or "as the output embedding gives them",
+                     "context": entry.context, "refused": "when " + entry.refuse.__doc__ if entry.refuse else "",
+                     "checked on a tiny random model": "; ".join(CHECKED_FOR_EVERY_ENTRY),
+                     "chapters run on a tiny random model": CHAPTERS_RUN.get(family, "")})
+    return pd.DataFrame(rows)
