@@ -16,12 +16,15 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
+import tempfile
 from pathlib import Path
 
 import yaml
 
 from ifhelpers import parameters
+from ifhelpers.data import sources
 from ifhelpers.model import folders, registry
 
 
@@ -37,6 +40,21 @@ def chapters_folder() -> Path:
 NOTEBOOKS = chapters_folder()
 #: Parameters every chapter has; ``run`` sets them itself.
 COMMON = ("models", "roles", "results_dir")
+#: What each chapter reads from the offline data mirror (paths inside it), checked before a run starts.
+CHAPTER_DATA = {
+    "vector_space": ("paraphrase_sets", "pararel/patterns", "pararel/trex"),
+    "predictions": ("mmlu", "pararel/patterns", "pararel/trex"),
+    "becel": ("becel",),
+    "mechanisms": ("pararel/patterns", "pararel/trex", "wikipedia", "nltk_data/corpora/stopwords"),
+    "tune_it_yourself": ("instructions", "pararel/patterns", "pararel/trex", "mmlu", "becel"),
+    "sensitivity": ("mmlu", "pararel/patterns", "pararel/trex"),
+}
+#: A run name: one plain folder name (letters, digits, ``.``, ``_``, ``-``, ``+``, ``=``; no path, not hidden).
+RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+=-]*")
+
+
+class RunError(ValueError):
+    """A run that cannot start as asked (its name, its runs folder); the message says what to do."""
 
 
 def chapters(folder: Path = NOTEBOOKS) -> dict[str, Path]:
@@ -159,11 +177,59 @@ def parse_value(text: str):
     return number(yaml.safe_load(text))
 
 
+def default_run_name(models: list[str]) -> str:
+    """The run name when none is given: the model names joined by ``__``, each made a plain name (``/``
+    becomes ``--``, other characters outside :data:`RUN_NAME` ``-``, no leading dot or dash)."""
+    return "__".join(re.sub(r"[^A-Za-z0-9._+=-]", "-", m.replace("/", "--")).lstrip(".-") for m in models)
+
+
+def run_folder(name: str, runs_dir: str | Path) -> Path:
+    """``<runs_dir>/<name>``, once ``name`` is a plain folder name (nothing outside ``runs_dir`` is ever
+    written) and the folder exists or can be made there and is writable; :class:`RunError` otherwise.
+    Nothing is created."""
+    if not isinstance(name, str) or not RUN_NAME.fullmatch(name):
+        raise RunError(f"--name {name!r} is not a plain name: use letters, digits and . _ - + = (no '/', no "
+                       f"leading '.'), e.g. --name pocket; the run is written to <runs-dir>/<name>.")
+    target = Path(runs_dir).expanduser().resolve() / name
+    existing = next(p for p in (target, *target.parents) if p.exists())
+    if not existing.is_dir():
+        what = "the run folder" if existing == target else "--runs-dir" if existing == target.parent else "a folder above it"
+        raise RunError(f"--runs-dir {runs_dir}: {existing} ({what}) is a file, not a folder; give a folder (it is "
+                       f"made if missing) or another --name.")
+    try:
+        tempfile.TemporaryFile(dir=existing).close()
+    except OSError as err:
+        raise RunError(f"--runs-dir {runs_dir}: cannot write in {existing} ({err.strerror}); give a folder you can "
+                       f"write to, e.g. --runs-dir ~/runs.") from None
+    return target
+
+
+def check_run(path: Path, models: list[str], roles: dict[str, str], overrides: dict, name: str,
+              runs_dir: str | Path) -> Path:
+    """Every check a run of the chapter at ``path`` passes before anything is written or a kernel starts, in
+    this order: the parameters (names and values, :func:`check_parameters`); the run name and the runs folder
+    (:func:`run_folder`); the models (registry names, Hub ids, local folders whose files read back whole,
+    :func:`ifhelpers.model.folders.check_folder`) and their roles (:func:`ifhelpers.model.registry.check_roles`:
+    a base and a tuned model, each once, or one base model for a chapter whose default tunes one); the data
+    the chapter reads from the mirror (:data:`CHAPTER_DATA`). Returns the run folder; raises the checks' own
+    errors, which the command line prints as one line each with exit code 2."""
+    defaults = notebook_parameters(path)
+    unknown = set(overrides) - set(defaults)
+    if unknown:
+        raise SystemExit(f"Unknown parameters {sorted(unknown)}; valid: {', '.join(sorted(defaults))}")
+    check_parameters(path, overrides)
+    out_dir = run_folder(name, runs_dir)
+    specs = registry.specs(models, roles)
+    registry.check_roles(specs, one_base=len(defaults.get("models") or []) == 1)
+    sources.check_mirror(CHAPTER_DATA.get(path.stem.split("_", 1)[-1], ()))
+    return out_dir
+
+
 def run_chapter(chapter: str, models: list[str], roles: dict[str, str], overrides: dict | None = None,
                 name: str = "run", runs_dir: str | Path = "runs", progress: bool = True) -> Path:
     """Execute one chapter for ``models`` with papermill; returns the run folder.
 
-    Validates the parameters and the models (registry, roles) before anything executes.
+    Every check of :func:`check_run` passes before anything is written or executed.
     """
     import time
     from datetime import datetime, timezone
@@ -176,12 +242,7 @@ def run_chapter(chapter: str, models: list[str], roles: dict[str, str], override
     path = chapter_path(chapter)
     defaults = notebook_parameters(path)
     overrides = dict(overrides or {})
-    unknown = set(overrides) - set(defaults)
-    if unknown:
-        raise SystemExit(f"Unknown parameters {sorted(unknown)}; valid: {', '.join(sorted(defaults))}")
-    check_parameters(path, overrides)
-    registry.specs(models, roles)
-    out_dir = Path(runs_dir).resolve() / name
+    out_dir = check_run(path, models, roles, overrides, name, runs_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     source = out_dir / f"{path.stem}.source.ipynb"
     jupytext.write(jupytext.read(path), source)
@@ -263,16 +324,16 @@ def sweep(chapter_names: list[str], pair_names: list[str], executor: str = "loca
     """One :func:`run_chapter` job per (pair, chapter), submitted through submitit.
 
     ``executor`` is ``"slurm"`` (a cluster), ``"local"`` (subprocesses on this machine) or ``"debug"``
-    (in this process, for tests). Returns the finished run folders.
+    (in this process, for tests). Every (pair, chapter) passes :func:`check_run` before any job is
+    submitted. Returns the finished run folders.
     """
     import submitit
 
-    for chapter in chapter_names:
-        check_parameters(chapter_path(chapter), overrides or {})
     jobs_args = []
     for pair_name in pair_names:
         pair = registry.pair(pair_name)
         for chapter in chapter_names:
+            check_run(chapter_path(chapter), list(pair.members), {}, overrides or {}, pair_name, runs_dir)
             jobs_args.append((chapter, list(pair.members), {}, overrides or {}, pair_name, str(runs_dir), False))
     cluster = None if executor == "slurm" else executor
     ex = submitit.AutoExecutor(folder=Path(runs_dir) / "_submitit", cluster=cluster)
@@ -282,13 +343,12 @@ def sweep(chapter_names: list[str], pair_names: list[str], executor: str = "loca
 
 
 def main(argv: list[str] | None = None) -> int:
-    """The command line; a bad model, pair or parameter value prints one line and exits with code 2."""
-    from ifhelpers.data.sources import DataSelectionError
-
+    """The command line; a bad model, pair, parameter value, run name, runs folder or data mirror prints one
+    line and exits with code 2."""
     try:
         return _main(argv)
-    except (registry.UnknownModelError, folders.ModelFolderError, parameters.ParameterError,
-            DataSelectionError) as error:
+    except (registry.UnknownModelError, registry.RolesError, folders.ModelFolderError, parameters.ParameterError,
+            sources.DataSelectionError, sources.DataNotFoundError, RunError) as error:
         message = str(error.args[0] if error.args else error)
     except SystemExit as stop:  # a malformed --models / --set: its message, with the same exit code 2
         if not isinstance(stop.code, str):
@@ -358,7 +418,7 @@ def _main(argv: list[str] | None = None) -> int:
         path = chapter_path(args.chapter)
         models, roles = parse_models(args.models)
         overrides = parse_overrides(args.set, notebook_parameters(path))
-        name = args.name or "__".join(m.replace("/", "--") for m in models)
+        name = args.name if args.name is not None else default_run_name(models)
         out = run_chapter(args.chapter, models, roles, overrides, name, args.runs_dir)
         print(f"Executed notebook and results in {out}")
         return 0

@@ -152,3 +152,79 @@ def test_cache_command_asks_before_removing(tmp_path, monkeypatch, capsys):
     assert "Would remove tuning" in capsys.readouterr().out and (tmp_path / "tuning").exists()
     assert cli.main(["cache", "--remove", "tuning", "--yes"]) == 0 and not (tmp_path / "tuning").exists()
     assert cli.main(["cache", "--remove", "nothing"]) == 2
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--name", "../../escape"], "ifhelpers: --name '../../escape' is not a plain name"),
+    (["--name", "a/b"], "ifhelpers: --name 'a/b' is not a plain name"),
+    (["--name", ".hidden"], "ifhelpers: --name '.hidden' is not a plain name"),
+    (["--name", ""], "ifhelpers: --name '' is not a plain name"),
+    (["--runs-dir", "{file}"], "ifhelpers: --runs-dir {file}: {file} (--runs-dir) is a file, not a folder"),
+    (["--runs-dir", "{file}/sub"], "ifhelpers: --runs-dir {file}/sub: {file} (a folder above it) is a file"),
+    (["--runs-dir", "/proc/runs"], "ifhelpers: --runs-dir /proc/runs: cannot write in /proc"),
+    (["--name", "taken"], "ifhelpers: --runs-dir runs: {tmp}/runs/taken (the run folder) is a file"),
+], ids=["escape", "slash", "hidden", "empty", "runs-dir-is-a-file", "under-a-file", "not-writable", "run-is-a-file"])
+def test_a_bad_run_name_or_runs_folder_is_one_line_and_nothing_is_written(chapter, tmp_path, monkeypatch, capsys,
+                                                                          args, message):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "afile").write_text("x")
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "taken").write_text("x")
+    args = [a.replace("{file}", str(tmp_path / "afile")) for a in args]
+    assert cli.main(["run", str(chapter), "--models", "pair=pocket", *args]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(message.replace("{file}", str(tmp_path / "afile")).replace("{tmp}", str(tmp_path)))
+    assert len(err.strip().splitlines()) == 1
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["99_tiny.md", "afile", "runs", "taken"]  # nothing written
+    assert not (tmp_path.parent.parent / "escape").exists()
+
+
+@pytest.mark.parametrize("models, message", [
+    ("base=gemma-3-270m", "got no instruction-tuned model (gemma-3-270m (base))"),
+    ("ift=smollm2-135m-instruct", "got no base model (smollm2-135m-instruct (instruction-tuned))"),
+    ("base=gemma-3-270m,ift=gemma-3-270m", "gemma-3-270m is given twice"),
+    ("base=org/m,ift=smollm2-135m-instruct,ift=org/m", "org/m is given twice"),
+], ids=["base-only", "tuned-only", "same-model-twice", "hub-id-twice"])
+def test_the_pair_needs_a_base_and_a_tuned_model_each_once(chapter, tmp_path, capsys, models, message):
+    assert cli.main(["run", str(chapter), "--models", models, "--runs-dir", str(tmp_path / "runs")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("ifhelpers: ") and message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "runs").exists()
+
+
+def test_the_chapter_that_tunes_one_base_model_takes_exactly_one(capsys, tmp_path):
+    assert cli.main(["run", "tune_it_yourself", "--models", "pair=pocket", "--runs-dir", str(tmp_path)]) == 2
+    assert "This chapter tunes one base model: give exactly one" in capsys.readouterr().err
+
+
+def test_a_missing_mirror_or_a_file_the_chapter_needs_is_said_before_any_kernel(chapter, tmp_path, monkeypatch,
+                                                                                capsys):
+    monkeypatch.setenv("IFHELPERS_DATA", str(tmp_path / "no-mirror"))
+    assert cli.main(["run", str(chapter), "--models", "pair=pocket", "--runs-dir", str(tmp_path / "runs")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("ifhelpers: The offline data mirror folder does not exist.") and "no-mirror" in err
+    (tmp_path / "partial" / "mmlu").mkdir(parents=True)
+    monkeypatch.setenv("IFHELPERS_DATA", str(tmp_path / "partial"))
+    assert cli.main(["run", "predictions", "--models", "pair=pocket", "--runs-dir", str(tmp_path / "runs")]) == 2
+    assert capsys.readouterr().err.startswith(
+        f"ifhelpers: The offline data mirror at {tmp_path / 'partial'} lacks pararel/patterns, pararel/trex.")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_the_library_raises_the_same_errors_and_a_sweep_submits_nothing(chapter, tmp_path):
+    from ifhelpers.model.registry import RolesError
+
+    tmp_path = tmp_path / "runs"
+    tmp_path.mkdir()
+    with pytest.raises(cli.RunError, match="not a plain name"):
+        cli.run_chapter(str(chapter), ["gemma-3-270m", "smollm2-135m-instruct"], {}, name="../x", runs_dir=tmp_path)
+    with pytest.raises(RolesError, match="no base model"):
+        cli.run_chapter(str(chapter), ["smollm2-135m-instruct"], {}, name="x", runs_dir=tmp_path)
+    with pytest.raises(RolesError, match="tunes one base model"):  # one bad (pair, chapter) stops the whole sweep
+        cli.sweep([str(chapter), "tune_it_yourself"], ["pocket"], executor="debug", runs_dir=tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_default_run_name_is_a_plain_name():
+    assert cli.default_run_name(["./models/my-base", "org/tuned"]) == "models--my-base__org--tuned"
+    assert cli.RUN_NAME.fullmatch(cli.default_run_name(["/abs/path with space/m", "~/x"]))

@@ -50,6 +50,7 @@ __all__ = [
     "MalformedRowsWarning",
     "GitHubFile",
     "mirror_root",
+    "check_mirror",
     "cache_root",
     "describe_source",
     "locate",
@@ -159,6 +160,23 @@ def mirror_root(data_dir: str | os.PathLike | None = None) -> Path | None:
             f"  looked in: {root} (from {how})\n"
             f"  what to do: set {ENV_DATA}=/path/to/shared/data (or pass data_dir=...), "
             f"or unset {ENV_DATA} to download from the canonical online sources."
+        )
+    return root
+
+
+def check_mirror(relpaths: Sequence[str], data_dir: str | os.PathLike | None = None) -> Path | None:
+    """The mirror (:func:`mirror_root`), once each of ``relpaths`` (files or folders inside it, e.g. the
+    ones a chapter reads) is there: :class:`DataNotFoundError` naming every missing one otherwise. In
+    online mode (no mirror set) nothing is checked and None is returned."""
+    root = mirror_root(data_dir)
+    if root is None:
+        return None
+    missing = [rel for rel in relpaths if not (root / rel).exists()]
+    if missing:
+        raise DataNotFoundError(
+            f"The offline data mirror at {root} lacks {', '.join(missing)}.\n"
+            f"  what to do: point {ENV_DATA} (or data_dir=) at a complete copy of shared/data (see its "
+            f"SOURCES.md), or unset it to download from the canonical online sources."
         )
     return root
 
