@@ -2,14 +2,17 @@
 
     ifhelpers chapters
     ifhelpers run CHAPTER --models base=ID,ift=ID [--set name=value ...] [--name RUN] [--trust-remote-code]
-    ifhelpers sweep --chapters A,B --pairs pocket,qwen2.5-0.5b [--executor local|slurm|debug]
+    ifhelpers sweep --chapters A,B --pairs pocket,qwen2.5-0.5b [--set name=value ...] [--executor local|slurm|debug]
     ifhelpers cache [--remove PART [--yes]]
 
 ``run`` converts the chapter's Jupytext source to a notebook, executes it with papermill with the
 given parameters, and writes the executed notebook and the chapter's tidy results (CSV) under
 ``runs/<name>/`` (``--runs-dir results`` for a run committed with the book), with its provenance
-(``provenance.yaml``: code commit, parameters, machine, start, end and wall time). Parameters and models are validated before any model loads. ``sweep`` submits
-one ``run`` per (pair, chapter) through submitit: to Slurm, or to the local machine.
+(``<chapter>.provenance.yaml``: code commit, parameters, machine, start, end and wall time). Everything
+a run needs (:func:`check_run`: parameters, run name and folder, models and their files, roles, data
+mirror) is checked before any kernel starts; a problem prints one line and exits with code 2. ``sweep``
+submits one ``run`` per (pair, chapter) through submitit, to Slurm or to the local machine, after
+checking every one of them.
 """
 
 from __future__ import annotations
@@ -204,11 +207,29 @@ def run_folder(name: str, runs_dir: str | Path) -> Path:
     return target
 
 
+def check_same_settings(out_dir: Path, stem: str, settings: dict) -> None:
+    """:class:`RunError` when ``out_dir`` already holds a run of chapter ``stem`` made with other settings
+    (models, roles, ``--set`` values: its ``<stem>.parameters.yaml``), so that no run's files are
+    overwritten by another's. The same settings again are the same run, re-executed (and resumed from the
+    cache) in place. Every chapter keeps its own files in a run folder, so chapters never collide."""
+    file = out_dir / f"{stem}.parameters.yaml"
+    if not file.is_file():
+        return
+    before = {k: v for k, v in (yaml.safe_load(file.read_text()) or {}).items() if k != "results_dir"}
+    now = yaml.safe_load(yaml.safe_dump(settings))
+    if before != now:
+        changed = ", ".join(f"{k}: {yaml_flow(before.get(k))} there, {yaml_flow(now.get(k))} here"
+                            for k in sorted(set(before) | set(now)) if before.get(k) != now.get(k))
+        raise RunError(f"{out_dir} already holds a run of {stem} with other settings ({changed}); give another "
+                       f"--name, or remove {out_dir.name}/{stem}.* to replace it.")
+
+
 def check_run(path: Path, models: list[str], roles: dict[str, str], overrides: dict, name: str,
               runs_dir: str | Path) -> Path:
     """Every check a run of the chapter at ``path`` passes before anything is written or a kernel starts, in
     this order: the parameters (names and values, :func:`check_parameters`); the run name and the runs folder
-    (:func:`run_folder`); the models (registry names, Hub ids, local folders whose files read back whole,
+    (:func:`run_folder`), and no run of this chapter with other settings there (:func:`check_same_settings`);
+    the models (registry names, Hub ids, local folders whose files read back whole,
     :func:`ifhelpers.model.folders.check_folder`) and their roles (:func:`ifhelpers.model.registry.check_roles`:
     a base and a tuned model, each once, or one base model for a chapter whose default tunes one); the data
     the chapter reads from the mirror (:data:`CHAPTER_DATA`). Returns the run folder; raises the checks' own
@@ -219,6 +240,7 @@ def check_run(path: Path, models: list[str], roles: dict[str, str], overrides: d
         raise SystemExit(f"Unknown parameters {sorted(unknown)}; valid: {', '.join(sorted(defaults))}")
     check_parameters(path, overrides)
     out_dir = run_folder(name, runs_dir)
+    check_same_settings(out_dir, path.stem, {**overrides, "models": list(models), "roles": dict(roles)})
     specs = registry.specs(models, roles)
     registry.check_roles(specs, one_base=len(defaults.get("models") or []) == 1)
     sources.check_mirror(CHAPTER_DATA.get(path.stem.split("_", 1)[-1], ()))
@@ -257,7 +279,7 @@ def run_chapter(chapter: str, models: list[str], roles: dict[str, str], override
                                cwd=str(path.parent), progress_bar=progress, kernel_name="python3")
     source.unlink()
     now = time.time()
-    results.write_provenance(out_dir, finished=datetime.fromtimestamp(now, timezone.utc).isoformat(timespec="seconds"),
+    results.write_provenance(out_dir, path.stem, finished=datetime.fromtimestamp(now, timezone.utc).isoformat(timespec="seconds"),
                              wall_s=round(now - started, 1))
     return out_dir
 
@@ -324,17 +346,26 @@ def sweep(chapter_names: list[str], pair_names: list[str], executor: str = "loca
     """One :func:`run_chapter` job per (pair, chapter), submitted through submitit.
 
     ``executor`` is ``"slurm"`` (a cluster), ``"local"`` (subprocesses on this machine) or ``"debug"``
-    (in this process, for tests). Every (pair, chapter) passes :func:`check_run` before any job is
-    submitted. Returns the finished run folders.
+    (in this process, for tests). ``overrides`` (``--set``) go to each chapter that has the parameter (a
+    name no chapter of the sweep has is refused). Every (pair, chapter) passes :func:`check_run` before any
+    job is submitted; each pair's run folder is ``<runs_dir>/<pair>``, where every chapter keeps its own
+    files and provenance. Returns the finished run folders.
     """
     import submitit
 
+    overrides = overrides or {}
+    valid = {chapter: notebook_parameters(chapter_path(chapter)) for chapter in chapter_names}
+    unknown = sorted(k for k in overrides if k in COMMON or not any(k in params for params in valid.values()))
+    if unknown:
+        raise SystemExit(f"Unknown parameters {unknown} for chapters {', '.join(chapter_names)}; valid: "
+                         f"{', '.join(sorted({k for p in valid.values() for k in p} - set(COMMON)))}")
     jobs_args = []
     for pair_name in pair_names:
         pair = registry.pair(pair_name)
         for chapter in chapter_names:
-            check_run(chapter_path(chapter), list(pair.members), {}, overrides or {}, pair_name, runs_dir)
-            jobs_args.append((chapter, list(pair.members), {}, overrides or {}, pair_name, str(runs_dir), False))
+            mine = {k: v for k, v in overrides.items() if k in valid[chapter]}
+            check_run(chapter_path(chapter), list(pair.members), {}, mine, pair_name, runs_dir)
+            jobs_args.append((chapter, list(pair.members), {}, mine, pair_name, str(runs_dir), False))
     cluster = None if executor == "slurm" else executor
     ex = submitit.AutoExecutor(folder=Path(runs_dir) / "_submitit", cluster=cluster)
     ex.update_parameters(timeout_min=timeout_min, **(slurm or {}))
@@ -381,6 +412,8 @@ def _main(argv: list[str] | None = None) -> int:
     sw.add_argument("--pairs", required=True)
     sw.add_argument("--executor", choices=["local", "slurm", "debug"], default="local")
     sw.add_argument("--runs-dir", default="runs")
+    sw.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                    help="a chapter parameter, as for run; it goes to every chapter of the sweep that has it")
     sw.add_argument("--slurm", action="append", default=[], metavar="KEY=VALUE",
                     help="submitit Slurm parameters, e.g. slurm_partition=gpu, gpus_per_node=1")
     args = parser.parse_args(argv)
@@ -423,7 +456,10 @@ def _main(argv: list[str] | None = None) -> int:
         print(f"Executed notebook and results in {out}")
         return 0
     slurm = {k: yaml.safe_load(v) for k, _, v in (item.partition("=") for item in args.slurm)}
-    outs = sweep(args.chapters.split(","), args.pairs.split(","), args.executor, args.runs_dir, slurm=slurm)
+    chapter_names = args.chapters.split(",")
+    every = {k: v for c in chapter_names for k, v in notebook_parameters(chapter_path(c)).items()}
+    overrides = parse_overrides(args.set, every)
+    outs = sweep(chapter_names, args.pairs.split(","), args.executor, args.runs_dir, overrides, slurm=slurm)
     print("\n".join(str(o) for o in outs))
     return 0
 

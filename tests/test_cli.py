@@ -228,3 +228,59 @@ def test_the_library_raises_the_same_errors_and_a_sweep_submits_nothing(chapter,
 def test_the_default_run_name_is_a_plain_name():
     assert cli.default_run_name(["./models/my-base", "org/tuned"]) == "models--my-base__org--tuned"
     assert cli.RUN_NAME.fullmatch(cli.default_run_name(["/abs/path with space/m", "~/x"]))
+
+
+def test_chapters_run_into_one_folder_keep_their_own_provenance(chapter, tmp_path):
+    from ifhelpers import results
+
+    other = tmp_path / "98_other.md"
+    other.write_text(CHAPTER.replace("tiny_summary", "other_summary"))
+    models, roles = ["org/base-model", "smollm2-135m-instruct"], {"org/base-model": "base"}
+    runs = tmp_path / "runs"
+    cli.run_chapter(str(chapter), models, roles, {"n_items": 2}, name="one", runs_dir=runs, progress=False)
+    first = (runs / "one" / "99_tiny.provenance.yaml").read_text()
+    cli.run_chapter(str(other), models, roles, {"n_items": 5}, name="one", runs_dir=runs, progress=False)
+    assert (runs / "one" / "99_tiny.provenance.yaml").read_text() == first  # untouched by the second chapter
+    found = results.provenances(runs / "one")
+    assert sorted(found) == ["98_other", "99_tiny"]
+    assert [found[c]["parameters"]["n_items"] for c in ("99_tiny", "98_other")] == [2, 5]
+    assert all(found[c]["chapter"] == c and found[c]["wall_s"] is not None for c in found)
+    assert results.committed_runs(runs)["chapter"].tolist() == ["98_other", "99_tiny"]
+    # the same chapter again under one name: the same settings re-run it; other settings are refused
+    cli.run_chapter(str(chapter), models, roles, {"n_items": 2}, name="one", runs_dir=runs, progress=False)
+    with pytest.raises(cli.RunError, match=r"already holds a run of 99_tiny with other settings \(n_items: 2 there, 3 here\)"):
+        cli.run_chapter(str(chapter), models, roles, {"n_items": 3}, name="one", runs_dir=runs, progress=False)
+    assert pd.read_csv(runs / "one" / "tiny_summary.csv")["n_items"].tolist() == [2, 2]
+
+
+def test_the_committed_run_of_the_older_layout_still_reads():
+    from ifhelpers import results
+
+    folder = cli.Path(cli.__file__).parents[1] / "results" / "tune_it_yourself_full"
+    assert results.read_provenance(folder)["chapter"] == "05_tune_it_yourself"
+    assert list(results.provenances(folder)) == ["05_tune_it_yourself"]
+    run = results.committed_run(folder, "tune_dose_response")
+    assert run.summary.loc["wall time (min)", ""] > 0 and not run.table.empty
+    # its COMMAND (the same settings) may re-run it in place
+    params = cli.yaml.safe_load((folder / "05_tune_it_yourself.parameters.yaml").read_text())
+    cli.check_same_settings(folder, "05_tune_it_yourself", {k: v for k, v in params.items() if k != "results_dir"})
+
+
+def test_a_sweep_takes_set_checks_it_for_each_chapter_and_keeps_each_provenance(chapter, tmp_path, capsys):
+    from ifhelpers import results
+
+    other = tmp_path / "98_other.md"
+    other.write_text(CHAPTER.replace("tiny_summary", "other_summary").replace("n_items", "n_other"))
+    runs = tmp_path / "runs"
+    outs = cli.sweep([str(chapter), str(other)], ["pocket"], executor="debug", runs_dir=runs, overrides={"n_items": 4})
+    assert [o.name for o in outs] == ["pocket", "pocket"]
+    found = results.provenances(runs / "pocket")
+    assert found["99_tiny"]["parameters"]["n_items"] == 4 and "n_items" not in found["98_other"]["parameters"]
+    assert pd.read_csv(runs / "pocket" / "tiny_summary.csv")["n_items"].tolist() == [4, 4]
+    args = ["sweep", "--chapters", f"{chapter},{other}", "--pairs", "pocket", "--executor", "debug",
+            "--runs-dir", str(tmp_path / "runs2")]
+    assert cli.main([*args, "--set", "n_items=0"]) == 2
+    assert capsys.readouterr().err.startswith("ifhelpers: 99_tiny: n_items=0 must be ≥ 1")
+    assert cli.main([*args, "--set", "n_nothing=1"]) == 2
+    assert "Unknown parameter 'n_nothing'" in capsys.readouterr().err
+    assert not (tmp_path / "runs2").exists()
