@@ -56,6 +56,14 @@ CHAPTER_DATA = {
 RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+=-]*")
 
 
+#: Wall seconds of each chapter at its smoke sizes (``notebooks/smoke.yaml``) with the pocket pair, cold cache,
+#: on 2 CPU cores: the ``elapsed_s`` of ``tests/golden/<chapter>.csv`` (chapter 5's includes training its two
+#: models; chapter 6's reuses them). The reference of :func:`rough_minutes`.
+SMOKE_SECONDS = {"01_vector_space": 58.0, "02_predictions": 14.6, "03_becel": 26.8, "04_mechanisms": 28.0,
+                 "05_tune_it_yourself": 177.2, "06_sensitivity": 36.8}
+REFERENCE_CPUS = 2
+
+
 class RunError(ValueError):
     """A run that cannot start as asked (its name, its runs folder); the message says what to do."""
 
@@ -247,6 +255,58 @@ def check_run(path: Path, models: list[str], roles: dict[str, str], overrides: d
     return out_dir
 
 
+def model_count(settings: dict) -> int:
+    """How many models a chapter's run evaluates: its ``models``, and the models it tunes (arms × seeds)."""
+    arms = settings.get("arms", settings.get("tuned_arms")) or []
+    seeds = settings.get("seeds", settings.get("tuned_seeds")) or []
+    return len(settings.get("models") or []) + len(arms) * len(seeds)
+
+
+def rough_minutes(stem: str, settings: dict, cpus: int | None = None) -> tuple[float | None, list[str]]:
+    """A ROUGH guess of a run's wall minutes on a CPU, and the size parameters it could not count (None:
+    "all", which may take far longer). Not a cost model: it scales the chapter's smoke-size time
+    (:data:`SMOKE_SECONDS`) by the number of models it evaluates (:func:`model_count`), by the mean over the
+    chapter's other sizes in ``smoke.yaml`` of value / smoke value (numbers, or lengths of lists; each size
+    is taken to govern an equal share of the time, linearly), and by ``REFERENCE_CPUS / cpus`` (at most 8
+    cores counted). A warm cache is faster, a GPU much faster. Checked once against the committed full run of
+    chapter 5 (``results/tune_it_yourself_full``): 60 min guessed (its relations and subjects are None: not
+    counted), 90 min measured. None for a chapter without a smoke-size timing."""
+    smoke = (yaml.safe_load((NOTEBOOKS / "smoke.yaml").read_text()) or {}).get(stem)
+    if stem not in SMOKE_SECONDS or smoke is None:
+        return None, []
+    defaults = notebook_parameters(chapter_path(stem))
+    at_smoke = {**defaults, **smoke}
+    ratios, uncounted = [], []
+    for key, small in smoke.items():
+        value = settings.get(key, defaults.get(key))
+        if key in ("arms", "seeds", "tuned_arms", "tuned_seeds", "batch_size", "min_templates"):
+            continue
+        if value is None:
+            uncounted.append(key)
+        elif isinstance(value, (list, tuple)) and isinstance(small, (list, tuple)) and small:
+            ratios.append(len(value) / len(small))
+        elif isinstance(value, (int, float)) and isinstance(small, (int, float)) and small:
+            ratios.append(value / small)
+    models = model_count({**defaults, **settings}) / max(1, model_count(at_smoke))
+    cores = max(1, min(cpus or os.cpu_count() or 1, 8))
+    sizes = sum(ratios) / len(ratios) if ratios else 1.0
+    return SMOKE_SECONDS[stem] / 60 * models * sizes * REFERENCE_CPUS / cores, uncounted
+
+
+def run_plan(path: Path, models: list[str], settings: dict, out_dir: Path) -> str:
+    """What a run will do, printed before it starts: the chapter, the models, the sizes it sets, where it
+    writes, and :func:`rough_minutes`."""
+    sizes = ", ".join(f"{k}={yaml_flow(v)}" for k, v in settings.items() if k not in COMMON) or "the defaults"
+    minutes, uncounted = rough_minutes(path.stem, {**settings, "models": list(models)})
+    if minutes is None:
+        guess = "no time estimate (no smoke-size timing of this chapter)"
+    else:
+        guess = (f"roughly {minutes:.0f} min on this machine's CPU (a rough scaling of its smoke-size time; "
+                 f"a warm cache or a GPU is faster" + (f"; {', '.join(k + '=None' for k in uncounted)} (all) not "
+                                                       f"counted: may take far longer" if uncounted else "") + ")")
+    return f"Running {path.stem} for {', '.join(models)} with {sizes} into {out_dir}: {guess}."
+
+
 def run_chapter(chapter: str, models: list[str], roles: dict[str, str], overrides: dict | None = None,
                 name: str = "run", runs_dir: str | Path = "runs", progress: bool = True) -> Path:
     """Execute one chapter for ``models`` with papermill; returns the run folder.
@@ -265,6 +325,7 @@ def run_chapter(chapter: str, models: list[str], roles: dict[str, str], override
     defaults = notebook_parameters(path)
     overrides = dict(overrides or {})
     out_dir = check_run(path, models, roles, overrides, name, runs_dir)
+    print(run_plan(path, models, overrides, out_dir), flush=True)
     out_dir.mkdir(parents=True, exist_ok=True)
     source = out_dir / f"{path.stem}.source.ipynb"
     jupytext.write(jupytext.read(path), source)
@@ -364,7 +425,8 @@ def sweep(chapter_names: list[str], pair_names: list[str], executor: str = "loca
         pair = registry.pair(pair_name)
         for chapter in chapter_names:
             mine = {k: v for k, v in overrides.items() if k in valid[chapter]}
-            check_run(chapter_path(chapter), list(pair.members), {}, mine, pair_name, runs_dir)
+            out_dir = check_run(chapter_path(chapter), list(pair.members), {}, mine, pair_name, runs_dir)
+            print(run_plan(chapter_path(chapter), list(pair.members), mine, out_dir), flush=True)
             jobs_args.append((chapter, list(pair.members), {}, mine, pair_name, str(runs_dir), False))
     cluster = None if executor == "slurm" else executor
     ex = submitit.AutoExecutor(folder=Path(runs_dir) / "_submitit", cluster=cluster)

@@ -284,3 +284,25 @@ def test_a_sweep_takes_set_checks_it_for_each_chapter_and_keeps_each_provenance(
     assert cli.main([*args, "--set", "n_nothing=1"]) == 2
     assert "Unknown parameter 'n_nothing'" in capsys.readouterr().err
     assert not (tmp_path / "runs2").exists()
+
+
+def test_a_run_says_what_it_will_do_and_roughly_how_long_before_it_starts(chapter, tmp_path, capsys):
+    assert cli.main(["run", "predictions", "--models", "pair=pocket", "--set", "n_resamples=10000000000"]) == 2
+    assert capsys.readouterr().err.startswith("ifhelpers: 02_predictions: n_resamples=10000000000 is above the ceiling")
+    cli.run_chapter(str(chapter), ["gemma-3-270m", "smollm2-135m-instruct"], {}, {"n_items": 2}, name="plan",
+                    runs_dir=tmp_path, progress=False)
+    assert capsys.readouterr().out.startswith(
+        f"Running 99_tiny for gemma-3-270m, smollm2-135m-instruct with n_items=2 into {tmp_path / 'plan'}: no time "
+        f"estimate")
+
+
+def test_the_rough_time_scales_the_smoke_time_by_models_sizes_and_cores():
+    smoke = cli.yaml.safe_load((cli.NOTEBOOKS / "smoke.yaml").read_text())["02_predictions"]
+    models = ["gemma-3-270m", "smollm2-135m-instruct"]
+    minutes, uncounted = cli.rough_minutes("02_predictions", {**smoke, "models": models}, cpus=2)
+    assert minutes == pytest.approx(14.6 / 60) and uncounted == []  # the smoke run itself: its measured time
+    twice = {**smoke, "models": models, "n_resamples": smoke["n_resamples"] * 7}  # one of 6 sizes ×7: mean ×2
+    assert cli.rough_minutes("02_predictions", twice, cpus=2)[0] == pytest.approx(2 * 14.6 / 60)
+    assert cli.rough_minutes("02_predictions", {**smoke, "models": models * 2}, cpus=4)[0] == pytest.approx(14.6 / 60)
+    assert cli.rough_minutes("02_predictions", {**smoke, "models": models, "pararel_relations": None}, cpus=2)[1] == \
+        ["pararel_relations"]
