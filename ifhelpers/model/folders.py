@@ -133,11 +133,21 @@ def tokenizer_size(folder: Path) -> int | None:
 EMBEDDING_NAMES = ("embed_tokens.weight", "wte.weight", "embed_in.weight", "word_embeddings.weight")
 
 
+#: Folders :func:`check_weights` found whole in this process, with their files' sizes and times: a folder
+#: is read once per process unless a file changes.
+_WHOLE: set = set()
+
+
 def check_weights(folder: str | Path, config: dict | None = None) -> None:
     """:class:`ModelFolderError` unless every ``*.safetensors`` file of ``folder`` reads back whole
     (:func:`safetensors_header`), its embedding table has the config's ``vocab_size`` rows and the tokenizer
-    (:func:`tokenizer_size`) fits in it. Reads headers and the tokenizer, not the weights."""
+    (:func:`tokenizer_size`) fits in it. Reads headers and the tokenizer, not the weights; once per process
+    for a folder whose files do not change."""
     folder = Path(folder)
+    stamp = (str(folder.resolve()), tuple((p.name, p.stat().st_size, p.stat().st_mtime_ns)
+                                          for p in sorted(folder.iterdir()) if p.is_file()))
+    if stamp in _WHOLE:
+        return
     config = _config(folder) if config is None else config
     rows = None
     for file in sorted(folder.glob("*.safetensors")):
@@ -154,6 +164,7 @@ def check_weights(folder: str | Path, config: dict | None = None) -> None:
         raise ModelFolderError(f"{folder}: its tokenizer has {tokens} tokens but the embedding table only {rows} "
                                f"rows (ids from {rows} on would fail mid-chapter); use the tokenizer saved with "
                                f"this model (tokenizer.save_pretrained), or resize the embeddings and save again.")
+    _WHOLE.add(stamp)
 
 
 def _config(folder: Path) -> dict:
