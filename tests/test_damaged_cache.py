@@ -98,3 +98,113 @@ def test_part_layout_reads_a_whole_part_and_names_what_is_wrong(tiny_lm, tmp_pat
     truncate(part, [])
     with pytest.raises((zipfile.BadZipFile, ValueError, OSError)):
         cache.part_layout(part)
+
+
+# ------------------------------------------------------------------ model folders kept in the cache
+
+def tiny_folder(folder):
+    from conftest import make_tiny_llama, make_tiny_tokenizer
+
+    make_tiny_llama().save_pretrained(folder)
+    make_tiny_tokenizer().save_pretrained(folder)
+    return folder
+
+
+def cut_weights(folder):
+    (file,) = folder.glob("*.safetensors")
+    file.write_bytes(file.read_bytes()[:1000])
+
+
+def bad_config(folder):
+    (folder / "config.json").write_text("{")
+
+
+def no_config(folder):
+    (folder / "config.json").unlink()
+
+
+FOLDER_DAMAGE = [cut_weights, bad_config, no_config]
+
+
+@pytest.mark.parametrize("damage", FOLDER_DAMAGE, ids=[d.__name__ for d in FOLDER_DAMAGE])
+def test_a_damaged_converted_model_is_said_and_converted_again(tmp_path, monkeypatch, capsys, damage):
+    from ifhelpers.model import models, registry
+
+    monkeypatch.setenv("IFHELPERS_CACHE", str(tmp_path))
+    conversions = []
+
+    def convert(spec, target):  # the real one dequantises a GGUF file for a minute
+        conversions.append(spec.name)
+        models.save_atomically(*tiny_pair(), target, {"converted_from": "test"})
+
+    monkeypatch.setattr(models, "_convert_gguf", convert)
+    spec = registry.get("smollm2-135m-instruct")
+    location, _ = models.weights_location(spec)
+    clean = logits(location)
+    damage(tmp_path / "models" / "smollm2-135m-instruct")
+    capsys.readouterr()
+    assert models.weights_location(spec)[0] == location and conversions == ["smollm2-135m-instruct"] * 2
+    said = capsys.readouterr().out.strip().splitlines()
+    assert len(said) == 1 and said[0].startswith(f"ifhelpers: the safetensors copy of smollm2-135m-instruct "
+                                                 f"{tmp_path / 'models' / 'smollm2-135m-instruct'} does not read")
+    np.testing.assert_array_equal(logits(location), clean)
+    models.weights_location(spec)
+    assert conversions == ["smollm2-135m-instruct"] * 2 and capsys.readouterr().out == ""  # whole: used as it is
+
+
+def tiny_pair():
+    from conftest import make_tiny_llama, make_tiny_tokenizer
+
+    return make_tiny_llama(), make_tiny_tokenizer()
+
+
+def logits(location):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    with torch.no_grad():
+        return AutoModelForCausalLM.from_pretrained(location)(torch.tensor([[1, 5, 6, 7]])).logits.numpy()
+
+
+@pytest.mark.parametrize("damage", FOLDER_DAMAGE, ids=[d.__name__ for d in FOLDER_DAMAGE])
+def test_a_damaged_tuned_model_is_said_and_trained_again(tmp_path, monkeypatch, capsys, damage):
+    from ifhelpers.model import registry, tuned
+
+    monkeypatch.setenv("IFHELPERS_CACHE", str(tmp_path))
+    spec = registry.get("gemma-3-270m-ift-free-form")
+    target = tuned.folders(tuned.recipe_of(spec))[1]
+    tiny_folder(target)
+    assert tuned.is_trained(spec) and capsys.readouterr().out == ""
+    damage(target)
+    assert not tuned.is_trained(spec) and not target.exists()  # so book.setup trains it again
+    said = capsys.readouterr().out.strip().splitlines()
+    assert len(said) == 1 and said[0].startswith(f"ifhelpers: the tuned model gemma-3-270m-ift-free-form {target}")
+    with pytest.raises(tuned.ModelNotTrainedError):
+        tuned.location(spec)
+
+
+def checkpoint(work, step):
+    import json
+
+    from safetensors.numpy import save_file
+
+    folder = work / f"checkpoint-{step}"
+    folder.mkdir(parents=True)
+    save_file({"lora_A": np.ones((2, 3), dtype=np.float32)}, str(folder / "adapter_model.safetensors"))
+    (folder / "trainer_state.json").write_text(json.dumps({"global_step": step}))
+    return folder
+
+
+def test_a_damaged_training_checkpoint_is_said_and_the_one_before_is_resumed(tmp_path, capsys):
+    from ifhelpers.train import tuning
+
+    assert tuning.last_whole_checkpoint(tmp_path / "none") is None
+    checkpoint(tmp_path, 3)
+    last = checkpoint(tmp_path, 6)
+    assert tuning.last_whole_checkpoint(tmp_path) == str(last)
+    truncate(last / "adapter_model.safetensors", [])
+    assert tuning.last_whole_checkpoint(tmp_path) == str(tmp_path / "checkpoint-3") and not last.exists()
+    assert "ifhelpers: the training checkpoint" in capsys.readouterr().out
+    (tmp_path / "checkpoint-3" / "trainer_state.json").write_text("{cut")
+    assert tuning.last_whole_checkpoint(tmp_path) is None and not (tmp_path / "checkpoint-3").exists()
+    assert "trainer_state.json" in capsys.readouterr().out

