@@ -29,6 +29,7 @@ import yaml
 from ifhelpers import parameters
 from ifhelpers.data import sources
 from ifhelpers.model import folders, registry
+from ifhelpers.model.models import ModelNotInstalledError, check_installed
 
 
 
@@ -201,17 +202,22 @@ def run_folder(name: str, runs_dir: str | Path) -> Path:
     if not isinstance(name, str) or not RUN_NAME.fullmatch(name):
         raise RunError(f"--name {name!r} is not a plain name: use letters, digits and . _ - + = (no '/', no "
                        f"leading '.'), e.g. --name pocket; the run is written to <runs-dir>/<name>.")
-    target = Path(runs_dir).expanduser().resolve() / name
+    return writable_folder(Path(runs_dir).expanduser().resolve() / name, f"--runs-dir {runs_dir}",
+                           "give a folder (it is made if missing) or another --name")
+
+
+def writable_folder(target: Path, setting: str, hint: str = "give a folder (it is made if missing)") -> Path:
+    """``target``, once it is a folder or can be made as one (no file on its path) and the nearest existing
+    folder on its path takes a new file; :class:`RunError` naming ``setting`` otherwise. Nothing is left
+    behind."""
     existing = next(p for p in (target, *target.parents) if p.exists())
     if not existing.is_dir():
-        what = "the run folder" if existing == target else "--runs-dir" if existing == target.parent else "a folder above it"
-        raise RunError(f"--runs-dir {runs_dir}: {existing} ({what}) is a file, not a folder; give a folder (it is "
-                       f"made if missing) or another --name.")
+        raise RunError(f"{setting}: {existing} is a file, not a folder; {hint}.")
     try:
         tempfile.TemporaryFile(dir=existing).close()
     except OSError as err:
-        raise RunError(f"--runs-dir {runs_dir}: cannot write in {existing} ({err.strerror}); give a folder you can "
-                       f"write to, e.g. --runs-dir ~/runs.") from None
+        raise RunError(f"{setting}: cannot write in {existing} ({err.strerror}); give a folder you can write "
+                       f"to.") from None
     return target
 
 
@@ -237,8 +243,10 @@ def check_run(path: Path, models: list[str], roles: dict[str, str], overrides: d
     """Every check a run of the chapter at ``path`` passes before anything is written or a kernel starts, in
     this order: the parameters (names and values, :func:`check_parameters`); the run name and the runs folder
     (:func:`run_folder`), and no run of this chapter with other settings there (:func:`check_same_settings`);
+    the user cache (a folder that can be written, :func:`writable_folder`);
     the models (registry names, Hub ids, local folders whose files read back whole,
-    :func:`ifhelpers.model.folders.check_folder`) and their roles (:func:`ifhelpers.model.registry.check_roles`:
+    :func:`ifhelpers.model.folders.check_folder`; weights this machine can get,
+    :func:`ifhelpers.model.models.check_installed`) and their roles (:func:`ifhelpers.model.registry.check_roles`:
     a base and a tuned model, each once, or one base model for a chapter whose default tunes one); the data
     the chapter reads from the mirror (:data:`CHAPTER_DATA`). Returns the run folder; raises the checks' own
     errors, which the command line prints as one line each with exit code 2."""
@@ -248,9 +256,14 @@ def check_run(path: Path, models: list[str], roles: dict[str, str], overrides: d
         raise SystemExit(f"Unknown parameters {sorted(unknown)}; valid: {', '.join(sorted(defaults))}")
     check_parameters(path, overrides)
     out_dir = run_folder(name, runs_dir)
+    cache = sources.cache_root()
+    writable_folder(cache, f"{sources.ENV_CACHE}={os.environ[sources.ENV_CACHE]}" if os.environ.get(
+        sources.ENV_CACHE, "").strip() else f"the user cache {cache}", f"set {sources.ENV_CACHE} to a folder")
     check_same_settings(out_dir, path.stem, {**overrides, "models": list(models), "roles": dict(roles)})
     specs = registry.specs(models, roles)
     registry.check_roles(specs, one_base=len(defaults.get("models") or []) == 1)
+    for spec in specs:
+        check_installed(spec)
     sources.check_mirror(CHAPTER_DATA.get(path.stem.split("_", 1)[-1], ()))
     return out_dir
 
@@ -367,7 +380,10 @@ def cache_contents(root: Path | None = None) -> list[dict]:
                      "size_mb": size / 2**20, "files": files, "paths": [folder]})
     by_model: dict[str, list[Path]] = {}
     for about in sorted((root / "activations").glob("*/*/about.json")):
-        model = json.loads(about.read_text())["model"].split("@")[0]
+        try:
+            model = json.loads(about.read_text())["model"].split("@")[0]
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):  # damaged: listed so it can be removed
+            model = f"unreadable-{about.parent.parent.name[:12]}"
         by_model.setdefault(model, []).append(about.parent)
     for model, folders in sorted(by_model.items()):
         size, files = map(sum, zip(*(_size(f) for f in folders)))
@@ -441,7 +457,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return _main(argv)
     except (registry.UnknownModelError, registry.RolesError, folders.ModelFolderError, parameters.ParameterError,
-            sources.DataSelectionError, sources.DataNotFoundError, RunError) as error:
+            sources.DataSelectionError, sources.DataNotFoundError, RunError, ModelNotInstalledError) as error:
         message = str(error.args[0] if error.args else error)
     except SystemExit as stop:  # a malformed --models / --set: its message, with the same exit code 2
         if not isinstance(stop.code, str):

@@ -60,7 +60,8 @@ def test_parse_models_and_overrides(chapter):
         cli.parse_models("gemma-3-270m")
 
 
-def test_run_executes_the_chapter_and_writes_tidy_results(chapter, tmp_path):
+def test_run_executes_the_chapter_and_writes_tidy_results(chapter, tmp_path, monkeypatch):
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)  # Hub ids only named, never loaded (offline: refused)
     out = cli.run_chapter(str(chapter), ["org/base-model", "smollm2-135m-instruct"], {"org/base-model": "base"},
                           {"n_items": 7}, name="mine", runs_dir=tmp_path / "runs", progress=False)
     table = pd.read_csv(out / "tiny_summary.csv")
@@ -88,7 +89,8 @@ def test_malformed_arguments_print_one_line_and_exit_2(chapter, args, message, c
     assert capsys.readouterr().err.startswith(message)
 
 
-def test_sweep_through_submitit_debug_executor(chapter, tmp_path):
+def test_sweep_through_submitit_debug_executor(chapter, tmp_path, monkeypatch):
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)  # Hub ids only named, never loaded (offline: refused)
     outs = cli.sweep([str(chapter)], ["pocket", "smollm2"], executor="debug", runs_dir=tmp_path / "runs")
     assert sorted(o.name for o in outs) == ["pocket", "smollm2"]
     from ifhelpers.results import load_tables
@@ -130,6 +132,8 @@ def fake_cache(root):
 def test_cache_shows_models_forward_passes_by_model_and_checkpoints(tmp_path):
     rows = cli.cache_contents(fake_cache(tmp_path))
     assert [r["part"] for r in rows] == ["models/tiny-base", "activations/tiny-base", "activations/tiny-tuned", "tuning"]
+    (next((tmp_path / "activations").glob("mtiny-t*")) / "request1" / "about.json").write_text('{"mod')  # cut short
+    assert [r["part"] for r in cli.cache_contents(tmp_path)][2] == "activations/unreadable-mtiny-t"
     assert rows[1]["what"] == "cached forward passes (2 requests)" and rows[1]["files"] == 4
     assert rows[0]["size_mb"] == 2048 / 2**20
 
@@ -159,10 +163,10 @@ def test_cache_command_asks_before_removing(tmp_path, monkeypatch, capsys):
     (["--name", "a/b"], "ifhelpers: --name 'a/b' is not a plain name"),
     (["--name", ".hidden"], "ifhelpers: --name '.hidden' is not a plain name"),
     (["--name", ""], "ifhelpers: --name '' is not a plain name"),
-    (["--runs-dir", "{file}"], "ifhelpers: --runs-dir {file}: {file} (--runs-dir) is a file, not a folder"),
-    (["--runs-dir", "{file}/sub"], "ifhelpers: --runs-dir {file}/sub: {file} (a folder above it) is a file"),
+    (["--runs-dir", "{file}"], "ifhelpers: --runs-dir {file}: {file} is a file, not a folder"),
+    (["--runs-dir", "{file}/sub"], "ifhelpers: --runs-dir {file}/sub: {file} is a file, not a folder"),
     (["--runs-dir", "/proc/runs"], "ifhelpers: --runs-dir /proc/runs: cannot write in /proc"),
-    (["--name", "taken"], "ifhelpers: --runs-dir runs: {tmp}/runs/taken (the run folder) is a file"),
+    (["--name", "taken"], "ifhelpers: --runs-dir runs: {tmp}/runs/taken is a file, not a folder; give a folder (it is made if missing) or another --name."),
 ], ids=["escape", "slash", "hidden", "empty", "runs-dir-is-a-file", "under-a-file", "not-writable", "run-is-a-file"])
 def test_a_bad_run_name_or_runs_folder_is_one_line_and_nothing_is_written(chapter, tmp_path, monkeypatch, capsys,
                                                                           args, message):
@@ -230,7 +234,8 @@ def test_the_default_run_name_is_a_plain_name():
     assert cli.RUN_NAME.fullmatch(cli.default_run_name(["/abs/path with space/m", "~/x"]))
 
 
-def test_chapters_run_into_one_folder_keep_their_own_provenance(chapter, tmp_path):
+def test_chapters_run_into_one_folder_keep_their_own_provenance(chapter, tmp_path, monkeypatch):
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)  # Hub ids only named, never loaded (offline: refused)
     from ifhelpers import results
 
     other = tmp_path / "98_other.md"
@@ -306,3 +311,22 @@ def test_the_rough_time_scales_the_smoke_time_by_models_sizes_and_cores():
     assert cli.rough_minutes("02_predictions", {**smoke, "models": models * 2}, cpus=4)[0] == pytest.approx(14.6 / 60)
     assert cli.rough_minutes("02_predictions", {**smoke, "models": models, "pararel_relations": None}, cpus=2)[1] == \
         ["pararel_relations"]
+
+
+def test_a_model_this_machine_cannot_get_is_one_line_before_any_kernel(chapter, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert cli.main(["run", str(chapter), "--models", "base=org/not-downloaded,ift=smollm2-135m-instruct",
+                     "--runs-dir", str(tmp_path / "runs")]) == 2
+    assert capsys.readouterr().err.startswith("ifhelpers: org/not-downloaded: org/not-downloaded is not in the "
+                                              "Hugging Face cache and the Hub is off (HF_HUB_OFFLINE=1)")
+    monkeypatch.delenv("IFHELPERS_LLAMA7B", raising=False)
+    assert cli.main(["run", str(chapter), "--models", "base=gemma-3-270m,ift=sharegpt-7b", "--runs-dir",
+                     str(tmp_path / "runs")]) == 2
+    assert capsys.readouterr().err.startswith("ifhelpers: sharegpt-7b was released as a weight difference against "
+                                              "llama-7b")
+    monkeypatch.setenv("IFHELPERS_CACHE", str(tmp_path / "afile"))
+    (tmp_path / "afile").write_text("x")
+    assert cli.main(["run", str(chapter), "--models", "pair=pocket", "--runs-dir", str(tmp_path / "runs")]) == 2
+    assert capsys.readouterr().err == (f"ifhelpers: IFHELPERS_CACHE={tmp_path / 'afile'}: {tmp_path / 'afile'} is a "
+                                       f"file, not a folder; set IFHELPERS_CACHE to a folder.\n")
+    assert not (tmp_path / "runs").exists()

@@ -208,3 +208,14 @@ def test_a_damaged_training_checkpoint_is_said_and_the_one_before_is_resumed(tmp
     (tmp_path / "checkpoint-3" / "trainer_state.json").write_text("{cut")
     assert tuning.last_whole_checkpoint(tmp_path) is None and not (tmp_path / "checkpoint-3").exists()
     assert "trainer_state.json" in capsys.readouterr().out
+
+
+def test_a_write_that_fails_leaves_no_half_written_part(tiny_lm, tmp_path, monkeypatch):
+    def full_disk(file, **arrays):
+        open(file, "wb").write(b"PK\x03\x04 half")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(np, "savez", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        clean_run(tiny_lm, tmp_path)
+    assert [p.name for p in tmp_path.rglob("*.npz")] == []

@@ -156,8 +156,12 @@ class ActivationStore:
         name = f"part-{content_key(keys)[:20]}.npz"
         target = self.folder / name
         tmp = self.folder / f".{name}.{os.getpid()}.tmp.npz"
-        np.savez(tmp, keys=np.asarray(keys), **arrays)
-        os.replace(tmp, target)
+        try:
+            np.savez(tmp, keys=np.asarray(keys), **arrays)
+            os.replace(tmp, target)
+        except BaseException:  # a full disk or an interruption leaves no half-written file behind
+            tmp.unlink(missing_ok=True)
+            raise
         global PARTS_WRITTEN
         PARTS_WRITTEN += 1
         layout = {name: (_dtype_name(np.asarray(a).dtype), tuple(np.shape(a)[1:])) for name, a in arrays.items()}
