@@ -314,7 +314,7 @@ def run_plan(path: Path, models: list[str], settings: dict, out_dir: Path) -> st
     if minutes is None:
         guess = "no time estimate (no smoke-size timing of this chapter)"
     else:
-        guess = (f"roughly {minutes:.0f} min on this machine's CPU (a rough scaling of its smoke-size time; "
+        guess = (f"roughly {f'{minutes:.0f} min' if minutes >= 1 else 'under a minute'} on this machine's CPU (a rough scaling of its smoke-size time; "
                  f"a warm cache or a GPU is faster" + (f"; {', '.join(k + '=None' for k in uncounted)} (all) not "
                                                        f"counted: may take far longer" if uncounted else "") + ")")
     return f"Running {path.stem} for {', '.join(models)} with {sizes} into {out_dir}: {guess}."
