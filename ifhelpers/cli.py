@@ -199,9 +199,9 @@ def run_folder(name: str, runs_dir: str | Path) -> Path:
     """``<runs_dir>/<name>``, once ``name`` is a plain folder name (nothing outside ``runs_dir`` is ever
     written) and the folder exists or can be made there and is writable; :class:`RunError` otherwise.
     Nothing is created."""
-    if not isinstance(name, str) or not RUN_NAME.fullmatch(name):
-        raise RunError(f"--name {name!r} is not a plain name: use letters, digits and . _ - + = (no '/', no "
-                       f"leading '.'), e.g. --name pocket; the run is written to <runs-dir>/<name>.")
+    if not isinstance(name, str) or not RUN_NAME.fullmatch(name) or len(name) > 200:
+        raise RunError(f"--name {name[:60]!r} is not a plain name: use up to 200 letters, digits and . _ - + = (no "
+                       f"'/', no leading '.'), e.g. --name pocket; the run is written to <runs-dir>/<name>.")
     return writable_folder(Path(runs_dir).expanduser().resolve() / name, f"--runs-dir {runs_dir}",
                            "give a folder (it is made if missing) or another --name")
 
@@ -229,7 +229,11 @@ def check_same_settings(out_dir: Path, stem: str, settings: dict) -> None:
     file = out_dir / f"{stem}.parameters.yaml"
     if not file.is_file():
         return
-    before = {k: v for k, v in (yaml.safe_load(file.read_text()) or {}).items() if k != "results_dir"}
+    try:
+        before = {k: v for k, v in (yaml.safe_load(file.read_text()) or {}).items() if k != "results_dir"}
+    except (yaml.YAMLError, AttributeError, UnicodeDecodeError):
+        raise RunError(f"{file} does not read back (damaged); remove {out_dir.name}/{stem}.* to run {stem} there "
+                       f"again, or give another --name.") from None
     now = yaml.safe_load(yaml.safe_dump(settings))
     if before != now:
         changed = ", ".join(f"{k}: {yaml_flow(before.get(k))} there, {yaml_flow(now.get(k))} here"

@@ -186,16 +186,23 @@ def write_provenance(folder: str | Path, chapter: str | None = None, **fields) -
 def provenances(folder: str | Path) -> dict[str, dict]:
     """Every chapter run's provenance in ``folder``, by chapter: the per-chapter files, and a
     ``provenance.yaml`` of the older layout under its own ``chapter`` field unless a per-chapter file
-    of that chapter replaces it."""
+    of that chapter replaces it. A file that does not parse reads as {} (a run with nothing recorded)."""
     import yaml
+
+    def read(path: Path) -> dict:  # a damaged file reads as a run with nothing recorded
+        try:
+            data = yaml.safe_load(path.read_text())
+        except (yaml.YAMLError, UnicodeDecodeError):
+            data = None
+        return data if isinstance(data, dict) else {}
 
     folder = Path(folder)
     found = {}
     if (folder / PROVENANCE).is_file():
-        legacy = yaml.safe_load((folder / PROVENANCE).read_text()) or {}
+        legacy = read(folder / PROVENANCE)
         found[legacy.get("chapter", "")] = legacy
     for path in sorted(folder.glob(f"*.{PROVENANCE}")):
-        found[path.name[: -len(PROVENANCE) - 1]] = yaml.safe_load(path.read_text()) or {}
+        found[path.name[: -len(PROVENANCE) - 1]] = read(path)
     return found
 
 

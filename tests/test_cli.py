@@ -163,11 +163,13 @@ def test_cache_command_asks_before_removing(tmp_path, monkeypatch, capsys):
     (["--name", "a/b"], "ifhelpers: --name 'a/b' is not a plain name"),
     (["--name", ".hidden"], "ifhelpers: --name '.hidden' is not a plain name"),
     (["--name", ""], "ifhelpers: --name '' is not a plain name"),
+    (["--name", "x" * 201], "ifhelpers: --name 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx' is not a plain"),
+    (["--name", "two words"], "ifhelpers: --name 'two words' is not a plain name"),
     (["--runs-dir", "{file}"], "ifhelpers: --runs-dir {file}: {file} is a file, not a folder"),
     (["--runs-dir", "{file}/sub"], "ifhelpers: --runs-dir {file}/sub: {file} is a file, not a folder"),
     (["--runs-dir", "/proc/runs"], "ifhelpers: --runs-dir /proc/runs: cannot write in /proc"),
     (["--name", "taken"], "ifhelpers: --runs-dir runs: {tmp}/runs/taken is a file, not a folder; give a folder (it is made if missing) or another --name."),
-], ids=["escape", "slash", "hidden", "empty", "runs-dir-is-a-file", "under-a-file", "not-writable", "run-is-a-file"])
+], ids=["escape", "slash", "hidden", "empty", "too-long", "space", "runs-dir-is-a-file", "under-a-file", "not-writable", "run-is-a-file"])
 def test_a_bad_run_name_or_runs_folder_is_one_line_and_nothing_is_written(chapter, tmp_path, monkeypatch, capsys,
                                                                           args, message):
     monkeypatch.chdir(tmp_path)
@@ -256,6 +258,11 @@ def test_chapters_run_into_one_folder_keep_their_own_provenance(chapter, tmp_pat
     with pytest.raises(cli.RunError, match=r"already holds a run of 99_tiny with other settings \(n_items: 2 there, 3 here\)"):
         cli.run_chapter(str(chapter), models, roles, {"n_items": 3}, name="one", runs_dir=runs, progress=False)
     assert pd.read_csv(runs / "one" / "tiny_summary.csv")["n_items"].tolist() == [2, 2]
+    (runs / "one" / "99_tiny.parameters.yaml").write_text("n_items: [2")  # cut short
+    with pytest.raises(cli.RunError, match="99_tiny.parameters.yaml does not read back"):
+        cli.run_chapter(str(chapter), models, roles, {"n_items": 2}, name="one", runs_dir=runs, progress=False)
+    (runs / "one" / "98_other.provenance.yaml").write_text("chapter: [")  # the runs page still lists the run
+    assert results.committed_runs(runs)["matches the code today"].tolist()[0] == "NO: no code commit recorded"
 
 
 def test_the_committed_run_of_the_older_layout_still_reads():
