@@ -65,6 +65,10 @@ SMOKE_SECONDS = {"01_vector_space": 58.0, "02_predictions": 14.6, "03_becel": 26
 REFERENCE_CPUS = 2
 
 
+class ChapterFailedError(RuntimeError):
+    """A chapter that started and stopped with an error; the message names it and the executed notebook."""
+
+
 class RunError(ValueError):
     """A run that cannot start as asked (its name, its runs folder); the message says what to do."""
 
@@ -353,8 +357,15 @@ def run_chapter(chapter: str, models: list[str], roles: dict[str, str], override
                              machine=results.machine(),
                              started=datetime.fromtimestamp(started, timezone.utc).isoformat(timespec="seconds"),
                              finished=None, wall_s=None)
-    papermill.execute_notebook(str(source), str(out_dir / f"{path.stem}.ipynb"), parameters=params,
-                               cwd=str(path.parent), progress_bar=progress, kernel_name="python3")
+    executed = out_dir / f"{path.stem}.ipynb"
+    try:
+        papermill.execute_notebook(str(source), str(executed), parameters=params, cwd=str(path.parent),
+                                   progress_bar=progress, kernel_name="python3")
+    except papermill.PapermillExecutionError as error:
+        failed = f"{error.ename}: {str(error.evalue).splitlines()[0] if error.evalue else ''}"
+        results.write_provenance(out_dir, path.stem, failed=failed)
+        raise ChapterFailedError(f"{path.stem} stopped at cell {error.exec_count} with {failed}; the executed "
+                                 f"notebook, traceback included, is {executed}.") from None
     source.unlink()
     now = time.time()
     results.write_provenance(out_dir, path.stem, finished=datetime.fromtimestamp(now, timezone.utc).isoformat(timespec="seconds"),
@@ -457,7 +468,8 @@ def sweep(chapter_names: list[str], pair_names: list[str], executor: str = "loca
 
 def main(argv: list[str] | None = None) -> int:
     """The command line; a bad model, pair, parameter value, run name, runs folder or data mirror prints one
-    line and exits with code 2."""
+    line and exits with code 2; a chapter that fails once started, one line naming its executed notebook
+    (code 1); an interruption (Ctrl-C), one line (code 130)."""
     try:
         return _main(argv)
     except (registry.UnknownModelError, registry.RolesError, folders.ModelFolderError, parameters.ParameterError,
@@ -467,10 +479,20 @@ def main(argv: list[str] | None = None) -> int:
         if not isinstance(stop.code, str):
             raise  # argparse's own usage errors (code 2) and --help (code 0)
         message = stop.code
-    # one "ifhelpers:" line per problem; an indented line continues its problem (e.g. a command to copy)
+    except ChapterFailedError as error:  # not bad input: the chapter ran and failed (exit code 1)
+        return say(str(error), 1)
+    except KeyboardInterrupt:
+        return say("interrupted. Every finished batch of forward passes and training epoch is kept: the same "
+                   "command resumes from them.", 130)
+    return say(message, 2)
+
+
+def say(message: str, code: int) -> int:
+    """Print ``message`` as the command line's problem lines and return the exit ``code``: one
+    "ifhelpers:" line per problem; an indented line continues its problem (e.g. a command to copy)."""
     print("\n".join(line if line.startswith(" ") else f"ifhelpers: {line}" for line in message.splitlines()),
           file=sys.stderr)
-    return 2
+    return code
 
 
 def _main(argv: list[str] | None = None) -> int:

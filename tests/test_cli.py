@@ -337,3 +337,24 @@ def test_a_model_this_machine_cannot_get_is_one_line_before_any_kernel(chapter, 
     assert capsys.readouterr().err == (f"ifhelpers: IFHELPERS_CACHE={tmp_path / 'afile'}: {tmp_path / 'afile'} is a "
                                        f"file, not a folder; set IFHELPERS_CACHE to a folder.\n")
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_chapter_that_fails_or_is_interrupted_is_one_line(chapter, tmp_path, monkeypatch, capsys):
+    from ifhelpers import results
+
+    broken = tmp_path / "97_broken.md"
+    broken.write_text(CHAPTER.replace('ifh.results.save_table(frame, "tiny_summary", results_dir)',
+                                      'raise RuntimeError("the disk is full")'))
+    args = ["run", str(broken), "--models", "pair=pocket", "--runs-dir", str(tmp_path / "runs"), "--name", "x"]
+    assert cli.main(args) == 1  # cell numbers are execution counts of the executed notebook (papermill adds one)
+    err = capsys.readouterr().err.splitlines()[-1] + "\n"  # after papermill's progress bar
+    assert err == (f"ifhelpers: 97_broken stopped at cell 3 with RuntimeError: the disk is full; the executed notebook, "
+                   f"traceback included, is {tmp_path / 'runs' / 'x' / '97_broken.ipynb'}.\n")
+    assert results.read_provenance(tmp_path / "runs" / "x", "97_broken")["failed"] == "RuntimeError: the disk is full"
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("papermill.execute_notebook", interrupted)
+    assert cli.main(["run", str(chapter), "--models", "pair=pocket", "--runs-dir", str(tmp_path / "runs")]) == 130
+    assert capsys.readouterr().err.startswith("ifhelpers: interrupted. Every finished batch")
