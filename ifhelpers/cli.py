@@ -161,8 +161,9 @@ def parse_models(spec: str) -> tuple[list[str], dict[str, str]]:
     return models, roles
 
 
-def parse_overrides(pairs: list[str], valid: dict) -> dict:
-    """``name=value`` settings (values parsed as YAML: numbers, lists, null), checked against ``valid``."""
+def parse_overrides(pairs: list[str], valid: dict, whose: str = "This chapter's") -> dict:
+    """``name=value`` settings (values parsed as YAML: numbers, lists, null), checked against ``valid`` (the
+    parameters of ``whose``: one chapter, or the chapters of a sweep)."""
     overrides = {}
     for item in pairs:
         name, sep, value = item.partition("=")
@@ -172,7 +173,7 @@ def parse_overrides(pairs: list[str], valid: dict) -> dict:
             raise SystemExit(f"{name} is set by `ifhelpers run` itself; use --models")
         if name not in valid:
             choices = ", ".join(f"{k} (default {v!r})" for k, v in valid.items() if k not in COMMON)
-            raise SystemExit(f"Unknown parameter {name!r}. This chapter's parameters: {choices}")
+            raise SystemExit(f"Unknown parameter {name!r}. {whose} parameters: {choices}")
         overrides[name] = parse_value(value)
     return overrides
 
@@ -322,9 +323,11 @@ def run_plan(path: Path, models: list[str], settings: dict, out_dir: Path) -> st
     if minutes is None:
         guess = "no time estimate (no smoke-size timing of this chapter)"
     else:
-        guess = (f"roughly {f'{minutes:.0f} min' if minutes >= 1 else 'under a minute'} on this machine's CPU (a rough scaling of its smoke-size time; "
-                 f"a warm cache or a GPU is faster" + (f"; {', '.join(k + '=None' for k in uncounted)} (all) not "
-                                                       f"counted: may take far longer" if uncounted else "") + ")")
+        took = f"{minutes:.0f} min" if minutes >= 1 else "under a minute"
+        unknown = (f"; {', '.join(k + '=None' for k in uncounted)} (all) not counted: may take far longer"
+                   if uncounted else "")
+        guess = (f"roughly {took} on this machine's CPU (a rough scaling of its smoke-size time; a warm cache or a "
+                 f"GPU is faster{unknown})")
     return f"Running {path.stem} for {', '.join(models)} with {sizes} into {out_dir}: {guess}."
 
 
@@ -368,7 +371,8 @@ def run_chapter(chapter: str, models: list[str], roles: dict[str, str], override
                                  f"notebook, traceback included, is {executed}.") from None
     source.unlink()
     now = time.time()
-    results.write_provenance(out_dir, path.stem, finished=datetime.fromtimestamp(now, timezone.utc).isoformat(timespec="seconds"),
+    results.write_provenance(out_dir, path.stem,
+                             finished=datetime.fromtimestamp(now, timezone.utc).isoformat(timespec="seconds"),
                              wall_s=round(now - started, 1))
     return out_dir
 
@@ -456,7 +460,11 @@ def sweep(chapter_names: list[str], pair_names: list[str], executor: str = "loca
         pair = registry.pair(pair_name)
         for chapter in chapter_names:
             mine = {k: v for k, v in overrides.items() if k in valid[chapter]}
-            out_dir = check_run(chapter_path(chapter), list(pair.members), {}, mine, pair_name, runs_dir)
+            try:
+                out_dir = check_run(chapter_path(chapter), list(pair.members), {}, mine, pair_name, runs_dir)
+            except (RunError, registry.RolesError, folders.ModelFolderError, ModelNotInstalledError,
+                    sources.DataNotFoundError) as error:  # which job of the sweep, then the problem
+                raise type(error)(f"pair {pair_name}, chapter {chapter_path(chapter).stem}: {error}") from None
             print(run_plan(chapter_path(chapter), list(pair.members), mine, out_dir), flush=True)
             jobs_args.append((chapter, list(pair.members), {}, mine, pair_name, str(runs_dir), False))
     cluster = None if executor == "slurm" else executor
@@ -562,7 +570,7 @@ def _main(argv: list[str] | None = None) -> int:
     slurm = {k: yaml.safe_load(v) for k, _, v in (item.partition("=") for item in args.slurm)}
     chapter_names = args.chapters.split(",")
     every = {k: v for c in chapter_names for k, v in notebook_parameters(chapter_path(c)).items()}
-    overrides = parse_overrides(args.set, every)
+    overrides = parse_overrides(args.set, every, "These chapters'")
     outs = sweep(chapter_names, args.pairs.split(","), args.executor, args.runs_dir, overrides, slurm=slurm)
     print("\n".join(str(o) for o in outs))
     return 0

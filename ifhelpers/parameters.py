@@ -178,7 +178,8 @@ def check_value(value, spec: str) -> str | None:
 
 def check(declared: dict[str, Declaration], values: dict, chapter: str = "") -> list[str]:
     """One line per value of ``values`` that its declaration (or its ceiling, :data:`CEILINGS`) refuses:
-    ``chapter: name=value must be ... (comment; default ...)``. Names without a declaration are left to the caller (unknown parameters)."""
+    ``chapter: name=value must be ... (comment; default ...)``. Names without a declaration are left to the
+    caller (unknown parameters)."""
     lines = []
     for name, value in values.items():
         if name not in declared:

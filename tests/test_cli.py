@@ -226,7 +226,7 @@ def test_the_library_raises_the_same_errors_and_a_sweep_submits_nothing(chapter,
         cli.run_chapter(str(chapter), ["gemma-3-270m", "smollm2-135m-instruct"], {}, name="../x", runs_dir=tmp_path)
     with pytest.raises(RolesError, match="no base model"):
         cli.run_chapter(str(chapter), ["smollm2-135m-instruct"], {}, name="x", runs_dir=tmp_path)
-    with pytest.raises(RolesError, match="tunes one base model"):  # one bad (pair, chapter) stops the whole sweep
+    with pytest.raises(RolesError, match="pair pocket, chapter 05_tune_it_yourself: This chapter tunes one base"):
         cli.sweep([str(chapter), "tune_it_yourself"], ["pocket"], executor="debug", runs_dir=tmp_path)
     assert list(tmp_path.iterdir()) == []
 
@@ -294,7 +294,7 @@ def test_a_sweep_takes_set_checks_it_for_each_chapter_and_keeps_each_provenance(
     assert cli.main([*args, "--set", "n_items=0"]) == 2
     assert capsys.readouterr().err.startswith("ifhelpers: 99_tiny: n_items=0 must be ≥ 1")
     assert cli.main([*args, "--set", "n_nothing=1"]) == 2
-    assert "Unknown parameter 'n_nothing'" in capsys.readouterr().err
+    assert "Unknown parameter 'n_nothing'. These chapters' parameters: seed" in capsys.readouterr().err
     assert not (tmp_path / "runs2").exists()
 
 
