@@ -75,9 +75,8 @@ def setup(models, roles: dict[str, str] | None = None, *, require_pair: bool = T
     models = list(models)
     specs = registry.specs(models, roles)  # fails here, before any model loads, on a bad name
     role_of = {spec.name: spec.role for spec in specs}
-    if require_pair and not ("base" in role_of.values() and "instruction-tuned" in role_of.values()):
-        raise ValueError("This chapter compares a base model with instruction-tuned ones: give at least one of "
-                         f"each role (got {role_of}).")
+    if require_pair:
+        registry.check_roles(specs)
     for spec in specs:
         if spec.source.get("kind") == "lora_tuned" and not tuned.is_trained(spec):
             from ifhelpers.train.tuning import ensure_tuned

@@ -2,27 +2,34 @@
 
     ifhelpers chapters
     ifhelpers run CHAPTER --models base=ID,ift=ID [--set name=value ...] [--name RUN] [--trust-remote-code]
-    ifhelpers sweep --chapters A,B --pairs pocket,qwen2.5-0.5b [--executor local|slurm|debug]
+    ifhelpers sweep --chapters A,B --pairs pocket,qwen2.5-0.5b [--set name=value ...] [--executor local|slurm|debug]
     ifhelpers cache [--remove PART [--yes]]
 
 ``run`` converts the chapter's Jupytext source to a notebook, executes it with papermill with the
 given parameters, and writes the executed notebook and the chapter's tidy results (CSV) under
 ``runs/<name>/`` (``--runs-dir results`` for a run committed with the book), with its provenance
-(``provenance.yaml``: code commit, parameters, machine, start, end and wall time). Parameters and models are validated before any model loads. ``sweep`` submits
-one ``run`` per (pair, chapter) through submitit: to Slurm, or to the local machine.
+(``<chapter>.provenance.yaml``: code commit, parameters, machine, start, end and wall time). Everything
+a run needs (:func:`check_run`: parameters, run name and folder, models and their files, roles, data
+mirror) is checked before any kernel starts; a problem prints one line and exits with code 2. ``sweep``
+submits one ``run`` per (pair, chapter) through submitit, to Slurm or to the local machine, after
+checking every one of them.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
+import tempfile
 from pathlib import Path
 
 import yaml
 
 from ifhelpers import parameters
+from ifhelpers.data import sources
 from ifhelpers.model import anatomy, folders, registry
+from ifhelpers.model.models import ModelNotInstalledError, check_installed
 
 
 
@@ -37,6 +44,33 @@ def chapters_folder() -> Path:
 NOTEBOOKS = chapters_folder()
 #: Parameters every chapter has; ``run`` sets them itself.
 COMMON = ("models", "roles", "results_dir")
+#: What each chapter reads from the offline data mirror (paths inside it), checked before a run starts.
+CHAPTER_DATA = {
+    "vector_space": ("paraphrase_sets", "pararel/patterns", "pararel/trex"),
+    "predictions": ("mmlu", "pararel/patterns", "pararel/trex"),
+    "becel": ("becel",),
+    "mechanisms": ("pararel/patterns", "pararel/trex", "wikipedia", "nltk_data/corpora/stopwords"),
+    "tune_it_yourself": ("instructions", "pararel/patterns", "pararel/trex", "mmlu", "becel"),
+    "sensitivity": ("mmlu", "pararel/patterns", "pararel/trex"),
+}
+#: A run name: one plain folder name (letters, digits, ``.``, ``_``, ``-``, ``+``, ``=``; no path, not hidden).
+RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+=-]*")
+
+
+#: Wall seconds of each chapter at its smoke sizes (``notebooks/smoke.yaml``) with the pocket pair, cold cache,
+#: on 2 CPU cores: the ``elapsed_s`` of ``tests/golden/<chapter>.csv`` (chapter 5's includes training its two
+#: models; chapter 6's reuses them). The reference of :func:`rough_minutes`.
+SMOKE_SECONDS = {"01_vector_space": 58.0, "02_predictions": 14.6, "03_becel": 26.8, "04_mechanisms": 28.0,
+                 "05_tune_it_yourself": 177.2, "06_sensitivity": 36.8}
+REFERENCE_CPUS = 2
+
+
+class ChapterFailedError(RuntimeError):
+    """A chapter that started and stopped with an error; the message names it and the executed notebook."""
+
+
+class RunError(ValueError):
+    """A run that cannot start as asked (its name, its runs folder); the message says what to do."""
 
 
 def chapters(folder: Path = NOTEBOOKS) -> dict[str, Path]:
@@ -127,8 +161,9 @@ def parse_models(spec: str) -> tuple[list[str], dict[str, str]]:
     return models, roles
 
 
-def parse_overrides(pairs: list[str], valid: dict) -> dict:
-    """``name=value`` settings (values parsed as YAML: numbers, lists, null), checked against ``valid``."""
+def parse_overrides(pairs: list[str], valid: dict, whose: str = "This chapter's") -> dict:
+    """``name=value`` settings (values parsed as YAML: numbers, lists, null), checked against ``valid`` (the
+    parameters of ``whose``: one chapter, or the chapters of a sweep)."""
     overrides = {}
     for item in pairs:
         name, sep, value = item.partition("=")
@@ -138,7 +173,7 @@ def parse_overrides(pairs: list[str], valid: dict) -> dict:
             raise SystemExit(f"{name} is set by `ifhelpers run` itself; use --models")
         if name not in valid:
             choices = ", ".join(f"{k} (default {v!r})" for k, v in valid.items() if k not in COMMON)
-            raise SystemExit(f"Unknown parameter {name!r}. This chapter's parameters: {choices}")
+            raise SystemExit(f"Unknown parameter {name!r}. {whose} parameters: {choices}")
         overrides[name] = parse_value(value)
     return overrides
 
@@ -159,11 +194,150 @@ def parse_value(text: str):
     return number(yaml.safe_load(text))
 
 
+def default_run_name(models: list[str]) -> str:
+    """The run name when none is given: the model names joined by ``__``, each made a plain name (``/``
+    becomes ``--``, other characters outside :data:`RUN_NAME` ``-``, no leading dot or dash)."""
+    return "__".join(re.sub(r"[^A-Za-z0-9._+=-]", "-", m.replace("/", "--")).lstrip(".-") for m in models)
+
+
+def run_folder(name: str, runs_dir: str | Path) -> Path:
+    """``<runs_dir>/<name>``, once ``name`` is a plain folder name (nothing outside ``runs_dir`` is ever
+    written) and the folder exists or can be made there and is writable; :class:`RunError` otherwise.
+    Nothing is created."""
+    if not isinstance(name, str) or not RUN_NAME.fullmatch(name) or len(name) > 200:
+        raise RunError(f"--name {name[:60]!r} is not a plain name: use up to 200 letters, digits and . _ - + = (no "
+                       f"'/', no leading '.'), e.g. --name pocket; the run is written to <runs-dir>/<name>.")
+    return writable_folder(Path(runs_dir).expanduser().resolve() / name, f"--runs-dir {runs_dir}",
+                           "give a folder (it is made if missing) or another --name")
+
+
+def writable_folder(target: Path, setting: str, hint: str = "give a folder (it is made if missing)") -> Path:
+    """``target``, once it is a folder or can be made as one (no file on its path) and the nearest existing
+    folder on its path takes a new file; :class:`RunError` naming ``setting`` otherwise. Nothing is left
+    behind."""
+    existing = next(p for p in (target, *target.parents) if p.exists())
+    if not existing.is_dir():
+        raise RunError(f"{setting}: {existing} is a file, not a folder; {hint}.")
+    try:
+        tempfile.TemporaryFile(dir=existing).close()
+    except OSError as err:
+        raise RunError(f"{setting}: cannot write in {existing} ({err.strerror}); give a folder you can write "
+                       f"to.") from None
+    return target
+
+
+def check_same_settings(out_dir: Path, stem: str, settings: dict) -> None:
+    """:class:`RunError` when ``out_dir`` already holds a run of chapter ``stem`` made with other settings
+    (models, roles, ``--set`` values: its ``<stem>.parameters.yaml``), so that no run's files are
+    overwritten by another's. The same settings again are the same run, re-executed (and resumed from the
+    cache) in place. Every chapter keeps its own files in a run folder, so chapters never collide."""
+    file = out_dir / f"{stem}.parameters.yaml"
+    if not file.is_file():
+        return
+    try:
+        before = {k: v for k, v in (yaml.safe_load(file.read_text()) or {}).items() if k != "results_dir"}
+    except (yaml.YAMLError, AttributeError, UnicodeDecodeError):
+        raise RunError(f"{file} does not read back (damaged); remove {out_dir.name}/{stem}.* to run {stem} there "
+                       f"again, or give another --name.") from None
+    now = yaml.safe_load(yaml.safe_dump(settings))
+    if before != now:
+        changed = ", ".join(f"{k}: {yaml_flow(before.get(k))} there, {yaml_flow(now.get(k))} here"
+                            for k in sorted(set(before) | set(now)) if before.get(k) != now.get(k))
+        raise RunError(f"{out_dir} already holds a run of {stem} with other settings ({changed}); give another "
+                       f"--name, or remove {out_dir.name}/{stem}.* to replace it.")
+
+
+def check_run(path: Path, models: list[str], roles: dict[str, str], overrides: dict, name: str,
+              runs_dir: str | Path) -> Path:
+    """Every check a run of the chapter at ``path`` passes before anything is written or a kernel starts, in
+    this order: the parameters (names and values, :func:`check_parameters`); the run name and the runs folder
+    (:func:`run_folder`), and no run of this chapter with other settings there (:func:`check_same_settings`);
+    the user cache (a folder that can be written, :func:`writable_folder`);
+    the models (registry names, Hub ids, local folders whose files read back whole,
+    :func:`ifhelpers.model.folders.check_folder`; weights this machine can get,
+    :func:`ifhelpers.model.models.check_installed`; parts the engine can find, :func:`ifhelpers.model.anatomy.check_specs`)
+    and their roles (:func:`ifhelpers.model.registry.check_roles`:
+    a base and a tuned model, each once, or one base model for a chapter whose default tunes one); the data
+    the chapter reads from the mirror (:data:`CHAPTER_DATA`). Returns the run folder; raises the checks' own
+    errors, which the command line prints as one line each with exit code 2."""
+    defaults = notebook_parameters(path)
+    unknown = set(overrides) - set(defaults)
+    if unknown:
+        raise SystemExit(f"Unknown parameters {sorted(unknown)}; valid: {', '.join(sorted(defaults))}")
+    check_parameters(path, overrides)
+    out_dir = run_folder(name, runs_dir)
+    cache = sources.cache_root()
+    writable_folder(cache, f"{sources.ENV_CACHE}={os.environ[sources.ENV_CACHE]}" if os.environ.get(
+        sources.ENV_CACHE, "").strip() else f"the user cache {cache}", f"set {sources.ENV_CACHE} to a folder")
+    check_same_settings(out_dir, path.stem, {**overrides, "models": list(models), "roles": dict(roles)})
+    specs = registry.specs(models, roles)
+    registry.check_roles(specs, one_base=len(defaults.get("models") or []) == 1)
+    for spec in specs:
+        check_installed(spec)
+    anatomy.check_specs(specs)
+    sources.check_mirror(CHAPTER_DATA.get(path.stem.split("_", 1)[-1], ()))
+    return out_dir
+
+
+def model_count(settings: dict) -> int:
+    """How many models a chapter's run evaluates: its ``models``, and the models it tunes (arms × seeds)."""
+    arms = settings.get("arms", settings.get("tuned_arms")) or []
+    seeds = settings.get("seeds", settings.get("tuned_seeds")) or []
+    return len(settings.get("models") or []) + len(arms) * len(seeds)
+
+
+def rough_minutes(stem: str, settings: dict, cpus: int | None = None) -> tuple[float | None, list[str]]:
+    """A ROUGH guess of a run's wall minutes on a CPU, and the size parameters it could not count (None:
+    "all", which may take far longer). Not a cost model: it scales the chapter's smoke-size time
+    (:data:`SMOKE_SECONDS`) by the number of models it evaluates (:func:`model_count`), by the mean over the
+    chapter's other sizes in ``smoke.yaml`` of value / smoke value (numbers, or lengths of lists; each size
+    is taken to govern an equal share of the time, linearly), and by ``REFERENCE_CPUS / cpus`` (at most 8
+    cores counted). A warm cache is faster, a GPU much faster. Checked once against the committed full run of
+    chapter 5 (``results/tune_it_yourself_full``): 60 min guessed (its relations and subjects are None: not
+    counted), 90 min measured. None for a chapter without a smoke-size timing."""
+    smoke = (yaml.safe_load((NOTEBOOKS / "smoke.yaml").read_text()) or {}).get(stem)
+    if stem not in SMOKE_SECONDS or smoke is None:
+        return None, []
+    defaults = notebook_parameters(chapter_path(stem))
+    at_smoke = {**defaults, **smoke}
+    ratios, uncounted = [], []
+    for key, small in smoke.items():
+        value = settings.get(key, defaults.get(key))
+        if key in ("arms", "seeds", "tuned_arms", "tuned_seeds", "batch_size", "min_templates"):
+            continue
+        if value is None:
+            uncounted.append(key)
+        elif isinstance(value, (list, tuple)) and isinstance(small, (list, tuple)) and small:
+            ratios.append(len(value) / len(small))
+        elif isinstance(value, (int, float)) and isinstance(small, (int, float)) and small:
+            ratios.append(value / small)
+    models = model_count({**defaults, **settings}) / max(1, model_count(at_smoke))
+    cores = max(1, min(cpus or os.cpu_count() or 1, 8))
+    sizes = sum(ratios) / len(ratios) if ratios else 1.0
+    return SMOKE_SECONDS[stem] / 60 * models * sizes * REFERENCE_CPUS / cores, uncounted
+
+
+def run_plan(path: Path, models: list[str], settings: dict, out_dir: Path) -> str:
+    """What a run will do, printed before it starts: the chapter, the models, the sizes it sets, where it
+    writes, and :func:`rough_minutes`."""
+    sizes = ", ".join(f"{k}={yaml_flow(v)}" for k, v in settings.items() if k not in COMMON) or "the defaults"
+    minutes, uncounted = rough_minutes(path.stem, {**settings, "models": list(models)})
+    if minutes is None:
+        guess = "no time estimate (no smoke-size timing of this chapter)"
+    else:
+        took = f"{minutes:.0f} min" if minutes >= 1 else "under a minute"
+        unknown = (f"; {', '.join(k + '=None' for k in uncounted)} (all) not counted: may take far longer"
+                   if uncounted else "")
+        guess = (f"roughly {took} on this machine's CPU (a rough scaling of its smoke-size time; a warm cache or a "
+                 f"GPU is faster{unknown})")
+    return f"Running {path.stem} for {', '.join(models)} with {sizes} into {out_dir}: {guess}."
+
+
 def run_chapter(chapter: str, models: list[str], roles: dict[str, str], overrides: dict | None = None,
                 name: str = "run", runs_dir: str | Path = "runs", progress: bool = True) -> Path:
     """Execute one chapter for ``models`` with papermill; returns the run folder.
 
-    Validates the parameters and the models (registry, roles) before anything executes.
+    Every check of :func:`check_run` passes before anything is written or executed.
     """
     import time
     from datetime import datetime, timezone
@@ -176,12 +350,8 @@ def run_chapter(chapter: str, models: list[str], roles: dict[str, str], override
     path = chapter_path(chapter)
     defaults = notebook_parameters(path)
     overrides = dict(overrides or {})
-    unknown = set(overrides) - set(defaults)
-    if unknown:
-        raise SystemExit(f"Unknown parameters {sorted(unknown)}; valid: {', '.join(sorted(defaults))}")
-    check_parameters(path, overrides)
-    anatomy.check_specs(registry.specs(models, roles))
-    out_dir = Path(runs_dir).resolve() / name
+    out_dir = check_run(path, models, roles, overrides, name, runs_dir)
+    print(run_plan(path, models, overrides, out_dir), flush=True)
     out_dir.mkdir(parents=True, exist_ok=True)
     source = out_dir / f"{path.stem}.source.ipynb"
     jupytext.write(jupytext.read(path), source)
@@ -192,11 +362,19 @@ def run_chapter(chapter: str, models: list[str], roles: dict[str, str], override
                              machine=results.machine(),
                              started=datetime.fromtimestamp(started, timezone.utc).isoformat(timespec="seconds"),
                              finished=None, wall_s=None)
-    papermill.execute_notebook(str(source), str(out_dir / f"{path.stem}.ipynb"), parameters=params,
-                               cwd=str(path.parent), progress_bar=progress, kernel_name="python3")
+    executed = out_dir / f"{path.stem}.ipynb"
+    try:
+        papermill.execute_notebook(str(source), str(executed), parameters=params, cwd=str(path.parent),
+                                   progress_bar=progress, kernel_name="python3")
+    except papermill.PapermillExecutionError as error:
+        failed = f"{error.ename}: {str(error.evalue).splitlines()[0] if error.evalue else ''}"
+        results.write_provenance(out_dir, path.stem, failed=failed)
+        raise ChapterFailedError(f"{path.stem} stopped at cell {error.exec_count} with {failed}; the executed "
+                                 f"notebook, traceback included, is {executed}.") from None
     source.unlink()
     now = time.time()
-    results.write_provenance(out_dir, finished=datetime.fromtimestamp(now, timezone.utc).isoformat(timespec="seconds"),
+    results.write_provenance(out_dir, path.stem,
+                             finished=datetime.fromtimestamp(now, timezone.utc).isoformat(timespec="seconds"),
                              wall_s=round(now - started, 1))
     return out_dir
 
@@ -223,7 +401,10 @@ def cache_contents(root: Path | None = None) -> list[dict]:
                      "size_mb": size / 2**20, "files": files, "paths": [folder]})
     by_model: dict[str, list[Path]] = {}
     for about in sorted((root / "activations").glob("*/*/about.json")):
-        model = json.loads(about.read_text())["model"].split("@")[0]
+        try:
+            model = json.loads(about.read_text())["model"].split("@")[0]
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):  # damaged: listed so it can be removed
+            model = f"unreadable-{about.parent.parent.name[:12]}"
         by_model.setdefault(model, []).append(about.parent)
     for model, folders in sorted(by_model.items()):
         size, files = map(sum, zip(*(_size(f) for f in folders)))
@@ -263,17 +444,31 @@ def sweep(chapter_names: list[str], pair_names: list[str], executor: str = "loca
     """One :func:`run_chapter` job per (pair, chapter), submitted through submitit.
 
     ``executor`` is ``"slurm"`` (a cluster), ``"local"`` (subprocesses on this machine) or ``"debug"``
-    (in this process, for tests). Returns the finished run folders.
+    (in this process, for tests). ``overrides`` (``--set``) go to each chapter that has the parameter (a
+    name no chapter of the sweep has is refused). Every (pair, chapter) passes :func:`check_run` before any
+    job is submitted; each pair's run folder is ``<runs_dir>/<pair>``, where every chapter keeps its own
+    files and provenance. Returns the finished run folders.
     """
     import submitit
 
-    for chapter in chapter_names:
-        check_parameters(chapter_path(chapter), overrides or {})
+    overrides = overrides or {}
+    valid = {chapter: notebook_parameters(chapter_path(chapter)) for chapter in chapter_names}
+    unknown = sorted(k for k in overrides if k in COMMON or not any(k in params for params in valid.values()))
+    if unknown:
+        raise SystemExit(f"Unknown parameters {unknown} for chapters {', '.join(chapter_names)}; valid: "
+                         f"{', '.join(sorted({k for p in valid.values() for k in p} - set(COMMON)))}")
     jobs_args = []
     for pair_name in pair_names:
         pair = registry.pair(pair_name)
         for chapter in chapter_names:
-            jobs_args.append((chapter, list(pair.members), {}, overrides or {}, pair_name, str(runs_dir), False))
+            mine = {k: v for k, v in overrides.items() if k in valid[chapter]}
+            try:
+                out_dir = check_run(chapter_path(chapter), list(pair.members), {}, mine, pair_name, runs_dir)
+            except (RunError, registry.RolesError, folders.ModelFolderError, ModelNotInstalledError,
+                    sources.DataNotFoundError) as error:  # which job of the sweep, then the problem
+                raise type(error)(f"pair {pair_name}, chapter {chapter_path(chapter).stem}: {error}") from None
+            print(run_plan(chapter_path(chapter), list(pair.members), mine, out_dir), flush=True)
+            jobs_args.append((chapter, list(pair.members), {}, mine, pair_name, str(runs_dir), False))
     cluster = None if executor == "slurm" else executor
     ex = submitit.AutoExecutor(folder=Path(runs_dir) / "_submitit", cluster=cluster)
     ex.update_parameters(timeout_min=timeout_min, **(slurm or {}))
@@ -282,22 +477,33 @@ def sweep(chapter_names: list[str], pair_names: list[str], executor: str = "loca
 
 
 def main(argv: list[str] | None = None) -> int:
-    """The command line; a bad model, pair or parameter value prints one line and exits with code 2."""
-    from ifhelpers.data.sources import DataSelectionError
-
+    """The command line; a bad model, pair, parameter value, run name, runs folder or data mirror prints one
+    line and exits with code 2; a chapter that fails once started, one line naming its executed notebook
+    (code 1); an interruption (Ctrl-C), one line (code 130)."""
     try:
         return _main(argv)
-    except (registry.UnknownModelError, folders.ModelFolderError, anatomy.AnatomyError, parameters.ParameterError,
-            DataSelectionError) as error:
+    except (registry.UnknownModelError, registry.RolesError, folders.ModelFolderError, anatomy.AnatomyError,
+            parameters.ParameterError, sources.DataSelectionError, sources.DataNotFoundError, RunError,
+            ModelNotInstalledError) as error:
         message = str(error.args[0] if error.args else error)
     except SystemExit as stop:  # a malformed --models / --set: its message, with the same exit code 2
         if not isinstance(stop.code, str):
             raise  # argparse's own usage errors (code 2) and --help (code 0)
         message = stop.code
-    # one "ifhelpers:" line per problem; an indented line continues its problem (e.g. a command to copy)
+    except ChapterFailedError as error:  # not bad input: the chapter ran and failed (exit code 1)
+        return say(str(error), 1)
+    except KeyboardInterrupt:
+        return say("interrupted. Every finished batch of forward passes and training epoch is kept: the same "
+                   "command resumes from them.", 130)
+    return say(message, 2)
+
+
+def say(message: str, code: int) -> int:
+    """Print ``message`` as the command line's problem lines and return the exit ``code``: one
+    "ifhelpers:" line per problem; an indented line continues its problem (e.g. a command to copy)."""
     print("\n".join(line if line.startswith(" ") else f"ifhelpers: {line}" for line in message.splitlines()),
           file=sys.stderr)
-    return 2
+    return code
 
 
 def _main(argv: list[str] | None = None) -> int:
@@ -321,6 +527,8 @@ def _main(argv: list[str] | None = None) -> int:
     sw.add_argument("--pairs", required=True)
     sw.add_argument("--executor", choices=["local", "slurm", "debug"], default="local")
     sw.add_argument("--runs-dir", default="runs")
+    sw.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                    help="a chapter parameter, as for run; it goes to every chapter of the sweep that has it")
     sw.add_argument("--slurm", action="append", default=[], metavar="KEY=VALUE",
                     help="submitit Slurm parameters, e.g. slurm_partition=gpu, gpus_per_node=1")
     args = parser.parse_args(argv)
@@ -358,12 +566,15 @@ def _main(argv: list[str] | None = None) -> int:
         path = chapter_path(args.chapter)
         models, roles = parse_models(args.models)
         overrides = parse_overrides(args.set, notebook_parameters(path))
-        name = args.name or "__".join(m.replace("/", "--") for m in models)
+        name = args.name if args.name is not None else default_run_name(models)
         out = run_chapter(args.chapter, models, roles, overrides, name, args.runs_dir)
         print(f"Executed notebook and results in {out}")
         return 0
     slurm = {k: yaml.safe_load(v) for k, _, v in (item.partition("=") for item in args.slurm)}
-    outs = sweep(args.chapters.split(","), args.pairs.split(","), args.executor, args.runs_dir, slurm=slurm)
+    chapter_names = args.chapters.split(",")
+    every = {k: v for c in chapter_names for k, v in notebook_parameters(chapter_path(c)).items()}
+    overrides = parse_overrides(args.set, every, "These chapters'")
+    outs = sweep(chapter_names, args.pairs.split(","), args.executor, args.runs_dir, overrides, slurm=slurm)
     print("\n".join(str(o) for o in outs))
     return 0
 

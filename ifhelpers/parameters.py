@@ -14,7 +14,9 @@ parameter),
 ``bool``, ``str``, ``dict``, ``one of: a, b``, ``list of <kind>``, and the data kinds ``mmlu subjects``,
 ``pararel relations``, ``becel tasks``, ``pararel prompt ids``, ``mmlu instruction ids`` and
 ``tuning arms`` (lists of names checked against the mirror and the code). :func:`check` returns one
-line per bad value: the parameter, the value and what is valid.
+line per bad value: the parameter, the value and what is valid. Sizes whose large values can only be
+mistakes (a bootstrap of 10^10 resamples runs until killed) also have a ceiling, :data:`CEILINGS`, by
+parameter name across the chapters.
 """
 
 from __future__ import annotations
@@ -24,10 +26,30 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Declaration", "ParameterError", "declarations", "check_value", "check"]
+__all__ = ["Declaration", "ParameterError", "CEILINGS", "declarations", "check_value", "check"]
 
 _DECLARATION = re.compile(r"\[([^\[\]]+)\]\s*$")
 _BOUND = re.compile(r"^(int|float)(?:\s*(≥|>|≤|<)\s*(-?[\d.e+-]+)|\s+in\s+(-?[\d.]+)\.\.(-?[\d.]+))?$")
+
+
+_DATA = "more than any of the book's data sets holds"
+#: The largest value a size parameter (by name, in whichever chapter declares it) may take, and why a
+#: larger one can only be a mistake. Counts of data items are capped where no data set reaches.
+CEILINGS = {
+    "n_resamples": (100_000, "bootstrap intervals settle long before 10^5 resamples"),
+    "epochs": (1_000, "a fine-tuning run of more than 1000 epochs only overfits"),
+    "max_epochs": (1_000, "a fine-tuning run of more than 1000 epochs only overfits"),
+    "patience": (1_000, "above max_epochs' ceiling"),
+    "batch_size": (65_536, "above what any one device holds for these models"),
+    "lora_r": (65_536, "above any model's width"),
+    "max_tokens": (1_000_000, "above any model's context length"),
+    "attribute_top_k": (1_000_000, "above any vocabulary"),
+    "attribute_rank": (1_000_000, "above any vocabulary"),
+    **{name: (10_000_000, _DATA) for name in (
+        "n_examples", "n_mrpc_pairs", "n_paraphrase_sets", "n_nonparaphrase_per_set", "pararel_n_per_relation",
+        "tuned_pararel_n_per_relation", "mmlu_n_questions", "n_train", "n_eval", "becel_n_train", "becel_n_eval",
+        "n_relation_pairs", "n_nonparaphrase_pairs", "extraction_n_queries", "attribute_n_subjects", "min_snippets")},
+}
 
 
 class ParameterError(ValueError):
@@ -155,13 +177,17 @@ def check_value(value, spec: str) -> str | None:
 
 
 def check(declared: dict[str, Declaration], values: dict, chapter: str = "") -> list[str]:
-    """One line per value of ``values`` that its declaration refuses: ``chapter: name=value must be ...
-    (comment; default ...)``. Names without a declaration are left to the caller (unknown parameters)."""
+    """One line per value of ``values`` that its declaration (or its ceiling, :data:`CEILINGS`) refuses:
+    ``chapter: name=value must be ... (comment; default ...)``. Names without a declaration are left to the
+    caller (unknown parameters)."""
     lines = []
     for name, value in values.items():
         if name not in declared:
             continue
         problem = check_value(value, declared[name].spec)
+        ceiling, why = CEILINGS.get(name, (None, ""))
+        if not problem and ceiling is not None and isinstance(value, (int, float)) and value > ceiling:
+            problem = f"is above the ceiling {ceiling:,} ({why}), so it can only be a mistake"
         if problem:
             d = declared[name]
             where = f"{chapter}: " if chapter else ""

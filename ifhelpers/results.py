@@ -182,22 +182,54 @@ def machine() -> dict:
             "accelerator": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"}
 
 
-def write_provenance(folder: str | Path, **fields) -> Path:
-    """Write (or update) ``<folder>/provenance.yaml`` with ``fields``; returns its path."""
+def provenance_file(folder: str | Path, chapter: str | None = None) -> Path:
+    """Where a run's provenance is: ``<folder>/<chapter>.provenance.yaml`` for one chapter's run (each
+    chapter run into one folder keeps its own, beside its ``<chapter>.ipynb``), ``<folder>/provenance.yaml``
+    without a chapter (runs written before, such as ``results/tune_it_yourself_full``)."""
+    return Path(folder) / (f"{chapter}.{PROVENANCE}" if chapter else PROVENANCE)
+
+
+def write_provenance(folder: str | Path, chapter: str | None = None, **fields) -> Path:
+    """Write (or update) the provenance of ``chapter``'s run in ``folder`` (:func:`provenance_file`) with
+    ``fields`` (and ``chapter``); returns its path."""
     import yaml
 
-    path = Path(folder) / PROVENANCE
+    path = provenance_file(folder, chapter)
     current = yaml.safe_load(path.read_text()) if path.exists() else {}
-    path.write_text(yaml.safe_dump({**current, **fields}, sort_keys=False))
+    path.write_text(yaml.safe_dump({**current, **({"chapter": chapter} if chapter else {}), **fields}, sort_keys=False))
     return path
 
 
-def read_provenance(folder: str | Path) -> dict:
-    """A run's ``provenance.yaml`` ({} when it has none)."""
+def provenances(folder: str | Path) -> dict[str, dict]:
+    """Every chapter run's provenance in ``folder``, by chapter: the per-chapter files, and a
+    ``provenance.yaml`` of the older layout under its own ``chapter`` field unless a per-chapter file
+    of that chapter replaces it. A file that does not parse reads as {} (a run with nothing recorded)."""
     import yaml
 
-    path = Path(folder) / PROVENANCE
-    return yaml.safe_load(path.read_text()) if path.exists() else {}
+    def read(path: Path) -> dict:  # a damaged file reads as a run with nothing recorded
+        try:
+            data = yaml.safe_load(path.read_text())
+        except (yaml.YAMLError, UnicodeDecodeError):
+            data = None
+        return data if isinstance(data, dict) else {}
+
+    folder = Path(folder)
+    found = {}
+    if (folder / PROVENANCE).is_file():
+        legacy = read(folder / PROVENANCE)
+        found[legacy.get("chapter", "")] = legacy
+    for path in sorted(folder.glob(f"*.{PROVENANCE}")):
+        found[path.name[: -len(PROVENANCE) - 1]] = read(path)
+    return found
+
+
+def read_provenance(folder: str | Path, chapter: str | None = None) -> dict:
+    """The provenance of ``chapter``'s run in ``folder`` ({} when it has none); without ``chapter``, that of
+    the run started last (the only one, in a folder of one chapter's run)."""
+    found = provenances(folder)
+    if chapter is not None:
+        return found.get(chapter, {})
+    return max(found.values(), key=lambda p: str(p.get("started") or ""), default={})
 
 
 def stale_against_code(provenance: dict, root: str | Path | None = None, paths=COMPUTING_CODE) -> str:
@@ -253,12 +285,12 @@ def committed_run(folder: str | Path | None, table: str) -> CommittedRun:
 
 
 def committed_runs(folder: str | Path) -> pd.DataFrame:
-    """One row per run committed under ``folder`` (``results/``): its chapter, code commit, wall time,
+    """One row per chapter run committed under ``folder`` (``results/``): its folder, chapter, code commit, wall time,
     machine and whether it matches the code today (:func:`stale_against_code`; the runs page flags
     the others)."""
     rows = []
-    for path in sorted(p for p in Path(folder).glob("*") if (p / PROVENANCE).exists()):
-        prov = read_provenance(path)
+    for path, prov in ((p, prov) for p in sorted(Path(folder).glob("*")) if p.is_dir()
+                       for prov in provenances(p).values()):
         stale = stale_against_code(prov)
         machine = prov.get("machine", {})
         rows.append({"run": path.name, "chapter": prov.get("chapter", ""), "code commit": prov.get("code_commit", "")[:8],

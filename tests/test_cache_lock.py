@@ -93,8 +93,9 @@ def test_two_processes_that_need_one_tuned_model_train_it_once(tmp_path):
             time.sleep(1.0)
             with open(work / "trained.log", "a") as log:
                 log.write(f"{os.getpid()}\\n")
-            target.mkdir(parents=True)
-            (target / "config.json").write_text("{}")
+            from conftest import make_tiny_llama, make_tiny_tokenizer
+            make_tiny_llama().save_pretrained(target)  # a whole model folder: a damaged one is trained again
+            make_tiny_tokenizer().save_pretrained(target)
             return target
         tuning._train_and_store = fake_training
         recipe = Recipe(name="tiny-ift", base="gemma-3-270m", mixture="templates-1", n_examples=10)

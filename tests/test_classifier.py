@@ -184,6 +184,46 @@ def test_interrupted_training_resumes_from_last_checkpoint(isolated):
     assert again == []  # finished runs are read back, not retrained
 
 
+def _half(path, others):
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def _garbage(path, others):
+    path.write_bytes(b"\0" * 64)
+
+
+def _other_lr(path, others):
+    path.write_bytes(next(p for p in others if p != path).read_bytes())
+
+
+def _other_shapes(path, others):
+    saved = torch.load(path, weights_only=True)
+    saved["state"] = {k: v[:, :-1] if v.ndim == 2 else v for k, v in saved["state"].items()}
+    torch.save(saved, path)
+
+
+def _no_record(path, others):
+    torch.save({"state": torch.load(path, weights_only=True)["state"]}, path)
+
+
+@pytest.mark.parametrize("damage", [_half, _garbage, _other_lr, _other_shapes, _no_record],
+                         ids=["truncated", "garbage", "another-lr", "other-shapes", "no-record"])
+def test_a_damaged_checkpoint_is_said_and_trained_again(isolated, capsys, damage):
+    reference = _probe_run(isolated / "ref")
+    _probe_run(isolated / "run")
+    checkpoints = sorted((isolated / "run" / "ckpt").glob("*/checkpoint.pt"))
+    assert len(checkpoints) == 2  # one per learning rate
+    damage(checkpoints[0], checkpoints)
+    capsys.readouterr()
+    epochs_run = []
+    again = _probe_run(isolated / "run", callback=lambda epoch, record: epochs_run.append(epoch))
+    said = [line for line in capsys.readouterr().out.splitlines() if line.startswith("ifhelpers: ")]
+    assert len(said) == 1 and f"the classifier checkpoint {checkpoints[0]} does not read back whole" in said[0]
+    assert epochs_run[0] == 1  # trained again from the start, only the damaged run
+    pd.testing.assert_frame_equal(again.history, reference.history)
+    pd.testing.assert_frame_equal(again.predictions, reference.predictions)
+
+
 def test_checkpoint_key_depends_on_hyperparameters(isolated):
     lm = _tiny_lm()
     args = (["x"], [0], ["y"], [1])

@@ -60,7 +60,8 @@ def test_parse_models_and_overrides(chapter):
         cli.parse_models("gemma-3-270m")
 
 
-def test_run_executes_the_chapter_and_writes_tidy_results(chapter, tmp_path):
+def test_run_executes_the_chapter_and_writes_tidy_results(chapter, tmp_path, monkeypatch):
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)  # Hub ids only named, never loaded (offline: refused)
     out = cli.run_chapter(str(chapter), ["org/base-model", "smollm2-135m-instruct"], {"org/base-model": "base"},
                           {"n_items": 7}, name="mine", runs_dir=tmp_path / "runs", progress=False)
     table = pd.read_csv(out / "tiny_summary.csv")
@@ -88,7 +89,8 @@ def test_malformed_arguments_print_one_line_and_exit_2(chapter, args, message, c
     assert capsys.readouterr().err.startswith(message)
 
 
-def test_sweep_through_submitit_debug_executor(chapter, tmp_path):
+def test_sweep_through_submitit_debug_executor(chapter, tmp_path, monkeypatch):
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)  # Hub ids only named, never loaded (offline: refused)
     outs = cli.sweep([str(chapter)], ["pocket", "smollm2"], executor="debug", runs_dir=tmp_path / "runs")
     assert sorted(o.name for o in outs) == ["pocket", "smollm2"]
     from ifhelpers.results import load_tables
@@ -130,6 +132,8 @@ def fake_cache(root):
 def test_cache_shows_models_forward_passes_by_model_and_checkpoints(tmp_path):
     rows = cli.cache_contents(fake_cache(tmp_path))
     assert [r["part"] for r in rows] == ["models/tiny-base", "activations/tiny-base", "activations/tiny-tuned", "tuning"]
+    (next((tmp_path / "activations").glob("mtiny-t*")) / "request1" / "about.json").write_text('{"mod')  # cut short
+    assert [r["part"] for r in cli.cache_contents(tmp_path)][2] == "activations/unreadable-mtiny-t"
     assert rows[1]["what"] == "cached forward passes (2 requests)" and rows[1]["files"] == 4
     assert rows[0]["size_mb"] == 2048 / 2**20
 
@@ -152,3 +156,205 @@ def test_cache_command_asks_before_removing(tmp_path, monkeypatch, capsys):
     assert "Would remove tuning" in capsys.readouterr().out and (tmp_path / "tuning").exists()
     assert cli.main(["cache", "--remove", "tuning", "--yes"]) == 0 and not (tmp_path / "tuning").exists()
     assert cli.main(["cache", "--remove", "nothing"]) == 2
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--name", "../../escape"], "ifhelpers: --name '../../escape' is not a plain name"),
+    (["--name", "a/b"], "ifhelpers: --name 'a/b' is not a plain name"),
+    (["--name", ".hidden"], "ifhelpers: --name '.hidden' is not a plain name"),
+    (["--name", ""], "ifhelpers: --name '' is not a plain name"),
+    (["--name", "x" * 201], "ifhelpers: --name 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx' is not a plain"),
+    (["--name", "two words"], "ifhelpers: --name 'two words' is not a plain name"),
+    (["--runs-dir", "{file}"], "ifhelpers: --runs-dir {file}: {file} is a file, not a folder"),
+    (["--runs-dir", "{file}/sub"], "ifhelpers: --runs-dir {file}/sub: {file} is a file, not a folder"),
+    (["--runs-dir", "/proc/runs"], "ifhelpers: --runs-dir /proc/runs: cannot write in /proc"),
+    (["--name", "taken"], "ifhelpers: --runs-dir runs: {tmp}/runs/taken is a file, not a folder; give a folder (it is made if missing) or another --name."),
+], ids=["escape", "slash", "hidden", "empty", "too-long", "space", "runs-dir-is-a-file", "under-a-file", "not-writable", "run-is-a-file"])
+def test_a_bad_run_name_or_runs_folder_is_one_line_and_nothing_is_written(chapter, tmp_path, monkeypatch, capsys,
+                                                                          args, message):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "afile").write_text("x")
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "taken").write_text("x")
+    args = [a.replace("{file}", str(tmp_path / "afile")) for a in args]
+    assert cli.main(["run", str(chapter), "--models", "pair=pocket", *args]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(message.replace("{file}", str(tmp_path / "afile")).replace("{tmp}", str(tmp_path)))
+    assert len(err.strip().splitlines()) == 1
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["99_tiny.md", "afile", "runs", "taken"]  # nothing written
+    assert not (tmp_path.parent.parent / "escape").exists()
+
+
+@pytest.mark.parametrize("models, message", [
+    ("base=gemma-3-270m", "got no instruction-tuned model (gemma-3-270m (base))"),
+    ("ift=smollm2-135m-instruct", "got no base model (smollm2-135m-instruct (instruction-tuned))"),
+    ("base=gemma-3-270m,ift=gemma-3-270m", "gemma-3-270m is given twice"),
+    ("base=org/m,ift=smollm2-135m-instruct,ift=org/m", "org/m is given twice"),
+], ids=["base-only", "tuned-only", "same-model-twice", "hub-id-twice"])
+def test_the_pair_needs_a_base_and_a_tuned_model_each_once(chapter, tmp_path, capsys, models, message):
+    assert cli.main(["run", str(chapter), "--models", models, "--runs-dir", str(tmp_path / "runs")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("ifhelpers: ") and message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "runs").exists()
+
+
+def test_the_chapter_that_tunes_one_base_model_takes_exactly_one(capsys, tmp_path):
+    assert cli.main(["run", "tune_it_yourself", "--models", "pair=pocket", "--runs-dir", str(tmp_path)]) == 2
+    assert "This chapter tunes one base model: give exactly one" in capsys.readouterr().err
+
+
+def test_a_missing_mirror_or_a_file_the_chapter_needs_is_said_before_any_kernel(chapter, tmp_path, monkeypatch,
+                                                                                capsys):
+    monkeypatch.setenv("IFHELPERS_DATA", str(tmp_path / "no-mirror"))
+    assert cli.main(["run", str(chapter), "--models", "pair=pocket", "--runs-dir", str(tmp_path / "runs")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("ifhelpers: The offline data mirror folder does not exist.") and "no-mirror" in err
+    (tmp_path / "partial" / "mmlu").mkdir(parents=True)
+    monkeypatch.setenv("IFHELPERS_DATA", str(tmp_path / "partial"))
+    assert cli.main(["run", "predictions", "--models", "pair=pocket", "--runs-dir", str(tmp_path / "runs")]) == 2
+    assert capsys.readouterr().err.startswith(
+        f"ifhelpers: The offline data mirror at {tmp_path / 'partial'} lacks pararel/patterns, pararel/trex.")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_the_library_raises_the_same_errors_and_a_sweep_submits_nothing(chapter, tmp_path):
+    from ifhelpers.model.registry import RolesError
+
+    tmp_path = tmp_path / "runs"
+    tmp_path.mkdir()
+    with pytest.raises(cli.RunError, match="not a plain name"):
+        cli.run_chapter(str(chapter), ["gemma-3-270m", "smollm2-135m-instruct"], {}, name="../x", runs_dir=tmp_path)
+    with pytest.raises(RolesError, match="no base model"):
+        cli.run_chapter(str(chapter), ["smollm2-135m-instruct"], {}, name="x", runs_dir=tmp_path)
+    with pytest.raises(RolesError, match="pair pocket, chapter 05_tune_it_yourself: This chapter tunes one base"):
+        cli.sweep([str(chapter), "tune_it_yourself"], ["pocket"], executor="debug", runs_dir=tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_default_run_name_is_a_plain_name():
+    assert cli.default_run_name(["./models/my-base", "org/tuned"]) == "models--my-base__org--tuned"
+    assert cli.RUN_NAME.fullmatch(cli.default_run_name(["/abs/path with space/m", "~/x"]))
+
+
+def test_chapters_run_into_one_folder_keep_their_own_provenance(chapter, tmp_path, monkeypatch):
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)  # Hub ids only named, never loaded (offline: refused)
+    from ifhelpers import results
+
+    other = tmp_path / "98_other.md"
+    other.write_text(CHAPTER.replace("tiny_summary", "other_summary"))
+    models, roles = ["org/base-model", "smollm2-135m-instruct"], {"org/base-model": "base"}
+    runs = tmp_path / "runs"
+    cli.run_chapter(str(chapter), models, roles, {"n_items": 2}, name="one", runs_dir=runs, progress=False)
+    first = (runs / "one" / "99_tiny.provenance.yaml").read_text()
+    cli.run_chapter(str(other), models, roles, {"n_items": 5}, name="one", runs_dir=runs, progress=False)
+    assert (runs / "one" / "99_tiny.provenance.yaml").read_text() == first  # untouched by the second chapter
+    found = results.provenances(runs / "one")
+    assert sorted(found) == ["98_other", "99_tiny"]
+    assert [found[c]["parameters"]["n_items"] for c in ("99_tiny", "98_other")] == [2, 5]
+    assert all(found[c]["chapter"] == c and found[c]["wall_s"] is not None for c in found)
+    assert results.committed_runs(runs)["chapter"].tolist() == ["98_other", "99_tiny"]
+    # the same chapter again under one name: the same settings re-run it; other settings are refused
+    cli.run_chapter(str(chapter), models, roles, {"n_items": 2}, name="one", runs_dir=runs, progress=False)
+    with pytest.raises(cli.RunError, match=r"already holds a run of 99_tiny with other settings \(n_items: 2 there, 3 here\)"):
+        cli.run_chapter(str(chapter), models, roles, {"n_items": 3}, name="one", runs_dir=runs, progress=False)
+    assert pd.read_csv(runs / "one" / "tiny_summary.csv")["n_items"].tolist() == [2, 2]
+    (runs / "one" / "99_tiny.parameters.yaml").write_text("n_items: [2")  # cut short
+    with pytest.raises(cli.RunError, match="99_tiny.parameters.yaml does not read back"):
+        cli.run_chapter(str(chapter), models, roles, {"n_items": 2}, name="one", runs_dir=runs, progress=False)
+    (runs / "one" / "98_other.provenance.yaml").write_text("chapter: [")  # the runs page still lists the run
+    assert results.committed_runs(runs)["matches the code today"].tolist()[0] == "NO: no code commit recorded"
+
+
+def test_the_committed_run_of_the_older_layout_still_reads():
+    from ifhelpers import results
+
+    folder = cli.Path(cli.__file__).parents[1] / "results" / "tune_it_yourself_full"
+    assert results.read_provenance(folder)["chapter"] == "05_tune_it_yourself"
+    assert list(results.provenances(folder)) == ["05_tune_it_yourself"]
+    run = results.committed_run(folder, "tune_dose_response")
+    assert run.summary.loc["wall time (min)", ""] > 0 and not run.table.empty
+    # its COMMAND (the same settings) may re-run it in place
+    params = cli.yaml.safe_load((folder / "05_tune_it_yourself.parameters.yaml").read_text())
+    cli.check_same_settings(folder, "05_tune_it_yourself", {k: v for k, v in params.items() if k != "results_dir"})
+
+
+def test_a_sweep_takes_set_checks_it_for_each_chapter_and_keeps_each_provenance(chapter, tmp_path, capsys):
+    from ifhelpers import results
+
+    other = tmp_path / "98_other.md"
+    other.write_text(CHAPTER.replace("tiny_summary", "other_summary").replace("n_items", "n_other"))
+    runs = tmp_path / "runs"
+    outs = cli.sweep([str(chapter), str(other)], ["pocket"], executor="debug", runs_dir=runs, overrides={"n_items": 4})
+    assert [o.name for o in outs] == ["pocket", "pocket"]
+    found = results.provenances(runs / "pocket")
+    assert found["99_tiny"]["parameters"]["n_items"] == 4 and "n_items" not in found["98_other"]["parameters"]
+    assert pd.read_csv(runs / "pocket" / "tiny_summary.csv")["n_items"].tolist() == [4, 4]
+    args = ["sweep", "--chapters", f"{chapter},{other}", "--pairs", "pocket", "--executor", "debug",
+            "--runs-dir", str(tmp_path / "runs2")]
+    assert cli.main([*args, "--set", "n_items=0"]) == 2
+    assert capsys.readouterr().err.startswith("ifhelpers: 99_tiny: n_items=0 must be ≥ 1")
+    assert cli.main([*args, "--set", "n_nothing=1"]) == 2
+    assert "Unknown parameter 'n_nothing'. These chapters' parameters: seed" in capsys.readouterr().err
+    assert not (tmp_path / "runs2").exists()
+
+
+def test_a_run_says_what_it_will_do_and_roughly_how_long_before_it_starts(chapter, tmp_path, capsys):
+    assert cli.main(["run", "predictions", "--models", "pair=pocket", "--set", "n_resamples=10000000000"]) == 2
+    assert capsys.readouterr().err.startswith("ifhelpers: 02_predictions: n_resamples=10000000000 is above the ceiling")
+    cli.run_chapter(str(chapter), ["gemma-3-270m", "smollm2-135m-instruct"], {}, {"n_items": 2}, name="plan",
+                    runs_dir=tmp_path, progress=False)
+    assert capsys.readouterr().out.startswith(
+        f"Running 99_tiny for gemma-3-270m, smollm2-135m-instruct with n_items=2 into {tmp_path / 'plan'}: no time "
+        f"estimate")
+
+
+def test_the_rough_time_scales_the_smoke_time_by_models_sizes_and_cores():
+    smoke = cli.yaml.safe_load((cli.NOTEBOOKS / "smoke.yaml").read_text())["02_predictions"]
+    models = ["gemma-3-270m", "smollm2-135m-instruct"]
+    minutes, uncounted = cli.rough_minutes("02_predictions", {**smoke, "models": models}, cpus=2)
+    assert minutes == pytest.approx(14.6 / 60) and uncounted == []  # the smoke run itself: its measured time
+    twice = {**smoke, "models": models, "n_resamples": smoke["n_resamples"] * 7}  # one of 6 sizes ×7: mean ×2
+    assert cli.rough_minutes("02_predictions", twice, cpus=2)[0] == pytest.approx(2 * 14.6 / 60)
+    assert cli.rough_minutes("02_predictions", {**smoke, "models": models * 2}, cpus=4)[0] == pytest.approx(14.6 / 60)
+    assert cli.rough_minutes("02_predictions", {**smoke, "models": models, "pararel_relations": None}, cpus=2)[1] == \
+        ["pararel_relations"]
+
+
+def test_a_model_this_machine_cannot_get_is_one_line_before_any_kernel(chapter, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert cli.main(["run", str(chapter), "--models", "base=org/not-downloaded,ift=smollm2-135m-instruct",
+                     "--runs-dir", str(tmp_path / "runs")]) == 2
+    assert capsys.readouterr().err.startswith("ifhelpers: org/not-downloaded: org/not-downloaded is not in the "
+                                              "Hugging Face cache and the Hub is off (HF_HUB_OFFLINE=1)")
+    monkeypatch.delenv("IFHELPERS_LLAMA7B", raising=False)
+    assert cli.main(["run", str(chapter), "--models", "base=gemma-3-270m,ift=sharegpt-7b", "--runs-dir",
+                     str(tmp_path / "runs")]) == 2
+    assert capsys.readouterr().err.startswith("ifhelpers: sharegpt-7b was released as a weight difference against "
+                                              "llama-7b")
+    monkeypatch.setenv("IFHELPERS_CACHE", str(tmp_path / "afile"))
+    (tmp_path / "afile").write_text("x")
+    assert cli.main(["run", str(chapter), "--models", "pair=pocket", "--runs-dir", str(tmp_path / "runs")]) == 2
+    assert capsys.readouterr().err == (f"ifhelpers: IFHELPERS_CACHE={tmp_path / 'afile'}: {tmp_path / 'afile'} is a "
+                                       f"file, not a folder; set IFHELPERS_CACHE to a folder.\n")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_chapter_that_fails_or_is_interrupted_is_one_line(chapter, tmp_path, monkeypatch, capsys):
+    from ifhelpers import results
+
+    broken = tmp_path / "97_broken.md"
+    broken.write_text(CHAPTER.replace('ifh.results.save_table(frame, "tiny_summary", results_dir)',
+                                      'raise RuntimeError("the disk is full")'))
+    args = ["run", str(broken), "--models", "pair=pocket", "--runs-dir", str(tmp_path / "runs"), "--name", "x"]
+    assert cli.main(args) == 1  # cell numbers are execution counts of the executed notebook (papermill adds one)
+    err = capsys.readouterr().err.splitlines()[-1] + "\n"  # after papermill's progress bar
+    assert err == (f"ifhelpers: 97_broken stopped at cell 3 with RuntimeError: the disk is full; the executed notebook, "
+                   f"traceback included, is {tmp_path / 'runs' / 'x' / '97_broken.ipynb'}.\n")
+    assert results.read_provenance(tmp_path / "runs" / "x", "97_broken")["failed"] == "RuntimeError: the disk is full"
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("papermill.execute_notebook", interrupted)
+    assert cli.main(["run", str(chapter), "--models", "pair=pocket", "--runs-dir", str(tmp_path / "runs")]) == 130
+    assert capsys.readouterr().err.startswith("ifhelpers: interrupted. Every finished batch")

@@ -96,3 +96,54 @@ def test_the_cli_prints_one_line_and_starts_nothing(good_folder, tmp_path, capsy
     assert code == 2 and err.startswith("ifhelpers: ") and "Traceback" not in err
     assert "\n    python -c \"from transformers" in err  # the conversion command prints as it can be copied
     assert not (tmp_path / "runs").exists()
+
+
+def cut(folder, keep=None):
+    """Truncate the folder's safetensors file to ``keep`` bytes (default: half)."""
+    (file,) = folder.glob("*.safetensors")
+    data = file.read_bytes()
+    file.write_bytes(data[: len(data) // 2 if keep is None else keep])
+    return folder
+
+
+def more_tokens(folder, n):
+    """Give the folder's tokenizer ``n`` extra tokens."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(folder)
+    tok.add_tokens([f"extra{i}" for i in range(n)])
+    tok.save_pretrained(folder)
+    return folder
+
+
+@pytest.mark.parametrize("damage, expected", [
+    (lambda f: cut(f), "bytes where its header promises"),
+    (lambda f: cut(f, keep=5), "not a readable safetensors file (5 bytes, no valid header)"),
+    (lambda f: (f / "model.safetensors").write_bytes((30).to_bytes(8, "little") + b"{not json" + b" " * 40), "header does not parse"),
+    (lambda f: (f / "model.safetensors").open("ab").write(b"\0" * 8), "longer than its tensors"),
+    (lambda f: more_tokens(f, 40), "its tokenizer has 68 tokens but the embedding table only 40 rows"),
+], ids=["truncated-half", "truncated-to-5-bytes", "header-not-json", "trailing-bytes", "tokenizer-too-large"])
+def test_weights_that_do_not_read_back_whole_are_refused_from_their_headers(good_folder, tmp_path, damage, expected):
+    folder = broken(good_folder, tmp_path)
+    damage(folder)
+    assert expected in refusal(folder)
+
+
+def test_an_embedding_table_that_disagrees_with_the_config_is_refused(good_folder, tmp_path):
+    folder = broken(good_folder, tmp_path, config=lambda c: {**c, "vocab_size": 64})
+    assert "embedding table has 40 rows but config.json says vocab_size 64" in refusal(folder)
+    assert folders.tokenizer_size(good_folder) == 28  # 4 specials + 24 words, from tokenizer.json alone
+
+
+@pytest.mark.parametrize("damage, expected", [
+    (lambda f: cut(f), "ifhelpers: " ),
+    (lambda f: more_tokens(f, 40), "ifhelpers: "),
+], ids=["truncated", "tokenizer-too-large"])
+def test_a_broken_folder_is_one_line_before_any_kernel(good_folder, tmp_path, capsys, monkeypatch, damage, expected):
+    monkeypatch.chdir(tmp_path)
+    folder = broken(good_folder, tmp_path)
+    damage(folder)
+    assert cli.main(["run", "vector_space", "--models", f"base={folder},ift=smollm2-135m-instruct"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(expected) and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert not (tmp_path / "runs").exists()

@@ -103,3 +103,15 @@ def test_set_values_read_exponents_as_numbers():
     assert cli.parse_value("1e-4") == 1e-4 and cli.parse_value("[5e-4, 1.0e-4]") == [5e-4, 1e-4]
     assert cli.parse_value("abc") == "abc" and cli.parse_value("[templates-1, free-form]") == ["templates-1", "free-form"]
     assert cli.parse_value("null") is None and cli.parse_value("3") == 3
+
+
+def test_sizes_above_their_ceiling_are_refused_as_mistakes():
+    from ifhelpers import parameters
+
+    declared = parameters.declarations("n_resamples = 2000  # bootstrap resamples [int ≥ 10]\n"
+                                       "pararel_n_per_relation = 12  # facts [int ≥ 1]\nseed = 0  # [int ≥ 0]\n")
+    assert parameters.check(declared, {"n_resamples": 100_000, "seed": 10**12}) == []  # a seed has no ceiling
+    (line,) = parameters.check(declared, {"n_resamples": 10_000_000_000}, "01_vector_space")
+    assert line.startswith("01_vector_space: n_resamples=10000000000 is above the ceiling 100,000 (bootstrap")
+    assert "can only be a mistake" in line and line.endswith("(bootstrap resamples; default 2000)")
+    assert "above the ceiling 10,000,000" in parameters.check(declared, {"pararel_n_per_relation": 10**8})[0]

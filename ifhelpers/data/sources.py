@@ -28,6 +28,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 import tempfile
 import warnings
 import zlib
@@ -50,7 +51,9 @@ __all__ = [
     "MalformedRowsWarning",
     "GitHubFile",
     "mirror_root",
+    "check_mirror",
     "cache_root",
+    "discard",
     "describe_source",
     "locate",
     "download",
@@ -163,6 +166,23 @@ def mirror_root(data_dir: str | os.PathLike | None = None) -> Path | None:
     return root
 
 
+def check_mirror(relpaths: Sequence[str], data_dir: str | os.PathLike | None = None) -> Path | None:
+    """The mirror (:func:`mirror_root`), once each of ``relpaths`` (files or folders inside it, e.g. the
+    ones a chapter reads) is there: :class:`DataNotFoundError` naming every missing one otherwise. In
+    online mode (no mirror set) nothing is checked and None is returned."""
+    root = mirror_root(data_dir)
+    if root is None:
+        return None
+    missing = [rel for rel in relpaths if not (root / rel).exists()]
+    if missing:
+        raise DataNotFoundError(
+            f"The offline data mirror at {root} lacks {', '.join(missing)}.\n"
+            f"  what to do: point {ENV_DATA} (or data_dir=) at a complete copy of shared/data (see its "
+            f"SOURCES.md), or unset it to download from the canonical online sources."
+        )
+    return root
+
+
 def cache_root(*parts: str) -> Path:
     """The user cache of ifhelpers, joined with ``parts``: ``$IFHELPERS_CACHE`` (``~`` expanded) or
     ``platformdirs.user_cache_dir("ifhelpers")``. The one place that decides where downloads,
@@ -195,6 +215,16 @@ def cache_lock(target: str | os.PathLike, what: str = ""):
         yield target
     finally:
         lock.release()
+
+
+def discard(path: Path, reason: str, what: str = "cache part") -> None:
+    """Remove a damaged cache file (or folder) and say so on one line: it is made again from scratch."""
+    print(f"ifhelpers: the {what} {path} does not read back whole ({reason}); it is removed and computed again.",
+          flush=True)
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def describe_source(data_dir: str | os.PathLike | None = None) -> str:

@@ -7,6 +7,12 @@ atomically (temporary file, then rename) right after its batch is computed, so a
 keeps every finished batch and the next run computes only what is missing. A process computing
 passes for a store holds its lock (``<folder>/parts.lock``), so a second process waits and then
 reads them. Files are read with ``allow_pickle=False``.
+
+A part is used only once it reads back whole (:func:`part_problem`, once per process and file): every
+byte matches the zip checksums (a file cut short by a full disk or a crash fails), it holds ``keys``, its
+name is the one its keys give (it is the part it claims to be), and each array has one row per key and the
+same names, dtypes and row shape as the store's other parts. A part that fails is removed, said on one
+line (:func:`ifhelpers.data.sources.discard`), and its keys count as missing, so they are computed again.
 """
 
 from __future__ import annotations
@@ -15,12 +21,13 @@ import contextlib
 import hashlib
 import json
 import os
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from ifhelpers.data.sources import cache_lock, cache_root
+from ifhelpers.data.sources import cache_lock, cache_root, discard
 
 
 #: Part files (batches of forward passes) this process has written: how cold the cache was for a
@@ -41,6 +48,59 @@ def content_key(*parts) -> str:
     return hashlib.sha256(json.dumps(parts, ensure_ascii=False, sort_keys=True).encode()).hexdigest()[:32]
 
 
+def file_problem(path: Path) -> str | None:
+    """Why a file of a training checkpoint does not read back whole, or None: a safetensors file against its
+    header (:func:`ifhelpers.model.folders.safetensors_header`), a JSON file that does not parse, a torch file
+    (``.pt``, ``.pth``, ``.bin``: a zip archive) against its checksums. Other files are not checked."""
+    from ifhelpers.model import folders
+
+    try:
+        if path.suffix == ".safetensors":
+            folders.safetensors_header(path)
+        elif path.suffix == ".json":
+            json.loads(path.read_text(encoding="utf-8"))
+        elif path.suffix in (".pt", ".pth", ".bin"):
+            with zipfile.ZipFile(path) as archive:
+                bad = archive.testzip()
+            if bad is not None:
+                return f"{path.name}: {bad} fails its checksum"
+    except (folders.ModelFolderError, ValueError, OSError, zipfile.BadZipFile, EOFError) as error:
+        return f"{path.name}: {str(error).removeprefix(str(path) + ': ') or type(error).__name__}"
+    return None
+
+
+def _dtype_name(dtype: np.dtype) -> str:
+    """A dtype as a part's layout compares it: text by its kind only (its width follows the longest text)."""
+    return dtype.kind if dtype.kind in "US" else str(dtype)
+
+
+def part_layout(part: Path) -> tuple[list[str], dict[str, tuple]]:
+    """The keys of a part file and its arrays' (dtype, row shape), after checking that it reads back whole:
+    ValueError (or an OSError / zip error) saying why not. Reads every byte once (the zip checksums)."""
+    with zipfile.ZipFile(part) as archive:
+        bad = archive.testzip()
+        if bad is not None:
+            raise ValueError(f"{bad} fails its checksum")
+        layout = {}
+        for name in archive.namelist():
+            with archive.open(name) as member:
+                version = np.lib.format.read_magic(member)
+                read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
+                    np.lib.format.read_array_header_2_0
+                shape, _, dtype = read_header(member)
+            layout[name.removesuffix(".npy")] = (_dtype_name(dtype), tuple(shape))
+    if "keys" not in layout:
+        raise ValueError("no keys")
+    with np.load(part, allow_pickle=False) as data:
+        keys = data["keys"].tolist()
+    if part.name != f"part-{content_key(keys)[:20]}.npz":
+        raise ValueError("its keys are not the ones its name claims")
+    short = [name for name, (_, shape) in layout.items() if not shape or shape[0] != len(keys)]
+    if short:
+        raise ValueError(f"{', '.join(short)} not one row per key")
+    return keys, {name: (dtype, shape[1:]) for name, (dtype, shape) in layout.items() if name != "keys"}
+
+
 @dataclass
 class ActivationStore:
     """The cached outputs of one model under one request."""
@@ -48,27 +108,42 @@ class ActivationStore:
     folder: Path
     _index: dict[str, tuple[Path, int]] = field(default_factory=dict, repr=False)
     _parts: set[Path] = field(default_factory=set, repr=False)
+    _layout: str | None = field(default=None, repr=False)  # the arrays' names, dtypes and row shapes (JSON)
 
     def __post_init__(self):
         self.folder.mkdir(parents=True, exist_ok=True)
         self.refresh()
 
     def refresh(self) -> None:
-        """Index the part files not indexed yet (e.g. written by another process since this store opened)."""
-        for part in sorted(self.folder.glob("part-*.npz")):
-            if part not in self._parts:
-                self._add_to_index(part)
+        """Index the part files not indexed yet (e.g. written by another process since this store opened), each
+        once it reads back whole (:func:`part_layout`) with the layout most of the store's parts share; a part
+        that does not is discarded (:func:`ifhelpers.data.sources.discard`) and its keys stay missing."""
+        new = [part for part in sorted(self.folder.glob("part-*.npz")) if part not in self._parts]
+        read = {}
+        for part in new:
+            try:
+                read[part] = _VERIFIED.get(_stamp(part)) or part_layout(part)
+            except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
+                discard(part, str(error) or type(error).__name__)
+        layouts = [json.dumps(sorted(layout.items())) for _, layout in read.values()]
+        if self._layout is None and layouts:
+            self._layout = max(layouts, key=layouts.count)  # ties: the first part's
+        for part, (keys, layout) in read.items():
+            if json.dumps(sorted(layout.items())) != self._layout:
+                discard(part, f"arrays {layout} where the store's other parts hold {dict(json.loads(self._layout))}")
+                continue
+            _VERIFIED[_stamp(part)] = (keys, layout)
+            self._add_to_index(part, keys)
 
     def lock(self):
         """The store's lock (:func:`ifhelpers.data.sources.cache_lock`), held while a process computes passes
         for it: two processes that need the same passes compute them once."""
         return cache_lock(self.folder / "parts", f"forward passes of {self.folder.parent.name[:12]}/{self.folder.name[:12]}")
 
-    def _add_to_index(self, part: Path) -> None:
+    def _add_to_index(self, part: Path, keys: list[str]) -> None:
         self._parts.add(part)
-        with np.load(part, allow_pickle=False) as data:
-            for row, key in enumerate(data["keys"].tolist()):
-                self._index.setdefault(key, (part, row))
+        for row, key in enumerate(keys):
+            self._index.setdefault(key, (part, row))
 
     def __contains__(self, key: str) -> bool:
         return key in self._index
@@ -81,11 +156,18 @@ class ActivationStore:
         name = f"part-{content_key(keys)[:20]}.npz"
         target = self.folder / name
         tmp = self.folder / f".{name}.{os.getpid()}.tmp.npz"
-        np.savez(tmp, keys=np.asarray(keys), **arrays)
-        os.replace(tmp, target)
+        try:
+            np.savez(tmp, keys=np.asarray(keys), **arrays)
+            os.replace(tmp, target)
+        except BaseException:  # a full disk or an interruption leaves no half-written file behind
+            tmp.unlink(missing_ok=True)
+            raise
         global PARTS_WRITTEN
         PARTS_WRITTEN += 1
-        self._add_to_index(target)
+        layout = {name: (_dtype_name(np.asarray(a).dtype), tuple(np.shape(a)[1:])) for name, a in arrays.items()}
+        self._layout = self._layout or json.dumps(sorted(layout.items()))
+        _VERIFIED[_stamp(target)] = (list(keys), layout)
+        self._add_to_index(target, list(keys))
         return target
 
     def read(self, keys: list[str]) -> dict[str, np.ndarray]:
@@ -109,6 +191,16 @@ class ActivationStore:
                         out[name] = np.empty((len(keys), *values.shape[1:]), dtype=values.dtype)
                     out[name][positions] = values[rows]
         return out
+
+
+#: Part files this process read back whole (or wrote), by path, size and modification time: their keys and
+#: layout, so that a part is checked once per process.
+_VERIFIED: dict[tuple, tuple[list[str], dict]] = {}
+
+
+def _stamp(part: Path) -> tuple:
+    info = part.stat()
+    return str(part), info.st_size, info.st_mtime_ns
 
 
 def _store_folder(model_fingerprint: str, request_key: str, root: str | Path | None) -> Path:

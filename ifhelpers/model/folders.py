@@ -14,7 +14,11 @@ with one message that says what is missing and what to do:
 * weights only as pickles (``*.bin``, ``*.pt``, ...): refused, because unpickling runs code; the
   message gives the one line that converts them to safetensors;
 * no weights at all (or only a GGUF file, which loads through a registry entry);
-* no tokenizer files.
+* no tokenizer files;
+* weights that do not read back whole (:func:`check_weights`, from the safetensors headers only, never
+  the tensors): a header that does not parse, a file shorter or longer than its header says (a copy cut
+  short), an embedding table whose rows differ from the config's ``vocab_size``, or a tokenizer with more
+  tokens than the embedding table has rows (its last ids would index past the table mid-chapter).
 """
 
 from __future__ import annotations
@@ -83,7 +87,101 @@ def check_folder(path: str | Path, trust_remote_code: bool | None = None) -> Pat
         raise ModelFolderError(
             f"{path}: no tokenizer (none of {', '.join(TOKENIZER_FILES)}). Save the model's tokenizer beside it: "
             f"tokenizer.save_pretrained('{folder}').")
+    check_weights(folder, config)
     return folder.resolve()
+
+
+def stored_whole(folder: str | Path, what: str) -> bool:
+    """Whether a model folder the book keeps in its cache (a converted, recovered or tuned model) is there and
+    reads back whole (:func:`check_folder`). One that is there but damaged is said on one line and removed
+    (:func:`ifhelpers.data.sources.discard`), so that its maker makes it again."""
+    from ifhelpers.data.sources import discard
+
+    folder = Path(folder)
+    if not folder.exists():
+        return False
+    try:
+        check_folder(folder, trust_remote_code=False)
+        return True
+    except ModelFolderError as error:
+        discard(folder, str(error).splitlines()[0].removeprefix(f"{folder}: "), what)
+        return False
+
+
+def safetensors_header(file: Path) -> dict:
+    """The tensors a safetensors file holds (name -> dtype, shape, data_offsets), read from its header
+    alone; :class:`ModelFolderError` when the header does not parse or the file is not as long as the
+    header says (8 bytes of header length, the JSON header, then the data the offsets cover)."""
+    size = file.stat().st_size
+    with open(file, "rb") as fh:
+        head = fh.read(8)
+        length = int.from_bytes(head, "little") if len(head) == 8 else -1
+        if not 0 < length <= size - 8:
+            raise ModelFolderError(f"{file}: not a readable safetensors file ({size} bytes, no valid header); "
+                                   f"the copy is damaged or cut short: copy or save the model again.")
+        try:
+            header = json.loads(fh.read(length))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise ModelFolderError(f"{file}: its safetensors header does not parse; the file is damaged: copy or "
+                                   f"save the model again.") from None
+    tensors = {k: v for k, v in header.items() if k != "__metadata__"} if isinstance(header, dict) else {}
+    end = 8 + length + max((t["data_offsets"][1] for t in tensors.values()), default=0)
+    if end != size:
+        raise ModelFolderError(f"{file}: {size} bytes where its header promises {end}; the file is "
+                               f"{'cut short' if size < end else 'longer than its tensors'}: copy or save the "
+                               f"model again.")
+    return tensors
+
+
+def tokenizer_size(folder: Path) -> int | None:
+    """How many token ids the folder's tokenizer can produce (one more than its largest id), read from
+    ``tokenizer.json``; None without one (a sentencepiece or vocab-file tokenizer, left unchecked)."""
+    file = folder / "tokenizer.json"
+    if not file.is_file():
+        return None
+    data = json.loads(file.read_text(encoding="utf-8"))
+    vocab = (data.get("model") or {}).get("vocab") or {}
+    ids = list(vocab.values()) if isinstance(vocab, dict) else [len(vocab) - 1] if vocab else []
+    ids += [t["id"] for t in data.get("added_tokens") or []]
+    return max(ids) + 1 if ids else None
+
+
+#: Tensor names that are a decoder's input embedding table (llama-like, GPT-2, GPT-NeoX, BLOOM).
+EMBEDDING_NAMES = ("embed_tokens.weight", "wte.weight", "embed_in.weight", "word_embeddings.weight")
+
+
+#: Folders :func:`check_weights` found whole in this process, with their files' sizes and times: a folder
+#: is read once per process unless a file changes.
+_WHOLE: set = set()
+
+
+def check_weights(folder: str | Path, config: dict | None = None) -> None:
+    """:class:`ModelFolderError` unless every ``*.safetensors`` file of ``folder`` reads back whole
+    (:func:`safetensors_header`), its embedding table has the config's ``vocab_size`` rows and the tokenizer
+    (:func:`tokenizer_size`) fits in it. Reads headers and the tokenizer, not the weights; once per process
+    for a folder whose files do not change."""
+    folder = Path(folder)
+    stamp = (str(folder.resolve()), tuple((p.name, p.stat().st_size, p.stat().st_mtime_ns)
+                                          for p in sorted(folder.iterdir()) if p.is_file()))
+    if stamp in _WHOLE:
+        return
+    config = _config(folder) if config is None else config
+    rows = None
+    for file in sorted(folder.glob("*.safetensors")):
+        for name, tensor in safetensors_header(file).items():
+            if name.endswith(EMBEDDING_NAMES) and rows is None:
+                rows = tensor["shape"][0]
+    vocab = config.get("vocab_size", (config.get("text_config") or {}).get("vocab_size"))
+    if rows is not None and vocab is not None and rows != vocab:
+        raise ModelFolderError(f"{folder}: its embedding table has {rows} rows but config.json says vocab_size "
+                               f"{vocab}; the weights and the config are from different models: save them together "
+                               f"again with save_pretrained.")
+    tokens = tokenizer_size(folder)
+    if rows is not None and tokens is not None and tokens > rows:
+        raise ModelFolderError(f"{folder}: its tokenizer has {tokens} tokens but the embedding table only {rows} "
+                               f"rows (ids from {rows} on would fail mid-chapter); use the tokenizer saved with "
+                               f"this model (tokenizer.save_pretrained), or resize the embeddings and save again.")
+    _WHOLE.add(stamp)
 
 
 def _config(folder: Path) -> dict:

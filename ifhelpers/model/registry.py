@@ -187,6 +187,36 @@ def specs(names, roles: dict[str, str] | None = None) -> list[ModelSpec]:
     return [resolve(name, role=roles.get(name) if isinstance(name, str) else None) for name in names]
 
 
+class RolesError(ValueError):
+    """A chapter's models whose roles do not make the comparison the chapter computes (no base, no tuned
+    model, a model given twice)."""
+
+
+def check_roles(specs: list[ModelSpec], one_base: bool = False) -> None:
+    """:class:`RolesError` unless ``specs`` name each model once and hold at least one base and one
+    instruction-tuned model (``one_base``: exactly one base model and nothing else, for the chapter that
+    tunes its own). Two specs are one model when their names or their sources (folder, Hub id,
+    registry source) are equal."""
+    seen: dict[str, str] = {}
+    for spec in specs:
+        source = yaml.safe_dump(spec.source, sort_keys=True)
+        for key in (spec.name, source):
+            if key in seen:
+                raise RolesError(f"{spec.name} is given twice (also as {seen[key]}): compare each model once, "
+                                 f"e.g. --models base=BASE,ift=TUNED.")
+            seen[key] = spec.name
+    got = ", ".join(f"{s.name} ({s.role})" for s in specs)
+    if one_base:
+        if len(specs) != 1 or specs[0].role != "base":
+            raise RolesError(f"This chapter tunes one base model: give exactly one, --models base=NAME "
+                             f"(got {got}).")
+        return
+    for role in ROLES:
+        if not any(s.role == role for s in specs):
+            raise RolesError(f"This chapter compares a base model with instruction-tuned ones and got no "
+                             f"{role} model ({got}): give both, --models base=BASE,ift=TUNED or pair=NAME.")
+
+
 def family_note(names, roles: dict[str, str] | None = None) -> str:
     """A warning sentence when the compared base and instruction-tuned models come from different families."""
     all_specs = specs(names, roles)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ifhelpers.data import sources
-from ifhelpers.model import registry
+from ifhelpers.model import folders as model_folders, registry
 from ifhelpers.model.registry import ModelSpec
 
 #: The training arms of chapter 5 (:func:`ifhelpers.train.tuning.mixture`): the same T0 tasks through
@@ -121,8 +121,9 @@ def folders(recipe: Recipe) -> tuple[Path, Path]:
 
 
 def is_trained(spec: ModelSpec) -> bool:
-    """Whether the tuned model of ``spec`` is stored on this machine."""
-    return (folders(recipe_of(spec))[1] / "config.json").exists()
+    """Whether the tuned model of ``spec`` is stored on this machine and reads back whole (a damaged one is
+    said on one line and removed: it is trained again)."""
+    return model_folders.stored_whole(folders(recipe_of(spec))[1], f"tuned model {spec.name}")
 
 
 def training_log(recipe: Recipe) -> dict:
@@ -134,7 +135,7 @@ def location(spec: ModelSpec) -> tuple[str, str]:
     """(folder, fingerprint) of a stored ``lora_tuned`` model; :class:`ModelNotTrainedError` if not trained."""
     recipe = recipe_of(spec)
     target = folders(recipe)[1]
-    if not (target / "config.json").exists():
+    if not model_folders.stored_whole(target, f"tuned model {spec.name}"):
         raise ModelNotTrainedError(
             f"{spec.name} is a model this book tunes itself and it is not trained on this machine yet "
             f"(expected in {target}). Train it with `ifhelpers.train.tuning.ensure_tuned("

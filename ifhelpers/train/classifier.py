@@ -42,7 +42,7 @@ import pandas as pd
 
 from ifhelpers import metrics
 from ifhelpers.data import becel
-from ifhelpers.data.sources import cache_lock, rng_for
+from ifhelpers.data.sources import cache_lock, discard, rng_for
 from ifhelpers.model.cache import content_key
 
 __all__ = [
@@ -498,6 +498,33 @@ def _load(path: Path) -> dict:
     return _torch().load(path, map_location="cpu", weights_only=True)
 
 
+def saved_run(path: Path, lr: float, backend, fields: list[str]) -> dict | None:
+    """The checkpoint at ``path`` when it reads back whole and is this run's: it loads, holds ``fields``, its
+    learning rate is ``lr`` and its weights have the shapes of ``backend``'s trainable weights. None without
+    one; a damaged one is said on one line and removed (:func:`ifhelpers.data.sources.discard`), so that the
+    run starts again."""
+    import pickle
+
+    if not path.exists():
+        return None
+    try:
+        saved = _load(path)
+        missing = [k for k in (*fields, "state") if k not in saved]
+        if missing:
+            raise ValueError(f"no {', '.join(missing)}")
+        if saved["lr"] != float(lr):
+            raise ValueError(f"it is the run of lr={saved['lr']:g}, not {lr:g}")
+        shapes = {k: tuple(v.shape) for k, v in backend.trainable().items()}
+        got = {k: tuple(v.shape) for k, v in saved["state"].items()}
+        if got != shapes:
+            raise ValueError(f"its weights have shapes {got} where the classifier's have {shapes}")
+        return saved
+    except (RuntimeError, ValueError, KeyError, TypeError, AttributeError, EOFError, OSError,
+            pickle.UnpicklingError) as error:
+        discard(path, str(error).splitlines()[0] if str(error) else type(error).__name__, "classifier checkpoint")
+        return None
+
+
 def run_folder(lm, task: str, lr: float, config: FinetuneConfig, train_texts, train_labels, dev_texts,
                dev_labels, root=None) -> Path:
     """Checkpoint folder of one training run: model fingerprint + task + mode + hyper-parameters +
@@ -533,7 +560,7 @@ def fit(backend, train_texts: Sequence[str], train_labels, dev_texts: Sequence[s
     The best epoch's weights are kept (ties: the later epoch; early stopping after ``patience``
     epochs without a strictly better dev accuracy, as ``transformers``' EarlyStoppingCallback). After every epoch the state is saved to ``folder/checkpoint.pt``; calling ``fit``
     again with the same folder resumes after the last saved epoch, or returns at once if the run
-    had finished. ``callback(epoch, record)`` is called after each saved epoch (tests use it to
+    had finished; a checkpoint that does not read back whole is not used (:func:`saved_run`). ``callback(epoch, record)`` is called after each saved epoch (tests use it to
     simulate an interruption).
 
     Returns
@@ -558,8 +585,8 @@ def fit(backend, train_texts: Sequence[str], train_labels, dev_texts: Sequence[s
     total_steps = steps_per_epoch * config.max_epochs
     record = {"lr": float(lr), "epoch": 0, "step": 0, "history": [], "best_epoch": 0,
               "best_dev_accuracy": -1.0, "bad_epochs": 0, "done": False, "best_state": backend.state()}
-    if path is not None and path.exists():
-        saved = _load(path)
+    saved = saved_run(path, lr, backend, list(record)) if path is not None else None
+    if saved is not None:
         backend.load_state(saved["state"])
         if saved.get("optimizer") is not None:
             optimizer.load_state_dict(saved["optimizer"])

@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 from ifhelpers.data import becel, instructions, mmlu, pararel, sources
-from ifhelpers.model import registry
+from ifhelpers.model import folders as model_folders, registry
 from ifhelpers.model.registry import ModelSpec
 from ifhelpers.model.tuned import Recipe, check_mixture, folders, is_trained, location, recipe_of, templates_per_task
 
@@ -298,17 +298,34 @@ def _peak_memory_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
+def last_whole_checkpoint(work_dir: str | Path) -> str | None:
+    """The Trainer's last checkpoint in ``work_dir`` that reads back whole (a ``trainer_state.json``, and every
+    file whole by :func:`ifhelpers.model.cache.file_problem`), or None. A damaged one is said on one line and
+    removed (:func:`ifhelpers.data.sources.discard`): training resumes from the one before, or starts again."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    from ifhelpers.model.cache import file_problem
+
+    while Path(work_dir).is_dir() and (last := get_last_checkpoint(str(work_dir))) is not None:
+        files = sorted(p for p in Path(last).iterdir() if p.is_file())
+        problem = ("no trainer_state.json" if not (Path(last) / "trainer_state.json").is_file()
+                   else next(filter(None, map(file_problem, files)), None))
+        if problem is None:
+            return last
+        sources.discard(Path(last), problem, "training checkpoint")
+    return None
+
+
 def fit_lora(model, tokenizer, examples: pd.DataFrame, recipe: Recipe, work_dir: str | Path, *,
              progress: bool = True, callbacks=()) -> tuple[object, dict]:
     """LoRA-train ``model`` on ``examples`` with the Trainer; returns (merged model, training log).
 
-    Resumes from the last checkpoint in ``work_dir`` when there is one (checkpoints every fifth of
-    the run). The merged model has the adapter folded into its weights: a plain transformers model.
+    Resumes from the last checkpoint in ``work_dir`` when there is one and it reads back whole
+    (:func:`last_whole_checkpoint`; checkpoints every fifth of the run). The merged model has the adapter folded into its weights: a plain transformers model.
     """
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import Trainer, TrainingArguments, set_seed
-    from transformers.trainer_utils import get_last_checkpoint
 
     set_seed(recipe.seed)
     lora = LoraConfig(r=recipe.lora_r, lora_alpha=recipe.lora_alpha, lora_dropout=recipe.lora_dropout,
@@ -326,7 +343,7 @@ def fit_lora(model, tokenizer, examples: pd.DataFrame, recipe: Recipe, work_dir:
     )
     trainer = Trainer(model=model, args=args, train_dataset=_encode(tokenizer, examples, recipe.max_tokens),
                       data_collator=_collate(tokenizer), callbacks=list(callbacks))
-    last = get_last_checkpoint(str(work_dir)) if Path(work_dir).is_dir() else None
+    last = last_whole_checkpoint(work_dir)
     _reset_peak_memory()
     start = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=last)
@@ -355,10 +372,11 @@ def train(recipe: Recipe, pool: pd.DataFrame | None = None, *, progress: bool = 
     model train it once: the second waits for the first (a lock on the model's folder).
     """
     work, target = folders(recipe)
-    if (target / "config.json").exists():
+    what = f"tuned model {recipe.name}"
+    if model_folders.stored_whole(target, what):
         return target
-    with sources.cache_lock(target, f"the tuned model {recipe.name}"):
-        if (target / "config.json").exists():  # another process trained it while this one waited
+    with sources.cache_lock(target, f"the {what}"):
+        if model_folders.stored_whole(target, what):  # another process trained it while this one waited
             return target
         return _train_and_store(recipe, pool, work, target, progress, data_dir)
 
