@@ -117,6 +117,21 @@ def test_sample_nonparaphrase_pairs_deterministic_and_cross_set():
     assert len({(sets[i], sets[j]) for i, j in zip(a, b)}) == 3 * 2
 
 
+def test_sample_nonparaphrase_pairs_weighs_every_set_alike():
+    sets = np.array([0, 0, 1, 1, 2, 2])  # N = 3 paraphrase sets
+    # K = qN + r: the first qN pairs run over the sets in turn, the last r pairs take r distinct sets
+    pairs = m.cosine.sample_nonparaphrase_pairs(sets, 8, seed=1)  # q = 2, r = 2
+    assert pairs["set_id"].tolist()[:6] == [0, 1, 2, 0, 1, 2]
+    tail = pairs["set_id"].tolist()[6:]
+    assert len(set(tail)) == 2 and sorted(pairs["set_id"].value_counts().tolist()) == [2, 3, 3]
+    # every set is p_i of K/N pairs in expectation, whatever K: with K = 2 < N = 3, each set is drawn
+    # first in 2/3 of the seeds (cycling in data order would draw sets 0 and 1 always, set 2 never)
+    drawn = np.zeros(3)
+    for seed in range(600):
+        drawn += np.bincount(m.cosine.sample_nonparaphrase_pairs(sets, 2, seed=seed)["set_id"].astype(int), minlength=3)
+    np.testing.assert_allclose(drawn / 600, [2 / 3] * 3, atol=0.06)
+
+
 def test_eq4_expectation_with_a_singleton_set():
     # sets A = {a1, a2}, B = {b1, b2}, C = {c} (one member). Every A-B cosine is 0 (a1, a2 span x and y,
     # b1 = b2 = z), every cosine with c = (1, 1, 1)/sqrt(3) is 1/sqrt(3). The symmetric eq. 4 draws p_i and

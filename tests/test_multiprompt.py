@@ -98,6 +98,26 @@ def test_posix_by_hand():
         mp.posix(np.zeros((2, 3)))
 
 
+def test_posix_released_code_by_hand():
+    # one item, two prompts, summed log P(y_j | x_i) as [i, j]; max_new_tokens = 5
+    grid = np.array([[[-1.0, -3.0],
+                      [-2.0, -0.5]]])
+    # the released code holds the prompt fixed: under x_0, |log P(y_1|x_0) - log P(y_0|x_0)| = |-3 + 1| = 2;
+    # under x_1, |log P(y_0|x_1) - log P(y_1|x_1)| = |-2 + 0.5| = 1.5; (2 + 1.5) / 5 / (2 * 1)
+    np.testing.assert_allclose(mp.posix_released_code(grid, 5), [(2.0 + 1.5) / 5 / 2])
+    # the book's reading holds the response fixed: |-3 + 0.5| = 2.5 and |-2 + 1| = 1 (not divided by 5)
+    np.testing.assert_allclose(mp.posix(grid), [(2.5 + 1.0) / 2])
+    grid3 = np.array([[[-1.0, -2.0, np.nan],
+                       [-1.5, -1.0, -1.0],
+                       [-1.0, -1.0, -1.0]]])
+    # gaps against the row's own value: (0,1) 1, (0,2) NaN, (1,0) .5, (1,2) 0, (2,0) 0, (2,1) 0
+    np.testing.assert_allclose(mp.posix_released_code(grid3, 1), [1.5 / 5])
+    with pytest.raises(ValueError, match="max_new_tokens"):
+        mp.posix_released_code(grid, 0)
+    with pytest.raises(ValueError, match="items, N, N"):
+        mp.posix_released_code(np.zeros((2, 3)), 5)
+
+
 @pytest.mark.parametrize("response,expected", [(" B", 1), ("(C) Paris", 2), ("The answer is D.", 3), ("A.", 0),
                                                (" Answer: B", 1), ("\n\nQuestion", -1), ("", -1), ("Because", -1),
                                                ("ABC", -1), ("b", -1)])

@@ -199,13 +199,15 @@ def sample_nonparaphrase_pairs(set_ids, n_pairs: int, seed=0) -> pd.DataFrame:
     The paper takes "at random the sets of paraphrases p_i, p_j and the paraphrases s_k, s_l". Both
     sets are drawn from the same N paraphrase sets that eq. 3 averages over: the sets with at least
     two members (a set of one member has no pair, so it is not a paraphrase set of eq. 3, and it is
-    not drawn here either), which keeps the draw symmetric in p_i and p_j. The first set runs over
-    the N sets in turn (pair k has p_i = the (k mod N)-th set, so with K a multiple of N every set
-    carries K/N pairs of its own, the unit a bootstrap over sets resamples); p_j is uniform over the
-    other N − 1 sets; s_k and s_l are uniform members of each. With K a multiple of N the expected
-    mean cosine is therefore the average, over ordered pairs of distinct sets, of the mean cosine
-    between their members. Draws are independent (a pair can repeat). ``seed`` is an int or a
-    :class:`numpy.random.Generator`.
+    not drawn here either), which keeps the draw symmetric in p_i and p_j. Every set is p_i of the
+    same expected number of pairs, K/N: with K = qN + r, the first qN pairs run over the N sets in
+    turn (pair k has p_i = the (k mod N)-th set, q pairs of its own per set, the unit a bootstrap over
+    sets resamples) and the last r pairs take r distinct sets drawn uniformly at random, so no set
+    weighs more for coming early in data order, and with K < N any set can be drawn. p_j is uniform
+    over the other N − 1 sets; s_k and s_l are uniform members of each. The expected mean cosine is
+    therefore the average, over ordered pairs of distinct sets, of the mean cosine between their
+    members, for every K. Draws are independent (a pair can repeat). ``seed`` is an int or a
+    :class:`numpy.random.Generator`; with K a multiple of N no draw of the remainder is made.
 
     Returns
     -------
@@ -229,8 +231,11 @@ def sample_nonparaphrase_pairs(set_ids, n_pairs: int, seed=0) -> pd.DataFrame:
             f"non-paraphrase pairs need at least 2 distinct sets with two or more members; got {n_sets}"
         )
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
-    first = np.arange(n_pairs) % n_sets
     second = rng.integers(n_sets - 1, size=n_pairs)
+    remainder = n_pairs % n_sets
+    first = np.arange(n_pairs - remainder) % n_sets
+    if remainder:  # r distinct sets at random: every set is p_i of K/N pairs in expectation
+        first = np.concatenate([first, rng.choice(n_sets, remainder, replace=False)])
     second = second + (second >= first)  # uniform over the other sets
     set_i, set_j = paraphrase_sets[first], paraphrase_sets[second]
     order = np.argsort(codes, kind="stable")

@@ -154,6 +154,37 @@ def posix(mean_logprobs) -> np.ndarray:
     return np.where(scored > 0, total / np.maximum(scored, 1), np.nan)
 
 
+def posix_released_code(total_logprobs, max_new_tokens: int) -> np.ndarray:
+    """POSIX per item as the authors' released code computes it (``prompt_sensitivity_index/posix.py`` of
+    Chatterjee et al. 2024), reported beside :func:`posix`, the book's reading of their text.
+
+    ``total_logprobs`` is ``(items, N, N)``: entry ``[q, i, j]`` is log P(y_j | x_i), the summed (not
+    length-normalised) log-likelihood of response y_j under prompt x_i. The released code compares, under
+    each prompt x_j, every other prompt's response with x_j's own, and divides by the generation limit
+    ``max_new_tokens`` instead of each response's length:
+
+        ψ_q = 1/(N(N−1)) Σ_{i≠j} | log P(y_i | x_j) − log P(y_j | x_j) | / max_new_tokens.
+
+    The text of the paper (and :func:`posix`) holds the response fixed and swaps its prompt; this holds the
+    prompt fixed and swaps the response. NaN entries are left out of the mean as in :func:`posix` (the
+    released code has none: it scores every pair).
+
+    paper: beyond: POSIX
+    """
+    arr = np.asarray(total_logprobs, dtype=np.float64)
+    if arr.ndim != 3 or arr.shape[1] != arr.shape[2] or arr.shape[1] < 2:
+        raise ValueError(f"total_logprobs must be (items, N, N) with N >= 2 prompts; got shape {arr.shape}")
+    if int(max_new_tokens) < 1:
+        raise ValueError(f"max_new_tokens must be >= 1; got {max_new_tokens}")
+    own = np.diagonal(arr, axis1=1, axis2=2)[:, :, None]  # [q, j, .] = log P(y_j | x_j)
+    gaps = np.abs(arr - own) / int(max_new_tokens)
+    off = ~np.eye(arr.shape[1], dtype=bool)
+    gaps = np.where(off[None], gaps, np.nan)
+    scored = np.isfinite(gaps).sum(axis=(1, 2))
+    total = np.nansum(gaps, axis=(1, 2))
+    return np.where(scored > 0, total / np.maximum(scored, 1), np.nan)
+
+
 #: What :func:`answer_in_response` looks for: an option letter standing alone ("B", "(B)", "B.", "answer is B"),
 #: not a letter inside a word.
 _ANSWER_LETTER = r"(?<![A-Za-z])([{letters}])(?![A-Za-z])"
