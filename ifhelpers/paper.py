@@ -72,6 +72,8 @@ QUANTITIES = {
                                 "(per fact, a/an filter, consistent subjects, known facts)",
     "beyond: POSIX": "not the paper's: change of a response's length-normalised log-likelihood when its prompt "
                      "is swapped for an equivalent one (Chatterjee et al. 2024)",
+    "beyond: POSIX, released code": "not the paper's: POSIX as its authors' released code computes it (the prompt "
+                                    "held fixed and the response swapped, over the generation limit)",
     "beyond: answer matching": "not the paper's: the option a generated response names (scoring by generation "
                                "instead of letter log-likelihood)",
 }

@@ -143,10 +143,12 @@ def _responses(model, role, letter, said):
     return out
 
 
-def _pairs(model, role, grid):
+def _pairs(model, role, grid, length=2):
+    """Hand-made :func:`ifhelpers.measure.responses.posix_pairs` rows: ``grid`` per token, every response ``length``
+    tokens long."""
     return pd.DataFrame([{"model": model, "role": role, "question_id": q, "prompt_i": i, "prompt_j": j,
-                          "mean_logprob": grid[k][i][j]} for k, q in enumerate(["q0", "q1"])
-                         for i in range(3) for j in range(3)])
+                          "logprob": length * grid[k][i][j], "mean_logprob": grid[k][i][j]}
+                         for k, q in enumerate(["q0", "q1"]) for i in range(3) for j in range(3)])
 
 
 def test_response_measures_by_hand():
@@ -162,6 +164,9 @@ def test_response_measures_by_hand():
     np.testing.assert_allclose(table["answered"], [2 / 3, 1.0])
     # q0: the prompt changes nothing; q1: y_1 under x_0 is 1 nat per token less likely than under x_1
     np.testing.assert_allclose(table["posix"], [0.0, 1.0 / 6])
+    # the released code holds the prompt fixed: under x_0, y_1's summed log P (-4) against x_0's own y_0 (-2)
+    # differs by 2 nats, every other pair by 0; over the generation limit and the 6 pairs
+    np.testing.assert_allclose(table["posix_released_code"], [0.0, 2.0 / sens.RESPONSE_TOKENS / 6])
 
 
 def test_posix_pairs_score_each_response_under_each_prompt():
@@ -188,6 +193,8 @@ def test_posix_pairs_score_each_response_under_each_prompt():
     got = pairs.set_index(["prompt_i", "prompt_j"])["mean_logprob"]
     assert got[(0, 0)] == pytest.approx(by_hand(prompts_[0], " Paris."), rel=1e-5)
     assert got[(1, 0)] == pytest.approx(by_hand(prompts_[1], " Paris."), rel=1e-5)
+    scored = pairs[pairs["scored"]]
+    np.testing.assert_allclose(scored["logprob"], scored["mean_logprob"] * scored["n_tokens"], rtol=1e-6)
 
 
 def test_where_models_side_groups_headlines_by_finding():

@@ -58,6 +58,7 @@ ITEM_MEASURES = {
     "generated_accuracy": (+1, "MMLU accuracy, generated answers"),
     "answered": (0, "share of responses that name an option"),
     "posix": (-1, "POSIX (lower: less sensitive)"),
+    "posix_released_code": (-1, "POSIX as the authors' released code computes it (lower: less sensitive)"),
 }
 #: Statistics of the distribution of accuracy over prompts (:func:`prompt_distribution`), and the
 #: paper's direction for tuned − base (the spread is Table 2's claim; the paper claims nothing of the others).
@@ -342,27 +343,36 @@ def response_measures(responses: pd.DataFrame, pairs: pd.DataFrame) -> pd.DataFr
     the consistency rate of the option chosen by letter log-likelihood (``instruction_consistency``) and of
     the option the response names (``generated_consistency``; a response naming none agrees with nothing),
     the accuracy of the generated answers (``generated_accuracy``), the share of responses that name an
-    option (``answered``) and POSIX (``posix``, :func:`ifhelpers.metrics.multiprompt.posix` of
-    :func:`ifhelpers.measure.responses.posix_pairs`)."""
+    option (``answered``), POSIX (``posix``, :func:`ifhelpers.metrics.multiprompt.posix` of
+    :func:`ifhelpers.measure.responses.posix_pairs`) and, beside it, POSIX as the authors' released code
+    computes it (``posix_released_code``, :func:`ifhelpers.metrics.multiprompt.posix_released_code`, over
+    :data:`ifhelpers.measure.responses.RESPONSE_TOKENS`)."""
     rows = []
     for (model, role), part in responses.groupby(["model", "role"], sort=False):
         letter = _by_question(part, "prediction_index", "prompt_id")
         said = _by_question(part, "generated_index", "prompt_id")
         questions = list(letter.index)
-        grid = (pairs[pairs["model"] == model]
-                .pivot_table(index=["question_id", "prompt_i"], columns="prompt_j", values="mean_logprob",
-                             aggfunc="first", dropna=False)
-                .reindex(pd.MultiIndex.from_product([questions, list(letter.columns)]), columns=list(letter.columns)))
-        cube = grid.to_numpy().reshape(len(questions), letter.shape[1], letter.shape[1])
+        mine = pairs[pairs["model"] == model]
         values = {"instruction_consistency": metrics.multiprompt.consistency_rate(letter.to_numpy()),
                   "generated_consistency": metrics.multiprompt.consistency_rate(said.loc[questions].to_numpy()),
                   "generated_accuracy": part.groupby("question_id")["generated_correct"].mean().loc[questions].to_numpy(),
                   "answered": (said.loc[questions] >= 0).mean(axis=1).to_numpy(),
-                  "posix": metrics.multiprompt.posix(cube)}
+                  "posix": metrics.multiprompt.posix(_pair_cube(mine, "mean_logprob", questions, list(letter.columns))),
+                  "posix_released_code": metrics.multiprompt.posix_released_code(
+                      _pair_cube(mine, "logprob", questions, list(letter.columns)), RESPONSE_TOKENS)}
         for measure, array in values.items():
             rows.append(pd.DataFrame({"model": model, "role": role, "question_id": questions, "measure": measure,
                                       "value": np.asarray(array, dtype=float)}))
     return pd.concat(rows, ignore_index=True)
+
+
+def _pair_cube(pairs: pd.DataFrame, value: str, questions: list, prompt_ids: list) -> np.ndarray:
+    """``value`` of one model's :func:`ifhelpers.measure.responses.posix_pairs` as ``(questions, N, N)``: entry
+    ``[q, i, j]`` is the pair (prompt x_i, response y_j) of question q (NaN: not scored)."""
+    grid = (pairs.pivot_table(index=["question_id", "prompt_i"], columns="prompt_j", values=value, aggfunc="first",
+                              dropna=False)
+            .reindex(pd.MultiIndex.from_product([questions, prompt_ids]), columns=prompt_ids))
+    return grid.to_numpy().reshape(len(questions), len(prompt_ids), len(prompt_ids))
 
 
 # --------------------------------------------------------------------------------------------------

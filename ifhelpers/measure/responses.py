@@ -69,7 +69,8 @@ def posix_pairs(lm: LoadedModel, responses: pd.DataFrame, *, cache=True, progres
     scored by the engine (:class:`ifhelpers.model.engine.Request` with ``continuation``), L its length in
     tokens after x_i. A pair is NaN (``scored`` False) when the response is empty, longer than
     :data:`SCORED_TOKENS` after x_i, or would re-tokenize the end of x_i. Columns: the model's (:func:`ifhelpers.measure.stamp.stamp`),
-    ``question_id``, ``prompt_i``, ``prompt_j``, ``n_tokens``, ``scored``, ``mean_logprob``."""
+    ``question_id``, ``prompt_i``, ``prompt_j``, ``n_tokens``, ``scored``, ``logprob`` (log P(y_j | x_i), summed over
+    the response's tokens) and ``mean_logprob`` (that over L)."""
     rows, texts, positions = [], [], []
     for question, group in responses.groupby("question_id", sort=False):
         for prompt_i, x in zip(group["prompt_id"], group["prompt"]):
@@ -86,12 +87,15 @@ def posix_pairs(lm: LoadedModel, responses: pd.DataFrame, *, cache=True, progres
                     texts.append(x + y)
                     positions.append(last)
     out = pd.DataFrame(rows)
+    out["logprob"] = np.nan
     out["mean_logprob"] = np.nan
     if texts:
         logprobs = engine.run(lm, texts, engine.Request(continuation=SCORED_TOKENS), positions, cache=cache,
                               progress=progress)["continuation_logprobs"]
         lengths = out.loc[out["scored"], "n_tokens"].to_numpy()
-        out.loc[out["scored"], "mean_logprob"] = [row[:n].sum() / n for row, n in zip(logprobs, lengths)]
+        totals = np.array([row[:n].sum() for row, n in zip(logprobs, lengths)])
+        out.loc[out["scored"], "logprob"] = totals
+        out.loc[out["scored"], "mean_logprob"] = totals / lengths
     return stamp(out, lm)
 
 

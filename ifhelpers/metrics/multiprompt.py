@@ -169,7 +169,7 @@ def posix_released_code(total_logprobs, max_new_tokens: int) -> np.ndarray:
     prompt fixed and swaps the response. NaN entries are left out of the mean as in :func:`posix` (the
     released code has none: it scores every pair).
 
-    paper: beyond: POSIX
+    paper: beyond: POSIX, released code
     """
     arr = np.asarray(total_logprobs, dtype=np.float64)
     if arr.ndim != 3 or arr.shape[1] != arr.shape[2] or arr.shape[1] < 2:
