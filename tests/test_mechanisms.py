@@ -191,6 +191,40 @@ def test_extraction_rates_and_events():
         layers.extraction_rates(frame, {"attn": top_attn})
 
 
+def test_extraction_tables_later_code_variant(tiny_lm):
+    import torch
+
+    from ifhelpers.model import probes
+
+    torch.manual_seed(0)  # a final norm whose gain differs per dimension: with it, argmaxes change
+    tiny_lm.model.model.norm.weight.data = torch.rand(tiny_lm.model.config.hidden_size) * 3
+    texts = ["the capital of france is", "rome is located in", "berlin was born in", "paris is a city in"]
+    frame = fake_pass([[5] * 8, [6] * 8, [7] * 8])
+    frame["prompt"] = [texts[i % 4] for i in range(len(frame))]
+    frame["correct"] = frame["prompt_id"].eq(0) & frame["relation"].eq("R1")  # 6 rows answered correctly
+    # row 0's a^l read by hand, raw (E a^l) and through the final norm (E norm(a^l)); its prediction is set to
+    # the raw top token of a layer where the two readings differ, so only the raw reading has an event there
+    attn = torch.as_tensor(probes.run_updates(tiny_lm, frame.loc[[0]])["attn_update"][0])
+    with torch.inference_mode():
+        raw_top = tiny_lm.model.get_output_embeddings()(attn).argmax(-1).numpy()
+        normed_top = tiny_lm.model.get_output_embeddings()(tiny_lm.model.model.norm(attn)).argmax(-1).numpy()
+    layer = int(np.flatnonzero(raw_top != normed_top)[0])
+    frame.loc[0, "prediction_id"] = raw_top[layer]
+    later = layers.extraction_tables(tiny_lm, frame, n_queries=None, later_code=True)["events_later_code"]
+    # only queries with a correctly answered prompt, each read from that prompt alone
+    assert set(later["query"]) == {"R1:a:0", "R1:a:1", "R1:a:2", "R1:b:0", "R1:b:1", "R1:b:2"}
+    assert {"model", "role", "n_layers", "depth"} <= set(later.columns)
+    got = later[(later["query"] == "R1:a:0") & (later["block"] == "MHSA")].sort_values("layer")["event"].to_numpy()
+    np.testing.assert_array_equal(got, (raw_top == raw_top[layer]).astype(float))
+    assert got[layer] == 1 and normed_top[layer] != raw_top[layer]
+    # a model that answers nothing: an empty table with the events' columns, and an empty summary
+    frame["correct"] = False
+    empty = layers.extraction_tables(tiny_lm, frame, n_queries=None, later_code=True)["events_later_code"]
+    assert empty.empty and {"query", "block", "layer", "event"} <= set(empty.columns)
+    assert all(t.empty for t in mech.later_code_extraction(empty).values())
+    assert "events_later_code" not in layers.extraction_tables(tiny_lm, frame, n_queries=None)
+
+
 def _rates(models):
     rows = []
     for model, role, values in models:

@@ -387,15 +387,33 @@ def relation_tables(lm: LoadedModel, frame: pd.DataFrame, resid, relation_pairs:
 
 
 def extraction_tables(lm: LoadedModel, frame: pd.DataFrame, n_queries: int | None = 150,
-                      seed: int = 0) -> dict[str, pd.DataFrame]:
+                      seed: int = 0, later_code: bool = False) -> dict[str, pd.DataFrame]:
     """(c) extraction: the MHSA and MLP updates of ``n_queries`` queries of a ParaRel pass
     (:func:`sample_query_rows`, :func:`ifhelpers.model.probes.run_updates`) read through the logit lens:
-    ``extraction`` (:func:`extraction_rates`) and ``events`` (:func:`extraction_events`), stamped."""
+    ``extraction`` (:func:`extraction_rates`) and ``events`` (:func:`extraction_events`), stamped.
+
+    With ``later_code``, also ``events_later_code``: the events as the first author's later
+    extraction-rate code reads them (constanzafierro/multilingual_factual_memorization), a sensitivity
+    variant of Fig. 5: each raw update projected by the output embedding with no final norm, on the
+    prompts the model answers correctly only (``correct`` of the pass). Empty when it answers none."""
     rows = sample_query_rows(frame, n_queries, seed)
-    updates = probes.run_updates(lm, frame.iloc[rows], progress=False)
+    sample = frame.iloc[rows]
+    updates = probes.run_updates(lm, sample, progress=False)
     top1 = {block: lens.top_tokens(lm, updates[name], k=1) for block, name in BLOCKS.items()}
-    return {"extraction": stamp(extraction_rates(frame.iloc[rows], top1), lm, "update"),
-            "events": stamp(extraction_events(frame.iloc[rows], top1), lm, "update")}
+    tables = {"extraction": stamp(extraction_rates(sample, top1), lm, "update"),
+              "events": stamp(extraction_events(sample, top1), lm, "update")}
+    if later_code:
+        known = sample["correct"].to_numpy(dtype=bool)
+        raw = {block: lens.top_tokens(lm, updates[name][known], k=1, apply_final_norm=False)
+               for block, name in BLOCKS.items()} if known.any() else {}
+        events = extraction_events(sample[known], raw) if known.any() else \
+            pd.DataFrame({column: pd.Series(dtype=dtype) for column, dtype in EVENT_COLUMNS.items()})
+        tables["events_later_code"] = stamp(events, lm, "update")
+    return tables
+
+
+#: The columns of :func:`extraction_events` and their types (an empty table has them too).
+EVENT_COLUMNS = {"query": object, "relation": object, "block": object, "layer": int, "event": float}
 
 
 def attribute_tables(lm: LoadedModel, subject_queries: pd.DataFrame, snippets: Mapping[str, Sequence[str]],
@@ -425,12 +443,12 @@ def mechanisms(queries: pd.DataFrame, relation_pairs: pd.DataFrame, subject_quer
     """Everything chapter 4 reads from one model (§4, App. D-F): the shared ParaRel pass
     (:func:`ifhelpers.model.probes.run_pararel`, every layer) scored per prompt and relation (``consistency``,
     :func:`ifhelpers.measure.pararel.pararel_prompt_scores`), then :func:`relation_tables`,
-    :func:`extraction_tables` and :func:`attribute_tables`."""
+    :func:`extraction_tables` (with the later code's variant) and :func:`attribute_tables`."""
     def measure(lm: LoadedModel) -> dict[str, pd.DataFrame]:
         frame, arrays = probes.run_pararel(lm, queries, prompt_ids, progress=False)
         tables = {"consistency": stamp(pararel_prompt_scores(frame), lm),
                   **relation_tables(lm, frame, arrays["resid"], relation_pairs, n_nonparaphrase_pairs, seed),
-                  **extraction_tables(lm, frame, extraction_n_queries, seed)}
+                  **extraction_tables(lm, frame, extraction_n_queries, seed, later_code=True)}
         del arrays
         return {**tables, **attribute_tables(lm, subject_queries, snippets, stopwords, prompt_ids, top_k, rank,
                                              max_rank)}

@@ -9,9 +9,9 @@ import pandas as pd
 
 from ifhelpers import paper, stats
 from ifhelpers.measure.layers import BLOCKS
-from ifhelpers.chapters.mechanisms.curves import compare_to_base, plot_layer_curves, shade_paper_layers
+from ifhelpers.chapters.mechanisms.curves import compare_to_base, mean_ci_by_layer, plot_layer_curves, shade_paper_layers
 
-__all__ = ["GROUP_COLORS", "extraction_correlation", "extraction_peaks", "extraction_comparison", "mlp_below_mhsa", "table7", "correlation_status", "plot_extraction"]
+__all__ = ["GROUP_COLORS", "extraction_correlation", "extraction_peaks", "extraction_comparison", "mlp_below_mhsa", "table7", "correlation_status", "plot_extraction", "later_code_extraction"]
 
 
 #: Fig. 5's colours: ParaRel consistency of a tuned model relative to the base model.
@@ -119,3 +119,18 @@ def plot_extraction(ext: pd.DataFrame, group_of: Mapping[str, str]):
     fig.suptitle(f"MHSA updates extract the answer late: peaks at relative depth "
                  f"{', '.join(f'{d:.2f}' for d in mhsa_depths)}", y=1.02)
     return fig
+
+
+def later_code_extraction(events: pd.DataFrame, seed: int = 0) -> dict[str, pd.DataFrame]:
+    """The sensitivity variant of Figs. 5, 8 that the first author's later extraction-rate code reads
+    (``events_later_code`` of :func:`ifhelpers.measure.layers.extraction_tables`: raw updates, no final norm,
+    only prompts the model answers correctly), summarised as the paper's reading is: ``curves``
+    (:func:`mean_ci_by_layer` over queries, per model and block), ``peaks`` (:func:`extraction_peaks`) and
+    ``comparison`` (:func:`extraction_comparison`, MHSA, tuned − base). Models that answer no prompt
+    correctly have no rows; with none at all every table is empty."""
+    if events.empty:
+        return {"curves": pd.DataFrame(), "peaks": pd.DataFrame(), "comparison": pd.DataFrame()}
+    curves = mean_ci_by_layer(events, "event", "query", by=["model", "role", "n_layers", "block"], seed=seed,
+                              depth_kind="update")
+    return {"curves": curves, "peaks": extraction_peaks(curves.dropna(subset=["estimate"])),
+            "comparison": extraction_comparison(events, seed)}
