@@ -85,7 +85,7 @@ def test_mechanisms_measurement_on_a_tiny_model(tiny_lm):
                                seed=0)(tiny_lm)
     n = tiny_lm.n_layers
     assert set(tables) == {"consistency", "massive", "relation", "gap", "gap_facts", "extraction", "events",
-                           "attributes", "attribute_sets", "lens_examples"}
+                           "events_later_code", "attributes", "attribute_sets", "lens_examples"}
     assert all((t["model"] == "tiny-llama").all() and (t["n_layers"] == n).all() for t in tables.values())
     assert set(tables["consistency"]["prompt_id"]) == {0, 1}
     facts_mean = tables["gap_facts"].groupby(["prompt_id", "split", "layer"])["gap"].mean()
