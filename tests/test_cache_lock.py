@@ -94,7 +94,7 @@ def test_two_processes_that_need_one_tuned_model_train_it_once(tmp_path):
             with open(work / "trained.log", "a") as log:
                 log.write(f"{os.getpid()}\\n")
             target.mkdir(parents=True)
-            (target / "config.json").write_text("{}")
+            (target / "adapter_config.json").write_text("{}")
             return target
         tuning._train_and_store = fake_training
         recipe = Recipe(name="tiny-ift", base="gemma-3-270m", mixture="templates-1", n_examples=10)

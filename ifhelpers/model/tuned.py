@@ -1,11 +1,14 @@
 """Models this book tunes itself: what decides one (:class:`Recipe`) and where it is stored.
 
 A registry entry with ``source: {kind: lora_tuned, base: ..., mixture: ...}`` names a model that
-:mod:`ifhelpers.train.tuning` trains from a base model. This module only *finds* such a model: its
-recipe, its folder in the user cache and a fingerprint of its weights. Loading a name that has not
-been trained yet raises :class:`ModelNotTrainedError`, which says how to train it; nothing in the
-model layer starts a training run (the chapters and ``ifhelpers run`` train what they need first,
-through :func:`ifhelpers.train.tuning.ensure_tuned`).
+:mod:`ifhelpers.train.tuning` trains from a base model. Its folder in the user cache holds what
+tuning changed, not a copy of the base: the LoRA adapter (peft's ``save_pretrained``), the chat
+template it was trained with and its provenance (a few megabytes, where a merged copy of
+gemma-3-270m takes 1.1 GB); :func:`ifhelpers.model.models.load` rebuilds the tuned model as base +
+adapter. This module only *finds* such a model: its recipe, its folder and a fingerprint of its
+weights. Loading a name that has not been trained yet raises :class:`ModelNotTrainedError`, which
+says how to train it; nothing in the model layer starts a training run (the chapters and
+``ifhelpers run`` train what they need first, through :func:`ifhelpers.train.tuning.ensure_tuned`).
 """
 
 from __future__ import annotations
@@ -48,6 +51,13 @@ def check_mixture(mixture: str, min_templates: int) -> str:
         raise ValueError(f"Mixture {mixture!r} needs tasks with {k} templates, but the recipe keeps tasks with "
                          f"at least min_templates={min_templates}: raise min_templates to {k} or lower k.")
     return mixture
+
+
+#: The files of a tuned model's folder besides the adapter's weights (``adapter_model.safetensors``): the
+#: adapter's config, the chat template and the provenance (recipe, base fingerprint, training log).
+ADAPTER_CONFIG = "adapter_config.json"
+CHAT_TEMPLATE = "chat_template.jinja"
+PROVENANCE = "ifhelpers_provenance.json"
 
 
 class ModelNotTrainedError(FileNotFoundError):
@@ -115,31 +125,33 @@ def registered_names(base: str) -> dict[str, str]:
 
 
 def folders(recipe: Recipe) -> tuple[Path, Path]:
-    """(checkpoint folder while training, folder of the stored merged model) in the user cache."""
+    """(checkpoint folder while training, folder of the stored adapter) in the user cache."""
     name = f"{recipe.name}-{recipe.key}"
     return sources.cache_root("tuning", name), sources.cache_root("models", name)
 
 
 def is_trained(spec: ModelSpec) -> bool:
     """Whether the tuned model of ``spec`` is stored on this machine."""
-    return (folders(recipe_of(spec))[1] / "config.json").exists()
+    return (folders(recipe_of(spec))[1] / ADAPTER_CONFIG).exists()
 
 
 def training_log(recipe: Recipe) -> dict:
     """What training recorded for a tuned model: time, steps, peak memory, losses, data check."""
-    return json.loads((folders(recipe)[1] / "ifhelpers_provenance.json").read_text())["training"]
+    return json.loads((folders(recipe)[1] / PROVENANCE).read_text())["training"]
 
 
 def location(spec: ModelSpec) -> tuple[str, str]:
-    """(folder, fingerprint) of a stored ``lora_tuned`` model; :class:`ModelNotTrainedError` if not trained."""
+    """(folder of its adapter, fingerprint) of a stored ``lora_tuned`` model; :class:`ModelNotTrainedError`
+    if not trained. The fingerprint hashes the adapter's file names and sizes and the provenance, which
+    holds the recipe and the base model's fingerprint: the weights that base + adapter give."""
     recipe = recipe_of(spec)
     target = folders(recipe)[1]
-    if not (target / "config.json").exists():
+    if not (target / ADAPTER_CONFIG).exists():
         raise ModelNotTrainedError(
             f"{spec.name} is a model this book tunes itself and it is not trained on this machine yet "
             f"(expected in {target}). Train it with `ifhelpers.train.tuning.ensure_tuned("
             f"ifhelpers.model.registry.get({spec.name!r}))`; `ifhelpers run` and the chapters do this for you.")
     weights = sorted(target.glob("*.safetensors"))
     stamp = hashlib.sha256("".join(f"{p.name}:{p.stat().st_size}" for p in weights).encode())
-    stamp.update((target / "ifhelpers_provenance.json").read_bytes())
+    stamp.update((target / PROVENANCE).read_bytes())
     return str(target), f"{spec.name}@{recipe.key}:{stamp.hexdigest()[:12]}"

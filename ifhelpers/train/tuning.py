@@ -16,8 +16,9 @@ or with any BECEL input.
 Training (:func:`train`) is LoRA through ``peft`` with the ``transformers`` Trainer: seeded,
 with a progress bar, checkpoints that a restarted run resumes from, and the loss on the response
 tokens only. The language-model head runs on the response positions only (``logits_to_keep``),
-which matters for Gemma's 262,144-token vocabulary. The trained adapter is merged into the base
-weights and stored, with a chat template, under ``<cache>/models/<name>-<recipe hash>``; a registry
+which matters for Gemma's 262,144-token vocabulary. What training changed, the LoRA adapter, is
+stored with the chat template under ``<cache>/models/<name>-<recipe hash>`` (megabytes; loading
+rebuilds base + adapter, :func:`ifhelpers.model.models.load`); a registry
 entry with ``source: {kind: lora_tuned, ...}`` names such a model (:mod:`ifhelpers.model.tuned` finds it),
 and :func:`ensure_tuned` trains it when it is not stored yet.
 """
@@ -37,10 +38,11 @@ import pandas as pd
 from ifhelpers.data import becel, instructions, mmlu, pararel, sources
 from ifhelpers.model import registry
 from ifhelpers.model.registry import ModelSpec
-from ifhelpers.model.tuned import Recipe, check_mixture, folders, is_trained, location, recipe_of, templates_per_task
+from ifhelpers.model.tuned import (ADAPTER_CONFIG, CHAT_TEMPLATE, Recipe, check_mixture, folders, is_trained, location,
+                                   recipe_of, templates_per_task)
 
 __all__ = ["GEMMA_CHAT_TEMPLATE", "contamination", "base_tokenizer", "candidate_pool", "eligible_templates",
-           "mixture", "templates_dose", "mixture_summary", "fit_lora", "train", "ensure_tuned"]
+           "mixture", "templates_dose", "mixture_summary", "fit_lora", "train", "store", "ensure_tuned"]
 
 #: Gemma's turn format (``<start_of_turn>user ... <end_of_turn>``), as a chat template. The GGUF of
 #: the pocket base model ships no template; the tuned models are trained and prompted with this one.
@@ -300,10 +302,11 @@ def _peak_memory_gib() -> float:
 
 def fit_lora(model, tokenizer, examples: pd.DataFrame, recipe: Recipe, work_dir: str | Path, *,
              progress: bool = True, callbacks=()) -> tuple[object, dict]:
-    """LoRA-train ``model`` on ``examples`` with the Trainer; returns (merged model, training log).
+    """LoRA-train ``model`` on ``examples`` with the Trainer; returns (peft model, training log).
 
     Resumes from the last checkpoint in ``work_dir`` when there is one (checkpoints every fifth of
-    the run). The merged model has the adapter folded into its weights: a plain transformers model.
+    the run). The peft model is ``model`` with the trained adapter beside its weights: its
+    ``save_pretrained`` stores the adapter alone, its ``merge_and_unload`` folds it into the weights.
     """
     import torch
     from peft import LoraConfig, get_peft_model
@@ -341,24 +344,23 @@ def fit_lora(model, tokenizer, examples: pd.DataFrame, recipe: Recipe, work_dir:
         "examples_by_task": examples["task"].value_counts().to_dict(),
         "examples_by_template": examples["template"].value_counts().to_dict(),
     }
-    merged = model.merge_and_unload()
-    merged.eval()
-    return merged, log
+    model.eval()
+    return model, log
 
 
 def train(recipe: Recipe, pool: pd.DataFrame | None = None, *, progress: bool = True, data_dir=None) -> Path:
-    """Train ``recipe`` (or resume it) on its base model and store the merged model; returns its folder.
+    """Train ``recipe`` (or resume it) on its base model and store its adapter; returns its folder.
 
     A finished model is never trained again; an interrupted one resumes from its last checkpoint
-    (kept in ``<cache>/tuning/``, removed once the merged model is stored). ``pool`` is
+    (kept in ``<cache>/tuning/``, removed once the adapter is stored). ``pool`` is
     :func:`candidate_pool`'s result, computed here when not given. Two processes that need the same
     model train it once: the second waits for the first (a lock on the model's folder).
     """
     work, target = folders(recipe)
-    if (target / "config.json").exists():
+    if (target / ADAPTER_CONFIG).exists():
         return target
     with sources.cache_lock(target, f"the tuned model {recipe.name}"):
-        if (target / "config.json").exists():  # another process trained it while this one waited
+        if (target / ADAPTER_CONFIG).exists():  # another process trained it while this one waited
             return target
         return _train_and_store(recipe, pool, work, target, progress, data_dir)
 
@@ -367,7 +369,7 @@ def _train_and_store(recipe: Recipe, pool, work: Path, target: Path, progress: b
     import torch
     from transformers import AutoModelForCausalLM
 
-    from ifhelpers.model.models import default_device, save_atomically, weights_location
+    from ifhelpers.model.models import default_device, weights_location
 
     location, fingerprint = weights_location(registry.resolve(recipe.base, role="base"))
     tokenizer = base_tokenizer(recipe.base)
@@ -376,11 +378,20 @@ def _train_and_store(recipe: Recipe, pool, work: Path, target: Path, progress: b
     device = default_device()
     model = AutoModelForCausalLM.from_pretrained(location, use_safetensors=True,
                                                  dtype=torch.float32 if device == "cpu" else torch.bfloat16).to(device)
-    merged, log = fit_lora(model, tokenizer, examples, recipe, work, progress=progress)
-    provenance = {"recipe": dataclasses.asdict(recipe), "recipe_key": recipe.key, "base": fingerprint, "training": log}
-    save_atomically(merged, tokenizer, target, provenance)
+    tuned, log = fit_lora(model, tokenizer, examples, recipe, work, progress=progress)
+    store(tuned, tokenizer, target, {"recipe": dataclasses.asdict(recipe), "recipe_key": recipe.key,
+                                     "base": fingerprint, "training": log})
     shutil.rmtree(work, ignore_errors=True)  # checkpoints are only for resuming
     return target
+
+
+def store(tuned, tokenizer, target: Path, provenance: dict) -> None:
+    """Store what tuning changed under ``target``: the adapter of the peft model ``tuned``, the chat
+    template of ``tokenizer`` (the base's tokenizer is not copied) and the provenance, which must give
+    the base model's fingerprint (``base``): the adapter is a change to those weights."""
+    from ifhelpers.model.models import save_atomically
+
+    save_atomically(tuned, None, target, provenance, files={CHAT_TEMPLATE: tokenizer.chat_template})
 
 
 def ensure_tuned(spec: ModelSpec) -> tuple[str, str]:
