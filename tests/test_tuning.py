@@ -56,7 +56,7 @@ def test_contamination_flags_each_kind_of_evaluation_data():
                    "Tell me about bread."],
         "response": [f"Its capital is {fact.object}.", "A", "ok", "It is baked."],
     })
-    flags = tuning.contamination(examples)
+    flags = ifh.data.contamination.contamination(examples)
     assert flags[["pararel_fact", "mmlu_ngram", "becel_ngram"]].to_numpy().tolist() == [
         [True, False, False], [False, True, False], [False, False, True], [False, False, False]]
     assert flags["contaminated"].tolist() == [True, True, True, False]

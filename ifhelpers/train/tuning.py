@@ -9,9 +9,9 @@ trained with the same steps and hyper-parameters (:class:`Recipe`), each with se
 * ``templates-all``  -- every T0 task through all of its eligible templates;
 * ``free-form``      -- LIMA and Alpaca, which have no templates at all.
 
-Evaluation data never enter the mix (:func:`contamination`): an example is dropped when it states
-a ParaRel fact (subject and object both in it), or shares a word 8-gram with an MMLU test question
-or with any BECEL input.
+Evaluation data never enter the mix (:func:`ifhelpers.data.contamination.contamination`): an
+example is dropped when it states a ParaRel fact (subject and object both in it), or shares a word
+8-gram with an MMLU test question or with any BECEL input.
 
 Training (:func:`train`) is LoRA through ``peft`` with the ``transformers`` Trainer: seeded,
 with a progress bar, checkpoints that a restarted run resumes from, and the loss on the response
@@ -26,7 +26,6 @@ and :func:`ensure_tuned` trains it when it is not stored yet.
 from __future__ import annotations
 
 import dataclasses
-import re
 import resource
 import shutil
 import time
@@ -35,13 +34,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ifhelpers.data import becel, instructions, mmlu, pararel, sources
+from ifhelpers.data import instructions, sources
+from ifhelpers.data.contamination import contamination
 from ifhelpers.model import registry
 from ifhelpers.model.registry import ModelSpec
 from ifhelpers.model.tuned import (ADAPTER_CONFIG, CHAT_TEMPLATE, Recipe, check_mixture, folders, is_trained, location,
                                    recipe_of, templates_per_task)
 
-__all__ = ["GEMMA_CHAT_TEMPLATE", "contamination", "base_tokenizer", "candidate_pool", "eligible_templates",
+__all__ = ["GEMMA_CHAT_TEMPLATE", "base_tokenizer", "candidate_pool", "eligible_templates",
            "mixture", "templates_dose", "mixture_summary", "fit_lora", "train", "store", "ensure_tuned"]
 
 #: Gemma's turn format (``<start_of_turn>user ... <end_of_turn>``), as a chat template. The GGUF of
@@ -69,71 +69,6 @@ def base_tokenizer(base: str):
 
 
 # --------------------------------------------------------------------------------------------------
-# Keeping the evaluation data out
-
-_WORD = re.compile(r"\w+")
-
-
-def _words(text: str) -> list[str]:
-    return _WORD.findall(text.lower())
-
-
-def _pararel_facts(data_dir=None) -> dict[tuple[str, ...], set[tuple[str, ...]]]:
-    facts: dict[tuple[str, ...], set[tuple[str, ...]]] = {}
-    for relation in pararel.load_relations(data_dir):
-        for row in pararel.load_facts(relation, data_dir=data_dir).itertuples():
-            subject = tuple(_words(row.subject))
-            if subject:
-                facts.setdefault(subject, set()).update(tuple(_words(o)) for o in row.objects if _words(o))
-    return facts
-
-
-def _evaluation_texts(data_dir=None) -> dict[str, list[str]]:
-    """Every MMLU test question and every BECEL input (base splits and consistency sets)."""
-    questions = mmlu.load_mmlu(split="test", data_dir=data_dir)["question"].tolist()
-    becel_texts = []
-    for task in becel.TASKS:
-        frames = [becel.load_task_split(task, split, data_dir) for split in becel.SPLITS[task]]
-        frames += [becel.load_consistency_set(task, kind, data_dir) for kind in becel.CONSISTENCY_KINDS[task]]
-        for frame in frames:
-            for column in ("text_a", "text_b", "perturbed_a", "perturbed_b"):
-                if column in frame:
-                    becel_texts += [t for t in frame[column].tolist() if isinstance(t, str)]
-    return {"mmlu": questions, "becel": becel_texts}
-
-
-def contamination(examples: pd.DataFrame, n: int = 8, data_dir=None) -> pd.DataFrame:
-    """Flag training examples that contain evaluation data (one boolean column per source).
-
-    * ``pararel_fact``: the example mentions a ParaRel subject and one of its objects (whole words);
-    * ``mmlu_ngram`` / ``becel_ngram``: it shares a word ``n``-gram with an MMLU test question or a
-      BECEL input (an evaluation text shorter than ``n`` words is matched as a whole).
-    Returns ``examples`` with the three columns and ``contaminated`` (any of them).
-    """
-    facts = _pararel_facts(data_dir)
-    longest_subject = max(len(s) for s in facts)
-    references = {}
-    for source, texts in _evaluation_texts(data_dir).items():
-        grams: set[tuple[str, ...]] = set()
-        for text in texts:
-            words = _words(text)
-            grams |= ({tuple(words[i:i + n]) for i in range(len(words) - n + 1)} if len(words) >= n
-                      else ({tuple(words)} if words else set()))
-        references[source] = grams
-    short_lengths = sorted({len(g) for grams in references.values() for g in grams if len(g) < n})
-    flags = {"pararel_fact": [], "mmlu_ngram": [], "becel_ngram": []}
-    for text in (examples["prompt"] + "\n" + examples["response"]).tolist():
-        words = _words(text)
-        spans = {tuple(words[i:i + k]) for k in range(1, longest_subject + 1) for i in range(len(words) - k + 1)}
-        flags["pararel_fact"].append(any(spans & facts[s] for s in spans if s in facts))
-        grams = {tuple(words[i:i + k]) for k in (n, *short_lengths) for i in range(len(words) - k + 1)}
-        flags["mmlu_ngram"].append(not grams.isdisjoint(references["mmlu"]))
-        flags["becel_ngram"].append(not grams.isdisjoint(references["becel"]))
-    out = examples.assign(**flags)
-    return out.assign(contaminated=out["pararel_fact"] | out["mmlu_ngram"] | out["becel_ngram"])
-
-
-# --------------------------------------------------------------------------------------------------
 # The three mixtures
 
 
@@ -150,7 +85,8 @@ def candidate_pool(tokenizer, max_tokens: int, data_dir=None) -> pd.DataFrame:
 
     T0 examples longer than ``max_tokens`` are dropped (cutting a templated prompt would cut its
     question); free-form responses are cut to fit, as their prompts are short and their answers long.
-    Columns: those of :mod:`ifhelpers.data.instructions`, ``n_tokens`` and :func:`contamination`'s flags.
+    Columns: those of :mod:`ifhelpers.data.instructions`, ``n_tokens`` and the flags of
+    :func:`ifhelpers.data.contamination.contamination`.
     """
     t0 = instructions.load_t0(data_dir=data_dir)
     free = instructions.load_freeform(data_dir=data_dir).assign(task="free-form", template="free-form")
