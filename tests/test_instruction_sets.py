@@ -222,3 +222,48 @@ def test_the_check_drops_planted_evaluation_data_from_every_dataset(name):
     clean = sets.checked(pd.DataFrame({"messages": chats}))
     assert clean["messages"].tolist() == [chats[3]]
     assert clean.attrs["n_contaminated"] == {"pararel_fact": 1, "mmlu_ngram": 1, "becel_ngram": 1}
+
+
+@pytest.mark.parametrize("name", PAPER)
+def test_online_loaders_read_the_files_open_instruct_downloaded(name, tmp_path, monkeypatch):
+    """The online readers on stand-in downloads (no network here): each file in its published format."""
+    import gzip
+    import json
+    import zipfile
+
+    import transformers
+
+    from conftest import make_tiny_tokenizer
+
+    pairs = [("Tell me about bread.", "It is baked."), ("Name a colour.", "Blue.")]
+    records = raw_records(name, pairs)
+    asked = []
+
+    def fake(*where):
+        asked.append("/".join(where))
+        path = tmp_path / where[-1].replace("/", "_")
+        if path.suffix == ".zip":
+            with zipfile.ZipFile(path, "w") as archive:
+                archive.writestr("core_data.jsonl", "".join(json.dumps(r) + "\n" for r in records))
+        elif path.suffix == ".gz":
+            with gzip.open(path, "wt") as fh:
+                fh.writelines(json.dumps(r) + "\n" for r in records)
+        elif path.suffix == ".txt":
+            path.write_text("task001_copy\ntask002_mmmlu_answer\n")
+        elif path.suffix == ".jsonl":
+            path.write_text("".join(json.dumps(r) + "\n" for r in records))
+        else:
+            path.write_text(json.dumps(records[0] if name == "sni" else records))
+        return path
+
+    monkeypatch.setattr(sets, "_github", fake)
+    monkeypatch.setattr(sets, "_hub", fake)
+    monkeypatch.setattr(sets, "_beaker", fake)
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", lambda *a, **k: make_tiny_tokenizer())
+    raw, n_tokens = sets._online_records(name, seed=42)
+    chats = sets.to_messages(name, raw, n_tokens=n_tokens)
+    assert all(user_then_assistant(c) for c in chats) and chats
+    assert {c[-1]["content"].strip() for c in chats} <= {"It is baked.", "Blue."}
+    assert not any("mmmlu" in a for a in asked)  # SNI leaves out the MMMLU tasks
+    files = {"cot": 2, "sharegpt": 2, "baize": 4}.get(name, 1)  # files that open-instruct concatenated
+    assert len(chats) == (1 if name == "sni" else 2 * files)  # sni: one task file (one instance) besides MMMLU's
