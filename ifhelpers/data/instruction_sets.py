@@ -260,7 +260,8 @@ def _sni(task: dict, rng) -> list[list[dict]]:
     definition = task["Definition"][0]
     chats = [instruction_example(definition, inst["input"], inst["output"][0], rng) for inst in instances[:60]]
     for inst in instances[60:]:
-        shots = [task["Positive Examples"][i] for i in rng.choice(len(task["Positive Examples"]), size=2, replace=False)]
+        positive = task["Positive Examples"]
+        shots = [positive[i] for i in rng.choice(len(positive), size=2, replace=False)]
         chats.append(few_shot_example(definition, shots, inst["input"], inst["output"][0]))
     return chats
 
