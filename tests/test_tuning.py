@@ -129,7 +129,7 @@ def tiny_setup(tokenizer=None):
         "response": ["paris", "rome", "germany", "italy", "france europe", "born"],
         "task": ["a", "a", "b", "b", "c", "c"], "template": ["a1", "a2", "b1", "b2", "c1", "c2"],
     })
-    examples["n_tokens"] = [sum(map(len, tuning._chat_parts(tokenizer, p, r))) for p, r in
+    examples["n_tokens"] = [len(tuning.chat_tokens(tokenizer, tuning._chat(p, r))[0]) for p, r in
                             zip(examples["prompt"], examples["response"])]
     return tokenizer, examples
 
@@ -147,7 +147,8 @@ def test_loss_on_the_kept_positions_equals_the_full_loss_on_the_response():
         full_labels[:, -keep:] = batch["labels"]
         full = model(**{**batch, "labels": full_labels}).loss
     # the response tokens, and only they, carry labels
-    n_response = sum(len(tuning._chat_parts(tokenizer, p, r)[1]) for p, r in zip(examples["prompt"], examples["response"]))
+    n_response = sum(sum(tuning.chat_tokens(tokenizer, tuning._chat(p, r))[1])
+                     for p, r in zip(examples["prompt"], examples["response"]))
     assert int((batch["labels"] != -100).sum()) == n_response
     torch.testing.assert_close(fast, full)
 
@@ -183,14 +184,14 @@ def test_lora_training_learns_is_seeded_and_resumes(tmp_path):
     tokenizer, examples = tiny_setup()
     recipe = tuned.Recipe(name="tiny", n_examples=6, batch_size=2, epochs=3, learning_rate=5e-2, lora_r=4,
                            lora_alpha=8, lora_dropout=0.0, target_modules=("q_proj", "v_proj", "down_proj"))
-    adapted, log = tuning.fit_lora(make_tiny_llama(), tokenizer, examples, recipe, tmp_path / "a", progress=False)
+    adapted, log = tuning.fit(make_tiny_llama(), tokenizer, examples, recipe, tmp_path / "a", progress=False)
     merged = adapted.merge_and_unload()
     assert log["steps"] == 9 and log["resumed_from"] is None
     assert log["losses"][-1]["loss"] < log["losses"][0]["loss"]
     assert not any("lora" in name for name in merged.state_dict())  # a plain model again
     assert not torch.equal(merged.state_dict()["model.layers.0.self_attn.q_proj.weight"],
                            make_tiny_llama().state_dict()["model.layers.0.self_attn.q_proj.weight"])
-    again, _ = tuning.fit_lora(make_tiny_llama(), tokenizer, examples, recipe, tmp_path / "b", progress=False)
+    again, _ = tuning.fit(make_tiny_llama(), tokenizer, examples, recipe, tmp_path / "b", progress=False)
     again = again.merge_and_unload()
     for key, tensor in merged.state_dict().items():
         torch.testing.assert_close(again.state_dict()[key], tensor)
@@ -198,9 +199,9 @@ def test_lora_training_learns_is_seeded_and_resumes(tmp_path):
     # interrupted during step 4 of 9 (a checkpoint every 9 // 5 = 1 step), then run again: it resumes
     stop = StopAfter(4)
     with pytest.raises(KeyboardInterrupt):
-        tuning.fit_lora(make_tiny_llama(), tokenizer, examples, recipe, tmp_path / "c", progress=False,
+        tuning.fit(make_tiny_llama(), tokenizer, examples, recipe, tmp_path / "c", progress=False,
                         callbacks=[stop.callback])
-    resumed, log = tuning.fit_lora(make_tiny_llama(), tokenizer, examples, recipe, tmp_path / "c", progress=False)
+    resumed, log = tuning.fit(make_tiny_llama(), tokenizer, examples, recipe, tmp_path / "c", progress=False)
     resumed = resumed.merge_and_unload()
     assert log["resumed_from"] and log["resumed_from"].endswith("checkpoint-3")
     for key, tensor in merged.state_dict().items():

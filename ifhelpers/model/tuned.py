@@ -1,7 +1,10 @@
 """Models this book tunes itself: what decides one (:class:`Recipe`) and where it is stored.
 
 A registry entry with ``source: {kind: lora_tuned, base: ..., mixture: ...}`` names a model that
-:mod:`ifhelpers.train.tuning` trains from a base model. Its folder in the user cache holds what
+:mod:`ifhelpers.train.tuning` trains from a base model. Its mixture is one of chapter 5's T0 arms
+(:data:`MIXTURES`) or one of the paper's instruction datasets
+(:data:`ifhelpers.data.instruction_sets.SETS`: offline, the mirror's subset or labelled stand-in),
+all trained by one recipe. Its folder in the user cache holds what
 tuning changed, not a copy of the base: the LoRA adapter (peft's ``save_pretrained``), the chat
 template it was trained with and its provenance (a few megabytes, where a merged copy of
 gemma-3-270m takes 1.1 GB); :func:`ifhelpers.model.models.load` rebuilds the tuned model as base +
@@ -20,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ifhelpers.data import sources
+from ifhelpers.data.instruction_sets import SETS
 from ifhelpers.model import registry
 from ifhelpers.model.registry import ModelSpec
 
@@ -39,12 +43,14 @@ def templates_per_task(mixture: str) -> int | None:
     if head == "" and k.isdigit() and int(k) >= 1:
         return int(k)
     raise ValueError(f"Unknown mixture {mixture!r}: give 'templates-<k>' (k >= 1 templates per T0 task), "
-                     f"'templates-all' or 'free-form' (e.g. {', '.join(MIXTURES)}).")
+                     f"'templates-all', 'free-form' (e.g. {', '.join(MIXTURES)}) or one of the paper's "
+                     f"instruction datasets ({', '.join(SETS)}).")
 
 
 def check_mixture(mixture: str, min_templates: int) -> str:
-    """``mixture`` if it is ``free-form``, ``templates-all`` or ``templates-<k>`` with k <= ``min_templates``."""
-    if mixture == "free-form":
+    """``mixture`` if it is ``free-form``, an instruction dataset of :data:`SETS`, ``templates-all``
+    or ``templates-<k>`` with k <= ``min_templates``."""
+    if mixture == "free-form" or mixture in SETS:
         return mixture
     k = templates_per_task(mixture)
     if k is not None and k > min_templates:
@@ -60,6 +66,14 @@ CHAT_TEMPLATE = "chat_template.jinja"
 PROVENANCE = "ifhelpers_provenance.json"
 
 
+#: What a recipe trains: a LoRA adapter (what the book stores) or every weight (measured beside it by
+#: ``benchmarks/lora_vs_full.py``).
+METHODS = ("lora", "full")
+#: Fields that enter a recipe's key only when they differ from these values: recipes that leave them
+#: at their default keep the key they are stored and committed under.
+_KEYED_WHEN_SET = {"method": "lora"}
+
+
 class ModelNotTrainedError(FileNotFoundError):
     """A ``lora_tuned`` registry model that is not stored on this machine yet; the message says how to train it."""
 
@@ -68,10 +82,12 @@ class ModelNotTrainedError(FileNotFoundError):
 class Recipe:
     """Everything that decides a tuned model: the base, the mixture and the training settings.
 
-    ``n_examples`` is the size of every mixture (rounded down to a multiple of the number of T0
-    tasks, so that each task gets the same share); every variant trains ``epochs`` passes over its
-    examples in batches of ``batch_size``, hence the same number of optimiser steps. ``seed`` draws
-    the data (which templates, which examples), the LoRA initialisation and the data order.
+    ``n_examples`` is the size of every mixture (a T0 arm rounds it down to a multiple of the number
+    of T0 tasks, so that each task gets the same share; an instruction dataset gives exactly that
+    many); every variant trains ``epochs`` passes over its examples in batches of ``batch_size``,
+    hence the same number of optimiser steps. ``seed`` draws the data (which templates, which
+    examples), the LoRA initialisation and the data order. ``method`` is ``lora`` (the LoRA fields
+    apply) or ``full`` (every weight trained; the LoRA fields are ignored).
     """
 
     name: str
@@ -88,16 +104,20 @@ class Recipe:
     target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
     seed: int = 0
     min_templates: int = 4  # the T0 tasks every arm uses: those with this many templates that fit
+    method: str = "lora"
 
     def __post_init__(self):
         check_mixture(self.mixture, self.min_templates)
+        sources.choose("training method", self.method, METHODS)
         if self.n_examples < 1 or self.max_tokens < 8 or self.batch_size < 1 or self.epochs < 1:
             raise ValueError(f"{self.name}: n_examples, batch_size, epochs must be >= 1 and max_tokens >= 8")
 
     @property
     def key(self) -> str:
-        """A short hash of every field but the name: two recipes with the same key train the same model."""
-        fields = {k: v for k, v in dataclasses.asdict(self).items() if k != "name"}
+        """A short hash of every field but the name (and of :data:`_KEYED_WHEN_SET`'s fields only when they
+        differ from their default): two recipes with the same key train the same model."""
+        fields = {k: v for k, v in dataclasses.asdict(self).items()
+                  if k != "name" and (k not in _KEYED_WHEN_SET or v != _KEYED_WHEN_SET[k])}
         return hashlib.sha256(json.dumps(fields, sort_keys=True, default=list).encode()).hexdigest()[:10]
 
 
@@ -115,7 +135,14 @@ def spec_for(recipe: Recipe) -> ModelSpec:
     fields = {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(recipe).items() if k != "name"}
     return ModelSpec(name=recipe.name, source={"kind": "lora_tuned", **fields}, family=base.family,
                      role="instruction-tuned", prompt_format="chat-template", dtype=base.dtype,
-                     reference=None, notes=f"{recipe.base} + LoRA on the {recipe.mixture} mixture (this book).")
+                     reference=None, notes=f"{recipe.base} + {'LoRA' if recipe.method == 'lora' else 'full fine-tuning'}"
+                                           f" on {data_label(recipe.mixture)} (this book).")
+
+
+def data_label(mixture: str) -> str:
+    """What a mixture's training data is called: an instruction dataset's offline label (its subset or
+    stand-in, :data:`SETS`) or chapter 5's name for a T0 arm."""
+    return SETS[mixture].label if mixture in SETS else f"the {mixture} mixture"
 
 
 def registered_names(base: str) -> dict[str, str]:
