@@ -62,8 +62,8 @@ from ifhelpers.model.tuned import (ADAPTER_CONFIG, CHAT_TEMPLATE, Recipe, check_
                                    is_trained, location, recipe_of, templates_per_task)
 
 __all__ = ["GEMMA_CHAT_TEMPLATE", "base_tokenizer", "chat_tokens", "candidate_pool", "dataset_pool",
-           "eligible_templates", "mixture", "templates_dose", "mixture_summary", "fit", "train", "store",
-           "ensure_tuned"]
+           "eligible_templates", "mixture", "templates_dose", "mixture_summary", "base_model", "fit", "target_loss",
+           "train", "store", "ensure_tuned"]
 
 #: Gemma's turn format (``<start_of_turn>user ... <end_of_turn>``), as a chat template. The GGUF of
 #: the pocket base model ships no template; the tuned models are trained and prompted with this one.
@@ -292,6 +292,25 @@ def _encode(tokenizer, frame: pd.DataFrame, max_tokens: int) -> list[dict]:
     return encoded
 
 
+def target_loss(model, tokenizer, chats: pd.DataFrame, max_tokens: int, batch_size: int) -> float:
+    """The mean loss per target token (the assistant turns) of ``chats`` under ``model``, encoded and
+    batched as in training (e.g. on held-out chats of a dataset, before and after tuning)."""
+    import torch
+
+    collate = _collate(tokenizer)
+    encoded = _encode(tokenizer, chats, max_tokens)
+    total, count = 0.0, 0
+    model.eval()
+    with torch.no_grad():
+        for start in range(0, len(encoded), batch_size):
+            batch = {key: (value.to(model.device) if torch.is_tensor(value) else value)
+                     for key, value in collate(encoded[start:start + batch_size]).items()}
+            n = int((batch["labels"][:, 1:] != -100).sum())  # the model shifts: position t predicts label t + 1
+            total += float(model(**batch).loss) * n
+            count += n
+    return total / count
+
+
 def _reset_peak_memory() -> None:
     """Start a new peak-resident-size window for this process (Linux: writing 5 to clear_refs resets
     VmHWM), so that every arm trained in one process reports its own peak; elsewhere a no-op."""
@@ -391,21 +410,28 @@ def train(recipe: Recipe, pool: pd.DataFrame | None = None, *, progress: bool = 
         return _train_and_store(recipe, pool, work, target, progress, data_dir)
 
 
-def _train_and_store(recipe: Recipe, pool, work: Path, target: Path, progress: bool, data_dir) -> Path:
+def base_model(base: str):
+    """(model, fingerprint of its weights): the base model to train, on the default device, in fp32 on a
+    CPU and bf16 on a GPU."""
     import torch
     from transformers import AutoModelForCausalLM
 
     from ifhelpers.model.models import default_device, weights_location
 
-    location, fingerprint = weights_location(registry.resolve(recipe.base, role="base"))
+    location, fingerprint = weights_location(registry.resolve(base, role="base"))
+    device = default_device()
+    model = AutoModelForCausalLM.from_pretrained(location, use_safetensors=True,
+                                                 dtype=torch.float32 if device == "cpu" else torch.bfloat16)
+    return model.to(device), fingerprint
+
+
+def _train_and_store(recipe: Recipe, pool, work: Path, target: Path, progress: bool, data_dir) -> Path:
     tokenizer = base_tokenizer(recipe.base)
     if pool is None:
         pool = (dataset_pool(tokenizer, recipe.mixture, recipe.max_tokens, data_dir)
                 if recipe.mixture in instruction_sets.SETS else candidate_pool(tokenizer, recipe.max_tokens, data_dir))
     examples = mixture(pool, recipe.mixture, recipe.n_examples, recipe.seed, recipe.min_templates)
-    device = default_device()
-    model = AutoModelForCausalLM.from_pretrained(location, use_safetensors=True,
-                                                 dtype=torch.float32 if device == "cpu" else torch.bfloat16).to(device)
+    model, fingerprint = base_model(recipe.base)
     tuned, log = fit(model, tokenizer, examples, recipe, work, progress=progress)
     log["data"] = {key: pool.attrs[key] for key in ("source", "n_empty_turn", "n_contaminated", "n_too_long")
                    if key in pool.attrs}
