@@ -93,9 +93,13 @@ def test_two_processes_that_need_one_tuned_model_train_it_once(tmp_path):
             time.sleep(1.0)
             with open(work / "trained.log", "a") as log:
                 log.write(f"{os.getpid()}\\n")
-            from conftest import make_tiny_llama, make_tiny_tokenizer
-            make_tiny_llama().save_pretrained(target)  # a whole model folder: a damaged one is trained again
-            make_tiny_tokenizer().save_pretrained(target)
+            import torch
+            from safetensors.torch import save_file
+            target.mkdir(parents=True)  # a whole stored adapter: a damaged one is trained again
+            save_file({"lora": torch.zeros(2)}, str(target / "adapter_model.safetensors"))
+            for name in ("adapter_config.json", "ifhelpers_provenance.json"):
+                (target / name).write_text("{}")
+            (target / "chat_template.jinja").write_text("")
             return target
         tuning._train_and_store = fake_training
         recipe = Recipe(name="tiny-ift", base="gemma-3-270m", mixture="templates-1", n_examples=10)

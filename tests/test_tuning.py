@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 
 import pandas as pd
 import pytest
@@ -11,7 +12,7 @@ import ifhelpers as ifh
 from ifhelpers.model import tuned
 from ifhelpers.train import tuning
 
-from conftest import make_tiny_llama, make_tiny_tokenizer
+from conftest import make_tiny_llama, make_tiny_tokenizer, save_tiny_family
 
 
 # ---------------------------------------------------------------------------------------- data
@@ -55,7 +56,7 @@ def test_contamination_flags_each_kind_of_evaluation_data():
                    "Tell me about bread."],
         "response": [f"Its capital is {fact.object}.", "A", "ok", "It is baked."],
     })
-    flags = tuning.contamination(examples)
+    flags = ifh.data.contamination.contamination(examples)
     assert flags[["pararel_fact", "mmlu_ngram", "becel_ngram"]].to_numpy().tolist() == [
         [True, False, False], [False, True, False], [False, False, True], [False, False, False]]
     assert flags["contaminated"].tolist() == [True, True, True, False]
@@ -119,8 +120,8 @@ def test_the_task_set_needs_min_templates_and_enough_examples_per_template():
 # ------------------------------------------------------------------------------------ training
 
 
-def tiny_setup():
-    tokenizer = make_tiny_tokenizer()
+def tiny_setup(tokenizer=None):
+    tokenizer = tokenizer or make_tiny_tokenizer()
     tokenizer.chat_template = tuning.GEMMA_CHAT_TEMPLATE
     examples = pd.DataFrame({
         "prompt": ["the capital of france is", "the capital of italy is", "berlin is located in",
@@ -128,7 +129,7 @@ def tiny_setup():
         "response": ["paris", "rome", "germany", "italy", "france europe", "born"],
         "task": ["a", "a", "b", "b", "c", "c"], "template": ["a1", "a2", "b1", "b2", "c1", "c2"],
     })
-    examples["n_tokens"] = [sum(map(len, tuning._chat_parts(tokenizer, p, r))) for p, r in
+    examples["n_tokens"] = [len(tuning.chat_tokens(tokenizer, tuning._chat(p, r))[0]) for p, r in
                             zip(examples["prompt"], examples["response"])]
     return tokenizer, examples
 
@@ -146,7 +147,8 @@ def test_loss_on_the_kept_positions_equals_the_full_loss_on_the_response():
         full_labels[:, -keep:] = batch["labels"]
         full = model(**{**batch, "labels": full_labels}).loss
     # the response tokens, and only they, carry labels
-    n_response = sum(len(tuning._chat_parts(tokenizer, p, r)[1]) for p, r in zip(examples["prompt"], examples["response"]))
+    n_response = sum(sum(tuning.chat_tokens(tokenizer, tuning._chat(p, r))[1])
+                     for p, r in zip(examples["prompt"], examples["response"]))
     assert int((batch["labels"] != -100).sum()) == n_response
     torch.testing.assert_close(fast, full)
 
@@ -182,22 +184,25 @@ def test_lora_training_learns_is_seeded_and_resumes(tmp_path):
     tokenizer, examples = tiny_setup()
     recipe = tuned.Recipe(name="tiny", n_examples=6, batch_size=2, epochs=3, learning_rate=5e-2, lora_r=4,
                            lora_alpha=8, lora_dropout=0.0, target_modules=("q_proj", "v_proj", "down_proj"))
-    merged, log = tuning.fit_lora(make_tiny_llama(), tokenizer, examples, recipe, tmp_path / "a", progress=False)
+    adapted, log = tuning.fit(make_tiny_llama(), tokenizer, examples, recipe, tmp_path / "a", progress=False)
+    merged = adapted.merge_and_unload()
     assert log["steps"] == 9 and log["resumed_from"] is None
     assert log["losses"][-1]["loss"] < log["losses"][0]["loss"]
     assert not any("lora" in name for name in merged.state_dict())  # a plain model again
     assert not torch.equal(merged.state_dict()["model.layers.0.self_attn.q_proj.weight"],
                            make_tiny_llama().state_dict()["model.layers.0.self_attn.q_proj.weight"])
-    again, _ = tuning.fit_lora(make_tiny_llama(), tokenizer, examples, recipe, tmp_path / "b", progress=False)
+    again, _ = tuning.fit(make_tiny_llama(), tokenizer, examples, recipe, tmp_path / "b", progress=False)
+    again = again.merge_and_unload()
     for key, tensor in merged.state_dict().items():
         torch.testing.assert_close(again.state_dict()[key], tensor)
 
     # interrupted during step 4 of 9 (a checkpoint every 9 // 5 = 1 step), then run again: it resumes
     stop = StopAfter(4)
     with pytest.raises(KeyboardInterrupt):
-        tuning.fit_lora(make_tiny_llama(), tokenizer, examples, recipe, tmp_path / "c", progress=False,
+        tuning.fit(make_tiny_llama(), tokenizer, examples, recipe, tmp_path / "c", progress=False,
                         callbacks=[stop.callback])
-    resumed, log = tuning.fit_lora(make_tiny_llama(), tokenizer, examples, recipe, tmp_path / "c", progress=False)
+    resumed, log = tuning.fit(make_tiny_llama(), tokenizer, examples, recipe, tmp_path / "c", progress=False)
+    resumed = resumed.merge_and_unload()
     assert log["resumed_from"] and log["resumed_from"].endswith("checkpoint-3")
     for key, tensor in merged.state_dict().items():
         torch.testing.assert_close(resumed.state_dict()[key], tensor, rtol=1e-4, atol=1e-5)
@@ -215,3 +220,50 @@ def test_recipe_key_ignores_the_name_and_registry_entries_round_trip():
     with pytest.raises(ValueError, match="templates-all"):
         tuned.Recipe(name="z", mixture="rich")
     assert [tuned.templates_per_task(m) for m in ("templates-1", "templates-12", "templates-all")] == [1, 12, None]
+
+
+def test_a_tuned_model_is_stored_as_its_adapter_and_rebuilt_with_the_same_logits(tmp_path, monkeypatch):
+    import torch
+
+    base = save_tiny_family(tmp_path / "base", "gemma3")
+    tokenizer, examples = tiny_setup(tuning.base_tokenizer(str(base)))
+    pool = examples.assign(contaminated=False)  # tasks a, b, c with two templates of one example each
+    recipe = tuned.Recipe(name="tiny-ift", base=str(base), n_examples=3, batch_size=2, epochs=4, learning_rate=5e-2,
+                          lora_r=4, lora_alpha=8, lora_dropout=0.0, target_modules=("q_proj", "v_proj", "down_proj"),
+                          min_templates=2)
+    kept = {}  # the tuned model as training left it in memory
+    store = tuning.store
+
+    def keep(model, *args):
+        store(model, *args)
+        kept["model"] = model
+
+    monkeypatch.setattr(tuning, "store", keep)
+    folder = tuning.train(recipe, pool, progress=False)
+    assert folder == tuned.folders(recipe)[1] and not tuned.folders(recipe)[0].exists()
+    assert {"adapter_model.safetensors", tuned.ADAPTER_CONFIG, tuned.CHAT_TEMPLATE, tuned.PROVENANCE} <= \
+        {p.name for p in folder.iterdir()}
+
+    ids = tokenizer(["The capital of France is Paris.", "Rome is located in Italy."], return_tensors="pt", padding=True)
+    with torch.no_grad():
+        unmerged = kept["model"](**ids).logits
+        in_memory = kept["model"].merge_and_unload()(**ids).logits
+        lm = ifh.model.models.load(tuned.spec_for(recipe), device="cpu")
+        rebuilt = lm.model(**ids).logits
+        base_logits = ifh.model.models.load(str(base), role="base", device="cpu").model(**ids).logits
+    assert torch.equal(rebuilt, in_memory)  # the same fp32 merge of the same base and adapter
+    torch.testing.assert_close(rebuilt, unmerged, rtol=1e-5, atol=1e-5)
+    assert (rebuilt - base_logits).abs().max() > 1e-2  # tuning moved the model: the adapter is not zero
+    assert lm.tokenizer.chat_template == tuning.GEMMA_CHAT_TEMPLATE
+    assert lm.fingerprint.startswith(f"tiny-ift@{recipe.key}:") and lm.fingerprint.endswith("|float32")
+
+    # what is stored is the change: a small fraction of the base's weights
+    stored = sum(p.stat().st_size for p in folder.iterdir())
+    adapter = (folder / "adapter_model.safetensors").stat().st_size
+    base_weights = (base / "model.safetensors").stat().st_size
+    assert adapter < 0.1 * base_weights and stored < 0.25 * base_weights, (adapter, stored, base_weights)
+
+    # an adapter belongs to the weights it was trained on
+    os.utime(base / "model.safetensors", (1, 1))  # a changed local base: another fingerprint
+    with pytest.raises(ifh.model.models.ModelNotInstalledError, match="tuned on"):
+        ifh.model.models.load(tuned.spec_for(recipe), device="cpu")

@@ -91,17 +91,45 @@ def check_folder(path: str | Path, trust_remote_code: bool | None = None) -> Pat
     return folder.resolve()
 
 
-def stored_whole(folder: str | Path, what: str) -> bool:
+def check_adapter_folder(path: str | Path, files: tuple[str, ...]) -> Path:
+    """``path`` resolved, if it holds a stored LoRA adapter that reads back whole (a tuned model the book
+    stores as what tuning changed, :mod:`ifhelpers.model.tuned`): every one of ``files`` there, the JSON ones
+    parse, and every safetensors file is as long as its header says; else :class:`ModelFolderError` saying
+    why (a folder of the older layout, a full merged copy, has no adapter)."""
+    folder = Path(path)
+    for name in files:
+        file = folder / name
+        if not file.is_file():
+            raise ModelFolderError(f"{path}: no {name} (a folder of an older layout, or one cut short); it is "
+                                   f"made again.")
+        if name.endswith(".json"):
+            try:
+                json.loads(file.read_text(encoding="utf-8"))
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                raise ModelFolderError(f"{path}: its {name} does not parse; the file is damaged.") from None
+    weights = sorted(folder.glob("*.safetensors"))
+    if not weights:
+        raise ModelFolderError(f"{path}: no adapter weights (no *.safetensors file).")
+    for file in weights:
+        safetensors_header(file)
+    return folder.resolve()
+
+
+def stored_whole(folder: str | Path, what: str, adapter_files: tuple[str, ...] = ()) -> bool:
     """Whether a model folder the book keeps in its cache (a converted, recovered or tuned model) is there and
-    reads back whole (:func:`check_folder`). One that is there but damaged is said on one line and removed
-    (:func:`ifhelpers.data.sources.discard`), so that its maker makes it again."""
+    reads back whole (:func:`check_folder`; with ``adapter_files``, a stored adapter: :func:`check_adapter_folder`).
+    One that is there but damaged is said on one line and removed (:func:`ifhelpers.data.sources.discard`), so
+    that its maker makes it again."""
     from ifhelpers.data.sources import discard
 
     folder = Path(folder)
     if not folder.exists():
         return False
     try:
-        check_folder(folder, trust_remote_code=False)
+        if adapter_files:
+            check_adapter_folder(folder, adapter_files)
+        else:
+            check_folder(folder, trust_remote_code=False)
         return True
     except ModelFolderError as error:
         discard(folder, str(error).splitlines()[0].removeprefix(f"{folder}: "), what)

@@ -9,6 +9,8 @@ repository runs only when the caller asks for it (``trust_remote_code=False`` by
 * ``weight_diff`` sources (the open-instruct LLaMA models of the paper) are recovered once as
   base + diff, :func:`recover_weight_diff`, and stored the same way.
 * ``hub`` and ``local`` sources load with transformers.
+* ``lora_tuned`` sources (models this book tunes, :mod:`ifhelpers.model.tuned`) are stored as what
+  tuning changed, a LoRA adapter; :func:`load` rebuilds them as base + adapter, merged in fp32.
 
 The cache folder is ``$IFHELPERS_CACHE`` or the platform's user cache (``platformdirs``).
 """
@@ -21,6 +23,7 @@ import importlib.metadata
 import importlib.util
 import json
 import os
+import shutil
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -157,14 +160,21 @@ def _one_gguf_reader():
         gguf.GGUFReader = real
 
 
-def save_atomically(model, tokenizer, target: Path, provenance: dict) -> None:
-    """Save a model, its tokenizer and its provenance under ``target`` in one rename (never half-written).
+def save_atomically(model, tokenizer, target: Path, provenance: dict, files: dict[str, str] | None = None) -> None:
+    """Save a model (``save_pretrained``: a model's weights, or a peft model's adapter), its tokenizer
+    (unless None), its provenance and other text ``files`` (by name) under ``target`` in one rename
+    (never half-written). A folder already at ``target`` (stored in an earlier layout, e.g. a full
+    merged copy of a tuned model) is replaced.
 
     Callers hold :func:`ifhelpers.data.sources.cache_lock` of ``target``, so one process writes it."""
     tmp = target.with_name(target.name + ".partial")
     model.save_pretrained(tmp, safe_serialization=True)
-    tokenizer.save_pretrained(tmp)
-    (tmp / "ifhelpers_provenance.json").write_text(json.dumps(provenance, indent=1))
+    if tokenizer is not None:
+        tokenizer.save_pretrained(tmp)
+    for name, text in {"ifhelpers_provenance.json": json.dumps(provenance, indent=1), **(files or {})}.items():
+        (tmp / name).write_text(text)
+    if target.exists():
+        shutil.rmtree(target)
     tmp.rename(target)
 
 
@@ -292,26 +302,11 @@ def weights_location(spec: ModelSpec, base_path: str | Path | None = None) -> tu
 # Loading
 
 
-def load(name_or_path: str, role: str | None = None, *, device: str | None = None, dtype: str | None = None,
-         device_map: str | dict | None = None, trust_remote_code: bool | None = None,
-         base_path: str | Path | None = None, prompt_format: str | None = None) -> LoadedModel:
-    """Load a registry model, Hub id or local folder for the engine.
-
-    ``dtype`` defaults to the registry's choice per device (fp32 on CPU, bf16 on GPU). ``device_map``
-    (e.g. ``"auto"``) spreads a model that does not fit one GPU over several through accelerate.
-    ``trust_remote_code`` stays off unless the caller asks (or ``IFHELPERS_TRUST_REMOTE_CODE=1``): a model
-    repository's own code is not run.
-    """
+def _from_pretrained(spec: ModelSpec, location: str, dtype: str, device_map, trust_remote_code: bool):
+    """(model, tokenizer) read with transformers from ``location`` (safetensors only), in ``dtype``."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    if trust_remote_code is None:
-        trust_remote_code = folders.remote_code_allowed()
-    spec = registry.resolve(name_or_path, role=role, prompt_format=prompt_format, trust_remote_code=trust_remote_code)
-    anatomy.check_spec(spec)
-    device = device or default_device()
-    dtype = dtype or spec.dtype[device_kind(device)]
-    location, fingerprint = weights_location(spec, base_path)
     revision = spec.source.get("revision") if spec.source["kind"] == "hub" else None
     common = {"trust_remote_code": trust_remote_code, **({"revision": revision} if revision else {})}
     try:
@@ -325,6 +320,55 @@ def load(name_or_path: str, role: str | None = None, *, device: str | None = Non
             f"Could not load {spec.name} from {location}: {err}\nA Hub model needs the network once "
             f"(or HF_HUB_OFFLINE=1 with the model already in the Hugging Face cache)."
         ) from err
+    return model, tokenizer
+
+
+def _rebuild_tuned(spec: ModelSpec, folder: str, dtype: str, device_map, trust_remote_code: bool):
+    """(model, tokenizer) of a ``lora_tuned`` model from its stored adapter: the base model in fp32
+    with the LoRA adapter merged into its weights (peft's ``merge_and_unload``: W + B A alpha / r),
+    then cast to ``dtype``; the base's tokenizer with the chat template the model was trained with.
+
+    An adapter is a change to the exact weights it was trained on: a base whose fingerprint differs
+    from the one in the folder's provenance is refused."""
+    import torch
+    from peft import PeftModel
+
+    from ifhelpers.model import tuned
+
+    base = registry.resolve(spec.source["base"], role="base")
+    base_location, base_fingerprint = weights_location(base)
+    trained_on = json.loads((Path(folder) / tuned.PROVENANCE).read_text())["base"]
+    if trained_on != base_fingerprint:
+        raise ModelNotInstalledError(
+            f"{spec.name} was tuned on {trained_on}, but the base model is now {base_fingerprint}: remove the "
+            f"stored adapter (`ifhelpers cache --remove models/{Path(folder).name} --yes`) and it is trained again.")
+    model, tokenizer = _from_pretrained(base, base_location, "float32", device_map, trust_remote_code)
+    model = PeftModel.from_pretrained(model, folder).merge_and_unload().to(getattr(torch, dtype))
+    tokenizer.chat_template = (Path(folder) / tuned.CHAT_TEMPLATE).read_text()
+    return model, tokenizer
+
+
+def load(name_or_path: str, role: str | None = None, *, device: str | None = None, dtype: str | None = None,
+         device_map: str | dict | None = None, trust_remote_code: bool | None = None,
+         base_path: str | Path | None = None, prompt_format: str | None = None) -> LoadedModel:
+    """Load a registry model, Hub id or local folder for the engine.
+
+    ``dtype`` defaults to the registry's choice per device (fp32 on CPU, bf16 on GPU). ``device_map``
+    (e.g. ``"auto"``) spreads a model that does not fit one GPU over several through accelerate.
+    ``trust_remote_code`` stays off unless the caller asks (or ``IFHELPERS_TRUST_REMOTE_CODE=1``): a model
+    repository's own code is not run.
+    """
+    if trust_remote_code is None:
+        trust_remote_code = folders.remote_code_allowed()
+    spec = registry.resolve(name_or_path, role=role, prompt_format=prompt_format, trust_remote_code=trust_remote_code)
+    anatomy.check_spec(spec)
+    device = device or default_device()
+    dtype = dtype or spec.dtype[device_kind(device)]
+    location, fingerprint = weights_location(spec, base_path)
+    if spec.source["kind"] == "lora_tuned":
+        model, tokenizer = _rebuild_tuned(spec, location, dtype, device_map, trust_remote_code)
+    else:
+        model, tokenizer = _from_pretrained(spec, location, dtype, device_map, trust_remote_code)
     if device_map is None:
         model.to(device)
     model.eval()

@@ -1,11 +1,17 @@
 """Models this book tunes itself: what decides one (:class:`Recipe`) and where it is stored.
 
 A registry entry with ``source: {kind: lora_tuned, base: ..., mixture: ...}`` names a model that
-:mod:`ifhelpers.train.tuning` trains from a base model. This module only *finds* such a model: its
-recipe, its folder in the user cache and a fingerprint of its weights. Loading a name that has not
-been trained yet raises :class:`ModelNotTrainedError`, which says how to train it; nothing in the
-model layer starts a training run (the chapters and ``ifhelpers run`` train what they need first,
-through :func:`ifhelpers.train.tuning.ensure_tuned`).
+:mod:`ifhelpers.train.tuning` trains from a base model. Its mixture is one of chapter 5's T0 arms
+(:data:`MIXTURES`) or one of the paper's instruction datasets
+(:data:`ifhelpers.data.instruction_sets.SETS`: offline, the mirror's subset or labelled stand-in),
+all trained by one recipe. Its folder in the user cache holds what
+tuning changed, not a copy of the base: the LoRA adapter (peft's ``save_pretrained``), the chat
+template it was trained with and its provenance (a few megabytes, where a merged copy of
+gemma-3-270m takes 1.1 GB); :func:`ifhelpers.model.models.load` rebuilds the tuned model as base +
+adapter. This module only *finds* such a model: its recipe, its folder and a fingerprint of its
+weights. Loading a name that has not been trained yet raises :class:`ModelNotTrainedError`, which
+says how to train it; nothing in the model layer starts a training run (the chapters and
+``ifhelpers run`` train what they need first, through :func:`ifhelpers.train.tuning.ensure_tuned`).
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ifhelpers.data import sources
+from ifhelpers.data.instruction_sets import SETS
 from ifhelpers.model import folders as model_folders, registry
 from ifhelpers.model.registry import ModelSpec
 
@@ -36,18 +43,37 @@ def templates_per_task(mixture: str) -> int | None:
     if head == "" and k.isdigit() and int(k) >= 1:
         return int(k)
     raise ValueError(f"Unknown mixture {mixture!r}: give 'templates-<k>' (k >= 1 templates per T0 task), "
-                     f"'templates-all' or 'free-form' (e.g. {', '.join(MIXTURES)}).")
+                     f"'templates-all', 'free-form' (e.g. {', '.join(MIXTURES)}) or one of the paper's "
+                     f"instruction datasets ({', '.join(SETS)}).")
 
 
 def check_mixture(mixture: str, min_templates: int) -> str:
-    """``mixture`` if it is ``free-form``, ``templates-all`` or ``templates-<k>`` with k <= ``min_templates``."""
-    if mixture == "free-form":
+    """``mixture`` if it is ``free-form``, an instruction dataset of :data:`SETS`, ``templates-all``
+    or ``templates-<k>`` with k <= ``min_templates``."""
+    if mixture == "free-form" or mixture in SETS:
         return mixture
     k = templates_per_task(mixture)
     if k is not None and k > min_templates:
         raise ValueError(f"Mixture {mixture!r} needs tasks with {k} templates, but the recipe keeps tasks with "
                          f"at least min_templates={min_templates}: raise min_templates to {k} or lower k.")
     return mixture
+
+
+#: The files of a tuned model's folder besides the adapter's weights (``adapter_model.safetensors``): the
+#: adapter's config, the chat template and the provenance (recipe, base fingerprint, training log).
+ADAPTER_CONFIG = "adapter_config.json"
+CHAT_TEMPLATE = "chat_template.jinja"
+PROVENANCE = "ifhelpers_provenance.json"
+#: What a stored tuned model's folder must hold to be whole, besides its adapter's safetensors.
+STORED_FILES = (ADAPTER_CONFIG, CHAT_TEMPLATE, PROVENANCE)
+
+
+#: What a recipe trains: a LoRA adapter (what the book stores) or every weight (measured beside it by
+#: ``benchmarks/lora_vs_full.py``).
+METHODS = ("lora", "full")
+#: Fields that enter a recipe's key only when they differ from these values: recipes that leave them
+#: at their default keep the key they are stored and committed under.
+_KEYED_WHEN_SET = {"method": "lora"}
 
 
 class ModelNotTrainedError(FileNotFoundError):
@@ -58,10 +84,12 @@ class ModelNotTrainedError(FileNotFoundError):
 class Recipe:
     """Everything that decides a tuned model: the base, the mixture and the training settings.
 
-    ``n_examples`` is the size of every mixture (rounded down to a multiple of the number of T0
-    tasks, so that each task gets the same share); every variant trains ``epochs`` passes over its
-    examples in batches of ``batch_size``, hence the same number of optimiser steps. ``seed`` draws
-    the data (which templates, which examples), the LoRA initialisation and the data order.
+    ``n_examples`` is the size of every mixture (a T0 arm rounds it down to a multiple of the number
+    of T0 tasks, so that each task gets the same share; an instruction dataset gives exactly that
+    many); every variant trains ``epochs`` passes over its examples in batches of ``batch_size``,
+    hence the same number of optimiser steps. ``seed`` draws the data (which templates, which
+    examples), the LoRA initialisation and the data order. ``method`` is ``lora`` (the LoRA fields
+    apply) or ``full`` (every weight trained; the LoRA fields are ignored).
     """
 
     name: str
@@ -78,16 +106,20 @@ class Recipe:
     target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
     seed: int = 0
     min_templates: int = 4  # the T0 tasks every arm uses: those with this many templates that fit
+    method: str = "lora"
 
     def __post_init__(self):
         check_mixture(self.mixture, self.min_templates)
+        sources.choose("training method", self.method, METHODS)
         if self.n_examples < 1 or self.max_tokens < 8 or self.batch_size < 1 or self.epochs < 1:
             raise ValueError(f"{self.name}: n_examples, batch_size, epochs must be >= 1 and max_tokens >= 8")
 
     @property
     def key(self) -> str:
-        """A short hash of every field but the name: two recipes with the same key train the same model."""
-        fields = {k: v for k, v in dataclasses.asdict(self).items() if k != "name"}
+        """A short hash of every field but the name (and of :data:`_KEYED_WHEN_SET`'s fields only when they
+        differ from their default): two recipes with the same key train the same model."""
+        fields = {k: v for k, v in dataclasses.asdict(self).items()
+                  if k != "name" and (k not in _KEYED_WHEN_SET or v != _KEYED_WHEN_SET[k])}
         return hashlib.sha256(json.dumps(fields, sort_keys=True, default=list).encode()).hexdigest()[:10]
 
 
@@ -105,7 +137,14 @@ def spec_for(recipe: Recipe) -> ModelSpec:
     fields = {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(recipe).items() if k != "name"}
     return ModelSpec(name=recipe.name, source={"kind": "lora_tuned", **fields}, family=base.family,
                      role="instruction-tuned", prompt_format="chat-template", dtype=base.dtype,
-                     reference=None, notes=f"{recipe.base} + LoRA on the {recipe.mixture} mixture (this book).")
+                     reference=None, notes=f"{recipe.base} + {'LoRA' if recipe.method == 'lora' else 'full fine-tuning'}"
+                                           f" on {data_label(recipe.mixture)} (this book).")
+
+
+def data_label(mixture: str) -> str:
+    """What a mixture's training data is called: an instruction dataset's offline label (its subset or
+    stand-in, :data:`SETS`) or chapter 5's name for a T0 arm."""
+    return SETS[mixture].label if mixture in SETS else f"the {mixture} mixture"
 
 
 def registered_names(base: str) -> dict[str, str]:
@@ -115,32 +154,34 @@ def registered_names(base: str) -> dict[str, str]:
 
 
 def folders(recipe: Recipe) -> tuple[Path, Path]:
-    """(checkpoint folder while training, folder of the stored merged model) in the user cache."""
+    """(checkpoint folder while training, folder of the stored adapter) in the user cache."""
     name = f"{recipe.name}-{recipe.key}"
     return sources.cache_root("tuning", name), sources.cache_root("models", name)
 
 
 def is_trained(spec: ModelSpec) -> bool:
-    """Whether the tuned model of ``spec`` is stored on this machine and reads back whole (a damaged one is
-    said on one line and removed: it is trained again)."""
-    return model_folders.stored_whole(folders(recipe_of(spec))[1], f"tuned model {spec.name}")
+    """Whether the tuned model of ``spec`` is stored on this machine and reads back whole (a damaged one, or
+    one of the older layout, is said on one line and removed: it is trained again)."""
+    return model_folders.stored_whole(folders(recipe_of(spec))[1], f"tuned model {spec.name}", STORED_FILES)
 
 
 def training_log(recipe: Recipe) -> dict:
     """What training recorded for a tuned model: time, steps, peak memory, losses, data check."""
-    return json.loads((folders(recipe)[1] / "ifhelpers_provenance.json").read_text())["training"]
+    return json.loads((folders(recipe)[1] / PROVENANCE).read_text())["training"]
 
 
 def location(spec: ModelSpec) -> tuple[str, str]:
-    """(folder, fingerprint) of a stored ``lora_tuned`` model; :class:`ModelNotTrainedError` if not trained."""
+    """(folder of its adapter, fingerprint) of a stored ``lora_tuned`` model; :class:`ModelNotTrainedError`
+    if not trained. The fingerprint hashes the adapter's file names and sizes and the provenance, which
+    holds the recipe and the base model's fingerprint: the weights that base + adapter give."""
     recipe = recipe_of(spec)
     target = folders(recipe)[1]
-    if not model_folders.stored_whole(target, f"tuned model {spec.name}"):
+    if not model_folders.stored_whole(target, f"tuned model {spec.name}", STORED_FILES):
         raise ModelNotTrainedError(
             f"{spec.name} is a model this book tunes itself and it is not trained on this machine yet "
             f"(expected in {target}). Train it with `ifhelpers.train.tuning.ensure_tuned("
             f"ifhelpers.model.registry.get({spec.name!r}))`; `ifhelpers run` and the chapters do this for you.")
     weights = sorted(target.glob("*.safetensors"))
     stamp = hashlib.sha256("".join(f"{p.name}:{p.stat().st_size}" for p in weights).encode())
-    stamp.update((target / "ifhelpers_provenance.json").read_bytes())
+    stamp.update((target / PROVENANCE).read_bytes())
     return str(target), f"{spec.name}@{recipe.key}:{stamp.hexdigest()[:12]}"
