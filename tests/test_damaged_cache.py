@@ -166,14 +166,49 @@ def logits(location):
         return AutoModelForCausalLM.from_pretrained(location)(torch.tensor([[1, 5, 6, 7]])).logits.numpy()
 
 
-@pytest.mark.parametrize("damage", FOLDER_DAMAGE, ids=[d.__name__ for d in FOLDER_DAMAGE])
+def tiny_adapter_folder(folder):
+    """A tuned model stored as the book stores one: a LoRA adapter of a tiny Llama, its chat template and its
+    provenance."""
+    import json
+
+    from peft import LoraConfig, get_peft_model
+
+    from conftest import TINY_CHAT_TEMPLATE, make_tiny_llama
+    from ifhelpers.model import tuned
+
+    get_peft_model(make_tiny_llama(), LoraConfig(r=2, target_modules=["q_proj"])).save_pretrained(folder)
+    (folder / tuned.CHAT_TEMPLATE).write_text(TINY_CHAT_TEMPLATE)
+    (folder / tuned.PROVENANCE).write_text(json.dumps({"base": "tiny", "training": {}}))
+    return folder
+
+
+def bad_adapter_config(folder):
+    (folder / "adapter_config.json").write_text("{")
+
+
+def no_adapter_config(folder):
+    (folder / "adapter_config.json").unlink()
+
+
+def older_layout(folder):
+    """A full merged copy, as tuned models were stored before adapters: no adapter, so trained again."""
+    import shutil
+
+    shutil.rmtree(folder)
+    tiny_folder(folder)
+
+
+ADAPTER_DAMAGE = [cut_weights, bad_adapter_config, no_adapter_config, older_layout]
+
+
+@pytest.mark.parametrize("damage", ADAPTER_DAMAGE, ids=[d.__name__ for d in ADAPTER_DAMAGE])
 def test_a_damaged_tuned_model_is_said_and_trained_again(tmp_path, monkeypatch, capsys, damage):
     from ifhelpers.model import registry, tuned
 
     monkeypatch.setenv("IFHELPERS_CACHE", str(tmp_path))
     spec = registry.get("gemma-3-270m-ift-free-form")
     target = tuned.folders(tuned.recipe_of(spec))[1]
-    tiny_folder(target)
+    tiny_adapter_folder(target)
     assert tuned.is_trained(spec) and capsys.readouterr().out == ""
     damage(target)
     assert not tuned.is_trained(spec) and not target.exists()  # so book.setup trains it again

@@ -62,7 +62,7 @@ from ifhelpers.data import instruction_sets, instructions, sources
 from ifhelpers.data.contamination import contamination
 from ifhelpers.model import folders as model_folders, registry
 from ifhelpers.model.registry import ModelSpec
-from ifhelpers.model.tuned import (ADAPTER_CONFIG, CHAT_TEMPLATE, Recipe, check_mixture, data_label, folders,
+from ifhelpers.model.tuned import (CHAT_TEMPLATE, STORED_FILES, Recipe, check_mixture, data_label, folders,
                                    is_trained, location, recipe_of, templates_per_task)
 
 __all__ = ["GEMMA_CHAT_TEMPLATE", "base_tokenizer", "chat_tokens", "candidate_pool", "dataset_pool",
