@@ -129,7 +129,7 @@ def format_mmlu(subject: str, question: str, choices, instruction_id: int, promp
     The instruction, a blank line, the question and its options (:meth:`MMLUFormat.question_block`), then
     the answer cue: "Answer:" at the end of a base prompt, "The answer is:" opening the assistant turn of a
     dialogue, both cased and ended by ``layout``. The prompt ends right before the answer letter, so the
-    next token is scored against " A" ... " D" (see :func:`ifhelpers.chapters.predictions.answer_letter_ids`).
+    next token is scored against " A" ... " D" (see :func:`ifhelpers.measure.mmlu.answer_letter_ids`).
 
     paper: App. C.1
     """

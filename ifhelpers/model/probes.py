@@ -31,7 +31,7 @@ from ifhelpers.model.models import LoadedModel
 #: One request for all ParaRel chapters: states at every layer and the top-10 next tokens. The states are
 #: kept in bfloat16 (the predictions are not rounded): this pass is most of what a book build caches, and
 #: a cold build at the default sizes moved no headline by more than 4.1e-4 of its scale against a float32
-#: build (issue #17's closing note; the smoke goldens by up to 2.7e-3, one bootstrap bound over 9 sets).
+#: build, and the smoke-size headlines by up to 2.7e-3 (one bootstrap bound over 9 sets).
 PARAREL_REQUEST = engine.Request(resid=True, top_k=10, states_dtype="bfloat16")
 #: The MHSA and MLP updates at the last token (§4 extraction), with the states so that the engine
 #: checks eq. 1 on them.
