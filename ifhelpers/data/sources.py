@@ -228,11 +228,13 @@ def discard(path: Path, reason: str, what: str = "cache part") -> None:
 
 
 def describe_source(data_dir: str | os.PathLike | None = None) -> str:
-    """One line for a notebook: where the data comes from under the current setting."""
+    """One line for a rendered notebook: where the data comes from under the current setting, without the
+    building machine's paths (a reader's copy of the book does not show where its builder kept the data)."""
     root = mirror_root(data_dir)
     if root is None:
-        return f"online sources (GitHub at pinned commits, Hugging Face); cache at {cache_root()}"
-    return f"offline mirror at {root}"
+        return "online sources (GitHub at pinned commits, Hugging Face), downloaded once into the user cache"
+    how = "data_dir" if data_dir is not None else ENV_DATA
+    return f"the offline mirror ({how})"
 
 
 def locate(
