@@ -255,8 +255,9 @@ def check_run(path: Path, models: list[str], roles: dict[str, str], overrides: d
     the user cache (a folder that can be written, :func:`writable_folder`);
     the models (registry names, Hub ids, local folders whose files read back whole,
     :func:`ifhelpers.model.folders.check_folder`; weights this machine can get,
-    :func:`ifhelpers.model.models.check_installed`; parts the engine can find, :func:`ifhelpers.model.anatomy.check_specs`)
-    and their roles (:func:`ifhelpers.model.registry.check_roles`:
+    :func:`ifhelpers.model.models.check_installed`, after the parts the engine reads,
+    :func:`ifhelpers.model.anatomy.check_specs`: a model the engine cannot read is refused before any
+    download) and their roles (:func:`ifhelpers.model.registry.check_roles`:
     a base and a tuned model, each once, or one base model for a chapter whose default tunes one); the data
     the chapter reads from the mirror (:data:`CHAPTER_DATA`). Returns the run folder; raises the checks' own
     errors, which the command line prints as one line each with exit code 2."""
@@ -272,9 +273,9 @@ def check_run(path: Path, models: list[str], roles: dict[str, str], overrides: d
     check_same_settings(out_dir, path.stem, {**overrides, "models": list(models), "roles": dict(roles)})
     specs = registry.specs(models, roles)
     registry.check_roles(specs, one_base=len(defaults.get("models") or []) == 1)
+    anatomy.check_specs(specs)
     for spec in specs:
         check_installed(spec)
-    anatomy.check_specs(specs)
     sources.check_mirror(CHAPTER_DATA.get(path.stem.split("_", 1)[-1], ()))
     return out_dir
 

@@ -94,9 +94,10 @@ def test_parts_not_found_are_refused_before_any_work(tmp_path, capsys, monkeypat
     with pytest.raises(anatomy.AnatomyError) as refused:
         anatomy.check_config(make_tiny_family("xglm").config, str(folder))
     assert str(refused.value) == expected
+    tuned = save_tiny_family(tmp_path / "llama-it", "llama", tuned=True)  # a pair: the roles are right
     monkeypatch.chdir(tmp_path)
     capsys.readouterr()
-    assert cli.main(["run", "predictions", "--models", f"base={folder}"]) == 2
+    assert cli.main(["run", "predictions", "--models", f"base={folder},ift={tuned}"]) == 2
     assert capsys.readouterr().err == f"ifhelpers: {expected}\n"
     assert not (tmp_path / "runs").exists()  # no kernel started
 
@@ -127,6 +128,7 @@ IN_PROCESS_CHAPTER_1 = ("gpt_neox", "opt", "falcon")
 
 
 def test_chapter_1_runs_in_process_for_more_families(tmp_path):
+    from ifhelpers import measure
     from ifhelpers.chapters import vector_space as vs
 
     folders = [str(save_tiny_family(tmp_path / f, f, tuned=i > 0, seed=i)) for i, f in enumerate(IN_PROCESS_CHAPTER_1)]
@@ -134,9 +136,9 @@ def test_chapter_1_runs_in_process_for_more_families(tmp_path):
     designs, queries = vs.build_designs(["mrpc", "tapaco", "pararel"], n_mrpc_pairs=4, n_paraphrase_sets=4,
                                         n_nonparaphrase_per_set=2, pararel_relations=["P17", "P19"],
                                         pararel_n_per_relation=3, seed=0)
-    units, _ = vs.units_of_models(folders, roles, designs, queries, [0, 1, 2], cache=False)
+    units = measure.runner.run(folders, [measure.units.per_set_gaps(designs, queries, [0, 1, 2])], roles)["units"]
     assert set(units["model"]) == set(folders)
-    rows = pd.DataFrame(vs.headlines(vs.compare_roles(units, "final_norm", 200, seed=0),
+    rows = pd.DataFrame(vs.headlines(vs.gap_comparison(units, "final_norm", 200, seed=0),
                                      {d: design.label for d, design in designs.items()}, "final_norm"))
     assert len(rows) == 3 * 2 and not rows["ours"].astype(str).str.contains("nan").any()
 
