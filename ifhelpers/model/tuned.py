@@ -159,10 +159,15 @@ def folders(recipe: Recipe) -> tuple[Path, Path]:
     return sources.cache_root("tuning", name), sources.cache_root("models", name)
 
 
-def is_trained(spec: ModelSpec) -> bool:
-    """Whether the tuned model of ``spec`` is stored on this machine and reads back whole (a damaged one, or
+def is_stored(recipe: Recipe) -> bool:
+    """Whether the adapter of ``recipe`` is stored on this machine and reads back whole (a damaged one, or
     one of the older layout, is said on one line and removed: it is trained again)."""
-    return model_folders.stored_whole(folders(recipe_of(spec))[1], f"tuned model {spec.name}", STORED_FILES)
+    return model_folders.stored_whole(folders(recipe)[1], f"tuned model {recipe.name}", STORED_FILES)
+
+
+def is_trained(spec: ModelSpec) -> bool:
+    """Whether the tuned model of ``spec`` is stored on this machine and reads back whole (:func:`is_stored`)."""
+    return is_stored(recipe_of(spec))
 
 
 def training_log(recipe: Recipe) -> dict:
@@ -176,7 +181,7 @@ def location(spec: ModelSpec) -> tuple[str, str]:
     holds the recipe and the base model's fingerprint: the weights that base + adapter give."""
     recipe = recipe_of(spec)
     target = folders(recipe)[1]
-    if not model_folders.stored_whole(target, f"tuned model {spec.name}", STORED_FILES):
+    if not is_stored(recipe):
         raise ModelNotTrainedError(
             f"{spec.name} is a model this book tunes itself and it is not trained on this machine yet "
             f"(expected in {target}). Train it with `ifhelpers.train.tuning.ensure_tuned("

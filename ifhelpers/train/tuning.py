@@ -60,9 +60,9 @@ import pandas as pd
 
 from ifhelpers.data import instruction_sets, instructions, sources
 from ifhelpers.data.contamination import contamination
-from ifhelpers.model import folders as model_folders, registry
+from ifhelpers.model import registry
 from ifhelpers.model.registry import ModelSpec
-from ifhelpers.model.tuned import (CHAT_TEMPLATE, STORED_FILES, Recipe, check_mixture, data_label, folders,
+from ifhelpers.model.tuned import (CHAT_TEMPLATE, Recipe, check_mixture, data_label, folders, is_stored,
                                    is_trained, location, recipe_of, templates_per_task)
 
 __all__ = ["GEMMA_CHAT_TEMPLATE", "base_tokenizer", "chat_tokens", "candidate_pool", "dataset_pool",
@@ -423,11 +423,10 @@ def train(recipe: Recipe, pool: pd.DataFrame | None = None, *, progress: bool = 
                          f"method={recipe.method!r} recipe is trained with ifhelpers.train.tuning.fit (as "
                          f"benchmarks/lora_vs_full.py does), not stored: use method='lora'.")
     work, target = folders(recipe)
-    what = f"tuned model {recipe.name}"
-    if model_folders.stored_whole(target, what, STORED_FILES):
+    if is_stored(recipe):
         return target
-    with sources.cache_lock(target, f"the {what}"):
-        if model_folders.stored_whole(target, what, STORED_FILES):  # another process trained it meanwhile
+    with sources.cache_lock(target, f"the tuned model {recipe.name}"):
+        if is_stored(recipe):  # another process trained it while this one waited
             return target
         return _train_and_store(recipe, pool, work, target, progress, data_dir)
 
