@@ -255,7 +255,7 @@ def test_lora_and_full_give_the_model_back_unchanged(isolated, mode):
     # the fine-tuned weights of the chosen epoch are in the checkpoint
     saved = torch.load(next((isolated / "ckpt").iterdir()) / "checkpoint.pt", weights_only=True)
     assert any(k.startswith("model.") for k in saved["best_state"])
-    assert saved["history"] == result.history.drop(columns=["model", "role", "task", "mode", "lr"]).to_dict("records")
+    assert saved["history"] == result.history.drop(columns=["task", "mode", "lr"]).to_dict("records")
 
 
 def test_resolve_mode():

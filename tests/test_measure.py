@@ -63,7 +63,7 @@ def test_runner_loads_each_model_once_and_stacks_the_frames_in_model_order(monke
 
 def test_classifiers_fit_every_task_in_order_and_stamp_the_tables(monkeypatch):
     def fake(lm, data, config, input_format="plain"):
-        one = pd.DataFrame({"model": [lm.name], "role": [lm.spec.role], "task": [data]})
+        one = pd.DataFrame({"task": [data]})
         return SimpleNamespace(predictions=one, runs=one.assign(lr=1.0), history=one.assign(epoch=1))
 
     monkeypatch.setattr(becel, "finetune_task", fake)

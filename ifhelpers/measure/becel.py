@@ -18,8 +18,7 @@ def classifiers(data: dict, config, *, input_format: str = "plain") -> Measureme
     ``becel_history``, stamped (:func:`ifhelpers.measure.stamp.stamp`)."""
     def measure(lm: LoadedModel) -> dict[str, pd.DataFrame]:
         results = [finetune_task(lm, data[task], config, input_format=input_format) for task in data]
-        return {f"becel_{name}": stamp(pd.concat([getattr(r, name) for r in results], ignore_index=True)
-                                       .drop(columns=["model", "role"]), lm)
+        return {f"becel_{name}": stamp(pd.concat([getattr(r, name) for r in results], ignore_index=True), lm)
                 for name in ("predictions", "runs", "history")}
 
     return measure

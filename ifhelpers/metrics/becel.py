@@ -53,7 +53,10 @@ def becel_item_consistency(pred_original, pred_perturbed, kind: str) -> np.ndarr
 
     so an item is consistent when its two predictions are equal (``"semantic"``: paraphrased input,
     ``"symmetric"``: swapped sentence order) or differ (``"negational"``: negated input; any change
-    counts, whatever the gold labels, see :func:`becel_consistency`).
+    counts, whatever the gold labels, see :func:`becel_consistency`). The mean over a (model, task, kind)
+    cell is Table 6's number (``ifhelpers.chapters.becel.table6_scores``).
+
+    paper: Table 6 Sym/Sem/Neg
     """
     if kind not in BECEL_KINDS:
         raise ValueError(f"kind must be one of {BECEL_KINDS}; got {kind!r}")
@@ -96,9 +99,8 @@ def becel_consistency(
     relation) for SNLI symmetry. BECEL's code tests ``if condition_correct_prediction:``,
     so passing class 0 silently disables the conditioning there; here 0 is a class
     like any other. The paper reports the unconditioned measure (default ``None``). Table 2's
-    "BECEL Cons." (semantic / negation) is its mean over the four tasks.
-
-    paper: Table 6 Sym/Sem/Neg
+    "BECEL Cons." (semantic / negation) is its mean over the four tasks. Table 6 itself is built from
+    the per-item indicators (:func:`becel_item_consistency`), which its bootstrap resamples.
 
     Returns
     -------

@@ -640,10 +640,9 @@ def fit(backend, train_texts: Sequence[str], train_labels, dev_texts: Sequence[s
 
 @dataclass
 class FinetuneResult:
-    """What :func:`finetune_task` gives back for one (model, task)."""
+    """What :func:`finetune_task` gives back for one (model, task); the model's columns are written on its
+    tables by the measure layer (:func:`ifhelpers.measure.stamp.stamp`)."""
 
-    model: str
-    role: str
     task: str
     mode: str
     lr: float
@@ -714,13 +713,11 @@ def finetune_task(lm, data: TaskData, config: FinetuneConfig, *, input_format: s
         predictions = predict_task(lambda t: backend.predict(t, config.batch_size), data, text_fn)
     finally:
         backend.close()
-    meta = {"model": lm.name, "role": lm.spec.role, "task": data.task, "mode": mode}
+    meta = {"task": data.task, "mode": mode}
     run_table = pd.DataFrame([{**meta, **{k: r[k] for k in ("lr", "best_dev_accuracy", "best_epoch", "epochs_run",
                                                                "stopped_early")}, "chosen": r is best}
                               for r in runs])
     history = pd.DataFrame([{**meta, "lr": r["lr"], **h} for r in runs for h in r["history"]])
     predictions.insert(0, "mode", mode)
-    predictions.insert(0, "role", lm.spec.role)
-    predictions.insert(0, "model", lm.name)
-    return FinetuneResult(lm.name, lm.spec.role, data.task, mode, best["lr"], run_table, history, predictions)
+    return FinetuneResult(data.task, mode, best["lr"], run_table, history, predictions)
 
