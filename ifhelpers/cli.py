@@ -247,6 +247,52 @@ def check_same_settings(out_dir: Path, stem: str, settings: dict) -> None:
                        f"--name, or remove {out_dir.name}/{stem}.* to replace it.")
 
 
+#: The least free space a run starts with, on the runs folder's disk and on the user cache's (bytes): below it a
+#: run would fail while writing a tuned model, a forward pass or a table (a cold book fills about 2 GB).
+MIN_FREE_BYTES = 2 * 1024**3
+
+#: Where the canonical online sources live: without a mirror, a run reads its data there.
+ONLINE_HOST = ("huggingface.co", 443)
+
+
+def check_free_space(folder: Path, setting: str, minimum: int = MIN_FREE_BYTES) -> None:
+    """:class:`RunError` when the disk that holds ``folder`` (or its nearest existing parent) has less than
+    ``minimum`` bytes free: a run stopped by a full disk mid-chapter loses the chapter's work."""
+    import shutil
+
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
+    free = shutil.disk_usage(existing).free
+    if free < minimum:
+        raise RunError(f"{setting}: only {free / 1024**3:.1f} GB free on the disk of {existing}, and a run needs at "
+                       f"least {minimum / 1024**3:.0f} GB (tuned models, forward passes, tables): free some space "
+                       f"or point it at another disk.")
+
+
+def online_reachable(host: tuple[str, int] = ONLINE_HOST, timeout: float = 3.0) -> bool:
+    """Whether ``host`` answers a TCP connection within ``timeout`` seconds."""
+    import socket
+
+    try:
+        socket.create_connection(host, timeout=timeout).close()
+    except OSError:
+        return False
+    return True
+
+
+def check_data_source(relpaths) -> str:
+    """Where the run's data come from, checked: the mirror's folder with every one of ``relpaths`` in it
+    (:func:`ifhelpers.data.sources.check_mirror`), or, with no mirror set, ``"online"`` once the canonical
+    sources can be reached (:data:`ONLINE_HOST`); :class:`RunError` otherwise, before a kernel starts."""
+    root = sources.check_mirror(relpaths)
+    if root is not None:
+        return str(root)
+    if not online_reachable():
+        raise RunError(f"No data mirror is set ({sources.ENV_DATA}), so the run would read its data from the "
+                       f"canonical online sources, but {ONLINE_HOST[0]} cannot be reached: set {sources.ENV_DATA} to "
+                       f"the offline mirror (a folder laid out as shared/data), as make book does.")
+    return "online"
+
+
 def check_run(path: Path, models: list[str], roles: dict[str, str], overrides: dict, name: str,
               runs_dir: str | Path) -> Path:
     """Every check a run of the chapter at ``path`` passes before anything is written or a kernel starts, in
@@ -259,8 +305,10 @@ def check_run(path: Path, models: list[str], roles: dict[str, str], overrides: d
     :func:`ifhelpers.model.anatomy.check_specs`: a model the engine cannot read is refused before any
     download) and their roles (:func:`ifhelpers.model.registry.check_roles`:
     a base and a tuned model, each once, or one base model for a chapter whose default tunes one); the data
-    the chapter reads from the mirror (:data:`CHAPTER_DATA`). Returns the run folder; raises the checks' own
-    errors, which the command line prints as one line each with exit code 2."""
+    the chapter reads from the mirror (:data:`CHAPTER_DATA`), or the online sources when no mirror is set
+    (:func:`check_data_source`); free space on the disks of the run folder and the cache
+    (:func:`check_free_space`). Returns the run folder; raises the checks' own errors, which the command line
+    prints as one line each with exit code 2."""
     defaults = notebook_parameters(path)
     unknown = set(overrides) - set(defaults)
     if unknown:
@@ -276,7 +324,9 @@ def check_run(path: Path, models: list[str], roles: dict[str, str], overrides: d
     anatomy.check_specs(specs)
     for spec in specs:
         check_installed(spec)
-    sources.check_mirror(CHAPTER_DATA.get(path.stem.split("_", 1)[-1], ()))
+    check_data_source(CHAPTER_DATA.get(path.stem.split("_", 1)[-1], ()))
+    check_free_space(out_dir, "the runs folder")
+    check_free_space(cache, "the user cache")
     return out_dir
 
 
@@ -360,7 +410,7 @@ def run_chapter(chapter: str, models: list[str], roles: dict[str, str], override
     (out_dir / f"{path.stem}.parameters.yaml").write_text(yaml.safe_dump(params, sort_keys=True))
     started = time.time()
     results.write_provenance(out_dir, chapter=path.stem, **results.code_state(), parameters={**defaults, **params},
-                             machine=results.machine(),
+                             data=str(sources.mirror_root() or "online"), machine=results.machine(),
                              started=datetime.fromtimestamp(started, timezone.utc).isoformat(timespec="seconds"),
                              finished=None, wall_s=None)
     executed = out_dir / f"{path.stem}.ipynb"

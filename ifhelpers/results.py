@@ -20,15 +20,30 @@ import pandas as pd
 from ifhelpers.findings import HEADLINE_COLUMNS
 
 
+def write_csv(frame: pd.DataFrame, path: Path) -> Path:
+    """Write ``frame`` to ``path`` as CSV whole or not at all: into a temporary file beside it, then renamed
+    over ``path``, so that a full disk or a crash mid-write leaves the previous file (or none), never a
+    table cut short; the error says which table could not be written."""
+    part = path.with_name(f".{path.name}.part")
+    try:
+        frame.to_csv(part, index=False)
+        os.replace(part, path)
+    except OSError as error:
+        part.unlink(missing_ok=True)
+        raise OSError(error.errno, f"{error.strerror}: the table {path} was not written (the previous one, if "
+                                   f"any, is kept; forward passes and tuned models stay in the cache, so a "
+                                   f"re-run only redoes what is missing)") from None
+    return path
+
+
 def save_table(frame: pd.DataFrame, name: str, results_dir: str | Path | None) -> Path | None:
-    """Write ``frame`` as ``<results_dir>/<name>.csv`` (no-op when ``results_dir`` is None)."""
+    """Write ``frame`` as ``<results_dir>/<name>.csv`` (no-op when ``results_dir`` is None), whole
+    (:func:`write_csv`)."""
     if results_dir is None:
         return None
     folder = Path(results_dir)
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{name}.csv"
-    frame.to_csv(path, index=False)
-    return path
+    return write_csv(frame, folder / f"{name}.csv")
 
 
 def load_tables(runs_dir: str | Path, name: str) -> pd.DataFrame:
@@ -127,7 +142,7 @@ def save_headlines(rows: list[dict] | pd.DataFrame, chapter: str, results_dir: s
     folder = headlines_dir()
     if folder is not None:
         folder.mkdir(parents=True, exist_ok=True)
-        frame.to_csv(folder / f"{chapter}.csv", index=False)
+        write_csv(frame, folder / f"{chapter}.csv")
     return frame
 
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+
 import pandas as pd
+
 import pytest
 
 from ifhelpers import cli
@@ -217,6 +220,52 @@ def test_a_missing_mirror_or_a_file_the_chapter_needs_is_said_before_any_kernel(
     assert not (tmp_path / "runs").exists()
 
 
+def test_no_mirror_and_no_network_is_one_line_before_any_kernel(chapter, tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("IFHELPERS_DATA", raising=False)
+    monkeypatch.setattr(cli, "online_reachable", lambda *a, **k: False)
+    assert cli.main(["run", str(chapter), "--models", "pair=pocket", "--runs-dir", str(tmp_path / "runs")]) == 2
+    assert capsys.readouterr().err == (
+        "ifhelpers: No data mirror is set (IFHELPERS_DATA), so the run would read its data from the canonical "
+        "online sources, but huggingface.co cannot be reached: set IFHELPERS_DATA to the offline mirror (a folder "
+        "laid out as shared/data), as make book does.\n")
+    assert not (tmp_path / "runs").exists()
+    monkeypatch.setattr(cli, "online_reachable", lambda *a, **k: True)
+    assert cli.check_data_source(("pararel/patterns",)) == "online"
+
+
+def test_a_nearly_full_disk_is_one_line_before_any_kernel(chapter, tmp_path, monkeypatch, capsys):
+    import shutil
+
+    real = shutil.disk_usage
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: real(p)._replace(free=cli.MIN_FREE_BYTES - 1))
+    assert cli.main(["run", str(chapter), "--models", "pair=pocket", "--runs-dir", str(tmp_path / "runs")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("ifhelpers: the runs folder: only 2.0 GB free on the disk of ") and \
+        "a run needs at least 2 GB" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_table_is_written_whole_or_not_at_all(tmp_path, monkeypatch):
+    import errno
+
+    import pandas as pd
+
+    from ifhelpers import results
+
+    results.save_table(pd.DataFrame({"a": [1, 2]}), "t", tmp_path)
+    real = pd.DataFrame.to_csv
+
+    def disk_full(frame, path, **kwargs):  # half the rows land on disk, then the disk is full
+        real(frame.iloc[:1], path, **kwargs)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", disk_full)
+    with pytest.raises(OSError, match=r"No space left on device: the table .*t.csv was not written \(the previous"):
+        results.save_table(pd.DataFrame({"a": [3, 4, 5]}), "t", tmp_path)
+    assert pd.read_csv(tmp_path / "t.csv")["a"].tolist() == [1, 2]  # the previous table, whole
+    assert [p.name for p in tmp_path.iterdir()] == ["t.csv"]  # no part file left behind
+
+
 def test_the_library_raises_the_same_errors_and_a_sweep_submits_nothing(chapter, tmp_path):
     from ifhelpers.model.registry import RolesError
 
@@ -252,6 +301,7 @@ def test_chapters_run_into_one_folder_keep_their_own_provenance(chapter, tmp_pat
     assert sorted(found) == ["98_other", "99_tiny"]
     assert [found[c]["parameters"]["n_items"] for c in ("99_tiny", "98_other")] == [2, 5]
     assert all(found[c]["chapter"] == c and found[c]["wall_s"] is not None for c in found)
+    assert found["99_tiny"]["data"] == os.environ["IFHELPERS_DATA"]  # where the run's data came from
     assert results.committed_runs(runs)["chapter"].tolist() == ["98_other", "99_tiny"]
     # the same chapter again under one name: the same settings re-run it; other settings are refused
     cli.run_chapter(str(chapter), models, roles, {"n_items": 2}, name="one", runs_dir=runs, progress=False)
