@@ -153,11 +153,13 @@ def parse_models(spec: str) -> tuple[list[str], dict[str, str]]:
             pair = registry.pair(value)
             models += list(pair.members)
             continue
-        if not sep or key not in role_names:
+        if not sep or key not in role_names or not value.strip():
             raise SystemExit(f"--models takes base=ID,ift=ID[,ift=ID...] or pair=NAME; got {item!r}")
-        models.append(value)
-        if value not in registry.models():
-            roles[value] = role_names[key]
+        models.append(value.strip())
+        if value.strip() not in registry.models():
+            roles[value.strip()] = role_names[key]
+    if not models:
+        raise SystemExit(f"--models names no model ({spec!r}); give base=ID,ift=ID[,ift=ID...] or pair=NAME")
     return models, roles
 
 
@@ -191,7 +193,12 @@ def parse_value(text: str):
                 return value
         return value
 
-    return number(yaml.safe_load(text))
+    try:
+        return number(yaml.safe_load(text))
+    except yaml.YAMLError as error:
+        where = getattr(error, "problem", None) or "it does not parse"
+        raise SystemExit(f"--set value {text!r} is not valid YAML ({where}); write a number, a word, null or a "
+                         f"list such as [0, 1, 2]") from None
 
 
 def default_run_name(models: list[str]) -> str:
@@ -204,6 +211,8 @@ def run_folder(name: str, runs_dir: str | Path) -> Path:
     """``<runs_dir>/<name>``, once ``name`` is a plain folder name (nothing outside ``runs_dir`` is ever
     written) and the folder exists or can be made there and is writable; :class:`RunError` otherwise.
     Nothing is created."""
+    if not str(runs_dir).strip():
+        raise RunError("--runs-dir is empty: give a folder (it is made if missing), e.g. --runs-dir runs.")
     if not isinstance(name, str) or not RUN_NAME.fullmatch(name) or len(name) > 200:
         raise RunError(f"--name {name[:60]!r} is not a plain name: use up to 200 letters, digits and . _ - + = (no "
                        f"'/', no leading '.'), e.g. --name pocket; the run is written to <runs-dir>/<name>.")

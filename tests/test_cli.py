@@ -172,7 +172,9 @@ def test_cache_command_asks_before_removing(tmp_path, monkeypatch, capsys):
     (["--runs-dir", "{file}/sub"], "ifhelpers: --runs-dir {file}/sub: {file} is a file, not a folder"),
     (["--runs-dir", "/proc/runs"], "ifhelpers: --runs-dir /proc/runs: cannot write in /proc"),
     (["--name", "taken"], "ifhelpers: --runs-dir runs: {tmp}/runs/taken is a file, not a folder; give a folder (it is made if missing) or another --name."),
-], ids=["escape", "slash", "hidden", "empty", "too-long", "space", "runs-dir-is-a-file", "under-a-file", "not-writable", "run-is-a-file"])
+    (["--runs-dir", ""], "ifhelpers: --runs-dir is empty: give a folder (it is made if missing), e.g. --runs-dir runs."),
+], ids=["escape", "slash", "hidden", "empty", "too-long", "space", "runs-dir-is-a-file", "under-a-file", "not-writable",
+        "run-is-a-file", "empty-runs-dir"])
 def test_a_bad_run_name_or_runs_folder_is_one_line_and_nothing_is_written(chapter, tmp_path, monkeypatch, capsys,
                                                                           args, message):
     monkeypatch.chdir(tmp_path)
@@ -198,6 +200,21 @@ def test_the_pair_needs_a_base_and_a_tuned_model_each_once(chapter, tmp_path, ca
     assert cli.main(["run", str(chapter), "--models", models, "--runs-dir", str(tmp_path / "runs")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("ifhelpers: ") and message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--models", ","], "ifhelpers: --models names no model (','); give base=ID,ift=ID[,ift=ID...] or pair=NAME"),
+    (["--models", ""], "ifhelpers: --models names no model (''); give base=ID,ift=ID[,ift=ID...] or pair=NAME"),
+    (["--models", "base=,ift=smollm2-135m-instruct"], "ifhelpers: --models takes base=ID,ift=ID[,ift=ID...] or "
+                                                      "pair=NAME; got 'base='"),
+    (["--models", "pair=pocket", "--set", "n_items=[1,"], "ifhelpers: --set value '[1,' is not valid YAML (expected "
+                                                          "the node content, but found '<stream end>'); write a number"),
+], ids=["only-a-comma", "empty", "empty-id", "unparsable-set"])
+def test_an_empty_model_list_or_an_unparsable_value_is_one_line(chapter, tmp_path, capsys, args, message):
+    assert cli.main(["run", str(chapter), *args, "--runs-dir", str(tmp_path / "runs")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(message) and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "runs").exists()
 
 
