@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -512,6 +513,8 @@ def sweep(chapter_names: list[str], pair_names: list[str], executor: str = "loca
     import submitit
 
     overrides = overrides or {}
+    if executor == "slurm":
+        check_slurm()
     valid = {chapter: notebook_parameters(chapter_path(chapter)) for chapter in chapter_names}
     unknown = sorted(k for k in overrides if k in COMMON or not any(k in params for params in valid.values()))
     if unknown:
@@ -531,9 +534,36 @@ def sweep(chapter_names: list[str], pair_names: list[str], executor: str = "loca
             jobs_args.append((chapter, list(pair.members), {}, mine, pair_name, str(runs_dir), False))
     cluster = None if executor == "slurm" else executor
     ex = submitit.AutoExecutor(folder=Path(runs_dir) / "_submitit", cluster=cluster)
-    ex.update_parameters(timeout_min=timeout_min, **(slurm or {}))
-    jobs = ex.map_array(run_chapter, *zip(*jobs_args))
+    try:
+        ex.update_parameters(timeout_min=timeout_min, **(slurm or {}))
+    except (NameError, TypeError, ValueError) as error:  # submitit names the parameter it does not know
+        raise RunError(f"--slurm: {str(error).splitlines()[0]}") from None
+    try:
+        jobs = ex.map_array(run_chapter, *zip(*jobs_args))
+    except submitit.core.utils.FailedJobError as error:  # sbatch refused the array: what it said, nothing submitted
+        cause = error.__cause__
+        status = f" exit status {cause.returncode}" if isinstance(cause, subprocess.CalledProcessError) else ""
+        said = str(error).strip().splitlines()
+        raise RunError(f"Slurm refused the sweep (sbatch{status}{': ' + said[-1] if said else ''}); nothing was "
+                       f"submitted.") from None
     return [job.result() for job in jobs]
+
+
+def check_slurm(timeout: float = 20.0) -> None:
+    """:class:`RunError` unless Slurm answers on this machine (``sinfo`` runs and exits 0), checked before any
+    job of a ``--executor slurm`` sweep is submitted."""
+    try:
+        done = subprocess.run(["sinfo", "-h"], capture_output=True, text=True, timeout=timeout)
+    except FileNotFoundError:
+        raise RunError("--executor slurm: Slurm is not installed here (no sinfo on PATH); run the sweep on a "
+                       "Slurm login node, or use --executor local.") from None
+    except subprocess.TimeoutExpired:
+        raise RunError(f"--executor slurm: sinfo did not answer within {timeout:g} s; check that slurmctld is "
+                       f"running, or use --executor local.") from None
+    if done.returncode != 0:
+        said = (done.stderr or done.stdout).strip().splitlines()
+        raise RunError(f"--executor slurm: Slurm does not answer (sinfo exit status {done.returncode}"
+                       f"{': ' + said[-1] if said else ''}); start slurmctld or use --executor local.")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -630,7 +660,11 @@ def _main(argv: list[str] | None = None) -> int:
         out = run_chapter(args.chapter, models, roles, overrides, name, args.runs_dir)
         print(f"Executed notebook and results in {out}")
         return 0
-    slurm = {k: yaml.safe_load(v) for k, _, v in (item.partition("=") for item in args.slurm)}
+    bad = [item for item in args.slurm if not item.partition("=")[0].strip() or "=" not in item]
+    if bad:
+        raise SystemExit(f"--slurm takes KEY=VALUE (a submitit Slurm parameter, e.g. slurm_partition=gpu); got "
+                         f"{bad[0]!r}")
+    slurm = {k.strip(): parse_value(v) for k, _, v in (item.partition("=") for item in args.slurm)}
     chapter_names = args.chapters.split(",")
     every = {k: v for c in chapter_names for k, v in notebook_parameters(chapter_path(c)).items()}
     overrides = parse_overrides(args.set, every, "These chapters'")

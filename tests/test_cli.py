@@ -425,3 +425,38 @@ def test_a_chapter_that_fails_or_is_interrupted_is_one_line(chapter, tmp_path, m
     monkeypatch.setattr("papermill.execute_notebook", interrupted)
     assert cli.main(["run", str(chapter), "--models", "pair=pocket", "--runs-dir", str(tmp_path / "runs")]) == 130
     assert capsys.readouterr().err.startswith("ifhelpers: interrupted. Every finished batch")
+
+
+def fake_slurm(folder, sinfo_status=0, sbatch_status=1):
+    """A PATH folder whose ``sinfo`` and ``sbatch`` exit with the given status, saying so on stderr."""
+    folder.mkdir()
+    for command, status in (("sinfo", sinfo_status), ("sbatch", sbatch_status)):
+        script = folder / command
+        script.write_text(f"#!/bin/sh\necho '{command}: fatal: the test says no' >&2\nexit {status}\n")
+        script.chmod(0o755)
+    return folder
+
+
+@pytest.mark.parametrize("args, path, message", [
+    (["--slurm", "bogus"], None, "ifhelpers: --slurm takes KEY=VALUE (a submitit Slurm parameter, e.g. "
+                                 "slurm_partition=gpu); got 'bogus'"),
+    ([], "empty", "ifhelpers: --executor slurm: Slurm is not installed here (no sinfo on PATH)"),
+    ([], "down", "ifhelpers: --executor slurm: Slurm does not answer (sinfo exit status 1: sinfo: fatal: the test "
+                 "says no); start slurmctld or use --executor local."),
+    (["--slurm", "bogus_key=1"], "up", "ifhelpers: --slurm: Unknown executor 'bogus' in parameter 'bogus_key'."),
+    ([], "up", "ifhelpers: Slurm refused the sweep (sbatch exit status 1: sbatch: fatal: the test says no); "
+                 "nothing was submitted."),
+], ids=["not-key-value", "no-slurm", "slurm-down", "unknown-parameter", "sbatch-refuses"])
+def test_a_slurm_sweep_that_cannot_be_submitted_is_one_line(chapter, tmp_path, monkeypatch, capsys, args, path,
+                                                             message):
+    if path == "empty":
+        (tmp_path / "empty").mkdir()
+        monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    elif path is not None:
+        folder = fake_slurm(tmp_path / path, sinfo_status=0 if path == "up" else 1)
+        monkeypatch.setenv("PATH", f"{folder}{os.pathsep}{os.environ['PATH']}")
+    assert cli.main(["sweep", "--chapters", str(chapter), "--pairs", "pocket", "--executor", "slurm", *args,
+                     "--runs-dir", str(tmp_path / "runs")]) == 2
+    err = capsys.readouterr().err  # sbatch's own words may come first: submitit lets its stderr through
+    assert err.strip().splitlines()[-1].startswith(message) and "Traceback" not in err
+    assert not list((tmp_path / "runs").glob("*/*.ipynb"))  # no chapter ran
