@@ -332,15 +332,27 @@ def test_chapters_run_into_one_folder_keep_their_own_provenance(chapter, tmp_pat
     assert results.committed_runs(runs)["matches the code today"].tolist()[0] == "NO: no code commit recorded"
 
 
-def test_the_committed_run_of_the_older_layout_still_reads():
+def test_a_run_of_the_older_layout_still_reads(tmp_path):
     from ifhelpers import results
 
-    folder = cli.Path(cli.__file__).parents[1] / "results" / "tune_it_yourself_full"
+    folder = tmp_path / "old"  # one provenance.yaml naming its chapter, as runs were written before
+    folder.mkdir()
+    (folder / "provenance.yaml").write_text(cli.yaml.safe_dump({"chapter": "05_tune_it_yourself", "code_commit": "abc",
+                                                                "wall_s": 600.0}))
+    (folder / "tune_dose_response.csv").write_text("arm,slope\ntemplates-1,0.5\n")
     assert results.read_provenance(folder)["chapter"] == "05_tune_it_yourself"
     assert list(results.provenances(folder)) == ["05_tune_it_yourself"]
     run = results.committed_run(folder, "tune_dose_response")
+    assert run.summary.loc["wall time (min)", ""] == 10 and run.table["slope"].tolist() == [0.5]
+
+
+def test_the_committed_run_reads_and_its_command_may_re_run_it_in_place():
+    from ifhelpers import results
+
+    folder = cli.Path(cli.__file__).parents[1] / "results" / "tune_it_yourself_full"
+    assert list(results.provenances(folder)) == ["05_tune_it_yourself"]
+    run = results.committed_run(folder, "tune_dose_response")
     assert run.summary.loc["wall time (min)", ""] > 0 and not run.table.empty
-    # its COMMAND (the same settings) may re-run it in place
     params = cli.yaml.safe_load((folder / "05_tune_it_yourself.parameters.yaml").read_text())
     cli.check_same_settings(folder, "05_tune_it_yourself", {k: v for k, v in params.items() if k != "results_dir"})
 
