@@ -128,13 +128,30 @@ def _number_problem(value, kind: str, op, bound, low, high) -> str | None:
     return None
 
 
+def _repeat(value) -> str | None:
+    """Why a list repeats an item ("repeats X: give each once"), or None. Every list a chapter takes names
+    things to run once each (prompts, seeds, arms, tasks, relations): a repeat would count one twice, e.g. a seed
+    given twice reuses one tuned model as two and narrows the interval over seeds."""
+    if isinstance(value, (list, tuple)):
+        seen = set()
+        for item in value:
+            key = repr(item)
+            if key in seen:
+                return f"repeats {item!r}: give each once"
+            seen.add(key)
+    return None
+
+
 def check_value(value, spec: str) -> str | None:
-    """Why ``value`` does not fit ``spec`` (a phrase such as "must be an int ≥ 1"), or None when it fits."""
+    """Why ``value`` does not fit ``spec`` (a phrase such as "must be an int ≥ 1"), or None when it fits; a list
+    that repeats an item never fits (:func:`_repeat`)."""
     spec = spec.strip()
     if spec.endswith(" or None"):
         return None if value is None else check_value(value, spec[: -len(" or None")])
     if value is None:
         return f"must be {spec}, not None"
+    if _repeat(value):
+        return _repeat(value)
     if spec.startswith("list of "):
         if not isinstance(value, (list, tuple)) or not value:
             return f"must be a non-empty list of {spec[len('list of '):]}"

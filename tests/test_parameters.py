@@ -33,6 +33,8 @@ def test_declarations_come_from_the_cell_comments():
     (["astrology"], "mmlu subjects", "unknown mmlu subjects ['astrology']"), (["P9999"], "pararel relations", "unknown"),
     (["cola"], "becel tasks", "unknown becel tasks ['cola']"), (["templates-x"], "tuning arms", "is not an arm"),
     ("x", "dict", "must be a mapping"), (1, "bool", "True or False"),
+    ([0, 0], "list of int ≥ 0", "repeats 0: give each once"), ([0, 1, 0], "pararel prompt ids", "repeats 0"),
+    (["free-form", "free-form"], "tuning arms", "repeats 'free-form'"), ([1, 1], "list of int ≥ 0 or None", "repeats 1"),
 ])
 def test_check_value_says_what_is_wrong(value, spec, problem):
     assert problem in parameters.check_value(value, spec)
@@ -82,6 +84,8 @@ def test_a_declaration_with_an_equals_sign_is_refused_with_the_fix():
     (["--set", "seeds=[]"], "seeds=[] must be a non-empty list"),
     (["--set", "becel_tasks=[cola]"], "unknown becel tasks ['cola']"),
     (["--set", "pararel_relations=[P9999]"], "unknown pararel relations ['P9999']"),
+    (["--set", "seeds=[0, 0]"], "seeds=[0, 0] repeats 0: give each once"),  # one tuned model counted as two seeds
+    (["--set", "prompt_ids=[0, 0]"], "prompt_ids=[0, 0] repeats 0: give each once"),
 ])
 def test_run_refuses_bad_values_with_one_line_and_code_2(args, message, capsys, tmp_path):
     code = cli.main(["run", "tune_it_yourself", "--models", "base=gemma-3-270m", "--runs-dir", str(tmp_path), *args])
