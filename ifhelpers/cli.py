@@ -633,7 +633,10 @@ def _main(argv: list[str] | None = None) -> int:
     if args.command == "cache":
         from ifhelpers.data.sources import cache_root
 
-        if args.remove:
+        if args.remove is not None:
+            if not args.remove.strip():
+                raise RunError("--remove is empty: give a part of the cache as `ifhelpers cache` lists it, e.g. "
+                               "--remove tuning")
             if not args.yes:
                 rows = cache_parts(cache_contents(), args.remove)
                 if not rows:

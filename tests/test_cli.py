@@ -159,6 +159,11 @@ def test_cache_command_asks_before_removing(tmp_path, monkeypatch, capsys):
     assert "Would remove tuning" in capsys.readouterr().out and (tmp_path / "tuning").exists()
     assert cli.main(["cache", "--remove", "tuning", "--yes"]) == 0 and not (tmp_path / "tuning").exists()
     assert cli.main(["cache", "--remove", "nothing"]) == 2
+    capsys.readouterr()
+    assert cli.main(["cache", "--remove", "", "--yes"]) == 2  # an empty part is not "everything"
+    assert capsys.readouterr().err == ("ifhelpers: --remove is empty: give a part of the cache as `ifhelpers cache` "
+                                       "lists it, e.g. --remove tuning\n")
+    assert (tmp_path / "models").exists()
 
 
 @pytest.mark.parametrize("args, message", [
