@@ -221,11 +221,16 @@ def run_folder(name: str, runs_dir: str | Path) -> Path:
                            "give a folder (it is made if missing) or another --name")
 
 
+def nearest_existing(path: Path) -> Path:
+    """``path``, or its nearest parent that exists (where a folder to be made would be made)."""
+    return next(p for p in (path, *path.parents) if p.exists())
+
+
 def writable_folder(target: Path, setting: str, hint: str = "give a folder (it is made if missing)") -> Path:
     """``target``, once it is a folder or can be made as one (no file on its path) and the nearest existing
     folder on its path takes a new file; :class:`RunError` naming ``setting`` otherwise. Nothing is left
     behind."""
-    existing = next(p for p in (target, *target.parents) if p.exists())
+    existing = nearest_existing(target)
     if not existing.is_dir():
         raise RunError(f"{setting}: {existing} is a file, not a folder; {hint}.")
     try:
@@ -270,7 +275,7 @@ def check_free_space(folder: Path, setting: str, minimum: int = MIN_FREE_BYTES) 
     ``minimum`` bytes free: a run stopped by a full disk mid-chapter loses the chapter's work."""
     import shutil
 
-    existing = next(p for p in (folder, *folder.parents) if p.exists())
+    existing = nearest_existing(folder)
     free = shutil.disk_usage(existing).free
     if free < minimum:
         raise RunError(f"{setting}: only {free / 1024**3:.1f} GB free on the disk of {existing}, and a run needs at "

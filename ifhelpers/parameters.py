@@ -150,8 +150,9 @@ def check_value(value, spec: str) -> str | None:
         return None if value is None else check_value(value, spec[: -len(" or None")])
     if value is None:
         return f"must be {spec}, not None"
-    if _repeat(value):
-        return _repeat(value)
+    repeat = _repeat(value)
+    if repeat:
+        return repeat
     if spec.startswith("list of "):
         if not isinstance(value, (list, tuple)) or not value:
             return f"must be a non-empty list of {spec[len('list of '):]}"
