@@ -372,8 +372,10 @@ def test_massive_dimensions():
     massive = pd.DataFrame({"model": "m", "layer": [0, 1, 2, 3], "depth": [0, 1 / 3, 2 / 3, 1],
                             "share": [0.1, 0.6, 0.4, 0.2]})
     (row,) = mech.massive_dimensions(massive).to_dict("records")
-    assert row == {"model": "m", "h^0": 0.1, "max_inner": 0.6, "max_depth": pytest.approx(1 / 3),
-                   "inner_above_half": "50%", "h^L": 0.2}
+    assert row == {"model": "m", "h0": 0.1, "max_inner": 0.6, "max_depth": pytest.approx(1 / 3),
+                   "inner_above_half": "50%", "h_last": 0.2}
+    assert list(mech.shown(pd.DataFrame([row])).columns) == ["model", "h^0", "max (inner layers)", "at depth",
+                                                              "inner layers above 50%", "h^L"]
 
 
 # ----------------------------------------------------------------------------- relation layers and the gap
@@ -575,7 +577,7 @@ def test_attribute_peaks_leave_out_the_embedding():
     peaks = mech.attribute_peaks(_attribute_curves()).set_index("model")
     assert peaks.loc["b", "layer"] == 2 and peaks.loc["b", "estimate"] == 0.3  # not h^0's 0.5
     assert peaks.loc["t", "layer"] == 3
-    assert peaks.loc["b", "h^0"] == 0.5 and peaks.loc["b", "h^L"] == 0.2
+    assert peaks.loc["b", "h0"] == 0.5 and peaks.loc["b", "h_last"] == 0.2
 
 
 def test_example_table_prints_the_first_tokens_at_each_depth():

@@ -422,7 +422,8 @@ def attribute_tables(lm: LoadedModel, subject_queries: pd.DataFrame, snippets: M
     """(a) subjects: the states at the last subject token of ``subject_queries`` (one forward pass per
     distinct prefix, :func:`unique_prefix_rows`) read through the logit lens (:func:`lens_token_strings`)
     against A_s (:func:`attribute_sets`): ``attributes`` (:func:`attribute_rates`), ``attribute_sets`` (the
-    size of each A_s) and ``lens_examples`` (the first query's first eight lens tokens at every layer, ``top_tokens``), stamped."""
+    size of each A_s) and ``lens_examples`` (the first query's first eight lens tokens at every layer,
+    ``top_tokens``), stamped."""
     subject_frame = probes.pararel_prompts(lm, subject_queries, prompt_ids)
     unique, inverse = unique_prefix_rows(lm, subject_frame)
     states = probes.run_subject_states(lm, subject_frame.iloc[unique], progress=False)

@@ -14,7 +14,8 @@ from ifhelpers.chapters.mechanisms.relations import gap_span_by_prompt, relation
 __all__ = ["LABELS", "shown", "summary_table", "headlines"]
 
 #: How the chapter's tables print the data columns named otherwise than they read (:func:`shown`).
-LABELS = {"max_inner": "max (inner layers)", "max_depth": "at depth", "inner_above_half": "inner layers above 50%",
+LABELS = {"h0": "h^0", "h_last": "h^L", "max_inner": "max (inner layers)", "max_depth": "at depth",
+          "inner_above_half": "inner layers above 50%",
           "short_share": "share of layer readings with < k tokens kept", "top_tokens": "top tokens",
           "max_separation": "max separation", "half_max_depth": "half of max first at depth",
           "span_mean": "mean in paper's span", "same_h0": "same at h^0",

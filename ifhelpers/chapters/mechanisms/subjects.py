@@ -36,14 +36,15 @@ def attribute_peaks(attr: pd.DataFrame) -> pd.DataFrame:
 
     ``attr`` is :func:`mean_ci_by_layer`'s curve with ``depth``. h^0 is the subject token's own
     embedding: its lens tokens are the token itself and its neighbours, so it is left out of the peak.
-    Returns ``model``, ``layer``, ``depth``, ``estimate``, ``low``, ``high``, ``h^0``, ``h^L``.
+    Returns ``model``, ``layer``, ``depth``, ``estimate``, ``low``, ``high``, ``h0`` (the rate at h^0),
+    ``h_last`` (at h^L).
     """
     inner = attr[attr["layer"] > 0]
     peaks = inner.loc[inner.groupby("model", sort=False)["estimate"].idxmax(),
                       ["model", "layer", "depth", "estimate", "low", "high"]]
-    peaks["h^0"] = peaks["model"].map(attr[attr["layer"] == 0].set_index("model")["estimate"])
+    peaks["h0"] = peaks["model"].map(attr[attr["layer"] == 0].set_index("model")["estimate"])
     last = attr.loc[attr.groupby("model", sort=False)["layer"].idxmax()].set_index("model")["estimate"]
-    peaks["h^L"] = peaks["model"].map(last)
+    peaks["h_last"] = peaks["model"].map(last)
     return peaks
 
 
