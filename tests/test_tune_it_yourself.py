@@ -277,6 +277,21 @@ def test_beside_puts_two_runs_side_by_side():
     assert table.loc[(tiy.PRIMARY, tiy.SLOPE), "book-size run"].startswith("+")
 
 
+def test_the_committed_full_run_is_read_with_the_names_the_chapter_uses():
+    from pathlib import Path
+
+    from ifhelpers import results
+
+    full = results.committed_run(Path(__file__).resolve().parents[1] / "results" / "tune_it_yourself_full",
+                                 "tune_dose_response").table
+    book = full.assign(n_seeds=2)
+    table = tiy.beside(book, full)
+    first = full[(full["measure"] == tiy.PRIMARY) & (full["contrast"] == tiy.SLOPE)].iloc[0]
+    assert table.loc[(tiy.PRIMARY, tiy.SLOPE), "full run"] == (f"{first['estimate']:+.2f} [{first['low']:+.2f}, "
+                                                             f"{first['high']:+.2f}] (MDE {first['mde']:.2f})")
+    assert table.loc[(tiy.PRIMARY, tiy.SLOPE), "book-size design"].startswith("2 seeds x ")
+
+
 def test_chance_interval_is_the_binomial_quantiles_in_percent():
     low, high = tiy.chance_interval(6)
     assert low == 0.0 and high == pytest.approx(100 * 4 / 6)
