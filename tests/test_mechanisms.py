@@ -374,7 +374,7 @@ def test_massive_dimensions():
     (row,) = mech.massive_dimensions(massive).to_dict("records")
     assert row == {"model": "m", "h0": 0.1, "max_inner": 0.6, "max_depth": pytest.approx(1 / 3),
                    "inner_above_half": "50%", "h_last": 0.2}
-    assert list(mech.shown(pd.DataFrame([row])).columns) == ["model", "h^0", "max (inner layers)", "at depth",
+    assert list(pd.DataFrame([row]).rename(columns=mech.LABELS).columns) == ["model", "h^0", "max (inner layers)", "at depth",
                                                               "inner layers above 50%", "h^L"]
 
 
@@ -398,7 +398,7 @@ def test_relation_layers_first_depth_at_half_the_maximum():
     assert table.loc["m", "same_h0"] == 0.5
     assert table.loc["n", "half_max_depth"] == 0.25
     assert table["defined"].all() and (table["note"] == "").all()
-    assert list(mech.shown(table).columns) == ["max separation", "at depth", "half of max first at depth",
+    assert list(table.rename(columns=mech.LABELS).columns) == ["max separation", "at depth", "half of max first at depth",
                                                "mean in paper's span", "same at h^0", "defined", "note"]
 
 
@@ -469,7 +469,7 @@ def test_gap_over_prompts_and_in_relation_layers():
                                    "n_pairs_consistent", "n_pairs_inconsistent", "n_pairs_all"]
     assert table.loc["b", "consistent"] == pytest.approx(0.35) and table.loc["t", "inconsistent"] == pytest.approx(0.25)
     assert table.loc["b", "consistent_above_share"] == 1.0 and table.loc["b", "n_pairs_all"] == 12
-    assert list(mech.shown(table).columns) == ["consistent", "inconsistent", "all",  # as the chapter prints it
+    assert list(table.rename(columns=mech.LABELS).columns) == ["consistent", "inconsistent", "all",  # as the chapter prints it
                                                "layers where consistent > inconsistent", "pairs: consistent",
                                                "pairs: inconsistent", "pairs: all"]
     per_prompt = mech.gap_span_by_prompt(gap, (0.4, 1.0))
@@ -583,7 +583,7 @@ def test_attribute_peaks_leave_out_the_embedding():
 def test_example_table_prints_the_first_tokens_at_each_depth():
     examples = pd.DataFrame({"model": "m", "subject": "paris", "layer": [0, 3], "depth": [0.0, 1 / 3],
                              "top_tokens": [[" the", "Paris "], ["France"]]})
-    table = mech.shown(mech.example_table(examples))
+    table = mech.example_table(examples).rename(columns=mech.LABELS)
     assert table.to_dict("list") == {"model": ["m", "m"], "layer": [0, 3], "depth": [0.0, 0.33],
                                      "top tokens": ["'the' | 'Paris'", "'France'"]}
 

@@ -306,7 +306,7 @@ def test_letter_report_names_the_letters_and_the_mass_they_get():
     report = measure_mmlu.letter_report(lm, results)
     assert report.to_dict("records") == [{"candidates": ["t3", "t4", "t5", "t6"], "same_ids": True,
                                           "mean_letter_mass": 0.6}]
-    assert list(predictions.shown(report).columns) == ["candidates", "same ids for every prompt", "probability on A-D"]
+    assert list(report.rename(columns=predictions.LABELS).columns) == ["candidates", "same ids for every prompt", "probability on A-D"]
     results.attrs.update(letter_ids_shared=False, letter_ids=None)
     assert measure_mmlu.letter_report(lm, results)["candidates"].item() == "differ between prompts"
 

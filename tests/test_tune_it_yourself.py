@@ -81,7 +81,7 @@ def test_contamination_table_counts_by_source_and_all():
     check = tiy.contamination_table(pool())
     assert list(check.index) == ["Alpaca", "LIMA", "T0", "all"]
     assert list(check.columns) == ["examples_fit", "pararel_fact", "mmlu_ngram", "becel_ngram", "contaminated"]
-    assert list(tiy.shown(check).columns)[0] == "examples that fit"  # the label, where the table is shown
+    assert list(check.rename(columns=tiy.LABELS).columns)[0] == "examples that fit"  # the label, where the table is shown
     assert check.loc["T0"].tolist() == [3, 2, 1, 0, 2]
     assert check.loc["Alpaca"].tolist() == [1, 0, 1, 0, 1]
     assert check.loc["all"].tolist() == [5, 2, 2, 1, 4]
@@ -119,7 +119,7 @@ def test_training_cost_one_row_per_model():
     assert cost.loc["paraphrase-rich", "resumed"] is True and cost.loc["free-form", "resumed"] is False
     assert list(cost.columns) == ["steps", "examples", "tokens", "minutes", "tokens_per_s", "peak_memory_gib",
                                   "device", "threads", "resumed"]
-    assert list(tiy.shown(cost).columns) == ["steps", "examples", "tokens", "minutes", "tokens/s", "peak memory (GiB)",
+    assert list(cost.rename(columns=tiy.LABELS).columns) == ["steps", "examples", "tokens", "minutes", "tokens/s", "peak memory (GiB)",
                                              "device", "threads", "resumed"]
 
 
@@ -248,7 +248,7 @@ def test_projected_mde_shrinks_with_seeds_and_reports_the_seed_share():
     assert "evaluation noise is the binding constraint" in tiy.binding_constraint(quiet, 2, 30)
     assert tiy.binding_constraint(table, 5, 30).startswith("not estimable")
     assert tiy.projected_mde(measures[tiy.PRIMARY], frame, {}).empty
-    assert list(tiy.shown(table).columns) == ["n_seeds", "n_units", "se", "mde", "seed share"]
+    assert list(table.rename(columns=tiy.LABELS).columns) == ["n_seeds", "n_units", "se", "mde", "seed share"]
 
 
 def test_seed_values_spread_and_the_figures():

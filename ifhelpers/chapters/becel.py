@@ -27,7 +27,6 @@ __all__ = [
     "METRICS",
     "TABLE2_NAMES",
     "LABELS",
-    "shown",
     "mode_sentence",
     "chosen_runs",
     "item_scores",
@@ -56,7 +55,8 @@ __all__ = [
 METRICS = ("symmetric", "semantic", "negational", "accuracy")
 #: Table 2's BECEL columns, as the chapter's table names them.
 TABLE2_NAMES = {"accuracy": "Acc.", "semantic": "Cons. semantic", "negational": "Cons. negation"}
-#: How the chapter's tables print the data columns named otherwise than they read (:func:`shown`).
+#: How the chapter's tables print the data columns named otherwise than they read (a notebook shows a
+#: table as ``frame.rename(columns=LABELS)``).
 LABELS = {"becel_rule": "BECEL rule (changes)", "label_aware": "label-aware",
           "gold_flip_share": "share of pairs whose gold label flips"}
 #: The layout columns of a tidy table of ours or the paper's, when present.
@@ -254,11 +254,6 @@ def paired_counts(paired: pd.DataFrame) -> dict:
 # --------------------------------------------------------------------------------------------------
 # 2. A diagnostic (not the paper's measure)
 # --------------------------------------------------------------------------------------------------
-
-
-def shown(frame: pd.DataFrame) -> pd.DataFrame:
-    """``frame`` as the chapter shows it: its data columns under their printed names (:data:`LABELS`)."""
-    return frame.rename(columns=LABELS)
 
 
 def negation_label_aware(predictions: pd.DataFrame) -> pd.DataFrame:

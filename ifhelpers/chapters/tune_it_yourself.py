@@ -30,7 +30,7 @@ from ifhelpers import design, findings, stats
 from ifhelpers.model import registry, tuned
 
 __all__ = [
-    "SOURCE_LABELS", "LABELS", "shown", "DESIGN", "PRIMARY", "SLOPE", "H1", "BASE_ARM", "base_spec", "recipes", "design_frame",
+    "SOURCE_LABELS", "LABELS", "DESIGN", "PRIMARY", "SLOPE", "H1", "BASE_ARM", "base_spec", "recipes", "design_frame",
     "design_table", "contamination_table", "dropped_example", "templates_used", "arm_doses", "training_cost",
     "plot_losses", "relation_wide", "gap_wide", "unit_measures", "arm_cubes", "contrast_weights", "dose_response",
     "projected_mde", "binding_constraint", "wall_by_model", "beside", "seed_values", "seed_spread", "plot_dose_response", "forest", "answer_sentence",
@@ -39,7 +39,8 @@ __all__ = [
 
 #: How the training sources are printed.
 SOURCE_LABELS = {"lima": "LIMA", "alpaca": "Alpaca", "t0": "T0"}
-#: How the chapter's tables print the data columns named otherwise than they read (:func:`shown`).
+#: How the chapter's tables print the data columns named otherwise than they read (a notebook shows a
+#: table as ``frame.rename(columns=LABELS)``).
 LABELS = {"examples_fit": "examples that fit", "templates_per_task": "templates per task",
           "tokens_per_example": "tokens per example", "tokens_per_s": "tokens/s", "peak_memory_gib": "peak memory (GiB)",
           "seed_share": "seed share"}
@@ -69,11 +70,6 @@ _NOTE = "same base model, tuned by this book; seeds and units resampled"
 
 # --------------------------------------------------------------------------------------------------
 # The models: one base, one recipe per arm and seed
-
-
-def shown(frame: pd.DataFrame) -> pd.DataFrame:
-    """``frame`` as the chapter shows it: its data columns under their printed names (:data:`LABELS`)."""
-    return frame.rename(columns=LABELS)
 
 
 def base_spec(models, roles: dict[str, str] | None = None):

@@ -11,9 +11,10 @@ from ifhelpers.chapters.mechanisms.extraction import correlation_status
 from ifhelpers.chapters.mechanisms.queries import where_in_span
 from ifhelpers.chapters.mechanisms.relations import gap_span_by_prompt, relation_layers
 
-__all__ = ["LABELS", "shown", "summary_table", "headlines"]
+__all__ = ["LABELS", "summary_table", "headlines"]
 
-#: How the chapter's tables print the data columns named otherwise than they read (:func:`shown`).
+#: How the chapter's tables print the data columns named otherwise than they read (a notebook shows a
+#: table as ``frame.rename(columns=LABELS)``).
 LABELS = {"h0": "h^0", "h_last": "h^L", "max_inner": "max (inner layers)", "max_depth": "at depth",
           "inner_above_half": "inner layers above 50%",
           "short_share": "share of layer readings with < k tokens kept", "top_tokens": "top tokens",
@@ -21,11 +22,6 @@ LABELS = {"h0": "h^0", "h_last": "h^L", "max_inner": "max (inner layers)", "max_
           "span_mean": "mean in paper's span", "same_h0": "same at h^0",
           "consistent_above_share": "layers where consistent > inconsistent",
           **{f"n_pairs_{split}": f"pairs: {split}" for split in ("consistent", "inconsistent", "all")}}
-
-
-def shown(frame: pd.DataFrame) -> pd.DataFrame:
-    """``frame`` as the chapter shows it: its data columns under their printed names (:data:`LABELS`)."""
-    return frame.rename(columns=LABELS)
 
 
 def _fmt(value, spec: str = ".2f") -> str:
