@@ -25,7 +25,7 @@ from ifhelpers import cli
 REPO = Path(__file__).resolve().parents[1]
 SMOKE = yaml.safe_load((REPO / "notebooks" / "smoke.yaml").read_text())
 VOLATILE_COLUMNS = ("elapsed_s", "executed_at", "cache", "cpus",  # headlines: when, how long, how cold
-                    "minutes", "tokens/s", "peak memory (GiB)", "evaluation_min", "training_min", "peak_memory_gib")
+                    "minutes", "tokens_per_s", "evaluation_min", "training_min", "peak_memory_gib")
 
 
 @pytest.fixture(scope="module")

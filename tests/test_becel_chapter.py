@@ -172,10 +172,13 @@ def test_negation_label_aware_diagnostic():
     o, p = np.array([0, 0, 1, 1]), np.array([1, 0, 1, 0])
     frame = _predictions(o, p, np.array([0, 0, 1, 1]), "negational")
     frame["perturbed_label"] = pd.array([1, 1, 1, 1], dtype="Int64")  # labels flip on rows 0, 1 only
-    out = ft.negation_label_aware(frame).iloc[0]
-    assert out["BECEL rule (changes)"] == pytest.approx(0.5)
-    assert out["label-aware"] == pytest.approx(metrics.becel.becel_label_consistency(o, p, [0, 0, 1, 1], [1, 1, 1, 1]))
-    assert out["label-aware"] == pytest.approx(0.5) and out["share of pairs whose gold label flips"] == 0.5
+    table = ft.negation_label_aware(frame)
+    out = table.iloc[0]
+    assert out["becel_rule"] == pytest.approx(0.5)
+    assert out["label_aware"] == pytest.approx(metrics.becel.becel_label_consistency(o, p, [0, 0, 1, 1], [1, 1, 1, 1]))
+    assert out["label_aware"] == pytest.approx(0.5) and out["gold_flip_share"] == 0.5 and out["n"] == 4
+    assert list(table.rename(columns=ft.LABELS).columns)[-4:] == ["BECEL rule (changes)", "label-aware",  # as the chapter prints it
+                                                  "share of pairs whose gold label flips", "n"]
 
 
 # ------------------------------------------------------------------------------------------ prose numbers

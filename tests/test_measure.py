@@ -95,6 +95,8 @@ def test_mechanisms_measurement_on_a_tiny_model(tiny_lm):
     assert tables["events"]["query"].nunique() == 3 and set(tables["events"]["block"]) == {"MHSA", "MLP"}
     np.testing.assert_allclose(tables["events"]["depth"].max(), 1.0)
     assert set(tables["attributes"]["layer"]) == set(range(n + 1))
+    assert tables["lens_examples"]["layer"].tolist() == list(range(n + 1))
+    assert all(1 <= len(tokens) <= 8 for tokens in tables["lens_examples"]["top_tokens"])
     # chapter 5's extraction reads the same queries from the pass's predictions (h^L only)
     again = layers.extraction(queries, (0, 1), 3, 0)(tiny_lm)
     pd.testing.assert_frame_equal(again["events"], tables["events"])

@@ -372,8 +372,10 @@ def test_massive_dimensions():
     massive = pd.DataFrame({"model": "m", "layer": [0, 1, 2, 3], "depth": [0, 1 / 3, 2 / 3, 1],
                             "share": [0.1, 0.6, 0.4, 0.2]})
     (row,) = mech.massive_dimensions(massive).to_dict("records")
-    assert row == {"model": "m", "h^0": 0.1, "max (inner layers)": 0.6, "at depth": pytest.approx(1 / 3),
-                   "inner layers above 50%": "50%", "h^L": 0.2}
+    assert row == {"model": "m", "h0": 0.1, "max_inner": 0.6, "max_depth": pytest.approx(1 / 3),
+                   "inner_above_half": "50%", "h_last": 0.2}
+    assert list(pd.DataFrame([row]).rename(columns=mech.LABELS).columns) == ["model", "h^0", "max (inner layers)", "at depth",
+                                                              "inner layers above 50%", "h^L"]
 
 
 # ----------------------------------------------------------------------------- relation layers and the gap
@@ -390,12 +392,14 @@ def test_relation_layers_first_depth_at_half_the_maximum():
     # layers 1..4 (depth 0.25 ... 1): 0.1, 0.3, 0.6, 0.4 -> max 0.6 at depth 0.75; first >= 0.3 at depth 0.5
     sep = pd.concat([_separation("m", [0.9, 0.1, 0.3, 0.6, 0.4]), _separation("n", [0.0, 0.4, 0.2, 0.1, 0.0])])
     table = mech.relation_layers(sep, span=(0.2, 0.5)).set_index("model")
-    assert table.loc["m", "max separation"] == pytest.approx(0.6) and table.loc["m", "at depth"] == 0.75
-    assert table.loc["m", "half of max first at depth"] == 0.5  # h^0's 0.9 is left out
-    assert table.loc["m", "mean in paper's span"] == pytest.approx(0.2)  # depths 0.25, 0.5
-    assert table.loc["m", "same at h^0"] == 0.5
-    assert table.loc["n", "half of max first at depth"] == 0.25
+    assert table.loc["m", "max_separation"] == pytest.approx(0.6) and table.loc["m", "max_depth"] == 0.75
+    assert table.loc["m", "half_max_depth"] == 0.5  # h^0's 0.9 is left out
+    assert table.loc["m", "span_mean"] == pytest.approx(0.2)  # depths 0.25, 0.5
+    assert table.loc["m", "same_h0"] == 0.5
+    assert table.loc["n", "half_max_depth"] == 0.25
     assert table["defined"].all() and (table["note"] == "").all()
+    assert list(table.rename(columns=mech.LABELS).columns) == ["max separation", "at depth", "half of max first at depth",
+                                               "mean in paper's span", "same at h^0", "defined", "note"]
 
 
 @pytest.mark.parametrize(("values", "reason"), [
@@ -406,7 +410,7 @@ def test_relation_layers_first_depth_at_half_the_maximum():
 ])
 def test_relation_layers_not_defined_says_why(values, reason):
     (row,) = mech.relation_layers(_separation("m", values), span=(0.2, 0.5)).to_dict("records")
-    assert not row["defined"] and np.isnan(row["half of max first at depth"])
+    assert not row["defined"] and np.isnan(row["half_max_depth"])
     assert row["note"].startswith("not defined: ") and reason in row["note"]
 
 
@@ -415,7 +419,7 @@ def test_relation_separation_and_layers_from_curves():
                         "layer": [0, 1, 2] * 2, "depth": [0, 0.5, 1] * 2, "estimate": [0.5, 0.8, 0.9, 0.5, 0.4, 0.3]})
     sep = mech.relation_separation(rel)
     np.testing.assert_allclose(sep["separation"], [0.0, 0.4, 0.6])
-    assert mech.relation_layers(sep)["half of max first at depth"].item() == 0.5
+    assert mech.relation_layers(sep)["half_max_depth"].item() == 0.5
 
 
 def test_relation_separation_per_relation_averages_to_the_curves():
@@ -461,10 +465,13 @@ def test_gap_over_prompts_and_in_relation_layers():
     # "all": b at layer 0 is 0.2 - 0.3 + 0.05 < 0, everything else positive: 5 of 6 cells
     assert mech.gap_positive_share(mean) == pytest.approx(5 / 6)
     table = mech.gap_in_relation_layers(gap, mean, span=(0.4, 1.0))
-    assert list(table.columns) == ["consistent", "inconsistent", "all", "layers where consistent > inconsistent",
-                                   "pairs: consistent", "pairs: inconsistent", "pairs: all"]
+    assert list(table.columns) == ["consistent", "inconsistent", "all", "consistent_above_share",
+                                   "n_pairs_consistent", "n_pairs_inconsistent", "n_pairs_all"]
     assert table.loc["b", "consistent"] == pytest.approx(0.35) and table.loc["t", "inconsistent"] == pytest.approx(0.25)
-    assert table.loc["b", "layers where consistent > inconsistent"] == 1.0 and table.loc["b", "pairs: all"] == 12
+    assert table.loc["b", "consistent_above_share"] == 1.0 and table.loc["b", "n_pairs_all"] == 12
+    assert list(table.rename(columns=mech.LABELS).columns) == ["consistent", "inconsistent", "all",  # as the chapter prints it
+                                               "layers where consistent > inconsistent", "pairs: consistent",
+                                               "pairs: inconsistent", "pairs: all"]
     per_prompt = mech.gap_span_by_prompt(gap, (0.4, 1.0))
     assert per_prompt.loc["t"].tolist() == pytest.approx([0.4, 0.5])
 
@@ -570,7 +577,15 @@ def test_attribute_peaks_leave_out_the_embedding():
     peaks = mech.attribute_peaks(_attribute_curves()).set_index("model")
     assert peaks.loc["b", "layer"] == 2 and peaks.loc["b", "estimate"] == 0.3  # not h^0's 0.5
     assert peaks.loc["t", "layer"] == 3
-    assert peaks.loc["b", "h^0"] == 0.5 and peaks.loc["b", "h^L"] == 0.2
+    assert peaks.loc["b", "h0"] == 0.5 and peaks.loc["b", "h_last"] == 0.2
+
+
+def test_example_table_prints_the_first_tokens_at_each_depth():
+    examples = pd.DataFrame({"model": "m", "subject": "paris", "layer": [0, 3], "depth": [0.0, 1 / 3],
+                             "top_tokens": [[" the", "Paris "], ["France"]]})
+    table = mech.example_table(examples).rename(columns=mech.LABELS)
+    assert table.to_dict("list") == {"model": ["m", "m"], "layer": [0, 3], "depth": [0.0, 0.33],
+                                     "top tokens": ["'the' | 'Paris'", "'France'"]}
 
 
 def test_attribute_set_sizes_and_ratio():
@@ -578,7 +593,7 @@ def test_attribute_set_sizes_and_ratio():
     rates = pd.DataFrame({"model": ["b", "b", "t", "t"], "n_kept": [50, 49, 50, 50]})
     sizes = mech.attribute_set_sizes(sets, rates, top_k=50)
     assert sizes.loc["b", "mean"] == 15 and sizes.loc["t", "max"] == 50
-    assert sizes.loc["b", "share of layer readings with < k tokens kept"] == 0.5
+    assert sizes.loc["b", "short_share"] == 0.5
     assert mech.attribute_size_ratio(sizes) == pytest.approx(1936 / 27.5)
 
 
@@ -630,7 +645,7 @@ def test_headlines_rows():
     assert by["§4, Table 7"]["direction_holds"] == "not defined" and "at least 3" in by["§4, Table 7"]["note"]
     assert by["§4, Table 7"]["paper"].startswith("r = 0.65-0.94 (p ≤ 0.05) in MHSA layers 13-21")
     # a relation row with no defined model says "not defined"
-    none = rel_summary.assign(**{"half of max first at depth": np.nan, "note": "not defined: x"})
+    none = rel_summary.assign(**{"half_max_depth": np.nan, "note": "not defined: x"})
     rows = mech.headlines(attr_cmp, none, gap, mhsa_cmp, correlation, ext, "b", 1, 10)
     assert rows[1]["direction_holds"] == "not defined"
 

@@ -6,6 +6,7 @@ models' tokenizers are checked too (converted into the tests' private cache on f
 """
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -296,6 +297,18 @@ def test_answer_letter_ids_reject_merged_letters():
     tok = wordlevel_tokenizer()  # "A".."D" are unknown: every letter is <unk>
     with pytest.raises(ValueError, match="share a first token"):
         measure_mmlu.answer_letter_ids(tok, ["Answer :"])
+
+
+def test_letter_report_names_the_letters_and_the_mass_they_get():
+    results = pd.DataFrame({"letter_mass": [0.5, 0.7]})
+    results.attrs.update(letter_ids_shared=True, letter_ids=(3, 4, 5, 6))
+    lm = SimpleNamespace(tokenizer=SimpleNamespace(convert_ids_to_tokens=lambda ids: [f"t{i}" for i in ids]))
+    report = measure_mmlu.letter_report(lm, results)
+    assert report.to_dict("records") == [{"candidates": ["t3", "t4", "t5", "t6"], "same_ids": True,
+                                          "mean_letter_mass": 0.6}]
+    assert list(report.rename(columns=predictions.LABELS).columns) == ["candidates", "same ids for every prompt", "probability on A-D"]
+    results.attrs.update(letter_ids_shared=False, letter_ids=None)
+    assert measure_mmlu.letter_report(lm, results)["candidates"].item() == "differ between prompts"
 
 
 # ------------------------------------------------------------------------------------------ MMLU

@@ -80,7 +80,8 @@ def pool():
 def test_contamination_table_counts_by_source_and_all():
     check = tiy.contamination_table(pool())
     assert list(check.index) == ["Alpaca", "LIMA", "T0", "all"]
-    assert list(check.columns) == ["examples that fit", "pararel_fact", "mmlu_ngram", "becel_ngram", "contaminated"]
+    assert list(check.columns) == ["examples_fit", "pararel_fact", "mmlu_ngram", "becel_ngram", "contaminated"]
+    assert list(check.rename(columns=tiy.LABELS).columns)[0] == "examples that fit"  # the label, where the table is shown
     assert check.loc["T0"].tolist() == [3, 2, 1, 0, 2]
     assert check.loc["Alpaca"].tolist() == [1, 0, 1, 0, 1]
     assert check.loc["all"].tolist() == [5, 2, 2, 1, 4]
@@ -114,10 +115,12 @@ def log(seconds, losses, resumed=None):
 def test_training_cost_one_row_per_model():
     cost = tiy.training_cost({"free-form": log(60, []), "paraphrase-rich": log(120, [], resumed="ckpt-2")})
     assert list(cost.index) == ["free-form", "paraphrase-rich"]
-    assert cost.loc["paraphrase-rich", "minutes"] == 2 and cost.loc["free-form", "tokens/s"] == 10
+    assert cost.loc["paraphrase-rich", "minutes"] == 2 and cost.loc["free-form", "tokens_per_s"] == 10
     assert cost.loc["paraphrase-rich", "resumed"] is True and cost.loc["free-form", "resumed"] is False
-    assert list(cost.columns) == ["steps", "examples", "tokens", "minutes", "tokens/s", "peak memory (GiB)",
+    assert list(cost.columns) == ["steps", "examples", "tokens", "minutes", "tokens_per_s", "peak_memory_gib",
                                   "device", "threads", "resumed"]
+    assert list(cost.rename(columns=tiy.LABELS).columns) == ["steps", "examples", "tokens", "minutes", "tokens/s", "peak memory (GiB)",
+                                             "device", "threads", "resumed"]
 
 
 def test_plot_losses_one_line_per_model_with_the_mean_first_and_last_loss():
@@ -236,15 +239,16 @@ def test_projected_mde_shrinks_with_seeds_and_reports_the_seed_share():
                               seeds=(2, 4), unit_factors=(1, 2))
     assert table[["n_seeds", "n_units"]].values.tolist() == [[2, 30], [4, 30], [2, 60], [4, 60]]
     assert table["mde"].iloc[1] < table["mde"].iloc[0] and table["mde"].iloc[2] <= table["mde"].iloc[0]
-    assert (table["seed share"] > 0.5).all()
+    assert (table["seed_share"] > 0.5).all()
     assert table["mde"].tolist() == pytest.approx((2.8016 * table["se"]).tolist(), rel=1e-4)
-    assert tiy.binding_constraint(table, 2, 30).startswith(f"{100 * table['seed share'].iloc[0]:.0f}% of the slope")
+    assert tiy.binding_constraint(table, 2, 30).startswith(f"{100 * table['seed_share'].iloc[0]:.0f}% of the slope")
     assert "training seeds are the binding constraint" in tiy.binding_constraint(table, 2, 30)
     quiet_measures, quiet_frame, _ = experiment(slope=0.0, seed_sd=0.0)
     quiet = tiy.projected_mde(quiet_measures[tiy.PRIMARY], quiet_frame, {"templates-1": -1.0, "templates-all": 1.0})
     assert "evaluation noise is the binding constraint" in tiy.binding_constraint(quiet, 2, 30)
     assert tiy.binding_constraint(table, 5, 30).startswith("not estimable")
     assert tiy.projected_mde(measures[tiy.PRIMARY], frame, {}).empty
+    assert list(table.rename(columns=tiy.LABELS).columns) == ["n_seeds", "n_units", "se", "mde", "seed share"]
 
 
 def test_seed_values_spread_and_the_figures():
@@ -271,6 +275,21 @@ def test_beside_puts_two_runs_side_by_side():
     assert list(table.columns) == ["book-size run", "book-size design", "full run", "full design"]
     assert table.loc[(tiy.PRIMARY, tiy.SLOPE), "full design"] == "5 seeds x 30 units"
     assert table.loc[(tiy.PRIMARY, tiy.SLOPE), "book-size run"].startswith("+")
+
+
+def test_the_committed_full_run_is_read_with_the_names_the_chapter_uses():
+    from pathlib import Path
+
+    from ifhelpers import results
+
+    full = results.committed_run(Path(__file__).resolve().parents[1] / "results" / "tune_it_yourself_full",
+                                 "tune_dose_response").table
+    book = full.assign(n_seeds=2)
+    table = tiy.beside(book, full)
+    first = full[(full["measure"] == tiy.PRIMARY) & (full["contrast"] == tiy.SLOPE)].iloc[0]
+    assert table.loc[(tiy.PRIMARY, tiy.SLOPE), "full run"] == (f"{first['estimate']:+.2f} [{first['low']:+.2f}, "
+                                                             f"{first['high']:+.2f}] (MDE {first['mde']:.2f})")
+    assert table.loc[(tiy.PRIMARY, tiy.SLOPE), "book-size design"].startswith("2 seeds x ")
 
 
 def test_chance_interval_is_the_binomial_quantiles_in_percent():

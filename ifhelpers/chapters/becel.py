@@ -26,6 +26,7 @@ from ifhelpers.train.classifier import MODE_DESCRIPTIONS
 __all__ = [
     "METRICS",
     "TABLE2_NAMES",
+    "LABELS",
     "mode_sentence",
     "chosen_runs",
     "item_scores",
@@ -54,6 +55,10 @@ __all__ = [
 METRICS = ("symmetric", "semantic", "negational", "accuracy")
 #: Table 2's BECEL columns, as the chapter's table names them.
 TABLE2_NAMES = {"accuracy": "Acc.", "semantic": "Cons. semantic", "negational": "Cons. negation"}
+#: How the chapter's tables print the data columns named otherwise than they read (a notebook shows a
+#: table as ``frame.rename(columns=LABELS)``).
+LABELS = {"becel_rule": "BECEL rule (changes)", "label_aware": "label-aware",
+          "gold_flip_share": "share of pairs whose gold label flips"}
 #: The layout columns of a tidy table of ours or the paper's, when present.
 _ROW_INDEX = ("source", "model", "role", "mode")
 
@@ -253,17 +258,18 @@ def paired_counts(paired: pd.DataFrame) -> dict:
 
 def negation_label_aware(predictions: pd.DataFrame) -> pd.DataFrame:
     """Diagnostic, not the paper's measure: negational consistency that follows the gold labels
-    (:func:`ifhelpers.metrics.becel.becel_label_consistency`: the prediction should change exactly when
-    BECEL's ``neg_label`` differs from ``label``), next to BECEL's rule, per model and task."""
+    (``label_aware``, :func:`ifhelpers.metrics.becel.becel_label_consistency`: the prediction should change
+    exactly when BECEL's ``neg_label`` differs from ``label``), next to BECEL's rule (``becel_rule``), the
+    share of pairs whose gold label flips (``gold_flip_share``) and the pairs (``n``), per model and task."""
     neg = predictions[predictions["set"] == "negational"]
     rows = []
     for key, g in neg.groupby(_group_keys(neg) + ["task"], sort=False):
         rows.append({**dict(zip(_group_keys(neg) + ["task"], key)),
-                     "BECEL rule (changes)": metrics.becel.becel_consistency(g["pred_original"], g["pred_perturbed"],
-                                                                       "negational"),
-                     "label-aware": metrics.becel.becel_label_consistency(g["pred_original"], g["pred_perturbed"],
-                                                                    g["label"], g["perturbed_label"].astype(int)),
-                     "share of pairs whose gold label flips": float(np.mean(g["label"] != g["perturbed_label"])),
+                     "becel_rule": metrics.becel.becel_consistency(g["pred_original"], g["pred_perturbed"],
+                                                                   "negational"),
+                     "label_aware": metrics.becel.becel_label_consistency(g["pred_original"], g["pred_perturbed"],
+                                                                          g["label"], g["perturbed_label"].astype(int)),
+                     "gold_flip_share": float(np.mean(g["label"] != g["perturbed_label"])),
                      "n": len(g)})
     return pd.DataFrame(rows)
 

@@ -46,11 +46,16 @@ from ifhelpers import metrics
 from ifhelpers.data import pararel
 from ifhelpers import findings, paper, stats
 
-__all__ = [ "pararel_summary", "pararel_by_relation", "pair_breakdown", "mmlu_setup_accuracy", "mmlu_model_summary", "mmlu_by_question", "spread_interval", "spread_null",
+__all__ = ["LABELS", "pararel_summary", "pararel_by_relation", "pair_breakdown", "mmlu_setup_accuracy", "mmlu_model_summary", "mmlu_by_question", "spread_interval", "spread_null",
     "pararel_wide", "pararel_intervals", "pararel_comparison", "relation_wins", "mmlu_intervals", "all_at_chance",
     "spreads_within_null", "footnote4_rule", "table2_layout", "paper_predictions", "comparison_title",
     "plot_points", "plot_metric", "summary_lines", "headlines",
 ]
+
+
+#: How the chapter's tables print the data columns named otherwise than they read (a notebook shows a
+#: table as ``frame.rename(columns=LABELS)``).
+LABELS = {"same_ids": "same ids for every prompt", "mean_letter_mass": "probability on A-D"}
 
 
 # --------------------------------------------------------------------------------------------------

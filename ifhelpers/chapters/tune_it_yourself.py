@@ -30,7 +30,7 @@ from ifhelpers import design, findings, stats
 from ifhelpers.model import registry, tuned
 
 __all__ = [
-    "SOURCE_LABELS", "DESIGN", "PRIMARY", "SLOPE", "H1", "BASE_ARM", "base_spec", "recipes", "design_frame",
+    "SOURCE_LABELS", "LABELS", "DESIGN", "PRIMARY", "SLOPE", "H1", "BASE_ARM", "base_spec", "recipes", "design_frame",
     "design_table", "contamination_table", "dropped_example", "templates_used", "arm_doses", "training_cost",
     "plot_losses", "relation_wide", "gap_wide", "unit_measures", "arm_cubes", "contrast_weights", "dose_response",
     "projected_mde", "binding_constraint", "wall_by_model", "beside", "seed_values", "seed_spread", "plot_dose_response", "forest", "answer_sentence",
@@ -39,6 +39,11 @@ __all__ = [
 
 #: How the training sources are printed.
 SOURCE_LABELS = {"lima": "LIMA", "alpaca": "Alpaca", "t0": "T0"}
+#: How the chapter's tables print the data columns named otherwise than they read (a notebook shows a
+#: table as ``frame.rename(columns=LABELS)``).
+LABELS = {"examples_fit": "examples that fit", "templates_per_task": "templates per task",
+          "tokens_per_example": "tokens per example", "tokens_per_s": "tokens/s", "peak_memory_gib": "peak memory (GiB)",
+          "seed_share": "seed share"}
 #: The primary outcome: one measure, named before the results.
 PRIMARY = "ParaRel consistency (restricted)"
 #: The primary contrast (a slope over the T0 arms) and the two-point contrast the first version of
@@ -125,12 +130,12 @@ def design_table(arms, seeds, sizes: dict) -> pd.DataFrame:
 
 def contamination_table(pool: pd.DataFrame) -> pd.DataFrame:
     """The contamination check by source (:func:`ifhelpers.train.tuning.candidate_pool`'s flags):
-    examples that fit, and how many state a ParaRel fact, share an 8-gram with MMLU or BECEL, or
-    either (``contaminated``); a last row ``all``."""
+    examples that fit (``examples_fit``), and how many state a ParaRel fact, share an 8-gram with MMLU or
+    BECEL, or either (``contaminated``); a last row ``all``."""
     source = pool["source"].replace(SOURCE_LABELS)
     check = pool.assign(source=source).groupby("source")[["pararel_fact", "mmlu_ngram", "becel_ngram",
                                                           "contaminated"]].sum()
-    check.insert(0, "examples that fit", pool.groupby(source).size())
+    check.insert(0, "examples_fit", pool.groupby(source).size())
     check.loc["all"] = check.sum()
     return check
 
@@ -168,11 +173,11 @@ def arm_doses(drawn: dict[tuple[str, int], pd.DataFrame]) -> dict[str, float]:
 
 def training_cost(logs: dict[str, dict]) -> pd.DataFrame:
     """One row per tuned model (``logs`` by model name) from its training log
-    (:func:`ifhelpers.model.tuned.training_log`): steps, examples, tokens, minutes, tokens/s, peak
-    memory while it trained, device, threads and whether it resumed."""
+    (:func:`ifhelpers.model.tuned.training_log`): steps, examples, tokens, minutes, ``tokens_per_s``,
+    ``peak_memory_gib`` (the peak resident size while it trained), device, threads and whether it resumed."""
     return pd.DataFrame({kind: {"steps": log["steps"], "examples": log["examples"], "tokens": log["tokens"],
-                                "minutes": log["seconds"] / 60, "tokens/s": log["tokens"] / log["seconds"],
-                                "peak memory (GiB)": log["peak_rss_gib"], "device": log["device"],
+                                "minutes": log["seconds"] / 60, "tokens_per_s": log["tokens"] / log["seconds"],
+                                "peak_memory_gib": log["peak_rss_gib"], "device": log["device"],
                                 "threads": log["torch_threads"], "resumed": bool(log["resumed_from"])}
                          for kind, log in logs.items()}).T
 
@@ -201,7 +206,7 @@ def wall_by_model(design_frame: pd.DataFrame, seconds: pd.DataFrame, cost: pd.Da
     out = design_frame.merge(seconds[["model", "seconds"]], on="model", how="left")
     out["evaluation_min"] = out.pop("seconds") / 60
     out["training_min"] = out["model"].map(cost["minutes"]).astype(float)
-    out["peak_memory_gib"] = out["model"].map(cost["peak memory (GiB)"]).astype(float)
+    out["peak_memory_gib"] = out["model"].map(cost["peak_memory_gib"]).astype(float)
     return out
 
 
@@ -294,9 +299,9 @@ def projected_mde(wide: pd.DataFrame, design_frame: pd.DataFrame, weights: dict[
     and the units × each of ``unit_factors``. More facts per relation shrink the arm × unit and residual
     components too, which this projection leaves as they are (so it is conservative for them).
     Rows: ``n_seeds``, ``n_units``, ``se``, ``mde``, and the share of the variance that is seed noise
-    (no rows without ``weights``: the arms give no such contrast)."""
+    (``seed_share``; no rows without ``weights``: the arms give no such contrast)."""
     if not weights:
-        return pd.DataFrame(columns=["n_seeds", "n_units", "se", "mde", "seed share"])
+        return pd.DataFrame(columns=["n_seeds", "n_units", "se", "mde", "seed_share"])
     cubes = {arm: c for arm, c in arm_cubes(wide, design_frame).items() if arm != BASE_ARM}
     components = design.variance_components(cubes)
     n_units = next(iter(cubes.values())).shape[1]
@@ -307,7 +312,7 @@ def projected_mde(wide: pd.DataFrame, design_frame: pd.DataFrame, weights: dict[
             seed_part = design.contrast_se({**components, "arm_unit": 0.0, "residual": 0.0, "unit": 0.0}, weights, n,
                                            n_units * factor, fixed=(BASE_ARM,))
             rows.append({"n_seeds": n, "n_units": n_units * factor, "se": se,
-                         "mde": design.minimum_detectable_effect(se), "seed share": seed_part ** 2 / se ** 2
+                         "mde": design.minimum_detectable_effect(se), "seed_share": seed_part ** 2 / se ** 2
                          if se > 0 else np.nan})
     return pd.DataFrame(rows)
 
@@ -316,9 +321,9 @@ def binding_constraint(projection: pd.DataFrame, n_seeds: int, n_units: int) -> 
     """Which noise limits the design (n_seeds, n_units), from :func:`projected_mde`: seeds when more than
     half the contrast's variance is seed noise, evaluation otherwise; a sentence with the share."""
     rows = projection[(projection["n_seeds"] == n_seeds) & (projection["n_units"] == n_units)]
-    if rows.empty or not np.isfinite(rows["seed share"].iloc[0]):
+    if rows.empty or not np.isfinite(rows["seed_share"].iloc[0]):
         return "not estimable (one seed per arm cannot separate seed noise from the arms' effects)"
-    share = float(rows["seed share"].iloc[0])
+    share = float(rows["seed_share"].iloc[0])
     which = ("training seeds are the binding constraint: more seeds per arm shrink the MDE more than more "
              "facts per relation" if share > 0.5 else
              "evaluation noise is the binding constraint: more facts per relation shrink the MDE more than more seeds")

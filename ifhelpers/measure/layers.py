@@ -422,7 +422,8 @@ def attribute_tables(lm: LoadedModel, subject_queries: pd.DataFrame, snippets: M
     """(a) subjects: the states at the last subject token of ``subject_queries`` (one forward pass per
     distinct prefix, :func:`unique_prefix_rows`) read through the logit lens (:func:`lens_token_strings`)
     against A_s (:func:`attribute_sets`): ``attributes`` (:func:`attribute_rates`), ``attribute_sets`` (the
-    size of each A_s) and ``lens_examples`` (the first query's top tokens at every layer), stamped."""
+    size of each A_s) and ``lens_examples`` (the first query's first eight lens tokens at every layer,
+    ``top_tokens``), stamped."""
     subject_frame = probes.pararel_prompts(lm, subject_queries, prompt_ids)
     unique, inverse = unique_prefix_rows(lm, subject_frame)
     states = probes.run_subject_states(lm, subject_frame.iloc[unique], progress=False)
@@ -430,7 +431,7 @@ def attribute_tables(lm: LoadedModel, subject_queries: pd.DataFrame, snippets: M
     attributes = attribute_sets(lm.tokenizer, snippets, stopwords)
     sizes = pd.DataFrame({"subject": list(attributes), "n_attributes": [len(a) for a in attributes.values()]})
     example = pd.DataFrame({"subject": subject_frame["subject"].iloc[0], "prompt": subject_frame["prompt"].iloc[0],
-                            "layer": range(top.shape[1]), "top tokens": [t[:8] for t in top[0]]})
+                            "layer": range(top.shape[1]), "top_tokens": [t[:8] for t in top[0]]})
     return {"attributes": stamp(attribute_rates(subject_frame, top, attributes, stopwords, top_k), lm, "state"),
             "attribute_sets": stamp(sizes, lm),
             "lens_examples": stamp(example, lm, "state")}

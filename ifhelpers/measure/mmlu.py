@@ -134,13 +134,13 @@ def run_mmlu(lm: LoadedModel, setups: pd.DataFrame, *, cache=True, progress=None
 
 
 def letter_report(lm: LoadedModel, results: pd.DataFrame) -> pd.DataFrame:
-    """The answer-letter tokens :func:`run_mmlu` scored for this model, and how much probability they get
-    (one row)."""
+    """The answer-letter tokens :func:`run_mmlu` scored for this model (``candidates``), whether every prompt
+    scored the same ids (``same_ids``) and the mean probability on the four letters (``mean_letter_mass``); one row."""
     shared = results.attrs.get("letter_ids_shared", False)
     return pd.DataFrame([{"candidates": lm.tokenizer.convert_ids_to_tokens(list(results.attrs["letter_ids"])) if shared
             else "differ between prompts",
-            "same ids for every prompt": shared,
-            "probability on A-D": round(float(results["letter_mass"].mean()), 3)}])
+            "same_ids": shared,
+            "mean_letter_mass": round(float(results["letter_mass"].mean()), 3)}])
 
 
 def wrappers_for(lm: LoadedModel) -> list[str]:

@@ -250,8 +250,8 @@ def mixture_summary(mixtures: dict[str, pd.DataFrame]) -> pd.DataFrame:
     for kind, frame in mixtures.items():
         per_task = frame.groupby("task")["template"].nunique()
         rows.append({"mixture": kind, "examples": len(frame), "tasks": frame["task"].nunique(),
-                     "templates per task": per_task.mean(), "tokens": int(frame["n_tokens"].sum()),
-                     "tokens per example": frame["n_tokens"].mean()})
+                     "templates_per_task": per_task.mean(), "tokens": int(frame["n_tokens"].sum()),
+                     "tokens_per_example": frame["n_tokens"].mean()})
     return pd.DataFrame(rows).set_index("mixture")
 
 

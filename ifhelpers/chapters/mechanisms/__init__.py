@@ -32,7 +32,8 @@ The package follows the chapter's sections: :mod:`~ifhelpers.chapters.mechanisms
 consistency groups, the massive dimensions), :mod:`~ifhelpers.chapters.mechanisms.subjects` (a),
 :mod:`~ifhelpers.chapters.mechanisms.relations` (b), :mod:`~ifhelpers.chapters.mechanisms.extraction` (c),
 :mod:`~ifhelpers.chapters.mechanisms.curves` (curves over layers, comparisons, plotting helpers) and
-:mod:`~ifhelpers.chapters.mechanisms.report` (findings and headlines); every name is available here.
+:mod:`~ifhelpers.chapters.mechanisms.report` (findings and headlines, and the printed names of the tables'
+columns, :data:`LABELS`, applied as ``frame.rename(columns=LABELS)`` where a table is shown); every name is available here.
 
 Layers and depth
     ``resid`` holds h^0 ... h^L (h^0 the token embedding, h^L before the final norm); the updates

@@ -138,14 +138,15 @@ def attribute_queries(min_snippets: int = 5, n_subjects: int | None = 100, seed:
 
 def massive_dimensions(massive: pd.DataFrame) -> pd.DataFrame:
     """Per model, the share of the last token's squared norm in its three largest dimensions
-    (:func:`ifhelpers.measure.layers.top_dims_share`): at h^0, its maximum over the inner layers (0 < depth < 1) and where,
-    the share of inner layers above 50%, and at h^L. A caution for the cosines and the lens of §4."""
+    (:func:`ifhelpers.measure.layers.top_dims_share`): at h^0 (``h0``), its maximum over the inner layers
+    (0 < depth < 1, ``max_inner``) and where (``max_depth``), the share of inner layers above 50%
+    (``inner_above_half``, as a percentage), and at h^L (``h_last``). A caution for the cosines and the lens of §4."""
     rows = []
     for model, part in massive.groupby("model", sort=False):
         part = part.sort_values("layer")
         inner = part[(part["depth"] > 0) & (part["depth"] < 1)]
         peak = inner.loc[inner["share"].idxmax()] if len(inner) else pd.Series({"share": np.nan, "depth": np.nan})
-        rows.append({"model": model, "h^0": part["share"].iloc[0], "max (inner layers)": peak["share"],
-                     "at depth": peak["depth"], "inner layers above 50%": f"{(inner['share'] > 0.5).mean():.0%}",
-                     "h^L": part["share"].iloc[-1]})
+        rows.append({"model": model, "h0": part["share"].iloc[0], "max_inner": peak["share"],
+                     "max_depth": peak["depth"], "inner_above_half": f"{(inner['share'] > 0.5).mean():.0%}",
+                     "h_last": part["share"].iloc[-1]})
     return pd.DataFrame(rows)

@@ -62,9 +62,10 @@ def relation_layers(separation: pd.DataFrame, span: tuple[float, float] | None =
     layer has a positive separation. ``span`` (default: the paper's layers 3-8,
     :func:`ifhelpers.paper.layer_span`) gives the mean separation inside the paper's span.
 
-    Returns one row per model: ``model``, ``max separation``, ``at depth``, ``half of max first at
-    depth`` (NaN when not defined), ``mean in paper's span``, ``same at h^0`` (the same-relation cosine
-    of the embeddings), ``defined``, ``note``.
+    Returns one row per model: ``model``, ``max_separation``, where it is (``max_depth``), where the
+    separation first reaches half of it (``half_max_depth``, NaN when not defined), the mean in the paper's
+    span (``span_mean``), the same-relation cosine of the embeddings at h^0 (``same_h0``), ``defined``,
+    ``note``.
     """
     lo, hi = span if span is not None else paper.layer_span(*paper.FINDINGS["relation_layers"])
     rows = []
@@ -86,9 +87,9 @@ def relation_layers(separation: pd.DataFrame, span: tuple[float, float] | None =
                 half_depth = float(inner.loc[inner["separation"] >= peak_value / 2, "depth"].iloc[0])
         in_span = sep[(sep["depth"] >= lo) & (sep["depth"] <= hi)]["separation"].mean()
         first = sep[sep["layer"] == 0]["same"]
-        rows.append({"model": model, "max separation": peak_value, "at depth": peak_depth,
-                     "half of max first at depth": half_depth, "mean in paper's span": in_span,
-                     "same at h^0": float(first.iloc[0]) if len(first) else np.nan,
+        rows.append({"model": model, "max_separation": peak_value, "max_depth": peak_depth,
+                     "half_max_depth": half_depth, "span_mean": in_span,
+                     "same_h0": float(first.iloc[0]) if len(first) else np.nan,
                      "defined": not note, "note": note})
     return pd.DataFrame(rows)
 
@@ -113,18 +114,19 @@ def gap_in_relation_layers(gap: pd.DataFrame, gap_mean: pd.DataFrame,
     ``gap`` is :func:`ifhelpers.measure.layers.paraphrase_gap_table`'s (with the model's columns), ``gap_mean`` its
     :func:`gap_over_prompts`; ``span`` defaults to the paper's layers 3-8. Returns one row per model
     with the mean gap of each split (``consistent``, ``inconsistent``, ``all``) over the layers in the
-    span, the share of all layers where consistent paraphrases have the larger gap, and the number of
-    pairs of each split (summed over prompts).
+    span, the share of all layers where consistent paraphrases have the larger gap (``consistent_above_share``),
+    and the number of pairs of each split (summed over prompts: ``n_pairs_consistent``, ``n_pairs_inconsistent``,
+    ``n_pairs_all``).
     """
     lo, hi = span if span is not None else paper.layer_span(*paper.FINDINGS["relation_layers"])
     splits = ["consistent", "inconsistent", "all"]
     in_span = gap_mean[(gap_mean["depth"] >= lo) & (gap_mean["depth"] <= hi)]
     table = in_span.pivot_table(index="model", columns="split", values="estimate", sort=False).reindex(columns=splits)
     counts = gap.groupby(["model", "split"], sort=False)["n_pairs"].sum().unstack().reindex(columns=splits)
-    counts.columns = [f"pairs: {c}" for c in counts.columns]
+    counts.columns = [f"n_pairs_{c}" for c in counts.columns]
     wide = gap_mean.pivot_table(index=["model", "layer"], columns="split", values="estimate", sort=False)
     wide = wide.reindex(columns=splits)
-    table["layers where consistent > inconsistent"] = (
+    table["consistent_above_share"] = (
         (wide["consistent"] > wide["inconsistent"]).groupby("model", sort=False).mean())
     table.columns.name = None
     return table.join(counts)

@@ -1,4 +1,4 @@
-"""The chapter's findings beside the paper's: the summary table and the headline rows."""
+"""The chapter's findings beside the paper's: the summary table and the headline rows; how its tables print."""
 
 from __future__ import annotations
 
@@ -11,7 +11,17 @@ from ifhelpers.chapters.mechanisms.extraction import correlation_status
 from ifhelpers.chapters.mechanisms.queries import where_in_span
 from ifhelpers.chapters.mechanisms.relations import gap_span_by_prompt, relation_layers
 
-__all__ = ["summary_table", "headlines"]
+__all__ = ["LABELS", "summary_table", "headlines"]
+
+#: How the chapter's tables print the data columns named otherwise than they read (a notebook shows a
+#: table as ``frame.rename(columns=LABELS)``).
+LABELS = {"h0": "h^0", "h_last": "h^L", "max_inner": "max (inner layers)", "max_depth": "at depth",
+          "inner_above_half": "inner layers above 50%",
+          "short_share": "share of layer readings with < k tokens kept", "top_tokens": "top tokens",
+          "max_separation": "max separation", "half_max_depth": "half of max first at depth",
+          "span_mean": "mean in paper's span", "same_h0": "same at h^0",
+          "consistent_above_share": "layers where consistent > inconsistent",
+          **{f"n_pairs_{split}": f"pairs: {split}" for split in ("consistent", "inconsistent", "all")}}
 
 
 def _fmt(value, spec: str = ".2f") -> str:
@@ -59,7 +69,7 @@ def summary_table(peaks: pd.DataFrame, set_sizes: pd.DataFrame, attr_cmp: pd.Dat
         {"finding": "relation layers (Fig. 3)",
          paper_col: f"layers {found['relation_layers'][0]}-{found['relation_layers'][1]} "
                     f"(depth {rel_lo:.2f}-{rel_hi:.2f})",
-         "ours": _per_model(rel_summary, "half of max first at depth", ".2f")
+         "ours": _per_model(rel_summary, "half_max_depth", ".2f")
                  + " (separation first at half its maximum)"},
         {"finding": "consistent-paraphrase gap in relation layers (Fig. 4)",
          paper_col: "similar for base and tuned on average",
@@ -107,7 +117,7 @@ def headlines(attr_cmp: pd.DataFrame, rel_summary: pd.DataFrame, gap: pd.DataFra
                  + "; attribute sets from a small offline corpus"))
     first, last = found["relation_layers"]
     by_model = rel_summary.set_index("model")
-    depths = by_model["half of max first at depth"]
+    depths = by_model["half_max_depth"]
     where = where_in_span(depths, lo_d, hi_d)
     defined = [w for w in where if w != "n/a"]
     inside = sum(w == "within" for w in defined)

@@ -11,16 +11,16 @@ from ifhelpers import paper
 from ifhelpers.measure.stamp import relative_depth
 from ifhelpers.chapters.mechanisms.curves import compare_to_base, plot_layer_curves
 
-__all__ = ["attribute_set_sizes", "attribute_size_ratio", "attribute_peaks", "attribute_comparison", "example_layers", "ATTRIBUTE_TITLES", "plot_attribute_rates"]
+__all__ = ["attribute_set_sizes", "attribute_size_ratio", "attribute_peaks", "attribute_comparison", "example_layers", "example_table", "ATTRIBUTE_TITLES", "plot_attribute_rates"]
 
 
 def attribute_set_sizes(attribute_sets: pd.DataFrame, attributes: pd.DataFrame, top_k: int) -> pd.DataFrame:
     """Size of A_s per model (App. D: the paper's 1,936 ± 1,036 tokens per subject): ``mean``, ``std``,
     ``min``, ``max`` over subjects, and the share of (row, layer) readings of :func:`ifhelpers.measure.layers.attribute_rates`
-    where fewer than ``top_k`` lens tokens survived the filters."""
+    where fewer than ``top_k`` lens tokens survived the filters (``short_share``)."""
     sizes = attribute_sets.groupby("model", sort=False)["n_attributes"].agg(["mean", "std", "min", "max"])
     short = attributes.assign(short=lambda t: t["n_kept"] < top_k)
-    sizes["share of layer readings with < k tokens kept"] = short.groupby("model", sort=False)["short"].mean()
+    sizes["short_share"] = short.groupby("model", sort=False)["short"].mean()
     return sizes
 
 
@@ -36,14 +36,15 @@ def attribute_peaks(attr: pd.DataFrame) -> pd.DataFrame:
 
     ``attr`` is :func:`mean_ci_by_layer`'s curve with ``depth``. h^0 is the subject token's own
     embedding: its lens tokens are the token itself and its neighbours, so it is left out of the peak.
-    Returns ``model``, ``layer``, ``depth``, ``estimate``, ``low``, ``high``, ``h^0``, ``h^L``.
+    Returns ``model``, ``layer``, ``depth``, ``estimate``, ``low``, ``high``, ``h0`` (the rate at h^0),
+    ``h_last`` (at h^L).
     """
     inner = attr[attr["layer"] > 0]
     peaks = inner.loc[inner.groupby("model", sort=False)["estimate"].idxmax(),
                       ["model", "layer", "depth", "estimate", "low", "high"]]
-    peaks["h^0"] = peaks["model"].map(attr[attr["layer"] == 0].set_index("model")["estimate"])
+    peaks["h0"] = peaks["model"].map(attr[attr["layer"] == 0].set_index("model")["estimate"])
     last = attr.loc[attr.groupby("model", sort=False)["layer"].idxmax()].set_index("model")["estimate"]
-    peaks["h^L"] = peaks["model"].map(last)
+    peaks["h_last"] = peaks["model"].map(last)
     return peaks
 
 
@@ -61,6 +62,13 @@ def example_layers(examples: pd.DataFrame, n: int = 5) -> pd.DataFrame:
         wanted = np.linspace(0, part["layer"].max(), n).round().astype(int)
         picked.append(part[part["layer"].isin(wanted)])
     return pd.concat(picked)
+
+
+def example_table(examples: pd.DataFrame) -> pd.DataFrame:
+    """The lens examples of :func:`example_layers` as the chapter prints them: ``model``, ``layer``,
+    ``depth`` (two decimals) and ``top_tokens``, each token stripped and quoted, joined by " | "."""
+    return examples.assign(depth=examples["depth"].round(2), top_tokens=examples["top_tokens"].map(
+        lambda tokens: " | ".join(repr(token.strip()) for token in tokens)))[["model", "layer", "depth", "top_tokens"]]
 
 
 #: Fig. 2's title for each direction of :func:`attribute_comparison` (tuned − base).
