@@ -331,7 +331,7 @@ def check_run(path: Path, models: list[str], roles: dict[str, str], overrides: d
     check_same_settings(out_dir, path.stem, {**overrides, "models": list(models), "roles": dict(roles)})
     specs = registry.specs(models, roles)
     registry.check_roles(specs, one_base=len(defaults.get("models") or []) == 1)
-    anatomy.check_specs(specs)
+    anatomy.check_specs(specs, path.stem.split("_", 1)[-1])
     for spec in specs:
         check_installed(spec)
     check_data_source(CHAPTER_DATA.get(path.stem.split("_", 1)[-1], ()))

@@ -27,6 +27,16 @@ and, after the captured position, the text's own next tokens:
                                   end): the log-likelihood of a response written after its prompt, with
                                   p the prompt's last token.
 
+An encoder-decoder model (T5, :data:`ifhelpers.model.anatomy.ENCODER_DECODER`) is read the same way with
+the roles the anatomy gives it: ``resid`` is its *encoder's* residual stream at the captured input token
+(h^L before the encoder's final norm; after it, the encoder's output: §2's representation, see
+:mod:`ifhelpers.model.anatomy` for why), and the next-token outputs are the decoder's first step, the
+distribution of its first token after the decoder start token, given the encoder's output (one pass of the
+model with ``decoder_input_ids = [[decoder_start_token_id]]``). The updates and a continuation's
+log-likelihood are decoder-only (asking for them is refused with one line), and no prefix is shared: the
+encoder's attention is bidirectional, so a token's state depends on the tokens after it and a prefix
+computed alone is not the prefix of a longer text.
+
 Where each family keeps these updates, its final norm and its logit scaling is its anatomy
 (:mod:`ifhelpers.model.anatomy`, read through ``lm.anatomy``); parts found there by the general rule are proved
 on a probe batch before the model's first pass (:func:`prove_anatomy`). A text longer than the model's
@@ -361,12 +371,14 @@ def _forward_batch(lm: LoadedModel, recorder: _Recorder, ids: list[list[int]], p
         mask = torch.cat([parent_mask, mask], dim=1)
         position_ids = parent_length[:, None] + position_ids
         lengths = parent_length + lengths
+    parts = lm.anatomy
+    if parts.encoder_decoder:
+        return _encoder_decoder_batch(lm, recorder, input_ids, mask, positions, offsets)
     kwargs = dict(input_ids=input_ids, attention_mask=mask, position_ids=position_ids)
     if past is not None:
         kwargs.update(cache=past, use_cache=True)
     else:
         kwargs.update(use_cache=positions is None)
-    parts = lm.anatomy
     backbone = parts.backbone(lm.model)
     with torch.inference_mode():
         if positions is None:
@@ -389,15 +401,54 @@ def _forward_batch(lm: LoadedModel, recorder: _Recorder, ids: list[list[int]], p
         else:
             backbone(**kwargs)
         if last is not None:
-            logprobs = torch.log_softmax(last, dim=-1)
-            if request.top_k:
-                top = logprobs.topk(request.top_k, dim=-1)
-                out["top_ids"] = top.indices.cpu().numpy()
-                out["top_logprobs"] = top.values.cpu().numpy()
-            if request.candidates:
-                out["candidate_logprobs"] = logprobs[:, list(request.candidates)].cpu().numpy()
-            if request.next_token_logits:
-                out["next_token_logits"] = last.cpu().numpy()
+            out.update(_next_token_outputs(request, last))
+    out.update(recorder.collect())
+    return out
+
+
+def _next_token_outputs(request: Request, logits) -> dict[str, np.ndarray]:
+    """The next-token outputs ``request`` asks for, from float32 next-token ``logits`` ``(n, V)``."""
+    import torch
+
+    out = {}
+    logprobs = torch.log_softmax(logits, dim=-1)
+    if request.top_k:
+        top = logprobs.topk(request.top_k, dim=-1)
+        out["top_ids"] = top.indices.cpu().numpy()
+        out["top_logprobs"] = top.values.cpu().numpy()
+    if request.candidates:
+        out["candidate_logprobs"] = logprobs[:, list(request.candidates)].cpu().numpy()
+    if request.next_token_logits:
+        out["next_token_logits"] = logits.cpu().numpy()
+    return out
+
+
+def _encoder_decoder_batch(lm: LoadedModel, recorder: _Recorder, input_ids, mask, positions: list[int],
+                           offsets: list[int]) -> dict:
+    """One pass of an encoder-decoder model over left-padded texts (a plain pass: no prefix is shared).
+
+    The recorder's hooks on the encoder's layers capture ``resid`` at each row's captured token; the next-token
+    outputs are the decoder's first step (the logits of the model called with one decoder start token per row),
+    or, when none is asked for, only the encoder runs. The encoder's relative position bias depends on the
+    distance between two tokens only, so left padding (masked out) leaves each row's result as its unpadded run.
+    """
+    import torch
+
+    request = recorder.request
+    rows = torch.arange(input_ids.shape[0], device=lm.device)
+    width = input_ids.shape[1]  # every row's tokens end at the last column
+    cols = torch.tensor([offset + p if p >= 0 else width + p for p, offset in zip(positions, offsets)],
+                        device=lm.device)
+    recorder.index, recorder.width = (rows, cols), width
+    out: dict[str, np.ndarray] = {}
+    with torch.inference_mode():
+        if request.needs_logits:
+            start = torch.full((input_ids.shape[0], 1), lm.model.config.decoder_start_token_id, device=lm.device)
+            logits = lm.model(input_ids=input_ids, attention_mask=mask, decoder_input_ids=start,
+                              use_cache=False).logits[:, 0].float()
+            out.update(_next_token_outputs(request, logits))
+        else:
+            lm.anatomy.backbone(lm.model)(input_ids=input_ids, attention_mask=mask)
     out.update(recorder.collect())
     return out
 
@@ -622,6 +673,8 @@ def run(lm: LoadedModel, texts: Sequence[str], request: Request, positions: Sequ
 
     if lm.anatomy.by_rule and not lm.anatomy_proved:
         prove_anatomy(lm)
+    if lm.anatomy.encoder_decoder and (request.updates or request.continuation):
+        raise anatomy.AnatomyError(f"{lm.name}: {anatomy.UPDATES_OF_ENCODER_DECODER}.")
     keys = [content_key(text, pos) for text, pos in zip(texts, positions)]
     count_cut(lm, texts)
     store: ActivationStore | None = None
@@ -651,6 +704,7 @@ def run(lm: LoadedModel, texts: Sequence[str], request: Request, positions: Sequ
                 captured.append(p % len(seq) - (len(seq) - len(kept)))
             if share_prefixes is None:
                 share_prefixes = os.environ.get("IFHELPERS_SHARE_PREFIXES", "1") != "0"
+            share_prefixes = share_prefixes and not lm.anatomy.encoder_decoder  # bidirectional: nothing to share
             shared = plan(ids, captured, **PREFIX_RULE) if share_prefixes else Plan.unshared(len(ids))
             recorder = _Recorder(lm, request)
             checked = []
