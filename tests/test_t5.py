@@ -65,13 +65,34 @@ def test_no_prefix_is_shared_for_an_encoder(t5_pair, monkeypatch):
     np.testing.assert_array_equal(shared["top_ids"], plain["top_ids"])
 
 
-def test_decoder_only_outputs_are_refused_with_one_line(t5_pair):
+def test_updates_are_refused_with_one_line(t5_pair):
     lm = models.load(t5_pair[0], role="base", device="cpu")
-    for request in (engine.Request(resid=True, updates=True), engine.Request(continuation=2)):
-        with pytest.raises(anatomy.AnatomyError) as refused:
-            engine.run(lm, TEXTS[:1], request, cache=False)
-        assert str(refused.value) == f"{lm.name}: {anatomy.UPDATES_OF_ENCODER_DECODER}." and "\n" not in str(
-            refused.value)
+    with pytest.raises(anatomy.AnatomyError) as refused:
+        engine.run(lm, TEXTS[:1], engine.Request(resid=True, updates=True), cache=False)
+    assert str(refused.value) == f"{lm.name}: {anatomy.UPDATES_OF_ENCODER_DECODER}." and "\n" not in str(refused.value)
+
+
+def test_a_continuation_is_scored_as_the_decoder_output_after_the_prompt(t5_pair):
+    """Chapter 6's log P(y | x): the encoder reads x (closed by <eos>), the decoder is scored on y's tokens."""
+    lm = models.load(t5_pair[0], role="base", device="cpu")
+    prompts, responses = ["The capital of France is", "Everyone knows that Rome is located in"], [" Paris.", " Italy"]
+    texts = [x + y for x, y in zip(prompts, responses)]
+    positions = [len(encode(lm.tokenizer, x)) - 2 for x in prompts]  # x's last token before its closing <eos>
+    out = engine.run(lm, texts, engine.Request(continuation=4, top_k=1, resid=True), positions, cache=False)
+    for row, (x, y) in enumerate(zip(prompts, responses)):
+        target = tokens.continuation_ids(lm.tokenizer, x, y)
+        encoder_ids = torch.tensor([encode(lm.tokenizer, x)])
+        decoder_ids = torch.tensor([[0, *target[:-1]]])
+        with torch.inference_mode():
+            logits = lm.model(input_ids=encoder_ids, decoder_input_ids=decoder_ids).logits[0]
+            states = lm.model.encoder(input_ids=encoder_ids, output_hidden_states=True).hidden_states
+        expected = torch.log_softmax(logits, -1)[torch.arange(len(target)), target].numpy()
+        np.testing.assert_allclose(out["continuation_logprobs"][row, :len(target)], expected, rtol=1e-5, atol=1e-5)
+        # the token after y is the closing <eos>; nothing after it
+        assert np.isfinite(out["continuation_logprobs"][row, len(target)])
+        assert np.isnan(out["continuation_logprobs"][row, len(target) + 1:]).all()
+        assert out["top_ids"][row, 0] == int(logits[0].argmax())
+        np.testing.assert_allclose(out["resid"][row, 0], states[0][0, positions[row]].numpy(), rtol=1e-5, atol=1e-5)
 
 
 def test_a_closing_eos_is_left_out_of_a_continuation():
@@ -119,14 +140,38 @@ def test_chapters_4_and_5_are_refused_before_any_work(t5_pair, tmp_path, capsys,
     capsys.readouterr()
     models_arg = f"base={t5_pair[0]}" if chapter == "tune_it_yourself" else f"base={t5_pair[0]},ift={t5_pair[1]}"
     assert cli.main(["run", chapter, "--models", models_arg]) == 2
-    assert capsys.readouterr().err == f"ifhelpers: {anatomy.chapter_refusal(t5_pair[0], 't5', chapter)}\n"
+    why = anatomy.decoder_only(chapter, {})
+    assert capsys.readouterr().err == f"ifhelpers: {anatomy.chapter_refusal(t5_pair[0], 't5', why)}\n"
     # the paper's pair, whose weights are not on this machine, is refused for the same reason before the weights
     # are looked for
     assert cli.main(["run", chapter, "--models", "pair=paper-t5" if chapter == "mechanisms" else
                      "base=t5-xl-lm-adapt"]) == 2
-    assert capsys.readouterr().err == f"ifhelpers: {anatomy.chapter_refusal('t5-xl-lm-adapt', 't5', chapter)}\n"
+    assert capsys.readouterr().err == f"ifhelpers: {anatomy.chapter_refusal('t5-xl-lm-adapt', 't5', why)}\n"
     assert not (tmp_path / "runs").exists()  # no kernel started
-    assert anatomy.chapter_refusal("m", "t5", chapter).count("\n") == 0
+
+
+def test_chapter_4s_refusal_says_why_in_one_line(t5_pair, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    capsys.readouterr()
+    assert cli.main(["run", "mechanisms", "--models", f"base={t5_pair[0]},ift={t5_pair[1]}"]) == 2
+    assert capsys.readouterr().err == (
+        f"ifhelpers: {t5_pair[0]} is an encoder-decoder model (t5): chapter 4 reads eq. 1's updates of a decoder's "
+        f"residual stream and their logit lens, which the paper measured on decoder models only; run chapters 1, 2, "
+        f"3 and 6 for it, or give this chapter decoder models.\n")
+
+
+def test_chapter_6_tunes_no_encoder_decoder(t5_pair, tmp_path, capsys, monkeypatch):
+    """Chapter 6 runs on T5 (tests below), but its default tuned_arms would tune the base with chapter 5's recipe."""
+    monkeypatch.chdir(tmp_path)
+    capsys.readouterr()
+    models_arg = f"base={t5_pair[0]},ift={t5_pair[1]}"
+    assert cli.main(["run", "sensitivity", "--models", models_arg]) == 2
+    assert capsys.readouterr().err == f"ifhelpers: {t5_pair[0]} is an encoder-decoder model (t5): the run's " \
+        f"tuned_arms tune its base model with chapter 5's recipe (LoRA on a decoder); set tuned_arms=None " \
+        f"(--set tuned_arms=null) to run it on encoder-decoder models.\n"
+    assert not (tmp_path / "runs").exists()
+    assert anatomy.decoder_only("sensitivity", {"tuned_arms": None}) is None
+    assert anatomy.decoder_only("predictions", {}) is None
 
 
 def test_the_appendix_lists_t5_with_what_these_tests_check():
@@ -134,3 +179,48 @@ def test_the_appendix_lists_t5_with_what_these_tests_check():
     assert row["decoder layers"] == "encoder.block (the encoder's)" and row["final norm"] == "encoder.final_layer_norm"
     assert row["checked on a tiny random model"] == "; ".join(anatomy.CHECKED_FOR_ENCODER_DECODER)
     assert row["chapters run on a tiny random model"] == anatomy.CHAPTERS_RUN["t5"]
+
+
+def test_chapter_3_classifier_reads_the_encoder_output(t5_pair, tmp_path):
+    from ifhelpers.train import classifier
+
+    lm = models.load(t5_pair[0], role="base", device="cpu")
+    probe = classifier.ProbeBackend(lm, 2, cache=False)
+    probe.prepare(TEXTS)
+    for text in TEXTS:
+        with torch.inference_mode():
+            output = lm.model.encoder(input_ids=torch.tensor([encode(lm.tokenizer, text)])).last_hidden_state[0, -1]
+        np.testing.assert_allclose(probe.features[text], output.numpy(), rtol=1e-5, atol=1e-5)
+    data = classifier.task_data("rte", n_train=4, n_eval=4)
+    for mode in ("probe", "lora"):
+        config = classifier.FinetuneConfig(mode=mode, learning_rates=(1e-4,), max_epochs=1)
+        result = classifier.finetune_task(lm, data, config, progress=False, checkpoint_root=tmp_path / mode)
+        assert len(result.predictions) and result.predictions["pred_original"].between(0, 1).all()
+
+
+def test_chapter_6_runs_in_process(t5_pair):
+    from ifhelpers import measure
+    from ifhelpers.chapters import sensitivity as sens
+
+    roles = {t5_pair[0]: "base", t5_pair[1]: "instruction-tuned"}
+    questions = measure.mmlu.sample_questions(["astronomy"], 2, 0)
+    setups = sens.mmlu_prompts(questions, [0, 3], 2, 2, 0)
+    measured = measure.runner.run(list(t5_pair), [measure.responses.answers_and_responses(setups, [0, 3])], roles)
+    responses = measured["responses"]
+    assert set(responses["model"]) == set(t5_pair) and (responses["response_ids"].map(len) > 0).all()
+    assert np.isfinite(measured["mmlu"][[f"logprob_{x}" for x in "ABCD"]].to_numpy()).all()
+    # a random T5 answers in bytes that decode to no text, so POSIX is scored here on written answers
+    lm = models.load(t5_pair[0], role="base", device="cpu")
+    mine = responses[responses["model"] == t5_pair[0]].copy()
+    mine["response"] = [" The answer is B" if i % 2 else " C" for i in range(len(mine))]
+    posix = measure.responses.posix_pairs(lm, mine, cache=False)
+    assert posix["scored"].all() and (posix["logprob"] < 0).all()
+    first = posix.iloc[1]  # prompt i's text, prompt j's response
+    group = mine[mine["question_id"] == first["question_id"]].set_index("prompt_id")
+    x, y = group.loc[first["prompt_i"], "prompt"], group.loc[first["prompt_j"], "response"]
+    target = tokens.continuation_ids(lm.tokenizer, x, y)
+    with torch.inference_mode():
+        logits = lm.model(input_ids=torch.tensor([encode(lm.tokenizer, x)]),
+                          decoder_input_ids=torch.tensor([[0, *target[:-1]]])).logits[0]
+    expected = float(torch.log_softmax(logits, -1)[torch.arange(len(target)), target].sum())
+    assert first["n_tokens"] == len(target) and first["logprob"] == pytest.approx(expected, rel=1e-5)

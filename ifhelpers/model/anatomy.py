@@ -43,10 +43,12 @@ representation after the final norm is the encoder's output (``encoder.final_lay
 states the decoder's cross-attention reads. (T5's own tokenizer ends every input with ``</s>``, so
 for the released models "the last token" is that ``</s>``, as the models were trained to read
 their inputs.) Predictions are the decoder's first step: the next-token distribution after the
-decoder start token (:func:`ifhelpers.model.engine.run`). Eq. 1's updates and the logit lens are
+decoder start token (:func:`ifhelpers.model.engine.run`); a response (chapter 6) is what the decoder writes
+from its start token, and its likelihood under a prompt is the decoder's, the encoder reading the prompt.
+Eq. 1's updates and the logit lens are
 read on decoder layers only (each T5 sub-layer adds its own residual), so chapters 4 and 5, which
 the paper ran on decoders only, are refused for these models before any work
-(:func:`check_specs`, :data:`DECODER_ONLY_CHAPTERS`).
+(:func:`check_specs`, :func:`decoder_only`), and so is a run of chapter 6 that tunes chapter 5's arms.
 
 A text longer than the model's context keeps its last ``context`` tokens, everywhere a model reads
 text (:func:`cut_to_context`): the end is what a next-token prediction and a last-token state read.
@@ -193,10 +195,10 @@ ENCODER_DECODER: dict[str, Anatomy] = {
                   layout="encoder-decoder: the representation is the encoder's output at the last input token, "
                          "predictions the decoder's first step; relative positions (no fixed context)"),
 }
-#: What an encoder-decoder model cannot give (eq. 1's updates, a continuation's log-likelihood), in one line.
+#: What an encoder-decoder model cannot give (eq. 1's updates), in one line.
 UPDATES_OF_ENCODER_DECODER = ("an encoder-decoder model has no decoder-layer updates h^(l+1) = h^l + a^l + f^l (paper "
                               "eq. 1) for the engine to read: each T5 sub-layer adds its own residual; ask for resid "
-                              "and the first step's predictions (top_k, candidates, next_token_logits)")
+                              "and the first step's predictions (top_k, candidates, next_token_logits) or a continuation")
 #: The chapters an encoder-decoder model is refused for, by chapter (its notebook's name without the number), and why.
 DECODER_ONLY_CHAPTERS = {
     "mechanisms": "chapter 4 reads eq. 1's updates of a decoder's residual stream and their logit lens, which the "
@@ -224,10 +226,21 @@ def encoder_decoder_refusal(name: str, model_type: str | None) -> str:
             f"llama, qwen2, gemma3_text, olmo2).")
 
 
-def chapter_refusal(name: str, model_type: str, chapter: str) -> str:
-    """The one line that refuses an encoder-decoder model for a chapter of :data:`DECODER_ONLY_CHAPTERS`."""
-    return (f"{name} is an encoder-decoder model ({model_type}): {DECODER_ONLY_CHAPTERS[chapter]}; run chapters 1, "
-            f"2, 3 and 6 for it, or give this chapter decoder models.")
+def decoder_only(chapter: str | None, settings: dict) -> str | None:
+    """Why a run of ``chapter`` (its notebook's name without the number) with ``settings`` (its parameters) reads
+    or tunes decoder models only: a chapter of :data:`DECODER_ONLY_CHAPTERS`, or a run that tunes chapter 5's
+    arms (chapter 6's ``tuned_arms``); None when it reads encoder-decoder models too."""
+    if chapter in DECODER_ONLY_CHAPTERS:
+        return f"{DECODER_ONLY_CHAPTERS[chapter]}; run chapters 1, 2, 3 and 6 for it, or give this chapter decoder models"
+    if settings.get("tuned_arms"):
+        return ("the run's tuned_arms tune its base model with chapter 5's recipe (LoRA on a decoder); set "
+                "tuned_arms=None (--set tuned_arms=null) to run it on encoder-decoder models")
+    return None
+
+
+def chapter_refusal(name: str, model_type: str, why: str) -> str:
+    """The one line that refuses an encoder-decoder model for a run that reads decoders only (:func:`decoder_only`)."""
+    return f"{name} is an encoder-decoder model ({model_type}): {why}."
 
 
 def of(model, name: str | None = None) -> Anatomy:
@@ -334,19 +347,20 @@ def check_config(config, name: str) -> Anatomy:
     return of(meta_model(config), name)
 
 
-def check_spec(spec, chapter: str | None = None) -> Anatomy | None:
+def check_spec(spec, decoders_only: str | None = None) -> Anatomy | None:
     """The anatomy of a model the registry resolved (:class:`ifhelpers.model.registry.ModelSpec`), checked before
     any work: an encoder-decoder spec of a family :data:`ENCODER_DECODER` does not hold is refused, and so is any
-    encoder-decoder model for a ``chapter`` of :data:`DECODER_ONLY_CHAPTERS`; a local folder's config (or a Hub
-    model's config already in the Hugging Face cache) is checked with :func:`check_config`. None when the
-    config is not on this machine (the model is checked again once it loads)."""
+    encoder-decoder model for a run that reads decoders only (``decoders_only``: why, from :func:`decoder_only`);
+    a local folder's config (or a Hub model's config already in the Hugging Face cache) is checked with
+    :func:`check_config`. None when the config is not on this machine (the model is checked again once it
+    loads)."""
     from transformers import AutoConfig
 
     registered_encoder_decoder = spec.architecture != "decoder-only"
     if registered_encoder_decoder and spec.family not in ENCODER_DECODER:
         raise AnatomyError(encoder_decoder_refusal(spec.name, spec.family))
-    if registered_encoder_decoder and chapter in DECODER_ONLY_CHAPTERS:
-        raise AnatomyError(chapter_refusal(spec.name, spec.family, chapter))
+    if registered_encoder_decoder and decoders_only:
+        raise AnatomyError(chapter_refusal(spec.name, spec.family, decoders_only))
     location = {"local": "path", "hub": "hub_id"}.get(spec.source["kind"])
     if location is None:
         return None
@@ -356,16 +370,15 @@ def check_spec(spec, chapter: str | None = None) -> Anatomy | None:
     except (OSError, ValueError):
         return None
     parts = check_config(config, spec.name)
-    if parts.encoder_decoder and chapter in DECODER_ONLY_CHAPTERS:
-        raise AnatomyError(chapter_refusal(spec.name, config.model_type, chapter))
+    if parts.encoder_decoder and decoders_only:
+        raise AnatomyError(chapter_refusal(spec.name, config.model_type, decoders_only))
     return parts
 
 
-def check_specs(specs: list, chapter: str | None = None) -> list:
-    """:func:`check_spec` for every spec of a run of ``chapter`` (its notebook's name without the number);
-    returns the specs."""
+def check_specs(specs: list, decoders_only: str | None = None) -> list:
+    """:func:`check_spec` for every spec of a run (``decoders_only`` as there); returns the specs."""
     for spec in specs:
-        check_spec(spec, chapter)
+        check_spec(spec, decoders_only)
     return specs
 
 
@@ -401,10 +414,11 @@ CHECKED_FOR_EVERY_ENTRY = ("eq. 1 at every layer", "prefix reuse gives the plain
 CHAPTERS_RUN = {"llama": "1-6 through ifhelpers run", "qwen2": "1-6 through ifhelpers run",
                 "gemma3_text": "1-6 through ifhelpers run", "olmo2": "1-4 and 6 through ifhelpers run",
                 "gpt_neox": "1 in process", "opt": "1 in process", "falcon": "1 in process",
-                "t5": "1 and 2 in process; 4 and 5 refused"}
+                "t5": "1, 2, 3 and 6 in process; 4 and 5 refused"}
 #: What ``tests/test_t5.py`` checks on a tiny random model of every entry of :data:`ENCODER_DECODER`.
 CHECKED_FOR_ENCODER_DECODER = ("h^0 ... h^L are the encoder's states and the representation its output",
-                               "the predictions are the model's own first decoder step", "no prefix is shared")
+                               "the predictions are the model's own first decoder step",
+                               "a continuation is scored as the decoder's output", "no prefix is shared")
 
 
 def table():

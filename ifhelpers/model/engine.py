@@ -32,8 +32,9 @@ the roles the anatomy gives it: ``resid`` is its *encoder's* residual stream at 
 (h^L before the encoder's final norm; after it, the encoder's output: §2's representation, see
 :mod:`ifhelpers.model.anatomy` for why), and the next-token outputs are the decoder's first step, the
 distribution of its first token after the decoder start token, given the encoder's output (one pass of the
-model with ``decoder_input_ids = [[decoder_start_token_id]]``). The updates and a continuation's
-log-likelihood are decoder-only (asking for them is refused with one line), and no prefix is shared: the
+model with ``decoder_input_ids = [[decoder_start_token_id]]``); a continuation is scored as what the
+decoder writes after the text up to the captured token. The updates are decoder-only (asking for them
+is refused with one line), and no prefix is shared: the
 encoder's attention is bidirectional, so a token's state depends on the tokens after it and a prefix
 computed alone is not the prefix of a longer text.
 
@@ -70,7 +71,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ifhelpers.model import anatomy
+from ifhelpers.model import anatomy, tokens
 from ifhelpers.model.cache import ActivationStore, content_key, existing_store, missing_keys, store_for
 from ifhelpers.model.models import LoadedModel
 from ifhelpers.model.prefix import Plan, plan
@@ -360,6 +361,8 @@ def _forward_batch(lm: LoadedModel, recorder: _Recorder, ids: list[list[int]], p
     """
     import torch
 
+    if lm.anatomy.encoder_decoder:
+        return _encoder_decoder_batch(lm, recorder, ids, positions)
     request = recorder.request
     past = None
     input_ids, mask, position_ids = pad_left(ids, lm.tokenizer.pad_token_id, lm.device)
@@ -371,14 +374,12 @@ def _forward_batch(lm: LoadedModel, recorder: _Recorder, ids: list[list[int]], p
         mask = torch.cat([parent_mask, mask], dim=1)
         position_ids = parent_length[:, None] + position_ids
         lengths = parent_length + lengths
-    parts = lm.anatomy
-    if parts.encoder_decoder:
-        return _encoder_decoder_batch(lm, recorder, input_ids, mask, positions, offsets)
     kwargs = dict(input_ids=input_ids, attention_mask=mask, position_ids=position_ids)
     if past is not None:
         kwargs.update(cache=past, use_cache=True)
     else:
         kwargs.update(use_cache=positions is None)
+    parts = lm.anatomy
     backbone = parts.backbone(lm.model)
     with torch.inference_mode():
         if positions is None:
@@ -423,32 +424,53 @@ def _next_token_outputs(request: Request, logits) -> dict[str, np.ndarray]:
     return out
 
 
-def _encoder_decoder_batch(lm: LoadedModel, recorder: _Recorder, input_ids, mask, positions: list[int],
-                           offsets: list[int]) -> dict:
-    """One pass of an encoder-decoder model over left-padded texts (a plain pass: no prefix is shared).
+def _encoder_decoder_batch(lm: LoadedModel, recorder: _Recorder, ids: list[list[int]], positions: list[int]) -> dict:
+    """One pass of an encoder-decoder model over texts (a plain pass: no prefix is shared), left-padded.
 
-    The recorder's hooks on the encoder's layers capture ``resid`` at each row's captured token; the next-token
-    outputs are the decoder's first step (the logits of the model called with one decoder start token per row),
-    or, when none is asked for, only the encoder runs. The encoder's relative position bias depends on the
-    distance between two tokens only, so left padding (masked out) leaves each row's result as its unpadded run.
+    The recorder's hooks on the encoder's layers capture ``resid`` at each row's captured token. The next-token
+    outputs are the decoder's first step: the logits of the model called with the decoder start token. A
+    continuation is scored as the decoder's output: the encoder reads the text up to the captured token, closed
+    as the tokenizer closes every input (:func:`ifhelpers.model.tokens.closing_ids`: T5's ``</s>``), and the
+    decoder, from its start token, is scored on the tokens that follow (teacher-forced: log P(t_{p+1} | text),
+    log P(t_{p+2} | text, t_{p+1}), ...). With neither, only the encoder runs. The encoder's relative position
+    bias depends on the distance between two tokens only, so left padding (masked out) leaves each row's result
+    as its unpadded run; the decoder's rows are right-padded, which its causal attention never reads.
     """
     import torch
 
     request = recorder.request
-    rows = torch.arange(input_ids.shape[0], device=lm.device)
-    width = input_ids.shape[1]  # every row's tokens end at the last column
-    cols = torch.tensor([offset + p if p >= 0 else width + p for p, offset in zip(positions, offsets)],
-                        device=lm.device)
-    recorder.index, recorder.width = (rows, cols), width
+    captured = [p % len(seq) for seq, p in zip(ids, positions)]
+    targets = [[] for _ in ids]
+    if request.continuation:
+        close = tokens.closing_ids(lm.tokenizer)
+        targets = [seq[c + 1:c + 1 + request.continuation] for seq, c in zip(ids, captured)]
+        ids = [seq[:c + 1] + close for seq, c in zip(ids, captured)]
+    input_ids, mask, _ = pad_left(ids, lm.tokenizer.pad_token_id, lm.device)
+    width = input_ids.shape[1]
+    rows = torch.arange(len(ids), device=lm.device)
+    recorder.index = (rows, torch.tensor([width - len(seq) + c for seq, c in zip(ids, captured)], device=lm.device))
+    recorder.width = width
     out: dict[str, np.ndarray] = {}
     with torch.inference_mode():
-        if request.needs_logits:
-            start = torch.full((input_ids.shape[0], 1), lm.model.config.decoder_start_token_id, device=lm.device)
-            logits = lm.model(input_ids=input_ids, attention_mask=mask, decoder_input_ids=start,
-                              use_cache=False).logits[:, 0].float()
-            out.update(_next_token_outputs(request, logits))
-        else:
+        if not (request.needs_logits or request.continuation):
             lm.anatomy.backbone(lm.model)(input_ids=input_ids, attention_mask=mask)
+            out.update(recorder.collect())
+            return out
+        steps = max(1, max(map(len, targets)))
+        decoder = torch.full((len(ids), steps), lm.tokenizer.pad_token_id, dtype=torch.long)
+        decoder[:, 0] = lm.model.config.decoder_start_token_id
+        for row, target in enumerate(targets):
+            decoder[row, 1:len(target)] = torch.tensor(target[:-1], dtype=torch.long)
+        logits = lm.model(input_ids=input_ids, attention_mask=mask, decoder_input_ids=decoder.to(lm.device),
+                          use_cache=False).logits.float()
+        if request.needs_logits:
+            out.update(_next_token_outputs(request, logits[:, 0]))
+        if request.continuation:
+            logprobs = torch.log_softmax(logits, dim=-1).cpu()
+            scored = np.full((len(ids), request.continuation), np.nan, dtype=np.float32)
+            for row, target in enumerate(targets):
+                scored[row, :len(target)] = logprobs[row, torch.arange(len(target)), target].numpy()
+            out["continuation_logprobs"] = scored
     out.update(recorder.collect())
     return out
 
@@ -673,7 +695,7 @@ def run(lm: LoadedModel, texts: Sequence[str], request: Request, positions: Sequ
 
     if lm.anatomy.by_rule and not lm.anatomy_proved:
         prove_anatomy(lm)
-    if lm.anatomy.encoder_decoder and (request.updates or request.continuation):
+    if lm.anatomy.encoder_decoder and request.updates:
         raise anatomy.AnatomyError(f"{lm.name}: {anatomy.UPDATES_OF_ENCODER_DECODER}.")
     keys = [content_key(text, pos) for text, pos in zip(texts, positions)]
     count_cut(lm, texts)
