@@ -72,6 +72,15 @@ def test_updates_are_refused_with_one_line(t5_pair):
     assert str(refused.value) == f"{lm.name}: {anatomy.UPDATES_OF_ENCODER_DECODER}." and "\n" not in str(refused.value)
 
 
+def test_the_logit_lens_is_refused_on_encoder_states(t5_pair):
+    from ifhelpers.model import lens
+
+    lm = models.load(t5_pair[0], role="base", device="cpu")
+    states = engine.run(lm, TEXTS[:2], engine.Request(resid=True), cache=False)["resid"]
+    with pytest.raises(anatomy.AnatomyError, match="^the logit lens reads decoder states"):
+        lens.top_tokens(lm, states[:, -1])
+
+
 def test_a_continuation_is_scored_as_the_decoder_output_after_the_prompt(t5_pair):
     """Chapter 6's log P(y | x): the encoder reads x (closed by <eos>), the decoder is scored on y's tokens."""
     lm = models.load(t5_pair[0], role="base", device="cpu")
@@ -108,6 +117,7 @@ def test_a_closing_eos_is_left_out_of_a_continuation():
 
 def test_chapters_1_and_2_run_in_process(t5_pair):
     from ifhelpers import measure
+    from ifhelpers.chapters import predictions as pred
     from ifhelpers.chapters import vector_space as vs
     from ifhelpers.data import pararel
 
@@ -128,10 +138,13 @@ def test_chapters_1_and_2_run_in_process(t5_pair):
         measure.mmlu.answers(setups, letters=True)], roles)
     scores, mmlu = measured["pararel_scores"], measured["mmlu"]
     assert set(scores["model"]) == set(mmlu["model"]) == set(t5_pair)
-    numeric = scores.select_dtypes("number")
-    assert len(scores) and not numeric.isna().all().any()
     letters = mmlu[[f"logprob_{x}" for x in "ABCD"]].to_numpy()
     assert np.isfinite(letters).all() and (letters < 0).all() and (mmlu["letter_mass"] <= 1).all()
+    # the chapter's paired comparisons (its headlines' numbers) have no nan
+    paired = pred.pararel_comparison(pred.pararel_wide(scores), t5_pair[0], list(t5_pair), n_resamples=50, seed=0)
+    table = pred.mmlu_intervals(mmlu, n_resamples=50, seed=0)
+    for frame in (paired, table):
+        assert len(frame) and not frame.select_dtypes("number").isna().any().any(), frame
 
 
 @pytest.mark.parametrize("chapter", ["mechanisms", "tune_it_yourself"])

@@ -133,9 +133,12 @@ class Anatomy:
 
     def logits(self, model, normed):
         """The model's logits from final-normed hidden states: the output embedding, then the family's
-        logit scaling and final soft-capping where its config sets them (float32)."""
+        logit scaling and final soft-capping where its config sets them (float32). An encoder-decoder's
+        output embedding reads its decoder's states, not the encoder's that the engine keeps: refused."""
         import torch
 
+        if self.encoder_decoder:
+            raise AnatomyError(LENS_OF_ENCODER_DECODER)
         config = text_config(model.config)
         logits = model.get_output_embeddings()(normed).float()
         if self.logit_scale and getattr(config, self.logit_scale, None):
@@ -199,6 +202,10 @@ ENCODER_DECODER: dict[str, Anatomy] = {
 UPDATES_OF_ENCODER_DECODER = ("an encoder-decoder model has no decoder-layer updates h^(l+1) = h^l + a^l + f^l (paper "
                               "eq. 1) for the engine to read: each T5 sub-layer adds its own residual; ask for resid "
                               "and the first step's predictions (top_k, candidates, next_token_logits) or a continuation")
+#: Why the logit lens does not read an encoder-decoder's states, in one line.
+LENS_OF_ENCODER_DECODER = ("the logit lens reads decoder states through the output embedding, and an encoder-decoder's "
+                           "states the engine keeps are its encoder's, which no output embedding reads; its "
+                           "predictions are the decoder's first step (engine.run with top_k or candidates)")
 #: The chapters an encoder-decoder model is refused for, by chapter (its notebook's name without the number), and why.
 DECODER_ONLY_CHAPTERS = {
     "mechanisms": "chapter 4 reads eq. 1's updates of a decoder's residual stream and their logit lens, which the "
