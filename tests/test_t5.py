@@ -65,6 +65,17 @@ def test_no_prefix_is_shared_for_an_encoder(t5_pair, monkeypatch):
     np.testing.assert_array_equal(shared["top_ids"], plain["top_ids"])
 
 
+def test_a_t5_without_a_decoder_start_token_is_refused_with_one_line():
+    from conftest import make_tiny_t5
+
+    config = make_tiny_t5().config
+    config.decoder_start_token_id = None
+    with pytest.raises(anatomy.AnatomyError) as refused:
+        anatomy.check_config(config, "my-t5")
+    assert str(refused.value) == ("my-t5: its config sets no decoder_start_token_id, the token its decoder starts from "
+                                  "(0, the pad token, for T5): set it in config.json.")
+
+
 def test_updates_are_refused_with_one_line(t5_pair):
     lm = models.load(t5_pair[0], role="base", device="cpu")
     with pytest.raises(anatomy.AnatomyError) as refused:

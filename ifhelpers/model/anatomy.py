@@ -43,12 +43,12 @@ representation after the final norm is the encoder's output (``encoder.final_lay
 states the decoder's cross-attention reads. (T5's own tokenizer ends every input with ``</s>``, so
 for the released models "the last token" is that ``</s>``, as the models were trained to read
 their inputs.) Predictions are the decoder's first step: the next-token distribution after the
-decoder start token (:func:`ifhelpers.model.engine.run`); a response (chapter 6) is what the decoder writes
-from its start token, and its likelihood under a prompt is the decoder's, the encoder reading the prompt.
-Eq. 1's updates and the logit lens are
-read on decoder layers only (each T5 sub-layer adds its own residual), so chapters 4 and 5, which
-the paper ran on decoders only, are refused for these models before any work
-(:func:`check_specs`, :func:`decoder_only`), and so is a run of chapter 6 that tunes chapter 5's arms.
+decoder start token (:func:`ifhelpers.model.engine.run`); a response (chapter 6) is what the decoder
+writes from its start token, and its likelihood under a prompt is the decoder's, the encoder reading
+the prompt. Eq. 1's updates and the logit lens are read on decoder layers only (each T5 sub-layer
+adds its own residual), so chapters 4 and 5, which the paper ran on decoders only, are refused for
+these models before any work (:func:`check_specs`, :func:`decoder_only`), and so is a run of chapter
+6 that tunes chapter 5's arms.
 
 A text longer than the model's context keeps its last ``context`` tokens, everywhere a model reads
 text (:func:`cut_to_context`): the end is what a next-token prediction and a last-token state read.

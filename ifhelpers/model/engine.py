@@ -34,9 +34,9 @@ the roles the anatomy gives it: ``resid`` is its *encoder's* residual stream at 
 distribution of its first token after the decoder start token, given the encoder's output (one pass of the
 model with ``decoder_input_ids = [[decoder_start_token_id]]``); a continuation is scored as what the
 decoder writes after the text up to the captured token. The updates are decoder-only (asking for them
-is refused with one line), and no prefix is shared: the
-encoder's attention is bidirectional, so a token's state depends on the tokens after it and a prefix
-computed alone is not the prefix of a longer text.
+is refused with one line), and no prefix is shared: the encoder's attention is bidirectional, so a
+token's state depends on the tokens after it and a prefix computed alone is not the prefix of a longer
+text.
 
 Where each family keeps these updates, its final norm and its logit scaling is its anatomy
 (:mod:`ifhelpers.model.anatomy`, read through ``lm.anatomy``); parts found there by the general rule are proved
