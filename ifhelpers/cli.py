@@ -317,7 +317,8 @@ def check_run(path: Path, models: list[str], roles: dict[str, str], overrides: d
     the models (registry names, Hub ids, local folders whose files read back whole,
     :func:`ifhelpers.model.folders.check_folder`; weights this machine can get,
     :func:`ifhelpers.model.models.check_installed`, after the parts the engine reads,
-    :func:`ifhelpers.model.anatomy.check_specs`: a model the engine cannot read is refused before any
+    :func:`ifhelpers.model.anatomy.check_specs`: a model the engine cannot read, or an encoder-decoder model in a
+    run that reads or tunes decoders only (:func:`ifhelpers.model.anatomy.decoder_only`), is refused before any
     download) and their roles (:func:`ifhelpers.model.registry.check_roles`:
     a base and a tuned model, each once, or one base model for a chapter whose default tunes one); the data
     the chapter reads from the mirror (:data:`CHAPTER_DATA`), or the online sources when no mirror is set
@@ -336,7 +337,7 @@ def check_run(path: Path, models: list[str], roles: dict[str, str], overrides: d
     check_same_settings(out_dir, path.stem, {**overrides, "models": list(models), "roles": dict(roles)})
     specs = registry.specs(models, roles)
     registry.check_roles(specs, one_base=len(defaults.get("models") or []) == 1)
-    anatomy.check_specs(specs)
+    anatomy.check_specs(specs, anatomy.decoder_only(path.stem.split("_", 1)[-1], {**defaults, **overrides}))
     for spec in specs:
         check_installed(spec)
     check_data_source(CHAPTER_DATA.get(path.stem.split("_", 1)[-1], ()))

@@ -76,9 +76,10 @@ TINY_CHAT_TEMPLATE = ("{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content
                       "{% if add_generation_prompt %}<|assistant|>\n{% endif %}")
 
 
-def make_tiny_bpe_tokenizer(chat: bool = False):
-    """A byte-level BPE tokenizer (every text tokenizes, as with a real model's), trained on a few sentences."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+def make_tiny_bpe_tokenizer(chat: bool = False, closing_eos: bool = False):
+    """A byte-level BPE tokenizer (every text tokenizes, as with a real model's), trained on a few sentences;
+    with ``closing_eos`` it ends every input with ``<eos>``, as T5's tokenizer ends it with ``</s>``."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE())
@@ -89,6 +90,8 @@ def make_tiny_bpe_tokenizer(chat: bool = False):
     trainer = trainers.BpeTrainer(vocab_size=320, special_tokens=["<pad>", "<bos>", "<eos>"],
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
     tok.train_from_iterator(corpus * 4, trainer)
+    if closing_eos:
+        tok.post_processor = processors.TemplateProcessing(single="$A <eos>", special_tokens=[("<eos>", 2)])
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>")
     if chat:
         fast.chat_template = TINY_CHAT_TEMPLATE
@@ -163,4 +166,25 @@ def save_tiny_family(folder, family: str, tuned: bool = False, seed: int = 0, co
     """Save a tiny ``family`` model and its tokenizer (with a chat template when ``tuned``) under ``folder``."""
     make_tiny_family(family, seed=seed, context=context).save_pretrained(folder)
     make_tiny_bpe_tokenizer(chat=tuned).save_pretrained(folder)
+    return folder
+
+
+def make_tiny_t5(seed: int = 0, vocab_size: int = 320):
+    """A random-weight T5 (encoder-decoder) with 2 encoder and 2 decoder layers of width 16; its decoder starts
+    from the pad token, as T5's does."""
+    import torch
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    torch.manual_seed(seed)
+    config = T5Config(vocab_size=vocab_size, d_model=16, d_kv=4, d_ff=32, num_layers=2, num_decoder_layers=2,
+                      num_heads=4, relative_attention_num_buckets=8, relative_attention_max_distance=16,
+                      pad_token_id=0, eos_token_id=2, decoder_start_token_id=0)
+    return T5ForConditionalGeneration(config).float().eval()
+
+
+def save_tiny_t5(folder, tuned: bool = False, seed: int = 0):
+    """Save a tiny T5 and a tokenizer that ends every input with ``<eos>`` (with a chat template when ``tuned``)
+    under ``folder``."""
+    make_tiny_t5(seed=seed).save_pretrained(folder)
+    make_tiny_bpe_tokenizer(chat=tuned, closing_eos=True).save_pretrained(folder)
     return folder

@@ -63,7 +63,7 @@ def test_a_file_is_not_a_folder(good_folder):
     (dict(config="{not json"), "is not valid JSON"),
     (dict(config="[1, 2]"), "holds no JSON object"),
     (dict(config=lambda c: {**c, "model_type": "llama-from-the-future"}), "model_type 'llama-from-the-future'"),
-    (dict(config=lambda c: {**c, "model_type": "t5"}), "is an encoder-decoder model (t5): the engine does not yet read encoder-decoder models"),
+    (dict(config=lambda c: {**c, "model_type": "longt5"}), "is an encoder-decoder model (longt5): the engine reads the encoder-decoder families t5 only"),
     (dict(remove=["*.safetensors"]), "no weights (no *.safetensors file)"),
     (dict(remove=["*.safetensors"], add=["pytorch_model.bin"]), "its weights are pickles (pytorch_model.bin)"),
     (dict(remove=["*.safetensors"], add=["model.gguf"]), "It has a GGUF file (model.gguf)"),

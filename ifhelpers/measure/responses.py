@@ -66,15 +66,17 @@ def run_responses(lm: LoadedModel, results: pd.DataFrame, instruction_ids: Seque
 def posix_pairs(lm: LoadedModel, responses: pd.DataFrame, *, cache=True, progress=None) -> pd.DataFrame:
     """(1/L) log P(y_j | x_i) for every question and every ordered pair of its prompts (``i`` may equal
     ``j``): response y_j (:func:`run_responses`, the model's answer to prompt x_j) written after prompt x_i and
-    scored by the engine (:class:`ifhelpers.model.engine.Request` with ``continuation``), L its length in
-    tokens after x_i. A pair is NaN (``scored`` False) when the response is empty, longer than
-    :data:`SCORED_TOKENS` after x_i, or would re-tokenize the end of x_i. Columns: the model's (:func:`ifhelpers.measure.stamp.stamp`),
-    ``question_id``, ``prompt_i``, ``prompt_j``, ``n_tokens``, ``scored``, ``logprob`` (log P(y_j | x_i), summed over
-    the response's tokens) and ``mean_logprob`` (that over L)."""
+    scored by the engine (:class:`ifhelpers.model.engine.Request` with ``continuation``; for an encoder-decoder,
+    y_j as its decoder's output after the encoder read x_i), L its length in tokens after x_i. A pair is NaN
+    (``scored`` False) when the response is empty, longer than :data:`SCORED_TOKENS` after x_i, or would
+    re-tokenize the end of x_i. Columns: the model's (:func:`ifhelpers.measure.stamp.stamp`), ``question_id``,
+    ``prompt_i``, ``prompt_j``, ``n_tokens``, ``scored``, ``logprob`` (log P(y_j | x_i), summed over the
+    response's tokens) and ``mean_logprob`` (that over L)."""
     rows, texts, positions = [], [], []
+    closing = len(tokens.closing_ids(lm.tokenizer))  # T5's </s> ends x alone, and x + y after y
     for question, group in responses.groupby("question_id", sort=False):
         for prompt_i, x in zip(group["prompt_id"], group["prompt"]):
-            last = len(tokens.encode(lm.tokenizer, x)) - 1  # the prompt's last token
+            last = len(tokens.encode(lm.tokenizer, x)) - 1 - closing  # the prompt's last token
             for prompt_j, y in zip(group["prompt_id"], group["response"]):
                 try:
                     length = len(tokens.continuation_ids(lm.tokenizer, x, y))

@@ -31,8 +31,24 @@ model built on the ``meta`` device from its config (no weight is read): the list
 (or the post-norms), and the norm of the module that holds the layers. What the rule could not find
 is refused with one line before any work (:func:`check_config`); what it found says so
 (:meth:`Anatomy.describe`) and is proved by the engine on a probe batch before the model's first pass
-(:func:`ifhelpers.model.engine.prove_anatomy`). Encoder-decoder models (T5) are refused: the engine
-reads decoders only.
+(:func:`ifhelpers.model.engine.prove_anatomy`).
+
+Encoder-decoder models have entries of their own (:data:`ENCODER_DECODER`, T5: the paper's
+t5-xl-lm-adapt / flan-t5-xl pair). §2's representation is "the outermost representation of the last
+token"; in an encoder-decoder only the encoder reads the input, and the decoder, before its first
+prediction, has read nothing but its start token (it sees the input through cross-attention to the
+encoder's output). So the state that stands for the input's last token is the encoder's: ``layers``
+are the encoder's blocks, h^0 ... h^L their residual stream at the last input token, and the
+representation after the final norm is the encoder's output (``encoder.final_layer_norm``), the very
+states the decoder's cross-attention reads. (T5's own tokenizer ends every input with ``</s>``, so
+for the released models "the last token" is that ``</s>``, as the models were trained to read
+their inputs.) Predictions are the decoder's first step: the next-token distribution after the
+decoder start token (:func:`ifhelpers.model.engine.run`); a response (chapter 6) is what the decoder
+writes from its start token, and its likelihood under a prompt is the decoder's, the encoder reading
+the prompt. Eq. 1's updates and the logit lens are read on decoder layers only (each T5 sub-layer
+adds its own residual), so chapters 4 and 5, which the paper ran on decoders only, are refused for
+these models before any work (:func:`check_specs`, :func:`decoder_only`), and so is a run of chapter
+6 that tunes chapter 5's arms.
 
 A text longer than the model's context keeps its last ``context`` tokens, everywhere a model reads
 text (:func:`cut_to_context`): the end is what a next-token prediction and a last-token state read.
@@ -63,35 +79,43 @@ class Anatomy:
     """Where one family keeps its parts (see the module docstring for each field)."""
 
     layers: str
-    attention: str
-    mlp: str
+    attention: str | None
+    mlp: str | None
     final_norm: tuple[str, ...]
     layout: str = "pre-norm: a^l and f^l are the attention and MLP outputs"
     update_scale: str | None = None
     logit_scale: str | None = None
     logit_divisor: str | None = None
     softcap: str | None = None
-    context: str = "max_position_embeddings"
+    context: str | None = "max_position_embeddings"
     refuse: Callable | None = None
     #: Whether the general rule found these parts (then the engine proves them on a probe batch).
     by_rule: bool = False
+    #: An encoder-decoder model: ``layers`` and ``final_norm`` are its encoder's (see the module docstring).
+    encoder_decoder: bool = False
 
     def describe(self) -> str:
         """The modules chosen, in one line."""
+        if self.encoder_decoder:
+            return (f"encoder layers {self.layers}, final norm {' then '.join(self.final_norm)}; predictions from "
+                    f"the decoder's first step")
         return (f"decoder layers {self.layers}, a^l from each layer's {self.attention}, f^l from its {self.mlp}, "
                 f"final norm {' then '.join(self.final_norm)}")
 
     def backbone(self, model):
         """The model without its output embedding (embeddings, decoder layers, final norm): transformers'
-        ``base_model``, whose ``last_hidden_state`` is h^L after the final norm."""
-        return model.base_model
+        ``base_model``, whose ``last_hidden_state`` is h^L after the final norm; for an encoder-decoder, its
+        encoder (whose ``last_hidden_state`` is the encoder's output)."""
+        return model.get_encoder() if self.encoder_decoder else model.base_model
 
     def decoder_layers(self, model):
-        """The list of decoder layers of ``model``."""
+        """The list of decoder layers of ``model`` (an encoder-decoder's encoder layers)."""
         return _get(model, self.layers)
 
     def update_modules(self, layer) -> tuple:
         """(module whose output is a^l, module whose output is f^l) of one decoder layer."""
+        if self.encoder_decoder:
+            raise AnatomyError(UPDATES_OF_ENCODER_DECODER)
         return _get(layer, self.attention), _get(layer, self.mlp)
 
     def update_multiplier(self, model) -> float:
@@ -109,9 +133,12 @@ class Anatomy:
 
     def logits(self, model, normed):
         """The model's logits from final-normed hidden states: the output embedding, then the family's
-        logit scaling and final soft-capping where its config sets them (float32)."""
+        logit scaling and final soft-capping where its config sets them (float32). An encoder-decoder's
+        output embedding reads its decoder's states, not the encoder's that the engine keeps: refused."""
         import torch
 
+        if self.encoder_decoder:
+            raise AnatomyError(LENS_OF_ENCODER_DECODER)
         config = text_config(model.config)
         logits = model.get_output_embeddings()(normed).float()
         if self.logit_scale and getattr(config, self.logit_scale, None):
@@ -125,7 +152,7 @@ class Anatomy:
 
     def context_length(self, config) -> int | None:
         """How many positions the model reads (None: the config does not say)."""
-        value = getattr(text_config(config), self.context, None)
+        value = getattr(text_config(config), self.context, None) if self.context else None
         return int(value) if value else None
 
 
@@ -165,6 +192,27 @@ TABLE: dict[str, Anatomy] = {
     "falcon": Anatomy("transformer.h", "self_attention", "mlp", ("transformer.ln_f",),
                       layout="parallel attention and MLP (parallel_attn, new_decoder_architecture), or sequential"),
 }
+#: The encoder-decoder families the engine reads (see the module docstring), by ``config.model_type``.
+ENCODER_DECODER: dict[str, Anatomy] = {
+    "t5": Anatomy("encoder.block", None, None, ("encoder.final_layer_norm",), context=None, encoder_decoder=True,
+                  layout="encoder-decoder: the representation is the encoder's output at the last input token, "
+                         "predictions the decoder's first step; relative positions (no fixed context)"),
+}
+#: What an encoder-decoder model cannot give (eq. 1's updates), in one line.
+UPDATES_OF_ENCODER_DECODER = ("an encoder-decoder model has no decoder-layer updates h^(l+1) = h^l + a^l + f^l (paper "
+                              "eq. 1) for the engine to read: each T5 sub-layer adds its own residual; ask for resid "
+                              "and the first step's predictions (top_k, candidates, next_token_logits) or a continuation")
+#: Why the logit lens does not read an encoder-decoder's states, in one line.
+LENS_OF_ENCODER_DECODER = ("the logit lens reads decoder states through the output embedding, and an encoder-decoder's "
+                           "states the engine keeps are its encoder's, which no output embedding reads; its "
+                           "predictions are the decoder's first step (engine.run with top_k or candidates)")
+#: The chapters an encoder-decoder model is refused for, by chapter (its notebook's name without the number), and why.
+DECODER_ONLY_CHAPTERS = {
+    "mechanisms": "chapter 4 reads eq. 1's updates of a decoder's residual stream and their logit lens, which the "
+                  "paper measured on decoder models only",
+    "tune_it_yourself": "chapter 5 tunes a decoder with LoRA on chat-formatted examples, as the paper's tuned models "
+                        "are decoders",
+}
 
 
 def text_config(config):
@@ -179,10 +227,27 @@ def _get(root, path: str):
 
 
 def encoder_decoder_refusal(name: str, model_type: str | None) -> str:
-    """The one line that refuses an encoder-decoder model."""
-    return (f"{name} is an encoder-decoder model ({model_type or 'encoder-decoder'}): the engine does not yet read "
-            f"encoder-decoder models (the paper's T5 results are quoted from the paper, not re-run). Use a decoder "
-            f"model (e.g. llama, qwen2, gemma3_text, olmo2).")
+    """The one line that refuses an encoder-decoder model of a family :data:`ENCODER_DECODER` does not hold."""
+    return (f"{name} is an encoder-decoder model ({model_type or 'encoder-decoder'}): the engine reads the "
+            f"encoder-decoder families {', '.join(ENCODER_DECODER)} only. Use one of those, or a decoder model (e.g. "
+            f"llama, qwen2, gemma3_text, olmo2).")
+
+
+def decoder_only(chapter: str | None, settings: dict) -> str | None:
+    """Why a run of ``chapter`` (its notebook's name without the number) with ``settings`` (its parameters) reads
+    or tunes decoder models only: a chapter of :data:`DECODER_ONLY_CHAPTERS`, or a run that tunes chapter 5's
+    arms (chapter 6's ``tuned_arms``); None when it reads encoder-decoder models too."""
+    if chapter in DECODER_ONLY_CHAPTERS:
+        return f"{DECODER_ONLY_CHAPTERS[chapter]}; run chapters 1, 2, 3 and 6 for it, or give this chapter decoder models"
+    if settings.get("tuned_arms"):
+        return ("the run's tuned_arms tune its base model with chapter 5's recipe (LoRA on a decoder); set "
+                "tuned_arms=None (--set tuned_arms=null) to run it on encoder-decoder models")
+    return None
+
+
+def chapter_refusal(name: str, model_type: str, why: str) -> str:
+    """The one line that refuses an encoder-decoder model for a run that reads decoders only (:func:`decoder_only`)."""
+    return f"{name} is an encoder-decoder model ({model_type}): {why}."
 
 
 def of(model, name: str | None = None) -> Anatomy:
@@ -191,14 +256,21 @@ def of(model, name: str | None = None) -> Anatomy:
     name = name or type(model).__name__
     config = model.config
     if getattr(config, "is_encoder_decoder", False):
-        raise AnatomyError(encoder_decoder_refusal(name, config.model_type))
-    entry = TABLE.get(config.model_type)
+        if config.model_type not in ENCODER_DECODER:
+            raise AnatomyError(encoder_decoder_refusal(name, config.model_type))
+        if getattr(config, "decoder_start_token_id", None) is None:
+            raise AnatomyError(f"{name}: its config sets no decoder_start_token_id, the token its decoder starts "
+                               f"from (0, the pad token, for T5): set it in config.json.")
+        entry = ENCODER_DECODER[config.model_type]
+    else:
+        entry = TABLE.get(config.model_type)
     if entry is None:
         return found_by_rule(model, name)
     why = entry.refuse(text_config(config)) if entry.refuse else None
     if why:
         raise AnatomyError(f"{name}: a {config.model_type!r} model the engine cannot read: {why}.")
-    paths = [entry.layers, *entry.final_norm, f"{entry.layers}.0.{entry.attention}", f"{entry.layers}.0.{entry.mlp}"]
+    paths = [entry.layers, *entry.final_norm,
+             *(f"{entry.layers}.0.{part}" for part in (entry.attention, entry.mlp) if part)]
     for path in paths:
         try:
             _get(model, path)
@@ -250,13 +322,21 @@ def _one_child(children: dict, words: tuple[str, ...], what: str, kind: str, par
     return found[0]
 
 
+def model_class(config):
+    """The transformers class that reads a model of ``config``: a causal LM, or for an encoder-decoder family of
+    :data:`ENCODER_DECODER` a sequence-to-sequence LM."""
+    from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM
+
+    return AutoModelForSeq2SeqLM if config.model_type in ENCODER_DECODER else AutoModelForCausalLM
+
+
 def meta_model(config):
-    """The causal LM of ``config`` built on the ``meta`` device: its modules, no weights."""
+    """The language model of ``config`` (:func:`model_class`) built on the ``meta`` device: its modules, no
+    weights."""
     import torch
-    from transformers import AutoModelForCausalLM
 
     with torch.device("meta"):
-        return AutoModelForCausalLM.from_config(config)
+        return model_class(config).from_config(config)
 
 
 def check_config(config, name: str) -> Anatomy:
@@ -265,22 +345,29 @@ def check_config(config, name: str) -> Anatomy:
     from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
     if getattr(config, "is_encoder_decoder", False):
-        raise AnatomyError(encoder_decoder_refusal(name, config.model_type))
+        if config.model_type not in ENCODER_DECODER:
+            raise AnatomyError(encoder_decoder_refusal(name, config.model_type))
+        return of(meta_model(config), name)
     if config.model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
         raise AnatomyError(f"{name}: a {config.model_type!r} model is not a causal (decoder) language model; the "
                            f"book's engine reads decoder models (e.g. llama, qwen2, gemma3_text, olmo2).")
     return of(meta_model(config), name)
 
 
-def check_spec(spec) -> Anatomy | None:
+def check_spec(spec, decoders_only: str | None = None) -> Anatomy | None:
     """The anatomy of a model the registry resolved (:class:`ifhelpers.model.registry.ModelSpec`), checked before
-    any work: an encoder-decoder spec is refused; a local folder's config (or a Hub model's config already in
-    the Hugging Face cache) is checked with :func:`check_config`. None when the config is not on this machine
-    (the model is checked again once it loads)."""
+    any work: an encoder-decoder spec of a family :data:`ENCODER_DECODER` does not hold is refused, and so is any
+    encoder-decoder model for a run that reads decoders only (``decoders_only``: why, from :func:`decoder_only`);
+    a local folder's config (or a Hub model's config already in the Hugging Face cache) is checked with
+    :func:`check_config`. None when the config is not on this machine (the model is checked again once it
+    loads)."""
     from transformers import AutoConfig
 
-    if spec.architecture != "decoder-only":
+    registered_encoder_decoder = spec.architecture != "decoder-only"
+    if registered_encoder_decoder and spec.family not in ENCODER_DECODER:
         raise AnatomyError(encoder_decoder_refusal(spec.name, spec.family))
+    if registered_encoder_decoder and decoders_only:
+        raise AnatomyError(chapter_refusal(spec.name, spec.family, decoders_only))
     location = {"local": "path", "hub": "hub_id"}.get(spec.source["kind"])
     if location is None:
         return None
@@ -289,13 +376,16 @@ def check_spec(spec) -> Anatomy | None:
                                             revision=spec.source.get("revision"))
     except (OSError, ValueError):
         return None
-    return check_config(config, spec.name)
+    parts = check_config(config, spec.name)
+    if parts.encoder_decoder and decoders_only:
+        raise AnatomyError(chapter_refusal(spec.name, config.model_type, decoders_only))
+    return parts
 
 
-def check_specs(specs: list) -> list:
-    """:func:`check_spec` for every spec of a chapter's models; returns the specs."""
+def check_specs(specs: list, decoders_only: str | None = None) -> list:
+    """:func:`check_spec` for every spec of a run (``decoders_only`` as there); returns the specs."""
     for spec in specs:
-        check_spec(spec)
+        check_spec(spec, decoders_only)
     return specs
 
 
@@ -330,7 +420,12 @@ CHECKED_FOR_EVERY_ENTRY = ("eq. 1 at every layer", "prefix reuse gives the plain
 #: whole book.
 CHAPTERS_RUN = {"llama": "1-6 through ifhelpers run", "qwen2": "1-6 through ifhelpers run",
                 "gemma3_text": "1-6 through ifhelpers run", "olmo2": "1-4 and 6 through ifhelpers run",
-                "gpt_neox": "1 in process", "opt": "1 in process", "falcon": "1 in process"}
+                "gpt_neox": "1 in process", "opt": "1 in process", "falcon": "1 in process",
+                "t5": "1, 2, 3 and 6 in process; 4 and 5 refused"}
+#: What ``tests/test_t5.py`` checks on a tiny random model of every entry of :data:`ENCODER_DECODER`.
+CHECKED_FOR_ENCODER_DECODER = ("h^0 ... h^L are the encoder's states and the representation its output",
+                               "the predictions are the model's own first decoder step",
+                               "a continuation is scored as the decoder's output", "no prefix is shared")
 
 
 def table():
@@ -339,15 +434,22 @@ def table():
     import pandas as pd
 
     rows = []
-    for family, entry in TABLE.items():
+    for family, entry in {**TABLE, **ENCODER_DECODER}.items():
         logits = [f"× {entry.logit_scale}" if entry.logit_scale else "", f"÷ {entry.logit_divisor}"
                   if entry.logit_divisor else "", f"soft-capped by {entry.softcap}" if entry.softcap else ""]
-        rows.append({"model_type": family, "layout": entry.layout, "decoder layers": entry.layers,
-                     "a^l": entry.attention + (f" × {entry.update_scale}" if entry.update_scale else ""),
-                     "f^l": entry.mlp + (f" × {entry.update_scale}" if entry.update_scale else ""),
+        scale = f" × {entry.update_scale}" if entry.update_scale else ""
+        no_update = "none (each sub-layer adds its own residual)"
+        if entry.encoder_decoder:
+            logits = ["the model's own, at the decoder's first step"]
+        rows.append({"model_type": family, "layout": entry.layout,
+                     "decoder layers": entry.layers + (" (the encoder's)" if entry.encoder_decoder else ""),
+                     "a^l": entry.attention + scale if entry.attention else no_update,
+                     "f^l": entry.mlp + scale if entry.mlp else no_update,
                      "final norm": " then ".join(entry.final_norm),
                      "logits": "; ".join(x for x in logits if x) or "as the output embedding gives them",
-                     "context": entry.context, "refused": "when " + entry.refuse.__doc__ if entry.refuse else "",
-                     "checked on a tiny random model": "; ".join(CHECKED_FOR_EVERY_ENTRY),
+                     "context": entry.context or "none (relative positions)",
+                     "refused": "when " + entry.refuse.__doc__ if entry.refuse else "",
+                     "checked on a tiny random model": "; ".join(CHECKED_FOR_ENCODER_DECODER if entry.encoder_decoder
+                                                                 else CHECKED_FOR_EVERY_ENTRY),
                      "chapters run on a tiny random model": CHAPTERS_RUN.get(family, "")})
     return pd.DataFrame(rows)

@@ -27,6 +27,17 @@ and, after the captured position, the text's own next tokens:
                                   end): the log-likelihood of a response written after its prompt, with
                                   p the prompt's last token.
 
+An encoder-decoder model (T5, :data:`ifhelpers.model.anatomy.ENCODER_DECODER`) is read the same way with
+the roles the anatomy gives it: ``resid`` is its *encoder's* residual stream at the captured input token
+(h^L before the encoder's final norm; after it, the encoder's output: §2's representation, see
+:mod:`ifhelpers.model.anatomy` for why), and the next-token outputs are the decoder's first step, the
+distribution of its first token after the decoder start token, given the encoder's output (one pass of the
+model with ``decoder_input_ids = [[decoder_start_token_id]]``); a continuation is scored as what the
+decoder writes after the text up to the captured token. The updates are decoder-only (asking for them
+is refused with one line), and no prefix is shared: the encoder's attention is bidirectional, so a
+token's state depends on the tokens after it and a prefix computed alone is not the prefix of a longer
+text.
+
 Where each family keeps these updates, its final norm and its logit scaling is its anatomy
 (:mod:`ifhelpers.model.anatomy`, read through ``lm.anatomy``); parts found there by the general rule are proved
 on a probe batch before the model's first pass (:func:`prove_anatomy`). A text longer than the model's
@@ -60,7 +71,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ifhelpers.model import anatomy
+from ifhelpers.model import anatomy, tokens
 from ifhelpers.model.cache import ActivationStore, content_key, existing_store, missing_keys, store_for
 from ifhelpers.model.models import LoadedModel
 from ifhelpers.model.prefix import Plan, plan
@@ -350,6 +361,8 @@ def _forward_batch(lm: LoadedModel, recorder: _Recorder, ids: list[list[int]], p
     """
     import torch
 
+    if lm.anatomy.encoder_decoder:
+        return _encoder_decoder_batch(lm, recorder, ids, positions)
     request = recorder.request
     past = None
     input_ids, mask, position_ids = pad_left(ids, lm.tokenizer.pad_token_id, lm.device)
@@ -389,15 +402,75 @@ def _forward_batch(lm: LoadedModel, recorder: _Recorder, ids: list[list[int]], p
         else:
             backbone(**kwargs)
         if last is not None:
-            logprobs = torch.log_softmax(last, dim=-1)
-            if request.top_k:
-                top = logprobs.topk(request.top_k, dim=-1)
-                out["top_ids"] = top.indices.cpu().numpy()
-                out["top_logprobs"] = top.values.cpu().numpy()
-            if request.candidates:
-                out["candidate_logprobs"] = logprobs[:, list(request.candidates)].cpu().numpy()
-            if request.next_token_logits:
-                out["next_token_logits"] = last.cpu().numpy()
+            out.update(_next_token_outputs(request, last))
+    out.update(recorder.collect())
+    return out
+
+
+def _next_token_outputs(request: Request, logits) -> dict[str, np.ndarray]:
+    """The next-token outputs ``request`` asks for, from float32 next-token ``logits`` ``(n, V)``."""
+    import torch
+
+    out = {}
+    logprobs = torch.log_softmax(logits, dim=-1)
+    if request.top_k:
+        top = logprobs.topk(request.top_k, dim=-1)
+        out["top_ids"] = top.indices.cpu().numpy()
+        out["top_logprobs"] = top.values.cpu().numpy()
+    if request.candidates:
+        out["candidate_logprobs"] = logprobs[:, list(request.candidates)].cpu().numpy()
+    if request.next_token_logits:
+        out["next_token_logits"] = logits.cpu().numpy()
+    return out
+
+
+def _encoder_decoder_batch(lm: LoadedModel, recorder: _Recorder, ids: list[list[int]], positions: list[int]) -> dict:
+    """One pass of an encoder-decoder model over texts (a plain pass: no prefix is shared), left-padded.
+
+    The recorder's hooks on the encoder's layers capture ``resid`` at each row's captured token. The next-token
+    outputs are the decoder's first step: the logits of the model called with the decoder start token. A
+    continuation is scored as the decoder's output: the encoder reads the text up to the captured token, closed
+    as the tokenizer closes every input (:func:`ifhelpers.model.tokens.closing_ids`: T5's ``</s>``), and the
+    decoder, from its start token, is scored on the tokens that follow (teacher-forced: log P(t_{p+1} | text),
+    log P(t_{p+2} | text, t_{p+1}), ...). With neither, only the encoder runs. The encoder's relative position
+    bias depends on the distance between two tokens only, so left padding (masked out) leaves each row's result
+    as its unpadded run; the decoder's rows are right-padded, which its causal attention never reads.
+    """
+    import torch
+
+    request = recorder.request
+    captured = [p % len(seq) for seq, p in zip(ids, positions)]
+    targets = [[] for _ in ids]
+    if request.continuation:
+        close = tokens.closing_ids(lm.tokenizer)
+        targets = [seq[c + 1:c + 1 + request.continuation] for seq, c in zip(ids, captured)]
+        ids = [seq[:c + 1] + close for seq, c in zip(ids, captured)]
+    input_ids, mask, _ = pad_left(ids, lm.tokenizer.pad_token_id, lm.device)
+    width = input_ids.shape[1]
+    rows = torch.arange(len(ids), device=lm.device)
+    recorder.index = (rows, torch.tensor([width - len(seq) + c for seq, c in zip(ids, captured)], device=lm.device))
+    recorder.width = width
+    out: dict[str, np.ndarray] = {}
+    with torch.inference_mode():
+        if not (request.needs_logits or request.continuation):
+            lm.anatomy.backbone(lm.model)(input_ids=input_ids, attention_mask=mask)
+            out.update(recorder.collect())
+            return out
+        steps = max(1, max(map(len, targets)))
+        decoder = torch.full((len(ids), steps), lm.tokenizer.pad_token_id, dtype=torch.long)
+        decoder[:, 0] = lm.model.config.decoder_start_token_id
+        for row, target in enumerate(targets):
+            decoder[row, 1:len(target)] = torch.tensor(target[:-1], dtype=torch.long)
+        logits = lm.model(input_ids=input_ids, attention_mask=mask, decoder_input_ids=decoder.to(lm.device),
+                          use_cache=False).logits.float()
+        if request.needs_logits:
+            out.update(_next_token_outputs(request, logits[:, 0]))
+        if request.continuation:
+            logprobs = torch.log_softmax(logits, dim=-1).cpu()
+            scored = np.full((len(ids), request.continuation), np.nan, dtype=np.float32)
+            for row, target in enumerate(targets):
+                scored[row, :len(target)] = logprobs[row, torch.arange(len(target)), target].numpy()
+            out["continuation_logprobs"] = scored
     out.update(recorder.collect())
     return out
 
@@ -622,6 +695,8 @@ def run(lm: LoadedModel, texts: Sequence[str], request: Request, positions: Sequ
 
     if lm.anatomy.by_rule and not lm.anatomy_proved:
         prove_anatomy(lm)
+    if lm.anatomy.encoder_decoder and request.updates:
+        raise anatomy.AnatomyError(f"{lm.name}: {anatomy.UPDATES_OF_ENCODER_DECODER}.")
     keys = [content_key(text, pos) for text, pos in zip(texts, positions)]
     count_cut(lm, texts)
     store: ActivationStore | None = None
@@ -651,6 +726,7 @@ def run(lm: LoadedModel, texts: Sequence[str], request: Request, positions: Sequ
                 captured.append(p % len(seq) - (len(seq) - len(kept)))
             if share_prefixes is None:
                 share_prefixes = os.environ.get("IFHELPERS_SHARE_PREFIXES", "1") != "0"
+            share_prefixes = share_prefixes and not lm.anatomy.encoder_decoder  # bidirectional: nothing to share
             shared = plan(ids, captured, **PREFIX_RULE) if share_prefixes else Plan.unshared(len(ids))
             recorder = _Recorder(lm, request)
             checked = []

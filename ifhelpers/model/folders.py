@@ -9,8 +9,8 @@ with one message that says what is missing and what to do:
 * a ``config.json`` that asks for the repository's own code (``auto_map``): refused unless the user
   opts in with ``IFHELPERS_TRUST_REMOTE_CODE=1`` (``ifhelpers run --trust-remote-code``), because
   such code runs with the user's rights;
-* a ``model_type`` this version of transformers does not know, an encoder-decoder model (T5), or an
-  architecture that is not a causal (decoder) language model;
+* a ``model_type`` this version of transformers does not know, an encoder-decoder model of a family the
+  engine does not read (T5 it reads), or an architecture that is not a causal (decoder) language model;
 * weights only as pickles (``*.bin``, ``*.pt``, ...): refused, because unpickling runs code; the
   message gives the one line that converts them to safetensors;
 * no weights at all (or only a GGUF file, which loads through a registry entry);
@@ -174,8 +174,8 @@ def tokenizer_size(folder: Path) -> int | None:
     return max(ids) + 1 if ids else None
 
 
-#: Tensor names that are a decoder's input embedding table (llama-like, GPT-2, GPT-NeoX, BLOOM).
-EMBEDDING_NAMES = ("embed_tokens.weight", "wte.weight", "embed_in.weight", "word_embeddings.weight")
+#: Tensor names that are a model's input embedding table (llama-like, GPT-2, GPT-NeoX, BLOOM; T5's shared one).
+EMBEDDING_NAMES = ("embed_tokens.weight", "wte.weight", "embed_in.weight", "word_embeddings.weight", "shared.weight")
 
 
 #: Folders :func:`check_weights` found whole in this process, with their files' sizes and times: a folder
@@ -228,15 +228,18 @@ def _config(folder: Path) -> dict:
 
 
 def _check_architecture(path, config: dict) -> None:
-    """The folder's ``model_type`` is known to transformers and loads as a causal language model."""
+    """The folder's ``model_type`` is known to transformers and loads as a causal language model, or is an
+    encoder-decoder family the engine reads (:data:`ifhelpers.model.anatomy.ENCODER_DECODER`)."""
     import transformers
     from transformers import CONFIG_MAPPING
     from transformers.models.auto.modeling_auto import (MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
                                                         MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES)
 
-    from ifhelpers.model.anatomy import encoder_decoder_refusal
+    from ifhelpers.model.anatomy import ENCODER_DECODER, encoder_decoder_refusal
 
     model_type = config.get("model_type")
+    if model_type in ENCODER_DECODER:
+        return
     if model_type not in CONFIG_MAPPING:
         raise ModelFolderError(
             f"{path}: config.json has model_type {model_type!r}, which transformers {transformers.__version__} does "

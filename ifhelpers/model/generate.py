@@ -11,7 +11,8 @@ last tokens where they and the response would not fit the model's context
 (:func:`ifhelpers.model.engine.fit_context`), grouped by length under a padded-token budget
 (:func:`ifhelpers.model.engine.plan_batches`) and left-padded (:func:`ifhelpers.model.engine.pad_left`). Every batch is saved to the cache as it finishes, in a store
 of the model's activation cache keyed by ``"greedy"`` and the number of tokens, so a repeated or
-interrupted run generates nothing twice.
+interrupted run generates nothing twice. An encoder-decoder model (T5) reads the text with its encoder and
+its decoder writes the response from its start token.
 """
 
 from __future__ import annotations
@@ -78,7 +79,8 @@ def greedy_responses(lm: LoadedModel, texts: Sequence[str], max_new_tokens: int 
                 input_ids, mask, _ = engine.pad_left([ids[i] for i in batch], lm.tokenizer.pad_token_id, lm.device)
                 with torch.inference_mode():
                     out = lm.model.generate(input_ids=input_ids, attention_mask=mask, generation_config=config)
-                new = out[:, input_ids.shape[1]:].cpu().numpy()
+                # a decoder continues its input; an encoder-decoder's decoder writes after its start token
+                new = out[:, 1 if lm.anatomy.encoder_decoder else input_ids.shape[1]:].cpu().numpy()
                 response = np.full((len(batch), max_new_tokens), -1, dtype=np.int64)
                 for row, tokens in enumerate(new):
                     stop = next((n for n, t in enumerate(tokens) if int(t) in stops), len(tokens))

@@ -313,13 +313,13 @@ def weights_location(spec: ModelSpec, base_path: str | Path | None = None) -> tu
 def _from_pretrained(spec: ModelSpec, location: str, dtype: str, device_map, trust_remote_code: bool):
     """(model, tokenizer) read with transformers from ``location`` (safetensors only), in ``dtype``."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoConfig, AutoTokenizer
 
     revision = spec.source.get("revision") if spec.source["kind"] == "hub" else None
     common = {"trust_remote_code": trust_remote_code, **({"revision": revision} if revision else {})}
     try:
         tokenizer = AutoTokenizer.from_pretrained(location, **common)
-        model = AutoModelForCausalLM.from_pretrained(
+        model = anatomy.model_class(AutoConfig.from_pretrained(location, **common)).from_pretrained(
             location, dtype=getattr(torch, dtype), use_safetensors=True,
             device_map=device_map, **common,
         )

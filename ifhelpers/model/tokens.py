@@ -21,10 +21,16 @@ def continuation_ids(tokenizer, prompt: str, continuation: str) -> list[int]:
     """Token ids that ``continuation`` adds after ``prompt`` (e.g. ``" A"`` after ``"Answer:"``).
 
     Raises if tokenizing ``prompt + continuation`` changes the prompt's own tokens, since the
-    continuation's first token is then not a next-token prediction after the prompt.
+    continuation's first token is then not a next-token prediction after the prompt. A tokenizer that
+    ends every input with special tokens (:func:`closing_ids`: T5's ``</s>``) ends both texts with them;
+    they are left out, so the continuation is what comes between the prompt's tokens and them: for an
+    encoder-decoder model, which reads the prompt whole, what its decoder writes first.
     """
     head = encode(tokenizer, prompt)
     full = encode(tokenizer, prompt + continuation)
+    close = closing_ids(tokenizer)
+    if close and head[-len(close):] == close and full[-len(close):] == close:
+        head, full = head[:-len(close)], full[:-len(close)]
     if full[: len(head)] != head:
         raise ValueError(
             f"Appending {continuation!r} re-tokenizes the end of the prompt {prompt[-30:]!r}; "
@@ -33,6 +39,17 @@ def continuation_ids(tokenizer, prompt: str, continuation: str) -> list[int]:
     if len(full) == len(head):
         raise ValueError(f"{continuation!r} adds no token after the prompt")
     return full[len(head):]
+
+
+def closing_ids(tokenizer) -> list[int]:
+    """The special tokens ``tokenizer`` ends every input with (T5's ``</s>``; none for most decoders'
+    tokenizers, which add a BOS token in front, if anything)."""
+    bare = tokenizer("x", add_special_tokens=False)["input_ids"]
+    full = tokenizer("x", add_special_tokens=True)["input_ids"]
+    for start in range(len(full) - len(bare) + 1):
+        if full[start:start + len(bare)] == bare:
+            return full[start + len(bare):]
+    return []
 
 
 def first_continuation_id(tokenizer, prompt: str, continuation: str) -> int:
