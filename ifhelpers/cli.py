@@ -74,12 +74,14 @@ class RunError(ValueError):
     """A run that cannot start as asked (its name, its runs folder); the message says what to do."""
 
 
+def chapter_name(path: Path) -> str:
+    """A chapter's name: its file stem without its number (``01_vector_space.md`` is ``vector_space``)."""
+    return path.stem.split("_", 1)[-1]
+
+
 def chapters(folder: Path = NOTEBOOKS) -> dict[str, Path]:
-    """The chapters by name (file stem without its number, e.g. ``vector_space``)."""
-    found = {}
-    for path in sorted(folder.glob("[0-9][0-9]_*.md")):
-        found[path.stem.split("_", 1)[1]] = path
-    return found
+    """The chapters by name (:func:`chapter_name`)."""
+    return {chapter_name(path): path for path in sorted(folder.glob("[0-9][0-9]_*.md"))}
 
 
 def chapter_path(chapter: str) -> Path:
@@ -337,10 +339,10 @@ def check_run(path: Path, models: list[str], roles: dict[str, str], overrides: d
     check_same_settings(out_dir, path.stem, {**overrides, "models": list(models), "roles": dict(roles)})
     specs = registry.specs(models, roles)
     registry.check_roles(specs, one_base=len(defaults.get("models") or []) == 1)
-    anatomy.check_specs(specs, anatomy.decoder_only(path.stem.split("_", 1)[-1], {**defaults, **overrides}))
+    anatomy.check_specs(specs, anatomy.decoder_only(chapter_name(path), {**defaults, **overrides}))
     for spec in specs:
         check_installed(spec)
-    check_data_source(CHAPTER_DATA.get(path.stem.split("_", 1)[-1], ()))
+    check_data_source(CHAPTER_DATA.get(chapter_name(path), ()))
     check_free_space(out_dir, "the runs folder")
     check_free_space(cache, "the user cache")
     return out_dir
