@@ -146,10 +146,11 @@ def save_headlines(rows: list[dict] | pd.DataFrame, chapter: str, results_dir: s
     return frame
 
 
-def load_headlines(folder: str | Path | None = None) -> pd.DataFrame:
-    """Every chapter's headlines under ``folder`` (default :func:`headlines_dir`), in chapter order."""
+def load_headlines(folder: str | Path | None = None, pattern: str = "*.csv") -> pd.DataFrame:
+    """Every chapter's headlines under ``folder`` (default :func:`headlines_dir`), in chapter order; in a
+    run's folder, where they lie beside its other tables, ``pattern="headlines_*.csv"``."""
     folder = headlines_dir() if folder is None else Path(folder)
-    paths = sorted(folder.glob("*.csv")) if folder is not None and folder.is_dir() else []
+    paths = sorted(folder.glob(pattern)) if folder is not None and folder.is_dir() else []
     frames = [pd.read_csv(path, keep_default_na=False, na_values=[""]) for path in paths]
     if not frames:
         return pd.DataFrame(columns=HEADLINE_COLUMNS)
@@ -297,6 +298,20 @@ def committed_run(folder: str | Path | None, table: str) -> CommittedRun:
                                   if k in ("host", "cpus", "torch_threads", "accelerator")),
              **{f"parameter {k}": str(v) for k, v in params.items() if k not in ("results_dir", "roles")}}
     return CommittedRun(folder, pd.DataFrame({"": list(shown.values())}, index=list(shown)), frame)
+
+
+def committed_headlines(folder: str | Path | None) -> dict[str, pd.DataFrame]:
+    """The headlines of every run committed under ``folder`` (``results/``), by run name, for runs that wrote
+    any; each frame's ``attrs["stale"]`` says why the run may not match the code today ("" when it does:
+    :func:`stale_against_code` over its chapters' provenances)."""
+    out = {}
+    for path in sorted(Path(folder).glob("*")) if folder is not None and Path(folder).is_dir() else []:
+        frame = load_headlines(path, "headlines_*.csv") if path.is_dir() else pd.DataFrame()
+        if len(frame):
+            frame.attrs["stale"] = "; ".join(filter(None, (stale_against_code(prov)
+                                                           for prov in provenances(path).values())))
+            out[path.name] = frame
+    return out
 
 
 def committed_runs(folder: str | Path) -> pd.DataFrame:

@@ -325,12 +325,135 @@ def beyond_text(headlines: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def front_page_text(headlines: pd.DataFrame) -> str:
+#: The headline results for which the paper prints one number per model (a result's text begins with the key):
+#: the paper's table and column, and which part of a "semantic / negational" cell (Table 2's BECEL consistency).
+PAPER_PER_MODEL = {
+    "cos(paraph.) − cos(¬paraph.), tuned − base: MRPC": (1, "MRPC", None),
+    "cos(paraph.) − cos(¬paraph.), tuned − base: TaPaCo": (1, "TAPACO", None),
+    "cos(paraph.) − cos(¬paraph.), tuned − base: ParaRel": (1, "PARAREL", None),
+    "ParaRel consistency, tuned − base": (2, "PARAREL Cons.", None),
+    "ParaRel accuracy, tuned − base": (2, "PARAREL Acc.", None),
+    "MMLU accuracy, tuned − base": (2, "MMLU Acc.", None),
+    "BECEL accuracy, mean over tasks, tuned − base": (2, "BECEL Acc.", None),
+    "BECEL semantic consistency (paraphrase), mean over tasks, tuned − base": (2, "BECEL Cons.", 0),
+    "BECEL negational consistency (negation), mean over tasks, tuned − base": (2, "BECEL Cons.", 1),
+}
+
+
+def instruction_dataset(model) -> str | None:
+    """The instruction dataset (a name of :data:`ifhelpers.data.instruction_sets.SETS`, which are the paper's
+    dataset names) that a registry model was LoRA-tuned on by this book, or None."""
+    from ifhelpers.data import instruction_sets
+
+    spec = registry.models().get(str(model))
+    mixture = spec.source.get("mixture") if spec is not None else None
+    return mixture if mixture in instruction_sets.SETS else None
+
+
+def paper_per_model_effect(result: str, dataset: str) -> float:
+    """The paper's number for the LLaMA-7b model tuned on ``dataset`` minus LLaMA-7b's, for the headline
+    ``result`` (:data:`PAPER_PER_MODEL`; Tables 1 and 2); nan where the paper prints none."""
+    from ifhelpers import paper
+
+    key = next((k for k in PAPER_PER_MODEL if str(result).startswith(k)), None)
+    if key is None:
+        return float("nan")
+    number, column, part = PAPER_PER_MODEL[key]
+    table = paper.table(number).set_index("model")[column].astype(str)
+    if part is not None:
+        table = table.str.split("/").str[part]
+    values = pd.to_numeric(table.str.strip(), errors="coerce")
+    tuned, base = values.get(f"{dataset}-7b"), values.get("llama-7b (base model)")
+    return round(float(tuned - base), 6) if tuned is not None and base is not None else float("nan")
+
+
+def per_dataset_table(headlines: pd.DataFrame) -> pd.DataFrame:
+    """Our effect (tuned − base, with its 95% interval) per instruction dataset beside the paper's effect for the
+    model tuned on the same dataset, for every headline that the paper prints per model
+    (:data:`PAPER_PER_MODEL`) and every tuned model of :func:`instruction_dataset`. One row per (result,
+    dataset); ``ours_label`` says what our data was (the mirror's subset or a stand-in)."""
+    from ifhelpers.data import instruction_sets
+
+    rows = []
+    for _, h in headlines.iterrows():
+        dataset = instruction_dataset(h["tuned"])
+        if dataset is None or not any(str(h["result"]).startswith(k) for k in PAPER_PER_MODEL):
+            continue
+        rows.append({"result": h["result"], "dataset": dataset, "ours_label": instruction_sets.SETS[dataset].label,
+                     "ours": h["estimate"], "ours_low": h["low"], "ours_high": h["high"],
+                     "ours_verdict": h["direction_holds"],
+                     "paper (LLaMA-7b)": paper_per_model_effect(h["result"], dataset)})
+    return pd.DataFrame(rows, columns=["result", "dataset", "ours_label", "ours", "ours_low", "ours_high",
+                                       "ours_verdict", "paper (LLaMA-7b)"])
+
+
+def rank_agreement(table: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
+    """Does the order of the instruction datasets carry over from LLaMA-7b to our model? Per result of
+    :func:`per_dataset_table` with at least 3 datasets in both: Spearman's rank correlation between the paper's
+    per-dataset effects and ours, computed by scipy as Pearson's r on the ranks, with its Fisher-z interval
+    (defined from 4 datasets on) and its two-sided p-value."""
+    from scipy import stats as scipy_stats
+
+    rows = []
+    for result, part in table.dropna(subset=["ours", "paper (LLaMA-7b)"]).groupby("result", sort=False):
+        n = len(part)
+        row = {"result": result, "datasets": n, "spearman": np.nan, "low": np.nan, "high": np.nan, "p": np.nan}
+        paper_ranks, our_ranks = scipy_stats.rankdata(part["paper (LLaMA-7b)"]), scipy_stats.rankdata(part["ours"])
+        if n >= 3 and np.ptp(paper_ranks) > 0 and np.ptp(our_ranks) > 0:
+            r = scipy_stats.pearsonr(paper_ranks, our_ranks)
+            row.update(spearman=float(r.statistic), p=float(r.pvalue))
+            if n >= 4:
+                row["low"], row["high"] = (float(v) for v in r.confidence_interval(confidence))
+        rows.append(row)
+    return pd.DataFrame(rows, columns=["result", "datasets", "spearman", "low", "high", "p"])
+
+
+def _mde_text(row) -> str:
+    mde = pd.to_numeric(row.get("mde"), errors="coerce")
+    return f" (minimum detectable effect {mde:.2f})" if pd.notna(mde) else ""
+
+
+def committed_run_text(name: str, headlines: pd.DataFrame) -> str:
+    """One or two sentences on a run committed with the book (``results/<name>``, headlines of
+    :func:`ifhelpers.results.committed_headlines`): the book's own experiment where the run has it, otherwise
+    the tally of its results that reproduce the paper, with how many compare models tuned by this book on the
+    paper's instruction datasets (:func:`instruction_dataset`) and the rank agreement of the per-dataset effects
+    with the paper's (:func:`rank_agreement`)."""
+    stale = headlines.attrs.get("stale", "")
+    flag = f" (flagged: {stale})" if stale else ""
+    own = own_experiment_rows(headlines)
+    if len(own):
+        return "".join(f" In the committed full run (`results/{name}`){flag}, the same slope is {_cell(h['ours'])}"
+                       f"{_mde_text(h)}, {_OWN_VERDICTS.get(h['direction_holds'], _cell(h['direction_holds']))}."
+                       for _, h in own.iterrows())
+    rows = headlines.drop(beyond_rows(headlines).index)
+    t = verdict_tally(rows)
+    if not t["total"]:
+        return ""
+    datasets = sorted({d for d in map(instruction_dataset, rows["tuned"]) if d})
+    which = (f"the base model tuned on {len(datasets)} instruction datasets ({', '.join(datasets)}; subsets or "
+             "labelled stand-ins, by one recipe)" if datasets else "its models")
+    text = (f" The committed run of the paper's design at pocket scale (`results/{name}`){flag} compares {which}: "
+            f"of its {t['total']} results (one per result and tuned model), {t['holds']} go the paper's way, "
+            f"{t['against']} against it, {t['n.s.']} are not significant")
+    text += f" and {t['mixed'] + t['cannot tell']} cannot be read." if t["mixed"] + t["cannot tell"] else "."
+    agreement = rank_agreement(per_dataset_table(rows)).dropna(subset=["spearman"])
+    if len(agreement):
+        text += (f" Ranked by their effect, our datasets follow the paper's order with a Spearman correlation "
+                 f"between {agreement['spearman'].min():+.2f} and {agreement['spearman'].max():+.2f} over "
+                 f"{_count(len(agreement), 'result', 'results')} ({int(agreement['datasets'].max())} datasets each "
+                 "at most, so every 95% interval is wide).")
+    return text
+
+
+def front_page_text(headlines: pd.DataFrame, committed: dict[str, pd.DataFrame] | None = None) -> str:
     """What this build finds, in one paragraph of plain text for the front page (glued as
     ``front_page``): the tally of :func:`verdict_tally` over every headline, how many compare models
     of different families (:func:`different_families`), and the result of the book's own
-    experiment (:func:`own_experiment_rows`); the results beyond the paper (:func:`beyond_rows`) are
-    tallied apart, in a last sentence. Every number comes from the headline table."""
+    experiment (:func:`own_experiment_rows`) with its minimum detectable effect; then, for each run
+    committed with the book (``committed``: :func:`ifhelpers.results.committed_headlines`), what it finds
+    (:func:`committed_run_text`), the stronger evidence beside this build's; the results beyond the paper
+    (:func:`beyond_rows`) are tallied apart, in a last sentence. Every number comes from a headline table."""
     beyond = beyond_rows(headlines)
     headlines = headlines.drop(beyond.index)
     t = verdict_tally(headlines)
@@ -363,9 +486,10 @@ def front_page_text(headlines: pd.DataFrame) -> str:
         text_beyond = ""
     own = own_experiment_rows(headlines)
     if own.empty:
-        return text + " The book's own experiment (chapter 5) has recorded no result in this build." + text_beyond
+        text += " The book's own experiment (chapter 5) has recorded no result in this build."
     for _, h in own.iterrows():
         verdict = _OWN_VERDICTS.get(h["direction_holds"], _cell(h["direction_holds"]))
         text += (f" The book's own experiment tests what the paper posits in its introduction (§1) but does not "
-                 f"test: {_cell(h['result'])}. Ours: {_cell(h['ours'])}, {verdict}.")
+                 f"test: {_cell(h['result'])}. Ours: {_cell(h['ours'])}{_mde_text(h)}, {verdict}.")
+    text += "".join(committed_run_text(name, frame) for name, frame in (committed or {}).items())
     return text + text_beyond

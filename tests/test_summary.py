@@ -1,6 +1,8 @@
 """The reproduction summary page's pieces, on hand-made headlines and a hand-made book folder."""
 
+import numpy as np
 import pandas as pd
+import pytest
 
 from ifhelpers import findings, summary
 
@@ -134,3 +136,89 @@ def test_results_beyond_the_paper_are_tallied_apart():
     lines = summary.beyond_text(headlines)
     assert lines.startswith("- **gemma-3-270m-ift-templates-1-seed0 − gemma-3-270m** (same family): of 3 results")
     assert summary.beyond_text(paper_rows).startswith("*No result beyond the paper")
+
+
+# --- the paper's design at pocket scale: our datasets beside the paper's ---------------------------------------
+
+PARAREL_GAP = "cos(paraph.) − cos(¬paraph.), tuned − base: ParaRel"
+DATASET_MODELS = {"cot": "gemma-3-270m-ift-cot-stand-in", "flan-v2": "gemma-3-270m-ift-flan-v2-stand-in",
+                  "gpt4-alpaca": "gemma-3-270m-ift-gpt4-alpaca-stand-in",
+                  "stanford-alpaca": "gemma-3-270m-ift-stanford-alpaca-5k"}
+
+
+def _design_headlines(ours=None):
+    """The ParaRel gap of Table 1 for the four tuned models of pair=pocket-datasets (our estimates ``ours``), a
+    row of the cross-family pair and a result the paper does not print per model (both left out)."""
+    ours = ours or {"gpt4-alpaca": 0.01, "stanford-alpaca": 0.02, "cot": 0.03, "flan-v2": 0.04}
+    rows = [findings.row("§2, Table 1", PARAREL_GAP, "p", f"{v:+.2f}", "yes", estimate=v, low=v - 0.01,
+                         high=v + 0.01, base="gemma-3-270m", tuned=DATASET_MODELS[d]) for d, v in ours.items()]
+    rows.append(findings.row("§2, Table 1", PARAREL_GAP, "p", "+0.5", "yes", estimate=0.5, low=0.4, high=0.6,
+                             base="gemma-3-270m", tuned="smollm2-135m-instruct"))
+    rows.append(findings.row("§4", "subject attribute rate, tuned − base (points)", "p", "+1", "n.s. (same sign)",
+                             estimate=1.0, low=-1.0, high=3.0, base="gemma-3-270m", tuned=DATASET_MODELS["cot"]))
+    return pd.DataFrame(rows).assign(chapter="01_vector_space")
+
+
+def test_the_paper_effect_of_a_dataset_is_its_tuned_llama_minus_llama():
+    # Table 1, ParaRel: stanford-alpaca-7b 0.591, LLaMA-7b 0.474. Table 2, ParaRel consistency: gpt4-alpaca-7b
+    # 84.5, LLaMA-7b 81.9. Table 2, BECEL consistency "semantic / negational": cot-7b 86.1 / 51.9, LLaMA 84.7 / 42.3.
+    assert summary.paper_per_model_effect(PARAREL_GAP, "stanford-alpaca") == pytest.approx(0.117)
+    assert summary.paper_per_model_effect("ParaRel consistency, tuned − base (points)", "gpt4-alpaca") == \
+        pytest.approx(2.6)
+    negation = "BECEL negational consistency (negation), mean over tasks, tuned − base (×100)"
+    assert summary.paper_per_model_effect(negation, "cot") == pytest.approx(9.6)
+    assert summary.paper_per_model_effect(negation.replace("negational", "semantic").replace("negation)", "paraphrase)"),
+                                          "cot") == pytest.approx(1.4)
+    assert np.isnan(summary.paper_per_model_effect("subject attribute rate, tuned − base (points)", "cot"))
+    assert np.isnan(summary.paper_per_model_effect(PARAREL_GAP, "lima"))  # no LLaMA model of the paper
+
+
+def test_per_dataset_table_keeps_the_datasets_the_paper_tuned_on_beside_its_effects():
+    table = summary.per_dataset_table(_design_headlines())
+    assert table["dataset"].tolist() == ["gpt4-alpaca", "stanford-alpaca", "cot", "flan-v2"]
+    assert table["paper (LLaMA-7b)"].tolist() == pytest.approx([0.111, 0.117, 0.141, 0.129])
+    assert table["ours"].tolist() == [0.01, 0.02, 0.03, 0.04]
+    assert "stand-in" in table.set_index("dataset").loc["cot", "ours_label"]
+
+
+def test_rank_agreement_is_spearman_with_fishers_interval():
+    # Paper's ranks (gpt4, stanford, flan, cot) = 1, 2, 3, 4; ours 1, 2, 4, 3: rho = 1 - 6 * 2 / (4 * 15) = 0.8.
+    # t = 0.8 * sqrt(2 / 0.36) on 2 degrees of freedom: p = 1 - t / sqrt(t^2 + 2) = 0.2. Fisher: atanh(0.8) ± 1.96.
+    (row,) = summary.rank_agreement(summary.per_dataset_table(_design_headlines())).to_dict("records")
+    assert row["datasets"] == 4 and row["spearman"] == pytest.approx(0.8) and row["p"] == pytest.approx(0.2)
+    z = np.arctanh(0.8)
+    assert (row["low"], row["high"]) == pytest.approx((np.tanh(z - 1.959964), np.tanh(z + 1.959964)), abs=1e-6)
+    three = summary.per_dataset_table(_design_headlines({"gpt4-alpaca": 0.03, "stanford-alpaca": 0.02, "cot": 0.01}))
+    (row,) = summary.rank_agreement(three).to_dict("records")
+    assert row["spearman"] == pytest.approx(-1.0) and np.isnan(row["low"])  # ranks 1, 2, 3 against 3, 2, 1; no interval
+
+
+def test_the_front_page_reports_the_committed_runs_beside_the_build(tmp_path):
+    own = findings.row("§1 (posited, not tested)", "more templates (slope per doubling)", "posited",
+                       "+1.70 pts [-0.18, +3.79]", "n.s. (same sign)", estimate=1.7, low=-0.18, high=3.79, mde=2.66,
+                       base="gemma-3-270m", tuned="gemma-3-270m-ift-templates-all-seed0")
+    full = pd.DataFrame([own]).assign(chapter="05_tune_it_yourself")
+    full.attrs["stale"] = "code commit 0000 is older than the last change"
+    text = summary.front_page_text(_headlines(), {"full": full, "design": _design_headlines()})
+    assert ("In the committed full run (`results/full`) (flagged: code commit 0000 is older than the last change), "
+            "the same slope is +1.70 pts [-0.18, +3.79] (minimum detectable effect 2.66), in the claimed direction"
+            in text)
+    assert ("(`results/design`) compares the base model tuned on 4 instruction datasets (cot, flan-v2, gpt4-alpaca, "
+            "stanford-alpaca; " in text) and "of its 6 results (one per result and tuned model), 5 go the paper's way" \
+        in text
+    assert "Spearman correlation between +0.80 and +0.80 over 1 result (4 datasets" in text
+
+
+def test_committed_headlines_read_each_runs_headline_files_and_flag_a_stale_run(tmp_path):
+    from ifhelpers import results
+
+    run = tmp_path / "design"
+    run.mkdir()
+    _design_headlines().to_csv(run / "headlines_01_vector_space.csv", index=False)
+    pd.DataFrame({"x": [1]}).to_csv(run / "vector_space_gaps.csv", index=False)  # another table: not a headline
+    (run / "01_vector_space.provenance.yaml").write_text("chapter: 01_vector_space\n")
+    (tmp_path / "empty").mkdir()
+    found = results.committed_headlines(tmp_path)
+    assert list(found) == ["design"] and len(found["design"]) == 6
+    assert found["design"].attrs["stale"] == "no code commit recorded"
+    assert results.committed_headlines(None) == {} and results.committed_headlines(tmp_path / "absent") == {}
