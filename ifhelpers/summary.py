@@ -340,6 +340,10 @@ PAPER_PER_MODEL = {
 }
 
 
+#: The result the front page spells out per instruction dataset: the paper's central measure of consistency (§3).
+CENTRAL_RESULT = "ParaRel consistency, tuned − base"
+
+
 def instruction_dataset(model) -> str | None:
     """The instruction dataset (a name of :data:`ifhelpers.data.instruction_sets.SETS`, which are the paper's
     dataset names) that a registry model was LoRA-tuned on by this book, or None."""
@@ -417,8 +421,8 @@ def committed_run_text(name: str, headlines: pd.DataFrame) -> str:
     """One or two sentences on a run committed with the book (``results/<name>``, headlines of
     :func:`ifhelpers.results.committed_headlines`): the book's own experiment where the run has it, otherwise
     the tally of its results that reproduce the paper, with how many compare models tuned by this book on the
-    paper's instruction datasets (:func:`instruction_dataset`) and the rank agreement of the per-dataset effects
-    with the paper's (:func:`rank_agreement`)."""
+    paper's instruction datasets (:func:`instruction_dataset`), :data:`CENTRAL_RESULT` per dataset beside the
+    paper's, and the rank agreement of the per-dataset effects with the paper's (:func:`rank_agreement`)."""
     stale = headlines.attrs.get("stale", "")
     flag = f" (flagged: {stale})" if stale else ""
     own = own_experiment_rows(headlines)
@@ -437,7 +441,17 @@ def committed_run_text(name: str, headlines: pd.DataFrame) -> str:
             f"of its {t['total']} results (one per result and tuned model), {t['holds']} go the paper's way, "
             f"{t['against']} against it, {t['n.s.']} are not significant")
     text += f" and {t['mixed'] + t['cannot tell']} cannot be read." if t["mixed"] + t["cannot tell"] else "."
-    agreement = rank_agreement(per_dataset_table(rows)).dropna(subset=["spearman"])
+    table = per_dataset_table(rows)
+    central = rows[rows["result"].astype(str).str.startswith(CENTRAL_RESULT)]
+    spelled = [f"{d} {_cell(h['ours'])}{_mde_text(h)}" for d, (_, h) in
+               zip(map(instruction_dataset, central["tuned"]), central.iterrows()) if d]
+    if spelled:
+        paper_effects = table[table["result"].astype(str).str.startswith(CENTRAL_RESULT)]
+        text += (f" {CENTRAL_RESULT} per dataset: " + "; ".join(spelled) + " (the paper, for LLaMA-7b tuned on the "
+                 "same datasets: " + ", ".join(f"{d} {v:+.1f}" for d, v in
+                                               zip(paper_effects["dataset"], paper_effects["paper (LLaMA-7b)"])) +
+                 " points).")
+    agreement = rank_agreement(table).dropna(subset=["spearman"])
     if len(agreement):
         text += (f" Ranked by their effect, our datasets follow the paper's order with a Spearman correlation "
                  f"between {agreement['spearman'].min():+.2f} and {agreement['spearman'].max():+.2f} over "

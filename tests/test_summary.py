@@ -207,6 +207,13 @@ def test_the_front_page_reports_the_committed_runs_beside_the_build(tmp_path):
             "stanford-alpaca; " in text) and "of its 6 results (one per result and tuned model), 5 go the paper's way" \
         in text
     assert "Spearman correlation between +0.80 and +0.80 over 1 result (4 datasets" in text
+    consistency = findings.row("§3, Table 2", "ParaRel consistency, tuned − base (points)", "p", "+1.0 [-2.0, +4.0]",
+                               "n.s. (same sign)", estimate=1.0, low=-2.0, high=4.0, mde=3.5, base="gemma-3-270m",
+                               tuned=DATASET_MODELS["cot"])
+    design = pd.concat([_design_headlines(), pd.DataFrame([consistency]).assign(chapter="02_predictions")])
+    text = summary.committed_run_text("design", design)
+    assert ("ParaRel consistency, tuned − base per dataset: cot +1.0 [-2.0, +4.0] (minimum detectable effect 3.50) "
+            "(the paper, for LLaMA-7b tuned on the same datasets: cot +0.0 points).") in text  # cot-7b 81.9 = LLaMA
 
 
 def test_committed_headlines_read_each_runs_headline_files_and_flag_a_stale_run(tmp_path):
