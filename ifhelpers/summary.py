@@ -443,7 +443,7 @@ def committed_run_text(name: str, headlines: pd.DataFrame) -> str:
     text += f" and {t['mixed'] + t['cannot tell']} cannot be read." if t["mixed"] + t["cannot tell"] else "."
     table = per_dataset_table(rows)
     central = rows[rows["result"].astype(str).str.startswith(CENTRAL_RESULT)]
-    spelled = [f"{d} {_cell(h['ours'])}{_mde_text(h)}" for d, (_, h) in
+    spelled = [f"{d} {h['estimate']:+.1f} [{h['low']:+.1f}, {h['high']:+.1f}]{_mde_text(h)}" for d, (_, h) in
                zip(map(instruction_dataset, central["tuned"]), central.iterrows()) if d]
     if spelled:
         paper_effects = table[table["result"].astype(str).str.startswith(CENTRAL_RESULT)]
@@ -453,8 +453,8 @@ def committed_run_text(name: str, headlines: pd.DataFrame) -> str:
                  " points).")
     agreement = rank_agreement(table).dropna(subset=["spearman"])
     if len(agreement):
-        text += (f" Ranked by their effect, our datasets follow the paper's order with a Spearman correlation "
-                 f"between {agreement['spearman'].min():+.2f} and {agreement['spearman'].max():+.2f} over "
+        text += (f" The rank correlation of our per-dataset effects with the paper's (Spearman) ranges from "
+                 f"{agreement['spearman'].min():+.2f} to {agreement['spearman'].max():+.2f} over "
                  f"{_count(len(agreement), 'result', 'results')} ({int(agreement['datasets'].max())} datasets each "
                  "at most, so every 95% interval is wide).")
     return text
@@ -464,10 +464,11 @@ def front_page_text(headlines: pd.DataFrame, committed: dict[str, pd.DataFrame] 
     """What this build finds, in one paragraph of plain text for the front page (glued as
     ``front_page``): the tally of :func:`verdict_tally` over every headline, how many compare models
     of different families (:func:`different_families`), and the result of the book's own
-    experiment (:func:`own_experiment_rows`) with its minimum detectable effect; then, for each run
-    committed with the book (``committed``: :func:`ifhelpers.results.committed_headlines`), what it finds
-    (:func:`committed_run_text`), the stronger evidence beside this build's; the results beyond the paper
-    (:func:`beyond_rows`) are tallied apart, in a last sentence. Every number comes from a headline table."""
+    experiment (:func:`own_experiment_rows`) with its minimum detectable effect. Each run committed with the
+    book (``committed``: :func:`ifhelpers.results.committed_headlines`), the stronger evidence, follows what
+    this build finds on the same question (:func:`committed_run_text`): a run of the book's own experiment
+    after that experiment, any other after the tally. The results beyond the paper (:func:`beyond_rows`) are
+    tallied apart, in a last sentence. Every number comes from a headline table."""
     beyond = beyond_rows(headlines)
     headlines = headlines.drop(beyond.index)
     t = verdict_tally(headlines)
@@ -491,6 +492,13 @@ def front_page_text(headlines: pd.DataFrame, committed: dict[str, pd.DataFrame] 
                  "method reads, not whether the paper is right.")
     elif families and all(f is False for f in families):
         text += " Every comparison is within one model family, so it isolates instruction tuning."
+    elif any(f is False for f in families):
+        text += (f" {sum(f is False for f in families)} of the {t['total']} compare a base model with a tuned model "
+                 "of its own family (by the registry) and none compares two families, so they speak to the effect "
+                 "of instruction tuning.")
+    committed = committed or {}
+    own_runs = {name: frame for name, frame in committed.items() if len(own_experiment_rows(frame))}
+    text += "".join(committed_run_text(name, frame) for name, frame in committed.items() if name not in own_runs)
     if len(beyond):
         b = verdict_tally(beyond)
         text_beyond = (f" Beyond the paper (chapter 6: the paper's claim measured as later work measures it), of "
@@ -505,5 +513,5 @@ def front_page_text(headlines: pd.DataFrame, committed: dict[str, pd.DataFrame] 
         verdict = _OWN_VERDICTS.get(h["direction_holds"], _cell(h["direction_holds"]))
         text += (f" The book's own experiment tests what the paper posits in its introduction (§1) but does not "
                  f"test: {_cell(h['result'])}. Ours: {_cell(h['ours'])}{_mde_text(h)}, {verdict}.")
-    text += "".join(committed_run_text(name, frame) for name, frame in (committed or {}).items())
+    text += "".join(committed_run_text(name, frame) for name, frame in own_runs.items())
     return text + text_beyond

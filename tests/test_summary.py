@@ -200,13 +200,16 @@ def test_the_front_page_reports_the_committed_runs_beside_the_build(tmp_path):
     full = pd.DataFrame([own]).assign(chapter="05_tune_it_yourself")
     full.attrs["stale"] = "code commit 0000 is older than the last change"
     text = summary.front_page_text(_headlines(), {"full": full, "design": _design_headlines()})
+    # the design run follows the build's tally; the own experiment's full run follows the own experiment
+    assert text.index("(`results/design`)") < text.index("The book's own experiment") < \
+        text.index("(`results/full`)")
     assert ("In the committed full run (`results/full`) (flagged: code commit 0000 is older than the last change), "
             "the same slope is +1.70 pts [-0.18, +3.79] (minimum detectable effect 2.66), in the claimed direction"
             in text)
     assert ("(`results/design`) compares the base model tuned on 4 instruction datasets (cot, flan-v2, gpt4-alpaca, "
             "stanford-alpaca; " in text) and "of its 6 results (one per result and tuned model), 5 go the paper's way" \
         in text
-    assert "Spearman correlation between +0.80 and +0.80 over 1 result (4 datasets" in text
+    assert "(Spearman) ranges from +0.80 to +0.80 over 1 result (4 datasets" in text
     consistency = findings.row("§3, Table 2", "ParaRel consistency, tuned − base (points)", "p", "+1.0 [-2.0, +4.0]",
                                "n.s. (same sign)", estimate=1.0, low=-2.0, high=4.0, mde=3.5, base="gemma-3-270m",
                                tuned=DATASET_MODELS["cot"])
@@ -229,3 +232,12 @@ def test_committed_headlines_read_each_runs_headline_files_and_flag_a_stale_run(
     assert list(found) == ["design"] and len(found["design"]) == 6
     assert found["design"].attrs["stale"] == "no code commit recorded"
     assert results.committed_headlines(None) == {} and results.committed_headlines(tmp_path / "absent") == {}
+
+
+def test_the_front_page_says_when_no_comparison_mixes_families():
+    same = summary.front_page_text(_headlines().assign(tuned="gemma-3-270m-ift-free-form"))
+    assert "Every comparison is within one model family, so it isolates instruction tuning." in same
+    # chapter 5's arms are not registry names: the known pair is counted, and no family mix is claimed
+    partly = summary.front_page_text(_headlines().assign(tuned=["gemma-3-270m-ift-free-form", "templates-1 (2 seeds)"]))
+    assert ("1 of the 2 compare a base model with a tuned model of its own family (by the registry) and none "
+            "compares two families") in partly and "different families" not in partly
