@@ -427,7 +427,7 @@ def committed_run_text(name: str, headlines: pd.DataFrame) -> str:
     flag = f" (flagged: {stale})" if stale else ""
     own = own_experiment_rows(headlines)
     if len(own):
-        return "".join(f" In the committed full run (`results/{name}`){flag}, the same slope is {_cell(h['ours'])}"
+        return "".join(f" In the committed full run (results/{name}){flag}, the same slope is {_cell(h['ours'])}"
                        f"{_mde_text(h)}, {_OWN_VERDICTS.get(h['direction_holds'], _cell(h['direction_holds']))}."
                        for _, h in own.iterrows())
     rows = headlines.drop(beyond_rows(headlines).index)
@@ -437,7 +437,7 @@ def committed_run_text(name: str, headlines: pd.DataFrame) -> str:
     datasets = sorted({d for d in map(instruction_dataset, rows["tuned"]) if d})
     which = (f"the base model tuned on {len(datasets)} instruction datasets ({', '.join(datasets)}; subsets or "
              "labelled stand-ins, by one recipe)" if datasets else "its models")
-    text = (f" The committed run of the paper's design at pocket scale (`results/{name}`){flag} compares {which}: "
+    text = (f" The committed run of the paper's design at pocket scale (results/{name}){flag} compares {which}: "
             f"of its {t['total']} results (one per result and tuned model), {t['holds']} go the paper's way, "
             f"{t['against']} against it, {t['n.s.']} are not significant")
     text += f" and {t['mixed'] + t['cannot tell']} cannot be read." if t["mixed"] + t["cannot tell"] else "."

@@ -201,12 +201,12 @@ def test_the_front_page_reports_the_committed_runs_beside_the_build(tmp_path):
     full.attrs["stale"] = "code commit 0000 is older than the last change"
     text = summary.front_page_text(_headlines(), {"full": full, "design": _design_headlines()})
     # the design run follows the build's tally; the own experiment's full run follows the own experiment
-    assert text.index("(`results/design`)") < text.index("The book's own experiment") < \
-        text.index("(`results/full`)")
-    assert ("In the committed full run (`results/full`) (flagged: code commit 0000 is older than the last change), "
+    assert text.index("(results/design)") < text.index("The book's own experiment") < \
+        text.index("(results/full)")
+    assert ("In the committed full run (results/full) (flagged: code commit 0000 is older than the last change), "
             "the same slope is +1.70 pts [-0.18, +3.79] (minimum detectable effect 2.66), in the claimed direction"
             in text)
-    assert ("(`results/design`) compares the base model tuned on 4 instruction datasets (cot, flan-v2, gpt4-alpaca, "
+    assert ("(results/design) compares the base model tuned on 4 instruction datasets (cot, flan-v2, gpt4-alpaca, "
             "stanford-alpaca; " in text) and "of its 6 results (one per result and tuned model), 5 go the paper's way" \
         in text
     assert "(Spearman) ranges from +0.80 to +0.80 over 1 result (4 datasets" in text
