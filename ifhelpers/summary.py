@@ -5,8 +5,10 @@ reads them back for the summary page: what the book finds in one paragraph (:fun
 pasted on the front page) and in one figure (:func:`plot_headline_forest`), which chapters are
 missing (:func:`missing_notes`), which model pairs were compared and whether they share a family
 (:func:`model_pairs`), the table of results per chapter (:func:`results_tables`) and the wall time of
-each chapter (:func:`chapter_times`). Book layer: text, tables and one figure of the chapters'
-numbers; nothing is estimated here.
+each chapter (:func:`chapter_times`); and, for the runs committed with the book, what they find
+(:func:`committed_run_text`) and our per-dataset effects beside the paper's (:func:`per_dataset_table`,
+:func:`rank_agreement`). Book layer: text, tables and one figure of the chapters' numbers; the one
+statistic computed here, the rank correlation of our per-dataset effects with the paper's, is scipy's.
 """
 
 from __future__ import annotations
