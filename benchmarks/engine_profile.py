@@ -19,17 +19,12 @@ from __future__ import annotations
 import argparse
 import cProfile
 import pstats
-import time
 
 import torch
 
+from engine_throughput import timed  # the same workload and request (this folder is on the path)
 from ifhelpers.data import pararel
-from ifhelpers.model import engine, models, probes, tokens
-
-
-def shared_pass(lm, texts, share: bool = True):
-    return engine.run(lm, texts, probes.pararel_request(states_dtype="float32"), cache=False, share_prefixes=share,
-                      progress=False)
+from ifhelpers.model import models, probes, tokens
 
 
 def main() -> None:
@@ -42,18 +37,14 @@ def main() -> None:
     lm = models.load(args.model, device="cpu")
     texts = probes.pararel_prompts(lm, pararel.load_queries(None, args.n_per_relation, seed=0))["prompt"].tolist()
     n_tokens = sum(len(tokens.encode(lm.tokenizer, t)) for t in texts)
-    shared_pass(lm, texts[:200])  # warm-up
-    seconds = {}
-    for share in (False, True):
-        start = time.perf_counter()
-        shared_pass(lm, texts, share)
-        seconds[share] = time.perf_counter() - start
+    timed(lm, texts[:200], share=True)  # warm-up
+    seconds = {share: timed(lm, texts, share)[1] for share in (False, True)}
     print(f"{args.model}: {len(texts)} texts, {n_tokens} tokens, {torch.get_num_threads()} threads; plain "
           f"{n_tokens / seconds[False]:.0f} tok/s, shared {n_tokens / seconds[True]:.0f} tok/s "
           f"({seconds[False] / seconds[True]:.2f}x)")
 
     profiler = cProfile.Profile()
-    profiler.runcall(shared_pass, lm, texts)
+    profiler.runcall(timed, lm, texts, True)
     stats = pstats.Stats(profiler)
     print("\n== the shared pass by function (cumulative s; engine, prefix planner, recorder) ==")
     rows = [(cum, calls, f"{func[0].rsplit('/', 2)[-1]}:{func[2]}") for func, (calls, _, _, cum, _)
@@ -62,7 +53,7 @@ def main() -> None:
         print(f"{cum:8.2f} s {calls:8d} calls  {name}")
 
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], record_shapes=True) as prof:
-        shared_pass(lm, texts)
+        timed(lm, texts, share=True)
     print("\n== torch operators by self CPU time ==")
     print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=args.top))
     print("== matrix products and attention by input shape ==")

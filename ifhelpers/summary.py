@@ -386,10 +386,10 @@ def per_dataset_table(headlines: pd.DataFrame) -> pd.DataFrame:
         if dataset is None or not any(str(h["result"]).startswith(k) for k in PAPER_PER_MODEL):
             continue
         rows.append({"result": h["result"], "dataset": dataset, "ours_label": instruction_sets.SETS[dataset].label,
-                     "ours": h["estimate"], "ours_low": h["low"], "ours_high": h["high"],
+                     "ours": h["estimate"], "ours_low": h["low"], "ours_high": h["high"], "ours_mde": h["mde"],
                      "ours_verdict": h["direction_holds"],
                      "paper (LLaMA-7b)": paper_per_model_effect(h["result"], dataset)})
-    return pd.DataFrame(rows, columns=["result", "dataset", "ours_label", "ours", "ours_low", "ours_high",
+    return pd.DataFrame(rows, columns=["result", "dataset", "ours_label", "ours", "ours_low", "ours_high", "ours_mde",
                                        "ours_verdict", "paper (LLaMA-7b)"])
 
 
@@ -414,8 +414,31 @@ def rank_agreement(table: pd.DataFrame, confidence: float = 0.95) -> pd.DataFram
     return pd.DataFrame(rows, columns=["result", "datasets", "spearman", "low", "high", "p"])
 
 
-def _mde_text(row) -> str:
-    mde = pd.to_numeric(row.get("mde"), errors="coerce")
+def footnote4_by_run(pararel_summaries: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Footnote 4's rule (:func:`ifhelpers.chapters.predictions.footnote4_rule`) on each run's own ParaRel
+    summary (chapter 2's ``predictions_pararel_summary`` tables with a ``run`` column, as
+    :func:`ifhelpers.results.load_tables` gathers them), in points, by run."""
+    from ifhelpers.chapters import predictions
+
+    out = {}
+    for run, part in pararel_summaries.groupby("run") if len(pararel_summaries) else []:
+        rule = predictions.footnote4_rule(part.set_index("model"), base=part.loc[part["role"] == "base", "model"].iloc[0])
+        out[run] = (100 * rule[["consistency", "consistency_std", "difference", "threshold"]]).join(
+            rule[["beyond_threshold"]])
+    return out
+
+
+def defined_correlations(correlations: pd.DataFrame) -> pd.DataFrame:
+    """Chapter 4's Table 7 rows (``mechanisms_correlation`` tables with a ``run`` column) where the correlation
+    across tuned models is defined, one row per run, block and layer."""
+    if not len(correlations) or not correlations["defined"].any():
+        return pd.DataFrame()
+    rows = correlations[correlations["defined"]].drop_duplicates(["run", "block", "layer"])
+    return rows[["run", "block", "layer", "r", "p_value", "n_models"]]
+
+
+def _mde_text(row, column: str = "mde") -> str:
+    mde = pd.to_numeric(row.get(column), errors="coerce")
     return f" (minimum detectable effect {mde:.2f})" if pd.notna(mde) else ""
 
 
@@ -444,15 +467,13 @@ def committed_run_text(name: str, headlines: pd.DataFrame) -> str:
             f"{t['against']} against it, {t['n.s.']} are not significant")
     text += f" and {t['mixed'] + t['cannot tell']} cannot be read." if t["mixed"] + t["cannot tell"] else "."
     table = per_dataset_table(rows)
-    central = rows[rows["result"].astype(str).str.startswith(CENTRAL_RESULT)]
-    spelled = [f"{d} {h['estimate']:+.1f} [{h['low']:+.1f}, {h['high']:+.1f}]{_mde_text(h)}" for d, (_, h) in
-               zip(map(instruction_dataset, central["tuned"]), central.iterrows()) if d]
-    if spelled:
-        paper_effects = table[table["result"].astype(str).str.startswith(CENTRAL_RESULT)]
+    central = table[table["result"].astype(str).str.startswith(CENTRAL_RESULT)]
+    if len(central):
+        spelled = [f"{c['dataset']} {c['ours']:+.1f} [{c['ours_low']:+.1f}, {c['ours_high']:+.1f}]"
+                   f"{_mde_text(c, 'ours_mde')}" for _, c in central.iterrows()]
         text += (f" {CENTRAL_RESULT} per dataset: " + "; ".join(spelled) + " (the paper, for LLaMA-7b tuned on the "
                  "same datasets: " + ", ".join(f"{d} {v:+.1f}" for d, v in
-                                               zip(paper_effects["dataset"], paper_effects["paper (LLaMA-7b)"])) +
-                 " points).")
+                                               zip(central["dataset"], central["paper (LLaMA-7b)"])) + " points).")
     agreement = rank_agreement(table).dropna(subset=["spearman"])
     if len(agreement):
         text += (f" The rank correlation of our per-dataset effects with the paper's (Spearman) ranges from "

@@ -30,10 +30,10 @@ MATH_CHAPTER = "01_vector_space"  # a chapter with inline and display math
 GOLDEN = REPO / "tests" / "golden"  # the smoke-size headlines every change is compared with
 VOLATILE = ["elapsed_s", "executed_at", "cache", "cpus"]  # what a run may change: its time and cache state
 NUMERIC = ["estimate", "low", "high", "mde"]
-#: The models the smoke book reads wherever a chapter's default compares a base with tuned models: the
+#: The registry pair the smoke book reads wherever a chapter's default compares a base with tuned models: the
 #: cross-family pocket pair, which needs no training. The default's tuned Gemma (270 Alpaca examples) trains for
 #: about 5 minutes; its path (tuned on two datasets, stored, loaded, run) is tests/test_tuning_datasets.py's.
-SMOKE_MODELS = ["gemma-3-270m", "smollm2-135m-instruct"]
+SMOKE_PAIR = "pocket"
 
 
 def smoke_sources(target: Path) -> list[str]:
@@ -41,7 +41,7 @@ def smoke_sources(target: Path) -> list[str]:
     import jupytext
     from papermill.parameterize import parameterize_notebook
 
-    from ifhelpers.cli import notebook_parameters
+    from ifhelpers.cli import notebook_parameters, parse_models
 
     for name in ("_config.yml", "_toc.yml"):
         shutil.copy(REPO / name, target / name)
@@ -54,7 +54,8 @@ def smoke_sources(target: Path) -> list[str]:
         notebook.metadata.setdefault("papermill", {})  # papermill expects what its own runs leave
         for cell in notebook.cells:
             cell.metadata.setdefault("tags", [])
-        models = {"models": SMOKE_MODELS} if len(notebook_parameters(path).get("models", [])) > 1 else {}
+        models = {"models": parse_models(f"pair={SMOKE_PAIR}")[0]} if len(notebook_parameters(path).get("models", [])) > 1 \
+            else {}
         notebook = parameterize_notebook(notebook, {**models, **smoke.get(path.stem, {})})
         jupytext.write(notebook, target / "notebooks" / f"{path.stem}.ipynb")
         chapters.append(path.stem)

@@ -241,3 +241,17 @@ def test_the_front_page_says_when_no_comparison_mixes_families():
     partly = summary.front_page_text(_headlines().assign(tuned=["gemma-3-270m-ift-free-form", "templates-1 (2 seeds)"]))
     assert ("1 of the 2 compare a base model with a tuned model of its own family (by the registry) and none "
             "compares two families") in partly and "different families" not in partly
+
+
+def test_footnote4_and_table7_of_the_committed_runs():
+    # base consistency 0.60 with SD 0.01 over prompts: the threshold is 1.0 point; the tuned model is 2.0 points lower
+    frame = pd.DataFrame({"run": "r", "model": ["b", "t"], "role": ["base", "instruction-tuned"],
+                          "consistency": [0.60, 0.58], "consistency_std": [0.01, 0.02]})
+    (rule,) = summary.footnote4_by_run(frame).values()
+    assert rule.loc["t", ["difference", "threshold"]].tolist() == pytest.approx([-2.0, 1.0])
+    assert bool(rule.loc["t", "beyond_threshold"]) and summary.footnote4_by_run(pd.DataFrame()) == {}
+    correlations = pd.DataFrame({"run": "r", "model": ["t1", "t2", "t1"], "block": "MHSA", "layer": [3, 3, 4],
+                                 "r": [0.5, 0.5, np.nan], "p_value": [0.2, 0.2, np.nan], "n_models": 3,
+                                 "defined": [True, True, False]})
+    assert summary.defined_correlations(correlations)[["layer", "r"]].values.tolist() == [[3, 0.5]]
+    assert summary.defined_correlations(correlations.assign(defined=False)).empty
