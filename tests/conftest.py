@@ -71,7 +71,6 @@ def tiny_lm():
 # ------------------------------------------------------------------------------------------------
 # Tiny random-weight models of several families, saved as a researcher's local folders
 
-TINY_FAMILIES = ("llama", "qwen2", "gemma3", "olmo2")
 TINY_CHAT_TEMPLATE = ("{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}\n{% endfor %}"
                       "{% if add_generation_prompt %}<|assistant|>\n{% endif %}")
 
@@ -105,11 +104,17 @@ def make_tiny_bpe_tokenizer(chat: bool = False, closing_eos: bool = False):
 ANATOMY_FAMILIES = ("llama", "mistral", "mixtral", "qwen2", "qwen3", "qwen3_moe", "phi3", "phi", "granite", "cohere",
                     "gemma2", "gemma3", "gemma3_vision", "olmo2", "gpt2", "gpt_neox", "opt", "falcon")
 RULE_FAMILIES = ("stablelm", "bloom", "xglm")
+#: The families whose tiny random models run chapters 1-4 and 6 through ``ifhelpers run`` (a Gemma 3 base, the
+#: others tuned) and chapter 5's recipe in process: every family of the table and one the general rule finds.
+RUN_FAMILIES = (*ANATOMY_FAMILIES, "stablelm")
+#: The families whose base also runs chapter 5 end to end: pre-norm (Llama), post-norms with a sliding window
+#: (Gemma 3), learned positions with Conv1D projections (GPT-2).
+CHAPTER_5_FAMILIES = ("llama", "gemma3", "gpt2")
 
 
 def make_tiny_family(family: str, seed: int = 0, vocab_size: int = 320, context: int = 512):
-    """A random-weight causal LM of ``family`` (:data:`TINY_FAMILIES`, :data:`ANATOMY_FAMILIES`,
-    :data:`RULE_FAMILIES`) with 3 layers of width 32 and ``context`` positions; Gemma 2/3 and Mistral with a
+    """A random-weight causal LM of ``family`` (:data:`ANATOMY_FAMILIES`, :data:`RULE_FAMILIES`) with 3 layers of
+    width 32 and ``context`` positions; Gemma 2/3 and Mistral with a
     sliding window, Granite and Cohere with their update and logit scales, OPT with a projection after its
     final norm."""
     import torch

@@ -6,12 +6,11 @@ found); the refusals before any work (post-LN OPT, BART); and the model's contex
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 
-from conftest import (ANATOMY_FAMILIES, RULE_FAMILIES, TINY_FAMILIES, make_tiny_bpe_tokenizer, make_tiny_family,
-                      save_tiny_family)
+from conftest import (ANATOMY_FAMILIES, CHAPTER_5_FAMILIES, RULE_FAMILIES, RUN_FAMILIES, make_tiny_bpe_tokenizer,
+                      make_tiny_family, save_tiny_family)
 from ifhelpers import cli, results
 from ifhelpers.model import anatomy, engine, generate, lens, models
 from ifhelpers.model.tokens import encode
@@ -37,10 +36,12 @@ def test_every_table_entry_has_a_tiny_model():
     built = {anatomy.meta_model(make_tiny_family(f).config).config.model_type for f in ANATOMY_FAMILIES}
     assert built == set(anatomy.TABLE)
     assert not {anatomy.meta_model(make_tiny_family(f).config).config.model_type for f in RULE_FAMILIES} & built
-    # the families that run the chapters end to end are those the book's appendix says do
-    assert {make_tiny_family(f).config.model_type for f in TINY_FAMILIES} == {
-        family for family, run in anatomy.CHAPTERS_RUN.items() if run.endswith("through ifhelpers run")}
-    assert set(IN_PROCESS_CHAPTER_1) == {family for family, run in anatomy.CHAPTERS_RUN.items() if run == "1 in process"}
+    # the families that run the chapters (tests/test_any_architecture.py) are those the book's appendix says do
+    model_type = {f: anatomy.meta_model(make_tiny_family(f).config).config.model_type for f in RUN_FAMILIES}
+    assert set(anatomy.TABLE) <= set(model_type.values())
+    assert {model_type[f] for f in CHAPTER_5_FAMILIES} == {
+        family for family, run in anatomy.CHAPTERS_RUN.items() if run == "1-6 through ifhelpers run"}
+    assert {family for family, run in anatomy.CHAPTERS_RUN.items() if "through ifhelpers run" in run} == set(anatomy.TABLE)
 
 
 @pytest.mark.parametrize("family", ANATOMY_FAMILIES)
@@ -102,6 +103,17 @@ def test_parts_not_found_are_refused_before_any_work(tmp_path, capsys, monkeypat
     assert not (tmp_path / "runs").exists()  # no kernel started
 
 
+def test_an_update_read_without_the_final_norm_goes_through_opts_projection(tmp_path):
+    """OPT's embeddings are narrower than its stream (project_out): §4's raw update is read through it."""
+    lm = loaded(tmp_path, "opt")
+    update = engine.run(lm, TEXTS[:2], engine.Request(updates=True), cache=False)["attn_update"][:, 1]
+    assert update.shape[-1] == 32 and lm.model.get_output_embeddings().weight.shape[1] == 16
+    with torch.inference_mode():
+        expected = lm.model.get_output_embeddings()(lm.model.model.decoder.project_out(torch.tensor(update)))
+    np.testing.assert_array_equal(lens.top_tokens(lm, update, k=1, apply_final_norm=False)[:, 0],
+                                  expected.argmax(-1).numpy())
+
+
 def test_post_ln_opt_is_refused_with_one_line():
     model = make_tiny_family("opt")
     model.config.do_layer_norm_before = False
@@ -129,26 +141,6 @@ def test_an_encoder_decoder_family_the_engine_does_not_read_is_refused_before_an
     assert capsys.readouterr().err.startswith("ifhelpers: t5-xl-lm-adapt: google/t5-xl-lm-adapt is not in the "
                                               "Hugging Face cache and the Hub is off")
     assert not (tmp_path / "runs").exists()
-
-
-#: Chapter 1's functions run in process for these families (base first), at below smoke sizes.
-IN_PROCESS_CHAPTER_1 = ("gpt_neox", "opt", "falcon")
-
-
-def test_chapter_1_runs_in_process_for_more_families(tmp_path):
-    from ifhelpers import measure
-    from ifhelpers.chapters import vector_space as vs
-
-    folders = [str(save_tiny_family(tmp_path / f, f, tuned=i > 0, seed=i)) for i, f in enumerate(IN_PROCESS_CHAPTER_1)]
-    roles = {folder: "instruction-tuned" if i else "base" for i, folder in enumerate(folders)}
-    designs, queries = vs.build_designs(["mrpc", "tapaco", "pararel"], n_mrpc_pairs=4, n_paraphrase_sets=4,
-                                        n_nonparaphrase_per_set=2, pararel_relations=["P17", "P19"],
-                                        pararel_n_per_relation=3, seed=0)
-    units = measure.runner.run(folders, [measure.units.per_set_gaps(designs, queries, [0, 1, 2])], roles)["units"]
-    assert set(units["model"]) == set(folders)
-    rows = pd.DataFrame(vs.headlines(vs.gap_comparison(units, "final_norm", 200, seed=0),
-                                     {d: design.label for d, design in designs.items()}, "final_norm"))
-    assert len(rows) == 3 * 2 and not rows["ours"].astype(str).str.contains("nan").any()
 
 
 # ------------------------------------------------------------------------------------------------ context

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -221,7 +223,11 @@ def test_extraction_tables_later_code_variant(tiny_lm):
     frame["correct"] = False
     empty = layers.extraction_tables(tiny_lm, frame, n_queries=None, later_code=True)["events_later_code"]
     assert empty.empty and {"query", "block", "layer", "event"} <= set(empty.columns)
-    assert all(t.empty for t in mech.later_code_extraction(empty).values())
+    summary = mech.later_code_extraction(empty)
+    assert all(t.empty for t in summary.values())
+    # its saved curves read back, with the columns a run with events writes
+    assert list(pd.read_csv(io.StringIO(summary["curves"].to_csv(index=False))).columns) == list(
+        mech.later_code_extraction(later)["curves"].columns)
     assert "events_later_code" not in layers.extraction_tables(tiny_lm, frame, n_queries=None)
 
 

@@ -15,8 +15,10 @@ builds that sum from differently named modules, so :data:`TABLE` says, per ``con
 * ``mlp``         likewise for f^l (OPT's second feed-forward matrix ``fc2``; the sparse MoE block of
                   Mixtral; the post-feed-forward norm of Gemma 2/3 and OLMo 2). A layer that adds
                   attention and MLP in parallel (Falcon, GPT-NeoX, Phi, Cohere) is the same sum;
-* ``final_norm``  what h^L goes through before the output embedding (OPT: its final norm, then
-                  ``project_out`` where the model has one);
+* ``final_norm``  the norm h^L goes through before the output embedding;
+* ``projection``  a linear map between the final norm and the output embedding (OPT's ``project_out``,
+                  where its embeddings are narrower than its stream): the output embedding reads every
+                  vector through it, final-normed or not;
 * ``update_scale``, ``logit_scale``, ``logit_divisor``, ``softcap``: the config attributes that scale
                   each update as it is added (Granite's residual multiplier), multiply or divide the
                   logits (Cohere, Granite) or soft-cap them (Gemma 2/3);
@@ -82,6 +84,7 @@ class Anatomy:
     attention: str | None
     mlp: str | None
     final_norm: tuple[str, ...]
+    projection: str | None = None
     layout: str = "pre-norm: a^l and f^l are the attention and MLP outputs"
     update_scale: str | None = None
     logit_scale: str | None = None
@@ -123,13 +126,22 @@ class Anatomy:
         return float(getattr(text_config(model.config), self.update_scale)) if self.update_scale else 1.0
 
     def final_norm_modules(self, model) -> list:
-        return [m for m in (_get(model, path) for path in self.final_norm) if m is not None]
+        """The final norm's modules, then the projection where the model has one."""
+        paths = (*self.final_norm, self.projection) if self.projection else self.final_norm
+        return [m for m in (_get(model, path) for path in paths) if m is not None]
 
     def apply_final_norm(self, model, hidden):
-        """``hidden`` (h^L, shape ``(..., d)``) after the model's final norm: what the output embedding reads."""
+        """``hidden`` (h^L, shape ``(..., d)``) after the model's final norm (and projection): what the output
+        embedding reads."""
         for module in self.final_norm_modules(model):
             hidden = module(hidden)
         return hidden
+
+    def project(self, model, vectors):
+        """``vectors`` through the projection to the output embedding's width, where the model has one (an
+        update read in vocabulary space without the final norm, paper §4)."""
+        module = _get(model, self.projection) if self.projection else None
+        return module(vectors) if module is not None else vectors
 
     def logits(self, model, normed):
         """The model's logits from final-normed hidden states: the output embedding, then the family's
@@ -187,7 +199,7 @@ TABLE: dict[str, Anatomy] = {
     "gpt_neox": Anatomy("gpt_neox.layers", "attention", "mlp", ("gpt_neox.final_layer_norm",),
                         layout="parallel attention and MLP (use_parallel_residual), or sequential"),
     "opt": Anatomy("model.decoder.layers", "self_attn", "fc2",
-                   ("model.decoder.final_layer_norm", "model.decoder.project_out"), refuse=_opt_refusal,
+                   ("model.decoder.final_layer_norm",), projection="model.decoder.project_out", refuse=_opt_refusal,
                    layout="pre-norm, learned positions; f^l is fc2's output (no MLP module)"),
     "falcon": Anatomy("transformer.h", "self_attention", "mlp", ("transformer.ln_f",),
                       layout="parallel attention and MLP (parallel_attn, new_decoder_architecture), or sequential"),
@@ -269,7 +281,7 @@ def of(model, name: str | None = None) -> Anatomy:
     why = entry.refuse(text_config(config)) if entry.refuse else None
     if why:
         raise AnatomyError(f"{name}: a {config.model_type!r} model the engine cannot read: {why}.")
-    paths = [entry.layers, *entry.final_norm,
+    paths = [entry.layers, *entry.final_norm, *((entry.projection,) if entry.projection else ()),
              *(f"{entry.layers}.0.{part}" for part in (entry.attention, entry.mlp) if part)]
     for path in paths:
         try:
@@ -389,6 +401,45 @@ def check_specs(specs: list, decoders_only: str | None = None) -> list:
     return specs
 
 
+#: Llama's names for every projection of attention and the MLP: what chapter 5's recipe tunes with LoRA
+#: (:class:`ifhelpers.model.tuned.Recipe`'s ``target_modules``) in a family that names them so.
+PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+def lora_targets(model, names: tuple[str, ...], name: str | None = None) -> list[str]:
+    """The modules LoRA tunes in ``model`` for the module names ``names`` (peft's ``target_modules``).
+
+    The linear layers of the decoder layers (:meth:`Anatomy.decoder_layers`) whose name is among ``names``, given
+    as ``names`` where those are exactly the modules peft would match, else by their full paths (a multimodal
+    model's vision tower has a ``q_proj`` too). Where ``names`` are :data:`PROJECTIONS` and the family names its
+    projections otherwise (GPT-2's ``c_attn``/``c_fc``/``c_proj``, GPT-NeoX's and Falcon's ``query_key_value``/
+    ``dense*``, OPT's ``out_proj``/``fc1``/``fc2``, Phi-3's fused ``qkv_proj``/``gate_up_proj``), every linear layer
+    of the decoder layers: the same projections under the family's names (a mixture of experts keeps its experts
+    as 3-D parameters, not linear layers, so its attention projections alone). :class:`AnatomyError` with one
+    line when a name is missing from the decoder layers.
+    """
+    import torch
+    from transformers.pytorch_utils import Conv1D
+
+    name = name or type(model).__name__
+    layers = of(model, name).layers
+    linear = [path for path, module in model.named_modules() if isinstance(module, (torch.nn.Linear, Conv1D))
+              and path.split(".")[-1] != "lm_head"]
+    inside = [path for path in linear if path.startswith(layers + ".")]
+    chosen = [path for path in inside if path.split(".")[-1] in names]
+    missing = sorted(set(names) - {path.split(".")[-1] for path in chosen})
+    if missing and tuple(names) == PROJECTIONS:
+        chosen = inside
+    elif missing:
+        raise AnatomyError(f"{name}: LoRA target modules {', '.join(missing)} are not linear layers of its decoder "
+                           f"layers ({layers}), which has {', '.join(sorted({p.split('.')[-1] for p in inside}))}: "
+                           f"set the recipe's target_modules to those")
+    if not chosen:
+        raise AnatomyError(f"{name}: its decoder layers ({layers}) hold no linear layer for LoRA to tune")
+    everywhere = [path for path in linear if path.split(".")[-1] in names]
+    return list(names) if not missing and everywhere == chosen else chosen
+
+
 def context_length(model) -> int | None:
     """How many positions ``model`` reads (its family's context attribute)."""
     return of(model).context_length(model.config)
@@ -414,13 +465,14 @@ def narrowest_window(model) -> int | None:
 #: entry has no tiny model).
 CHECKED_FOR_EVERY_ENTRY = ("eq. 1 at every layer", "prefix reuse gives the plain pass's results",
                            "the logit lens on h^L gives the model's own logits")
-#: The families whose tiny random models also run chapters: end to end through ``ifhelpers run``
-#: (``tests/test_any_architecture.py``, whose families ``tests/test_anatomy.py`` checks against these), or the
-#: chapter's functions in process (``tests/test_anatomy.py``); the pocket pair (gemma3_text, llama) runs the
-#: whole book.
-CHAPTERS_RUN = {"llama": "1-6 through ifhelpers run", "qwen2": "1-6 through ifhelpers run",
-                "gemma3_text": "1-6 through ifhelpers run", "olmo2": "1-4 and 6 through ifhelpers run",
-                "gpt_neox": "1 in process", "opt": "1 in process", "falcon": "1 in process",
+#: The chapters each family's tiny random models run in the tests (``tests/test_any_architecture.py``, whose
+#: families ``tests/test_anatomy.py`` checks against these): every family through ``ifhelpers run`` for chapters
+#: 1-4 and 6 (a Gemma 3 base and every other family tuned, in one run per chapter) and chapter 5's recipe
+#: (LoRA on the family's projections, stored, loaded back and read by the engine) in process; three bases
+#: (pre-norm; post-norms with a sliding window; learned positions with Conv1D projections) run chapter 5 end
+#: to end. The pocket pair (gemma3_text, llama) runs the whole book.
+CHAPTERS_RUN = {**{family: "1-4 and 6 through ifhelpers run; chapter 5's tuning in process" for family in TABLE},
+                **{family: "1-6 through ifhelpers run" for family in ("llama", "gemma3_text", "gpt2")},
                 "t5": "1, 2, 3 and 6 in process; 4 and 5 refused"}
 #: What ``tests/test_t5.py`` checks on a tiny random model of every entry of :data:`ENCODER_DECODER`.
 CHECKED_FOR_ENCODER_DECODER = ("h^0 ... h^L are the encoder's states and the representation its output",
@@ -445,7 +497,8 @@ def table():
                      "decoder layers": entry.layers + (" (the encoder's)" if entry.encoder_decoder else ""),
                      "a^l": entry.attention + scale if entry.attention else no_update,
                      "f^l": entry.mlp + scale if entry.mlp else no_update,
-                     "final norm": " then ".join(entry.final_norm),
+                     "final norm": " then ".join((*entry.final_norm, *((entry.projection,) if entry.projection
+                                                                        else ()))),
                      "logits": "; ".join(x for x in logits if x) or "as the output embedding gives them",
                      "context": entry.context or "none (relative positions)",
                      "refused": "when " + entry.refuse.__doc__ if entry.refuse else "",

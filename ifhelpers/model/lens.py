@@ -16,14 +16,13 @@ from ifhelpers.model.models import LoadedModel
 
 
 def normed(lm: LoadedModel, vectors, apply_final_norm: bool = True):
-    """Vectors of shape ``(..., d)`` as a torch tensor on the model's device, after its final norm."""
+    """Vectors of shape ``(..., d)`` as a torch tensor on the model's device, after its final norm (without it:
+    through the projection to the output embedding's width alone, where the model has one)."""
     import torch
 
     v = torch.as_tensor(np.asarray(vectors), device=lm.device, dtype=next(lm.model.parameters()).dtype)
-    if apply_final_norm:
-        with torch.inference_mode():
-            v = lm.anatomy.apply_final_norm(lm.model, v)
-    return v
+    with torch.inference_mode():
+        return lm.anatomy.apply_final_norm(lm.model, v) if apply_final_norm else lm.anatomy.project(lm.model, v)
 
 
 def unembed(lm: LoadedModel, vectors, apply_final_norm: bool = True):

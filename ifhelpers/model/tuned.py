@@ -25,6 +25,7 @@ from pathlib import Path
 from ifhelpers.data import sources
 from ifhelpers.data.instruction_sets import SETS
 from ifhelpers.model import folders as model_folders, registry
+from ifhelpers.model.anatomy import PROJECTIONS
 from ifhelpers.model.registry import ModelSpec
 
 #: The training arms of chapter 5 (:func:`ifhelpers.train.tuning.mixture`): the same T0 tasks through
@@ -89,7 +90,9 @@ class Recipe:
     many); every variant trains ``epochs`` passes over its examples in batches of ``batch_size``,
     hence the same number of optimiser steps. ``seed`` draws the data (which templates, which
     examples), the LoRA initialisation and the data order. ``method`` is ``lora`` (the LoRA fields
-    apply) or ``full`` (every weight trained; the LoRA fields are ignored).
+    apply) or ``full`` (every weight trained; the LoRA fields are ignored). ``target_modules`` are
+    module names; the default, Llama's names for every projection of attention and the MLP, tunes the same
+    projections in a family that names them otherwise (:func:`ifhelpers.model.anatomy.lora_targets`).
     """
 
     name: str
@@ -103,7 +106,7 @@ class Recipe:
     lora_r: int = 16
     lora_alpha: int = 32
     lora_dropout: float = 0.05
-    target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+    target_modules: tuple[str, ...] = PROJECTIONS  # in a family that names them otherwise, its names
     seed: int = 0
     min_templates: int = 4  # the T0 tasks every arm uses: those with this many templates that fit
     method: str = "lora"

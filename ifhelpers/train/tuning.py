@@ -60,7 +60,7 @@ import pandas as pd
 
 from ifhelpers.data import instruction_sets, instructions, sources
 from ifhelpers.data.contamination import contamination
-from ifhelpers.model import registry
+from ifhelpers.model import anatomy, registry
 from ifhelpers.model.registry import ModelSpec
 from ifhelpers.model.tuned import (CHAT_TEMPLATE, Recipe, check_mixture, data_label, folders, is_stored,
                                    is_trained, location, recipe_of, templates_per_task)
@@ -370,8 +370,9 @@ def fit(model, tokenizer, examples: pd.DataFrame, recipe: Recipe, work_dir: str 
     if recipe.method == "lora":
         from peft import LoraConfig, get_peft_model
 
+        targets = anatomy.lora_targets(model, recipe.target_modules, recipe.name)
         lora = LoraConfig(r=recipe.lora_r, lora_alpha=recipe.lora_alpha, lora_dropout=recipe.lora_dropout,
-                          target_modules=list(recipe.target_modules), task_type="CAUSAL_LM")
+                          target_modules=targets, task_type="CAUSAL_LM")
         model = get_peft_model(model, lora)
     steps = recipe.epochs * -(-len(examples) // recipe.batch_size)
     on_cpu = model.device.type == "cpu"
@@ -406,6 +407,8 @@ def fit(model, tokenizer, examples: pd.DataFrame, recipe: Recipe, work_dir: str 
         "examples_by_task": examples["task"].value_counts().to_dict(),
         "examples_by_template": examples["template"].value_counts().to_dict(),
     }
+    if recipe.method == "lora" and targets != list(recipe.target_modules):  # the family's names for them
+        log["lora_modules"] = targets
     model.eval()
     return model, log
 

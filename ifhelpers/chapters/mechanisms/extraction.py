@@ -127,9 +127,12 @@ def later_code_extraction(events: pd.DataFrame, seed: int = 0) -> dict[str, pd.D
     only prompts the model answers correctly), summarised as the paper's reading is: ``curves``
     (:func:`mean_ci_by_layer` over queries, per model and block), ``peaks`` (:func:`extraction_peaks`) and
     ``comparison`` (:func:`extraction_comparison`, MHSA, tuned − base). Models that answer no prompt
-    correctly have no rows; with none at all every table is empty."""
+    correctly have no rows; with none at all every table is empty (``curves`` with its columns, so that its
+    saved table reads back)."""
     if events.empty:
-        return {"curves": pd.DataFrame(), "peaks": pd.DataFrame(), "comparison": pd.DataFrame()}
+        curves = pd.DataFrame(columns=["model", "role", "n_layers", "block", "layer", "estimate", "low", "high", "n",
+                                       "depth"])
+        return {"curves": curves, "peaks": pd.DataFrame(), "comparison": pd.DataFrame()}
     curves = mean_ci_by_layer(events, "event", "query", by=["model", "role", "n_layers", "block"], seed=seed,
                               depth_kind="update")
     return {"curves": curves, "peaks": extraction_peaks(curves.dropna(subset=["estimate"])),
