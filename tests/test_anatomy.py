@@ -41,7 +41,8 @@ def test_every_table_entry_has_a_tiny_model():
     assert set(anatomy.TABLE) <= set(model_type.values())
     assert {model_type[f] for f in CHAPTER_5_FAMILIES} == {
         family for family, run in anatomy.CHAPTERS_RUN.items() if run == "1-6 through ifhelpers run"}
-    assert {family for family, run in anatomy.CHAPTERS_RUN.items() if "through ifhelpers run" in run} == set(anatomy.TABLE)
+    assert {family for family, run in anatomy.CHAPTERS_RUN.items()
+            if "through ifhelpers run" in run} - set(anatomy.ENCODER_DECODER) == set(anatomy.TABLE)
 
 
 @pytest.mark.parametrize("family", ANATOMY_FAMILIES)

@@ -538,12 +538,12 @@ def headline_inputs(cons=(-0.072, -0.127, 0.016), spread_t=(16.7, 0.0, 50.4)):
     mmlu_table = pd.DataFrame({"accuracy": [13.9, 52.8], "spread": [8.3, spread_t[0]], "spread_low": [0.0, spread_t[1]],
                                "spread_high": [25.0, spread_t[2]], "null_mean": [8.3, 16.7], "p_value": [1.0, 1.0],
                                "spread_per_shuffle": [9.0, 17.0]}, index=["b", "t"])
-    mmlu_paired = pd.Series(paired_row(0.389, -0.073, 0.802))
+    mmlu_paired = pd.DataFrame([paired_row(0.389, -0.073, 0.802)], index=pd.Index(["t"], name="model"))
     return pararel_paired, pararel_summary, footnote4, mmlu_table, mmlu_paired
 
 
 def test_headlines_rows_at_chance():
-    rows = predictions.headlines(*headline_inputs(), "b", "t", True, True, 3, 6)
+    rows = predictions.headlines(*headline_inputs(), "b", True, True, 3, 6)
     assert [r["result"] for r in rows] == [
         "ParaRel consistency, tuned − base (points)", "ParaRel accuracy, tuned − base (points)",
         "MMLU accuracy, tuned − base (points)",
@@ -580,16 +580,37 @@ def test_headlines_rows_at_chance():
 def test_headlines_spread_compares_the_intervals(spread_t, expected):
     inputs = list(headline_inputs(spread_t=spread_t))
     inputs[3].loc["b", ["spread", "spread_low", "spread_high"]] = [8.3, 3.0, 25.0]
-    rows = predictions.headlines(*inputs, "b", "t", False, False, 3, 6)
+    rows = predictions.headlines(*inputs, "b", False, False, 3, 6)
     assert rows[-1]["direction_holds"] == expected
     assert rows[-1]["note"].startswith("compared by the two spreads' bootstrap intervals")
     assert rows[2]["note"].endswith("not every model at chance")
 
 
+def test_headlines_give_mmlu_rows_for_every_tuned_model():
+    """Each tuned model's MMLU accuracy and spread against the base model (the paper's design: one base, several
+    tunings), not only the first's; mmlu_comparison pairs each with the base over questions."""
+    by_question = pd.DataFrame({"model": ["b"] * 4 + ["t"] * 4 + ["u"] * 4, "question_id": list(range(4)) * 3,
+                                "accuracy": [0, 1, 0, 0, 1, 1, 0, 1, 0, 0, 0, 0]})
+    paired = predictions.mmlu_comparison(by_question, "b", ["b", "t", "u"], n_resamples=200, seed=0)
+    assert list(paired.index) == ["t", "u"]
+    assert paired.loc["t", "mean_diff"] == pytest.approx(0.5) and paired.loc["u", "mean_diff"] == pytest.approx(-0.25)
+    inputs = list(headline_inputs())
+    inputs[3] = pd.concat([inputs[3], inputs[3].loc[["t"]].rename(index={"t": "u"}).assign(accuracy=20.0)])
+    inputs[4] = paired
+    inputs[0] = pd.concat([inputs[0], inputs[0].rename(index={"t": "u"}, level="model")])
+    inputs[1] = pd.concat([inputs[1], inputs[1].loc[["t"]].rename(index={"t": "u"})])
+    inputs[2] = pd.concat([inputs[2], inputs[2].rename(index={"t": "u"})])
+    rows = predictions.headlines(*inputs, "b", True, True, 3, 4)
+    mmlu = [r for r in rows if r["result"] == "MMLU accuracy, tuned − base (points)"]
+    spread = [r for r in rows if r["result"].startswith("MMLU accuracy spread")]
+    assert [r["tuned"] for r in mmlu] == [r["tuned"] for r in spread] == ["t", "u"]
+    assert mmlu[1]["estimate"] == pytest.approx(-25.0) and mmlu[1]["ours"].endswith("(base 13.9%, tuned 20.0%)")
+
+
 def test_headlines_consistency_within_the_threshold():
     inputs = list(headline_inputs(cons=(0.03, 0.01, 0.05)))
     inputs[2] = inputs[2].assign(beyond_threshold=False)
-    (cons, *_) = predictions.headlines(*inputs, "b", "t", True, True, 3, 6)
+    (cons, *_) = predictions.headlines(*inputs, "b", True, True, 3, 6)
     assert cons["direction_holds"] == "yes" and cons["note"].endswith("4.2 points: within it")
 
 

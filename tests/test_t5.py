@@ -5,6 +5,8 @@ line before any work."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -50,6 +52,32 @@ def test_representation_is_the_encoder_output_and_predictions_the_first_decoder_
     # h^L alone (the sentence embeddings' and BECEL's request) is the same state
     last = engine.run(lm, TEXTS, engine.Request(resid=True, resid_layers="last"), cache=False)
     np.testing.assert_allclose(last["resid"][:, 0], out["resid"][:, -1], rtol=1e-5, atol=1e-5)
+
+
+def test_the_decoder_state_variant_reads_the_decoders_first_step(t5_pair):
+    """The other reading of §2's "outermost representation of the last token" (anatomy.DECODER_STATE): the
+    decoder's residual stream at its first step; its final-normed h^L is the state its output embedding reads.
+    Predictions are the same first step's; the variant is cached apart from the encoder's reading."""
+    encoder_lm = models.load(t5_pair[0], role="base", device="cpu")
+    lm = models.load(t5_pair[0], role="base", device="cpu", encoder_decoder_state="decoder")
+    assert lm.anatomy is anatomy.DECODER_STATE["t5"] and lm.n_layers == 2
+    assert lm.fingerprint == encoder_lm.fingerprint + "|decoder-state"
+    request = engine.Request(resid=True, top_k=3)
+    out = engine.run(lm, TEXTS, request, cache=False)
+    for row, text in enumerate(TEXTS):
+        ids = torch.tensor([encode(lm.tokenizer, text)])
+        with torch.inference_mode():
+            full = lm.model(input_ids=ids, decoder_input_ids=torch.tensor([[0]]), output_hidden_states=True)
+            normed = lm.anatomy.apply_final_norm(lm.model, torch.as_tensor(out["resid"][row, -1]))
+        np.testing.assert_allclose(out["resid"][row, :-1],
+                                   torch.stack(full.decoder_hidden_states[:-1])[:, 0, 0].numpy(), rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(normed, full.decoder_hidden_states[-1][0, 0], rtol=1e-5, atol=1e-5)
+    assert (out["top_ids"] == engine.run(encoder_lm, TEXTS, request, cache=False)["top_ids"]).all()
+    assert not np.allclose(out["resid"][:, -1], engine.run(encoder_lm, TEXTS, request, cache=False)["resid"][:, -1])
+    with pytest.raises(ValueError, match="capture the last token"):
+        engine.run(lm, TEXTS, engine.Request(resid=True), positions=[1] * len(TEXTS), cache=False)
+    with pytest.raises(ValueError, match="encoder_decoder_state='both': use one of encoder, decoder"):
+        models.load(t5_pair[0], role="base", device="cpu", encoder_decoder_state="both")
 
 
 def test_no_prefix_is_shared_for_an_encoder(t5_pair, monkeypatch):
@@ -136,11 +164,14 @@ def test_chapters_1_and_2_run_in_process(t5_pair):
     designs, queries = vs.build_designs(["mrpc", "tapaco", "pararel"], n_mrpc_pairs=4, n_paraphrase_sets=4,
                                         n_nonparaphrase_per_set=2, pararel_relations=["P17", "P19"],
                                         pararel_n_per_relation=3, seed=0)
-    units = measure.runner.run(list(t5_pair), [measure.units.per_set_gaps(designs, queries, [0, 1, 2])],
-                               roles)["units"]
-    rows = pd.DataFrame(vs.headlines(vs.gap_comparison(units, "final_norm", 200, seed=0),
-                                     {d: design.label for d, design in designs.items()}, "final_norm"))
-    assert len(rows) == 3 and not rows["ours"].astype(str).str.contains("nan").any()
+    by_state = {state: measure.runner.run(list(t5_pair), [measure.units.per_set_gaps(designs, queries, [0, 1, 2])],
+                                          roles, encoder_decoder_state=state)["units"]
+                for state in anatomy.ENCODER_DECODER_STATES}  # chapter 1's encoder_decoder_state parameter
+    for units in by_state.values():
+        rows = pd.DataFrame(vs.headlines(vs.gap_comparison(units, "final_norm", 200, seed=0),
+                                         {d: design.label for d, design in designs.items()}, "final_norm"))
+        assert len(rows) == 3 and not rows["ours"].astype(str).str.contains("nan").any()
+    assert not np.allclose(by_state["encoder"]["gap"], by_state["decoder"]["gap"])
 
     queries = pararel.load_queries(["P17", "P19"], 3, 0)
     setups = measure.mmlu.mmlu_setups(measure.mmlu.sample_questions(["astronomy"], 2, 0), 1, seed=0)
@@ -248,3 +279,23 @@ def test_chapter_6_runs_in_process(t5_pair):
                           decoder_input_ids=torch.tensor([[0, *target[:-1]]])).logits[0]
     expected = float(torch.log_softmax(logits, -1)[torch.arange(len(target)), target].sum())
     assert first["n_tokens"] == len(target) and first["logprob"] == pytest.approx(expected, rel=1e-5)
+
+
+@pytest.mark.parametrize("chapter, settings", [("vector_space", ["--set", "encoder_decoder_state=decoder"]),
+                                               ("sensitivity", ["--set", "tuned_arms=null"])])
+def test_chapters_1_and_6_run_through_ifhelpers_run(t5_pair, tmp_path, monkeypatch, chapter, settings):
+    """End to end for a T5 pair: chapter 1 with the decoder-state variant (the parameter reaches the engine), and
+    chapter 6, whose random T5 answers in bytes that decode to no text, so no POSIX pair is scored: the chapter
+    says POSIX is not defined instead of failing."""
+    from conftest import smoke_settings
+
+    monkeypatch.setenv("IFHELPERS_CACHE", str(tmp_path / "cache"))
+    code = cli.main(["run", chapter, "--models", f"base={t5_pair[0]},ift={t5_pair[1]}",
+                     *smoke_settings(cli.chapter_path(chapter).stem), *settings, "--name", "t5",
+                     "--runs-dir", str(tmp_path / "runs")])
+    assert code == 0
+    headlines = pd.read_csv(tmp_path / "runs" / "t5" / f"headlines_{cli.chapter_path(chapter).stem}.csv")
+    assert len(headlines) and not headlines["ours"].astype(str).str.contains("nan").any()
+    if chapter == "vector_space":  # every pass of both models read the decoder's states
+        passes = [json.loads(p.read_text())["model"] for p in (tmp_path / "cache" / "activations").rglob("about.json")]
+        assert len(passes) >= 2 and all(model.endswith("|decoder-state") for model in passes)

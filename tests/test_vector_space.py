@@ -327,6 +327,9 @@ def test_check_parameters_refuses_unknown_datasets_and_representations():
         vs.check_parameters([], "final_norm")
     with pytest.raises(TypeError, match="not one string"):
         vs.check_parameters("mrpc", "final_norm")
+    vs.check_parameters(["mrpc"], "final_norm", "decoder")  # an encoder-decoder model read from its decoder
+    with pytest.raises(ValueError, match="encoder_decoder_state='last': use one of encoder, decoder"):
+        vs.check_parameters(["mrpc"], "final_norm", "last")
 
 
 # ------------------------------------------------------------------------------- building the data

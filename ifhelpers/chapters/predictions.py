@@ -47,7 +47,7 @@ from ifhelpers.data import pararel
 from ifhelpers import findings, paper, stats
 
 __all__ = ["LABELS", "pararel_summary", "pararel_by_relation", "pair_breakdown", "mmlu_setup_accuracy", "mmlu_model_summary", "mmlu_by_question", "spread_interval", "spread_null",
-    "pararel_wide", "pararel_intervals", "pararel_comparison", "relation_wins", "mmlu_intervals", "all_at_chance",
+    "pararel_wide", "pararel_intervals", "pararel_comparison", "relation_wins", "mmlu_comparison", "mmlu_intervals", "all_at_chance",
     "spreads_within_null", "footnote4_rule", "table2_layout", "paper_predictions", "comparison_title",
     "plot_points", "plot_metric", "summary_lines", "headlines",
 ]
@@ -135,6 +135,18 @@ def pararel_comparison(wide: pd.DataFrame, base: str, models: Sequence[str], n_r
                                              n_resamples=n_resamples, seed=seed)
         for m in models if m != base for metric in ("accuracy", "consistency")}).T
     out.index.names = ["model", "metric"]
+    return out
+
+
+def mmlu_comparison(by_question: pd.DataFrame, base: str, models: Sequence[str], n_resamples: int = 2000,
+                    seed: int = 0) -> pd.DataFrame:
+    """Every other model against ``base`` on MMLU accuracy, paired over questions
+    (:func:`ifhelpers.stats.paired_comparison` of :func:`mmlu_by_question`, tuned − base, fractions; §3,
+    Table 2). Indexed by ``model``, with the fields of ``paired_comparison``."""
+    accuracy = {m: part.set_index("question_id")["accuracy"] for m, part in by_question.groupby("model", sort=False)}
+    out = pd.DataFrame({m: stats.paired_comparison(accuracy[base], accuracy[m], n_resamples=n_resamples, seed=seed)
+                        for m in models if m != base}).T
+    out.index.name = "model"
     return out
 
 
@@ -437,7 +449,7 @@ def summary_lines(pararel_paired: pd.DataFrame, footnote4: pd.DataFrame, restric
 
 
 def headlines(pararel_paired: pd.DataFrame, pararel_summary: pd.DataFrame, footnote4: pd.DataFrame,
-              mmlu_table: pd.DataFrame, mmlu_paired: pd.Series, base: str, tuned: str, at_chance: bool,
+              mmlu_table: pd.DataFrame, mmlu_paired: pd.DataFrame, base: str, at_chance: bool,
               spread_noise: bool, n_relations: int, n_questions: int, n_pair_relations: int | None = None) -> list[dict]:
     """The chapter's headline rows (:func:`ifhelpers.findings.row`): ParaRel consistency and accuracy, MMLU
     accuracy and spread, tuned − base, against Table 2 (LLaMA) and Table 5 (T5, Falcon) (§3). Values in
@@ -445,8 +457,8 @@ def headlines(pararel_paired: pd.DataFrame, pararel_summary: pd.DataFrame, footn
 
     ``pararel_paired`` is :func:`pararel_comparison` (one consistency and one accuracy row per tuned model),
     ``pararel_summary`` :func:`pararel_summary`, ``footnote4`` :func:`footnote4_rule` (whether a difference
-    is beyond footnote 4's threshold), ``mmlu_table`` :func:`mmlu_intervals`, ``mmlu_paired`` the paired
-    comparison of MMLU accuracy over questions (fractions). Directions are :func:`ifhelpers.stats.verdict`'s;
+    is beyond footnote 4's threshold), ``mmlu_table`` :func:`mmlu_intervals`, ``mmlu_paired``
+    :func:`mmlu_comparison` (one row per tuned model, fractions); the MMLU rows come per tuned model too. Directions are :func:`ifhelpers.stats.verdict`'s;
     the paper claims none for ParaRel accuracy. The spread is "not testable" when the models are at chance
     or their spreads within the no-effect null; otherwise the two spreads' intervals are compared (tuned
     lower when its interval lies wholly below the base model's).
@@ -478,32 +490,35 @@ def headlines(pararel_paired: pd.DataFrame, pararel_summary: pd.DataFrame, footn
                 f"{findings.diff_text(d, lo, hi, '+.1f')} (base {100 * pararel_summary.loc[base, metric]:.1f}%, "
                 f"tuned {100 * pararel_summary.loc[model, metric]:.1f}%)",
                 holds, estimate=d, low=lo, high=hi, base=base, tuned=model, note=note))
-    d, lo, hi = (100 * mmlu_paired[k] for k in ("mean_diff", "diff_low", "diff_high"))
     chance_note = ("both models at chance: every accuracy interval contains 25%" if at_chance
                    else "not every model at chance")
-    rows.append(findings.row(
-        "§3, Table 2", "MMLU accuracy, tuned − base (points)", paper.direction_text(paper_rows, "MMLU Acc."),
-        f"{findings.diff_text(d, lo, hi, '+.1f')} (base {mmlu_table.loc[base, 'accuracy']:.1f}%, "
-        f"tuned {mmlu_table.loc[tuned, 'accuracy']:.1f}%)",
-        stats.verdict(d, lo, hi), estimate=d, low=lo, high=hi, base=base, tuned=tuned,
-        note=f"{n_questions} questions × 9 setups; paired bootstrap over questions; {chance_note}"))
-    b, t = mmlu_table.loc[base], mmlu_table.loc[tuned]
-    if at_chance or spread_noise:
-        holds = "not testable"
-        why = (f"{chance_note}, so a spread is noise" if at_chance else "") + (
-            "; " if at_chance and spread_noise else "") + (
-            "both spreads within the permutation null (instruction makes no difference)" if spread_noise else "")
-    else:  # the widest interval of tuned − base the two intervals allow: they overlap iff it contains 0
-        holds = stats.verdict(t["spread"] - b["spread"], t["spread_low"] - b["spread_high"],
-                              t["spread_high"] - b["spread_low"], paper_sign=-1)
-        why = "compared by the two spreads' bootstrap intervals"
-    rows.append(findings.row(
-        "§3, Table 2", "MMLU accuracy spread across instructions (points; lower = more robust)",
-        paper.direction_text(paper_rows, "MMLU Spread", higher=False),
-        f"base {b['spread']:.1f} [{b['spread_low']:.1f}, {b['spread_high']:.1f}], tuned {t['spread']:.1f} "
-        f"[{t['spread_low']:.1f}, {t['spread_high']:.1f}]; no-effect null {b['null_mean']:.1f} / {t['null_mean']:.1f}",
-        holds, estimate=t["spread"] - b["spread"], base=base, tuned=tuned,
-        note=f"{why}; permutation p = {b['p_value']:.2f} (base), {t['p_value']:.2f} (tuned); spread = max − min "
-             f"over instructions of their accuracy averaged over orderings (max − min within each ordering, "
-             f"averaged: base {b['spread_per_shuffle']:.1f}, tuned {t['spread_per_shuffle']:.1f})"))
+    for tuned, paired in mmlu_paired.iterrows():
+        d, lo, hi = (100 * paired[k] for k in ("mean_diff", "diff_low", "diff_high"))
+        rows.append(findings.row(
+            "§3, Table 2", "MMLU accuracy, tuned − base (points)", paper.direction_text(paper_rows, "MMLU Acc."),
+            f"{findings.diff_text(d, lo, hi, '+.1f')} (base {mmlu_table.loc[base, 'accuracy']:.1f}%, "
+            f"tuned {mmlu_table.loc[tuned, 'accuracy']:.1f}%)",
+            stats.verdict(d, lo, hi), estimate=d, low=lo, high=hi, base=base, tuned=tuned,
+            note=f"{n_questions} questions × 9 setups; paired bootstrap over questions; {chance_note}"))
+    b = mmlu_table.loc[base]
+    for tuned in mmlu_paired.index:
+        t = mmlu_table.loc[tuned]
+        if at_chance or spread_noise:
+            holds = "not testable"
+            why = (f"{chance_note}, so a spread is noise" if at_chance else "") + (
+                "; " if at_chance and spread_noise else "") + (
+                "both spreads within the permutation null (instruction makes no difference)" if spread_noise else "")
+        else:  # the widest interval of tuned − base the two intervals allow: they overlap iff it contains 0
+            holds = stats.verdict(t["spread"] - b["spread"], t["spread_low"] - b["spread_high"],
+                                  t["spread_high"] - b["spread_low"], paper_sign=-1)
+            why = "compared by the two spreads' bootstrap intervals"
+        rows.append(findings.row(
+            "§3, Table 2", "MMLU accuracy spread across instructions (points; lower = more robust)",
+            paper.direction_text(paper_rows, "MMLU Spread", higher=False),
+            f"base {b['spread']:.1f} [{b['spread_low']:.1f}, {b['spread_high']:.1f}], tuned {t['spread']:.1f} "
+            f"[{t['spread_low']:.1f}, {t['spread_high']:.1f}]; no-effect null {b['null_mean']:.1f} / {t['null_mean']:.1f}",
+            holds, estimate=t["spread"] - b["spread"], base=base, tuned=tuned,
+            note=f"{why}; permutation p = {b['p_value']:.2f} (base), {t['p_value']:.2f} (tuned); spread = max − min "
+                 f"over instructions of their accuracy averaged over orderings (max − min within each ordering, "
+                 f"averaged: base {b['spread_per_shuffle']:.1f}, tuned {t['spread_per_shuffle']:.1f})"))
     return rows

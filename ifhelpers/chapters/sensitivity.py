@@ -242,8 +242,10 @@ def item_measures(results: pd.DataFrame) -> pd.DataFrame:
 
 
 def item_summary(items: pd.DataFrame) -> pd.DataFrame:
-    """Each model's mean of every per-question measure (:func:`item_measures`): models × measures."""
-    return items.pivot_table(index="model", columns="measure", values="value", aggfunc="mean", sort=False)
+    """Each model's mean of every per-question measure (:func:`item_measures`): models × measures (NaN where a
+    measure is not defined for a model, e.g. POSIX when none of its responses could be scored)."""
+    return items.pivot_table(index="model", columns="measure", values="value", aggfunc="mean", sort=False,
+                             dropna=False)
 
 
 def item_comparison(items: pd.DataFrame, n_resamples: int = 2000, seed: int = 0) -> pd.DataFrame:

@@ -69,6 +69,7 @@ from ifhelpers.measure.units import REPRESENTATIONS
 from ifhelpers import findings, metrics, paper, stats
 from ifhelpers.data import paraphrases, pararel, prompts
 from ifhelpers.data.sources import DataSelectionError, rng_for
+from ifhelpers.model import anatomy
 
 __all__ = [
     "DATASETS",
@@ -112,9 +113,10 @@ DATASET_LABELS = {"mrpc": "MRPC", "tapaco": "TaPaCo", "pararel": "ParaRel"}
 NAN = float("nan")
 
 
-def check_parameters(datasets: Sequence[str], representation: str) -> None:
+def check_parameters(datasets: Sequence[str], representation: str, encoder_decoder_state: str = "encoder") -> None:
     """Refuse, before any model loads, a ``datasets`` parameter outside Table 1's columns
-    (:data:`DATASETS`) or a ``representation`` outside :data:`ifhelpers.measure.units.REPRESENTATIONS` (§2)."""
+    (:data:`DATASETS`), a ``representation`` outside :data:`ifhelpers.measure.units.REPRESENTATIONS` (§2) or an
+    ``encoder_decoder_state`` outside :data:`ifhelpers.model.anatomy.ENCODER_DECODER_STATES`."""
     if isinstance(datasets, str):
         raise TypeError(f"datasets must be a list of names, e.g. [{datasets!r}], not one string")
     unknown = sorted(set(datasets) - set(DATASETS))
@@ -124,6 +126,7 @@ def check_parameters(datasets: Sequence[str], representation: str) -> None:
         raise ValueError(f"datasets is empty; choose at least one of {DATASETS}")
     if representation not in REPRESENTATIONS:
         raise ValueError(f"representation must be one of {REPRESENTATIONS}; got {representation!r}")
+    anatomy.check_state(encoder_decoder_state)
 
 # --------------------------------------------------------------------------------------------------
 # 1. What is compared

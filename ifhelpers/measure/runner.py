@@ -34,18 +34,20 @@ def stack(parts: Sequence[pd.DataFrame]) -> pd.DataFrame:
     return out
 
 
-def run(models, measurements: Sequence[Measurement], roles: dict[str, str] | None = None) -> dict[str, pd.DataFrame]:
+def run(models, measurements: Sequence[Measurement], roles: dict[str, str] | None = None,
+        **load_kwargs) -> dict[str, pd.DataFrame]:
     """Every measurement of every model: each model of ``models`` (names, registry specs or folders, with
     ``roles`` for names outside the registry) is loaded once (:func:`ifhelpers.model.models.each`), the
     ``measurements`` are taken in their order, and the frames of each name are stacked model by model
     (:func:`stack`).
 
+    ``load_kwargs`` go to :func:`ifhelpers.model.models.load` (e.g. ``encoder_decoder_state``).
     Two measurements may not return frames of the same name. ``seconds`` adds one row per model: the wall
     time of its measurements (near zero when the engine's cache holds the passes).
     """
     parts: dict[str, list[pd.DataFrame]] = {}
     seconds = []
-    for lm in loaded.each(models, roles):
+    for lm in loaded.each(models, roles, **load_kwargs):
         start = time.perf_counter()
         names = set()
         for measure in measurements:

@@ -47,7 +47,11 @@ for the released models "the last token" is that ``</s>``, as the models were tr
 their inputs.) Predictions are the decoder's first step: the next-token distribution after the
 decoder start token (:func:`ifhelpers.model.engine.run`); a response (chapter 6) is what the decoder
 writes from its start token, and its likelihood under a prompt is the decoder's, the encoder reading
-the prompt. Eq. 1's updates and the logit lens are read on decoder layers only (each T5 sub-layer
+the prompt. The other reading is offered as a variant (:data:`DECODER_STATE`, ``encoder_decoder_state="decoder"`` in
+:func:`ifhelpers.model.models.load` and chapter 1's parameters): the decoder's residual stream at its first
+step, which has read the start token and, through cross-attention, the encoder's output; its representation
+is the decoder's final-normed state, the one its output embedding reads for the first prediction. Eq. 1's
+updates and the logit lens are read on decoder layers only (each T5 sub-layer
 adds its own residual), so chapters 4 and 5, which the paper ran on decoders only, are refused for
 these models before any work (:func:`check_specs`, :func:`decoder_only`), and so is a run of chapter
 6 that tunes chapter 5's arms.
@@ -96,12 +100,14 @@ class Anatomy:
     by_rule: bool = False
     #: An encoder-decoder model: ``layers`` and ``final_norm`` are its encoder's (see the module docstring).
     encoder_decoder: bool = False
+    #: Which stack of an encoder-decoder model the states are read from (:data:`ENCODER_DECODER_STATES`).
+    state: str = "encoder"
 
     def describe(self) -> str:
         """The modules chosen, in one line."""
         if self.encoder_decoder:
-            return (f"encoder layers {self.layers}, final norm {' then '.join(self.final_norm)}; predictions from "
-                    f"the decoder's first step")
+            return (f"{self.state} layers {self.layers}, final norm {' then '.join(self.final_norm)}; predictions "
+                    f"from the decoder's first step")
         return (f"decoder layers {self.layers}, a^l from each layer's {self.attention}, f^l from its {self.mlp}, "
                 f"final norm {' then '.join(self.final_norm)}")
 
@@ -210,6 +216,15 @@ ENCODER_DECODER: dict[str, Anatomy] = {
                   layout="encoder-decoder: the representation is the encoder's output at the last input token, "
                          "predictions the decoder's first step; relative positions (no fixed context)"),
 }
+#: Which state of an encoder-decoder model stands for its input (the module docstring says why the encoder's).
+ENCODER_DECODER_STATES = ("encoder", "decoder")
+#: The variant of each :data:`ENCODER_DECODER` family that reads the decoder's state at its first step.
+DECODER_STATE: dict[str, Anatomy] = {
+    "t5": Anatomy("decoder.block", None, None, ("decoder.final_layer_norm",), context=None, encoder_decoder=True,
+                  state="decoder",
+                  layout="encoder-decoder, read from the decoder: the representation is the decoder's state at its "
+                         "first step (after its start token), predictions that step's"),
+}
 #: What an encoder-decoder model cannot give (eq. 1's updates), in one line.
 UPDATES_OF_ENCODER_DECODER = ("an encoder-decoder model has no decoder-layer updates h^(l+1) = h^l + a^l + f^l (paper "
                               "eq. 1) for the engine to read: each T5 sub-layer adds its own residual; ask for resid "
@@ -238,6 +253,13 @@ def _get(root, path: str):
     return root
 
 
+def check_state(state: str) -> str:
+    """``state`` if it is one of :data:`ENCODER_DECODER_STATES`, else ValueError with one line."""
+    if state not in ENCODER_DECODER_STATES:
+        raise ValueError(f"encoder_decoder_state={state!r}: use one of {', '.join(ENCODER_DECODER_STATES)}")
+    return state
+
+
 def encoder_decoder_refusal(name: str, model_type: str | None) -> str:
     """The one line that refuses an encoder-decoder model of a family :data:`ENCODER_DECODER` does not hold."""
     return (f"{name} is an encoder-decoder model ({model_type or 'encoder-decoder'}): the engine reads the "
@@ -262,9 +284,11 @@ def chapter_refusal(name: str, model_type: str, why: str) -> str:
     return f"{name} is an encoder-decoder model ({model_type}): {why}."
 
 
-def of(model, name: str | None = None) -> Anatomy:
+def of(model, name: str | None = None, state: str = "encoder") -> Anatomy:
     """The anatomy of a loaded (or ``meta``) model: its family's table entry, else the general rule's
-    finding; :class:`AnatomyError` with one line when the config cannot satisfy eq. 1 or a part is missing."""
+    finding; :class:`AnatomyError` with one line when the config cannot satisfy eq. 1 or a part is missing.
+    ``state`` picks, for an encoder-decoder model, the stack its states are read from
+    (:data:`ENCODER_DECODER_STATES`; a decoder model has one)."""
     name = name or type(model).__name__
     config = model.config
     if getattr(config, "is_encoder_decoder", False):
@@ -273,7 +297,7 @@ def of(model, name: str | None = None) -> Anatomy:
         if getattr(config, "decoder_start_token_id", None) is None:
             raise AnatomyError(f"{name}: its config sets no decoder_start_token_id, the token its decoder starts "
                                f"from (0, the pad token, for T5): set it in config.json.")
-        entry = ENCODER_DECODER[config.model_type]
+        entry = (DECODER_STATE if check_state(state) == "decoder" else ENCODER_DECODER)[config.model_type]
     else:
         entry = TABLE.get(config.model_type)
     if entry is None:
@@ -473,7 +497,7 @@ CHECKED_FOR_EVERY_ENTRY = ("eq. 1 at every layer", "prefix reuse gives the plain
 #: to end. The pocket pair (gemma3_text, llama) runs the whole book.
 CHAPTERS_RUN = {**{family: "1-4 and 6 through ifhelpers run; chapter 5's tuning in process" for family in TABLE},
                 **{family: "1-6 through ifhelpers run" for family in ("llama", "gemma3_text", "gpt2")},
-                "t5": "1, 2, 3 and 6 in process; 4 and 5 refused"}
+                "t5": "1 (both states) and 6 through ifhelpers run, 1, 2, 3 and 6 in process; 4 and 5 refused"}
 #: What ``tests/test_t5.py`` checks on a tiny random model of every entry of :data:`ENCODER_DECODER`.
 CHECKED_FOR_ENCODER_DECODER = ("h^0 ... h^L are the encoder's states and the representation its output",
                                "the predictions are the model's own first decoder step",

@@ -434,12 +434,17 @@ def _encoder_decoder_batch(lm: LoadedModel, recorder: _Recorder, ids: list[list[
     decoder, from its start token, is scored on the tokens that follow (teacher-forced: log P(t_{p+1} | text),
     log P(t_{p+2} | text, t_{p+1}), ...). With neither, only the encoder runs. The encoder's relative position
     bias depends on the distance between two tokens only, so left padding (masked out) leaves each row's result
-    as its unpadded run; the decoder's rows are right-padded, which its causal attention never reads.
+    as its unpadded run; the decoder's rows are right-padded, which its causal attention never reads. With the
+    decoder-state variant (:data:`ifhelpers.model.anatomy.DECODER_STATE`) the hooks are on the decoder's layers
+    and capture its first step, so the decoder always runs.
     """
     import torch
 
     request = recorder.request
     captured = [p % len(seq) for seq, p in zip(ids, positions)]
+    if lm.anatomy.state == "decoder" and request.resid and any(c != len(seq) - 1 for seq, c in zip(ids, captured)):
+        raise ValueError(f"{lm.name}: the decoder-state variant reads the decoder's first step, after the encoder has "
+                         f"read the whole text; capture the last token (position -1) or read the encoder's state")
     targets = [[] for _ in ids]
     if request.continuation:
         close = tokens.closing_ids(lm.tokenizer)
@@ -448,15 +453,19 @@ def _encoder_decoder_batch(lm: LoadedModel, recorder: _Recorder, ids: list[list[
     input_ids, mask, _ = pad_left(ids, lm.tokenizer.pad_token_id, lm.device)
     width = input_ids.shape[1]
     rows = torch.arange(len(ids), device=lm.device)
-    recorder.index = (rows, torch.tensor([width - len(seq) + c for seq, c in zip(ids, captured)], device=lm.device))
-    recorder.width = width
+    steps = max(1, max(map(len, targets)))
+    if lm.anatomy.state == "decoder":  # the decoder's first step
+        recorder.index, recorder.width = (rows, torch.zeros(len(ids), dtype=torch.long, device=lm.device)), steps
+    else:
+        recorder.index = (rows, torch.tensor([width - len(seq) + c for seq, c in zip(ids, captured)],
+                                             device=lm.device))
+        recorder.width = width
     out: dict[str, np.ndarray] = {}
     with torch.inference_mode():
-        if not (request.needs_logits or request.continuation):
+        if not (request.needs_logits or request.continuation) and lm.anatomy.state == "encoder":
             lm.anatomy.backbone(lm.model)(input_ids=input_ids, attention_mask=mask)
             out.update(recorder.collect())
             return out
-        steps = max(1, max(map(len, targets)))
         decoder = torch.full((len(ids), steps), lm.tokenizer.pad_token_id, dtype=torch.long)
         decoder[:, 0] = lm.model.config.decoder_start_token_id
         for row, target in enumerate(targets):

@@ -64,6 +64,8 @@ class LoadedModel:
     tokenizer: Any
     fingerprint: str
     anatomy_proved: bool = False
+    #: The stack an encoder-decoder model's states are read from (:data:`ifhelpers.model.anatomy.ENCODER_DECODER_STATES`).
+    state: str = "encoder"
 
     @property
     def name(self) -> str:
@@ -75,7 +77,7 @@ class LoadedModel:
 
     @cached_property
     def anatomy(self) -> anatomy.Anatomy:
-        return anatomy.of(self.model, self.name)
+        return anatomy.of(self.model, self.name, self.state)
 
     @property
     def n_layers(self) -> int:
@@ -358,14 +360,18 @@ def _rebuild_tuned(spec: ModelSpec, folder: str, dtype: str, device_map, trust_r
 
 def load(name_or_path: str, role: str | None = None, *, device: str | None = None, dtype: str | None = None,
          device_map: str | dict | None = None, trust_remote_code: bool | None = None,
-         base_path: str | Path | None = None, prompt_format: str | None = None) -> LoadedModel:
+         base_path: str | Path | None = None, prompt_format: str | None = None,
+         encoder_decoder_state: str = "encoder") -> LoadedModel:
     """Load a registry model, Hub id or local folder for the engine.
 
     ``dtype`` defaults to the registry's choice per device (fp32 on CPU, bf16 on GPU). ``device_map``
     (e.g. ``"auto"``) spreads a model that does not fit one GPU over several through accelerate.
     ``trust_remote_code`` stays off unless the caller asks (or ``IFHELPERS_TRUST_REMOTE_CODE=1``): a model
-    repository's own code is not run.
+    repository's own code is not run. ``encoder_decoder_state`` picks the stack an encoder-decoder model's
+    states are read from (:data:`ifhelpers.model.anatomy.ENCODER_DECODER_STATES`; the decoder's is a
+    variant, cached apart); a decoder model ignores it.
     """
+    anatomy.check_state(encoder_decoder_state)
     if trust_remote_code is None:
         trust_remote_code = folders.remote_code_allowed()
     spec = registry.resolve(name_or_path, role=role, prompt_format=prompt_format, trust_remote_code=trust_remote_code)
@@ -383,7 +389,9 @@ def load(name_or_path: str, role: str | None = None, *, device: str | None = Non
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    lm = LoadedModel(spec=spec, model=model, tokenizer=tokenizer, fingerprint=f"{fingerprint}|{dtype}")
+    state = encoder_decoder_state if getattr(model.config, "is_encoder_decoder", False) else "encoder"
+    lm = LoadedModel(spec=spec, model=model, tokenizer=tokenizer,
+                     fingerprint=f"{fingerprint}|{dtype}" + ("|decoder-state" if state == "decoder" else ""), state=state)
     lm.anatomy  # a model whose parts cannot be found is refused here, before any pass
     return lm
 
