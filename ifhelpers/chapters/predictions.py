@@ -458,8 +458,8 @@ def headlines(pararel_paired: pd.DataFrame, pararel_summary: pd.DataFrame, footn
     ``pararel_paired`` is :func:`pararel_comparison` (one consistency and one accuracy row per tuned model),
     ``pararel_summary`` :func:`pararel_summary`, ``footnote4`` :func:`footnote4_rule` (whether a difference
     is beyond footnote 4's threshold), ``mmlu_table`` :func:`mmlu_intervals`, ``mmlu_paired``
-    :func:`mmlu_comparison` (one row per tuned model, fractions); the MMLU rows come per tuned model too. Directions are :func:`ifhelpers.stats.verdict`'s;
-    the paper claims none for ParaRel accuracy. The spread is "not testable" when the models are at chance
+    :func:`mmlu_comparison` (one row per tuned model, fractions), so the MMLU rows come per tuned model too.
+    Directions are :func:`ifhelpers.stats.verdict`'s; the paper claims none for ParaRel accuracy. The spread is "not testable" when the models are at chance
     or their spreads within the no-effect null; otherwise the two spreads' intervals are compared (tuned
     lower when its interval lies wholly below the base model's).
     """
