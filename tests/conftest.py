@@ -21,6 +21,19 @@ def smoke_settings(stem: str) -> list[str]:
     return [arg for key, value in smoke.items() for arg in ("--set", f"{key}={yaml_flow(value)}")]
 
 
+def run_chapter(chapter: str, models: str, runs_dir, cache, *settings: str, name: str = "tiny") -> Path:
+    """``ifhelpers run CHAPTER --models MODELS`` at smoke sizes (with ``settings`` beyond them) and its own
+    cache; the run folder (the run must succeed)."""
+    from ifhelpers import cli
+
+    with pytest.MonkeyPatch.context() as patch:  # the chapter's kernel inherits the environment
+        patch.setenv("IFHELPERS_CACHE", str(cache))
+        code = cli.main(["run", chapter, "--models", models, *smoke_settings(cli.chapter_path(chapter).stem),
+                         *settings, "--name", name, "--runs-dir", str(runs_dir)])
+    assert code == 0
+    return Path(runs_dir) / name
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _offline_environment(tmp_path_factory):
     """Tests read the real mirror beside the repository and never touch the user's caches."""

@@ -21,7 +21,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import CHAPTER_5_FAMILIES, RUN_FAMILIES, make_tiny_bpe_tokenizer, save_tiny_family, smoke_settings
+from conftest import CHAPTER_5_FAMILIES, RUN_FAMILIES, make_tiny_bpe_tokenizer, run_chapter, save_tiny_family
 from ifhelpers import cli
 
 REPO = Path(__file__).resolve().parents[1]
@@ -50,12 +50,7 @@ EXTRA_SETTINGS = {"sensitivity": ["--set", "tuned_arms=null"]}
 
 def run(chapter: str, models: str, runs_dir: Path, cache: Path) -> Path:
     """``ifhelpers run CHAPTER --models MODELS`` at smoke sizes with its own cache; the run folder."""
-    with pytest.MonkeyPatch.context() as patch:  # the chapter's kernel inherits the environment
-        patch.setenv("IFHELPERS_CACHE", str(cache))
-        code = cli.main(["run", chapter, "--models", models, *smoke_settings(cli.chapter_path(chapter).stem),
-                         *EXTRA_SETTINGS.get(chapter, []), "--name", "tiny", "--runs-dir", str(runs_dir)])
-    assert code == 0
-    return runs_dir / "tiny"
+    return run_chapter(chapter, models, runs_dir, cache, *EXTRA_SETTINGS.get(chapter, []))
 
 
 def tables(folder: Path) -> dict[str, bytes]:

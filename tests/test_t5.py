@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import make_tiny_bpe_tokenizer, save_tiny_t5
+from conftest import make_tiny_bpe_tokenizer, run_chapter, save_tiny_t5
 from ifhelpers import cli
 from ifhelpers.model import anatomy, engine, models, tokens
 from ifhelpers.model.tokens import encode
@@ -72,8 +72,9 @@ def test_the_decoder_state_variant_reads_the_decoders_first_step(t5_pair):
         np.testing.assert_allclose(out["resid"][row, :-1],
                                    torch.stack(full.decoder_hidden_states[:-1])[:, 0, 0].numpy(), rtol=1e-5, atol=1e-5)
         torch.testing.assert_close(normed, full.decoder_hidden_states[-1][0, 0], rtol=1e-5, atol=1e-5)
-    assert (out["top_ids"] == engine.run(encoder_lm, TEXTS, request, cache=False)["top_ids"]).all()
-    assert not np.allclose(out["resid"][:, -1], engine.run(encoder_lm, TEXTS, request, cache=False)["resid"][:, -1])
+    read_from_encoder = engine.run(encoder_lm, TEXTS, request, cache=False)
+    assert (out["top_ids"] == read_from_encoder["top_ids"]).all()
+    assert not np.allclose(out["resid"][:, -1], read_from_encoder["resid"][:, -1])
     with pytest.raises(ValueError, match="capture the last token"):
         engine.run(lm, TEXTS, engine.Request(resid=True), positions=[1] * len(TEXTS), cache=False)
     with pytest.raises(ValueError, match="encoder_decoder_state='both': use one of encoder, decoder"):
@@ -283,18 +284,13 @@ def test_chapter_6_runs_in_process(t5_pair):
 
 @pytest.mark.parametrize("chapter, settings", [("vector_space", ["--set", "encoder_decoder_state=decoder"]),
                                                ("sensitivity", ["--set", "tuned_arms=null"])])
-def test_chapters_1_and_6_run_through_ifhelpers_run(t5_pair, tmp_path, monkeypatch, chapter, settings):
+def test_chapters_1_and_6_run_through_ifhelpers_run(t5_pair, tmp_path, chapter, settings):
     """End to end for a T5 pair: chapter 1 with the decoder-state variant (the parameter reaches the engine), and
     chapter 6, whose random T5 answers in bytes that decode to no text, so no POSIX pair is scored: the chapter
     says POSIX is not defined instead of failing."""
-    from conftest import smoke_settings
-
-    monkeypatch.setenv("IFHELPERS_CACHE", str(tmp_path / "cache"))
-    code = cli.main(["run", chapter, "--models", f"base={t5_pair[0]},ift={t5_pair[1]}",
-                     *smoke_settings(cli.chapter_path(chapter).stem), *settings, "--name", "t5",
-                     "--runs-dir", str(tmp_path / "runs")])
-    assert code == 0
-    headlines = pd.read_csv(tmp_path / "runs" / "t5" / f"headlines_{cli.chapter_path(chapter).stem}.csv")
+    out = run_chapter(chapter, f"base={t5_pair[0]},ift={t5_pair[1]}", tmp_path / "runs", tmp_path / "cache",
+                      *settings, name="t5")
+    headlines = pd.read_csv(out / f"headlines_{cli.chapter_path(chapter).stem}.csv")
     assert len(headlines) and not headlines["ours"].astype(str).str.contains("nan").any()
     if chapter == "vector_space":  # every pass of both models read the decoder's states
         passes = [json.loads(p.read_text())["model"] for p in (tmp_path / "cache" / "activations").rglob("about.json")]
