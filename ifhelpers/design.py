@@ -14,6 +14,8 @@ initialisation, data order) and which evaluation units were drawn. This module g
 * :func:`contrast_se` and :func:`minimum_detectable_effect`: the standard error a design of
   ``n_seeds`` × ``n_units`` gives a contrast, and the smallest true effect it detects with the
   stated power (two-sided test at level alpha): MDE = (z_{1−α/2} + z_{power}) · SE;
+* :func:`se_from_interval`: the standard error of an estimate known by its interval alone (a comparison
+  of models trained once, with a bootstrap interval over evaluation units), for the MDE of every headline;
 * :func:`slope_weights`: the ordinary-least-squares slope of arm means on a dose as a contrast.
 
 Model (per arm a, seed s, unit u): y = μ_a + u_u + (au)_{a,u} + s_{a,s} + e_{a,s,u}. A contrast
@@ -29,7 +31,7 @@ import numpy as np
 import scipy.stats
 
 __all__ = ["slope_weights", "linear_contrast", "hierarchical_bootstrap", "variance_components", "contrast_se",
-           "minimum_detectable_effect"]
+           "minimum_detectable_effect", "se_from_interval"]
 
 
 def _cubes(cubes: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -159,3 +161,14 @@ def minimum_detectable_effect(se: float, alpha: float = 0.05, power: float = 0.8
     """The smallest true effect a two-sided test at level ``alpha`` detects with probability ``power``,
     for an estimate with standard error ``se``: (z_{1−α/2} + z_{power}) · se (2.80 · se at 0.05 and 0.8)."""
     return float((scipy.stats.norm.ppf(1 - alpha / 2) + scipy.stats.norm.ppf(power)) * se)
+
+
+def se_from_interval(low: float, high: float, confidence: float = 0.95) -> float:
+    """The standard error of an estimate read from its two-sided ``confidence`` interval, as if normal:
+    (high − low) / (2 z_{(1+confidence)/2}) (width / 3.92 at 95%). For a percentile bootstrap interval this is
+    the normal approximation; NaN when a bound is not finite. With a model trained once per arm, the
+    interval holds evaluation noise only, so an MDE from it (:func:`minimum_detectable_effect`) is a lower
+    bound: training seeds would add their own variance (chapter 5 measures it)."""
+    if not (np.isfinite(low) and np.isfinite(high)):
+        return float("nan")
+    return float((high - low) / (2 * scipy.stats.norm.ppf((1 + confidence) / 2)))

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ifhelpers import design
+
 NAN = float("nan")
 
 #: Columns of a chapter's headline table, in order (see :func:`save_headlines`).
@@ -49,14 +51,19 @@ def diff_text(diff: float, low: float, high: float, spec: str = "+.3f", unit: st
 
 
 def row(section: str, result: str, paper: str, ours: str, direction_holds: str, *, estimate: float = NAN,
-        low: float = NAN, high: float = NAN, mde: float = NAN, base: str = "", tuned: str = "",
+        low: float = NAN, high: float = NAN, mde: float | None = None, base: str = "", tuned: str = "",
         note: str = "") -> dict:
     """One headline: the paper's section and result, the paper's number or direction (text), ours
     (text, and ``estimate``/``low``/``high`` as numbers: tuned − base where that is defined).
 
-    ``mde`` is the minimum detectable effect of the comparison, in the unit of ``estimate``, where the
-    chapter computes one (the smallest true difference its design would find, at the power the
-    chapter states); NaN where it does not. The summary's forest plot marks it at ±``mde``."""
+    ``mde`` is the minimum detectable effect of the comparison, in the unit of ``estimate``: the smallest true
+    difference the design would find with 80% power in a two-sided test at level 0.05
+    (:func:`ifhelpers.design.minimum_detectable_effect`). A chapter that models its design's noise gives it
+    (chapter 5: seeds and units); otherwise it is read from the 95% interval (``low``, ``high``) by
+    :func:`ifhelpers.design.se_from_interval`, a lower bound for models trained once (no seed noise in the
+    interval); NaN without an interval. The summary's forest plot marks it at ±``mde``."""
+    if mde is None:
+        mde = design.minimum_detectable_effect(design.se_from_interval(low, high))
     return {"paper_section": section, "result": result, "paper": paper, "ours": ours,
             "estimate": float(estimate), "low": float(low), "high": float(high), "mde": float(mde),
             "direction_holds": direction_holds, "base": base, "tuned": tuned, "note": note}

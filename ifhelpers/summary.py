@@ -474,6 +474,10 @@ def committed_run_text(name: str, headlines: pd.DataFrame) -> str:
         text += (f" {CENTRAL_RESULT} per dataset: " + "; ".join(spelled) + " (the paper, for LLaMA-7b tuned on the "
                  "same datasets: " + ", ".join(f"{d} {v:+.1f}" for d, v in
                                                zip(central["dataset"], central["paper (LLaMA-7b)"])) + " points).")
+        if central["ours_mde"].notna().any() and central["dataset"].is_unique:
+            text += (" Each minimum detectable effect (80% power, two-sided test at 0.05) is read from its interval, "
+                     "which holds the evaluation's noise only: with one model trained per dataset, training seeds "
+                     "would add theirs, so the true one is larger.")
     agreement = rank_agreement(table).dropna(subset=["spearman"])
     if len(agreement):
         text += (f" The rank correlation of our per-dataset effects with the paper's (Spearman) ranges from "

@@ -85,6 +85,12 @@ def test_contrast_se_matches_the_simulated_spread_of_a_contrast():
         np.sqrt(0.5 / 40 + 1.0 / 3 + 3.0 / 120 + 25.0 / 40))
 
 
+def test_the_standard_error_of_an_interval():
+    assert design.se_from_interval(-1.959964, 1.959964) == pytest.approx(1.0, abs=1e-6)
+    assert design.se_from_interval(0.0, 1.0, confidence=0.9) == pytest.approx(1 / (2 * 1.644854), abs=1e-6)
+    assert np.isnan(design.se_from_interval(np.nan, 1.0)) and np.isnan(design.se_from_interval(0.0, np.inf))
+
+
 def test_minimum_detectable_effect_and_its_power():
     assert design.minimum_detectable_effect(1.0) == pytest.approx(1.959964 + 0.841621, rel=1e-5)
     # a true effect of one MDE is detected 80% of the time

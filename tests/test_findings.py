@@ -74,7 +74,11 @@ def test_no_book_root_writes_nothing(tmp_path, monkeypatch):
     assert np.isnan(frame["elapsed_s"].iloc[0]) and results.load_headlines().empty
 
 
-def test_row_stores_the_minimum_detectable_effect():
-    assert np.isnan(findings.row("§2", "r", "p", "o", "yes")["mde"])
+def test_row_stores_the_minimum_detectable_effect_or_reads_it_from_the_interval():
+    assert np.isnan(findings.row("§2", "r", "p", "o", "yes")["mde"])  # no interval: no MDE
     row = findings.row("§2", "r", "p", "o", "yes", estimate=1.0, low=0.5, high=1.5, mde=0.8)
-    assert row["mde"] == 0.8 and "mde" in findings.HEADLINE_COLUMNS
+    assert row["mde"] == 0.8 and "mde" in findings.HEADLINE_COLUMNS  # the chapter's own
+    # [0.5, 1.5] at 95%: SE = 1 / (2 x 1.959964) = 0.255107; MDE = (1.959964 + 0.841621) x SE = 0.714703
+    row = findings.row("§2", "r", "p", "o", "yes", estimate=1.0, low=0.5, high=1.5)
+    assert row["mde"] == pytest.approx(0.714703, abs=1e-6)
+    assert np.isnan(findings.row("§2", "r", "p", "o", "yes", estimate=1.0, low=0.5)["mde"])

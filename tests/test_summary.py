@@ -216,7 +216,12 @@ def test_the_front_page_reports_the_committed_runs_beside_the_build(tmp_path):
     design = pd.concat([_design_headlines(), pd.DataFrame([consistency]).assign(chapter="02_predictions")])
     text = summary.committed_run_text("design", design)
     assert ("ParaRel consistency, tuned − base per dataset: cot +1.0 [-2.0, +4.0] (minimum detectable effect 3.50) "
-            "(the paper, for LLaMA-7b tuned on the same datasets: cot +0.0 points).") in text  # cot-7b 81.9 = LLaMA
+            "(the paper, for LLaMA-7b tuned on the same datasets: cot +0.0 points). Each minimum detectable effect "
+            "(80% power, two-sided test at 0.05) is read from its interval, which holds the evaluation's noise only: "
+            "with one model trained per dataset") in text  # cot-7b 81.9 = LLaMA
+    twice = pd.concat([design, pd.DataFrame([{**consistency, "tuned": DATASET_MODELS["cot"]}]).assign(
+        chapter="02_predictions")])  # two models of one dataset: no claim of one model per dataset
+    assert "one model trained per dataset" not in summary.committed_run_text("design", twice)
 
 
 def test_committed_headlines_read_each_runs_headline_files_and_flag_a_stale_run(tmp_path):
