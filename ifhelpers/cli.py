@@ -204,10 +204,24 @@ def parse_value(text: str):
                          f"list such as [0, 1, 2]") from None
 
 
-def default_run_name(models: list[str]) -> str:
-    """The run name when none is given: the model names joined by ``__``, each made a plain name (``/``
-    becomes ``--``, other characters outside :data:`RUN_NAME` ``-``, no leading dot or dash)."""
-    return "__".join(re.sub(r"[^A-Za-z0-9._+=-]", "-", m.replace("/", "--")).lstrip(".-") for m in models)
+#: The longest run name (a folder name: most file systems take 255 bytes).
+MAX_RUN_NAME = 200
+
+
+def default_run_name(models: list[str], spec: str = "") -> str:
+    """The run name when none is given: the pair's name for ``--models pair=NAME`` (``spec``), otherwise the
+    model names joined by ``__``, each made a plain name (``/`` becomes ``--``, other characters outside
+    :data:`RUN_NAME` ``-``, no leading dot or dash); a name longer than :data:`MAX_RUN_NAME` keeps its start
+    and ends with ``+`` and a hash of the whole, so that other model lists never share it."""
+    key, _, value = spec.strip().partition("=")
+    if key == "pair" and value and "," not in value:
+        return value
+    name = "__".join(re.sub(r"[^A-Za-z0-9._+=-]", "-", m.replace("/", "--")).lstrip(".-") for m in models)
+    if len(name) <= MAX_RUN_NAME:
+        return name
+    import hashlib
+
+    return f"{name[:MAX_RUN_NAME - 11]}+{hashlib.sha256(name.encode()).hexdigest()[:10]}"
 
 
 def run_folder(name: str, runs_dir: str | Path) -> Path:
@@ -216,9 +230,9 @@ def run_folder(name: str, runs_dir: str | Path) -> Path:
     Nothing is created."""
     if not str(runs_dir).strip():
         raise RunError("--runs-dir is empty: give a folder (it is made if missing), e.g. --runs-dir runs.")
-    if not isinstance(name, str) or not RUN_NAME.fullmatch(name) or len(name) > 200:
-        raise RunError(f"--name {name[:60]!r} is not a plain name: use up to 200 letters, digits and . _ - + = (no "
-                       f"'/', no leading '.'), e.g. --name pocket; the run is written to <runs-dir>/<name>.")
+    if not isinstance(name, str) or not RUN_NAME.fullmatch(name) or len(name) > MAX_RUN_NAME:
+        raise RunError(f"--name {name[:60]!r} is not a plain name: use up to {MAX_RUN_NAME} letters, digits and . _ - "
+                       f"+ = (no '/', no leading '.'), e.g. --name pocket; the run is written to <runs-dir>/<name>.")
     return writable_folder(Path(runs_dir).expanduser().resolve() / name, f"--runs-dir {runs_dir}",
                            "give a folder (it is made if missing) or another --name")
 
@@ -667,7 +681,7 @@ def _main(argv: list[str] | None = None) -> int:
         path = chapter_path(args.chapter)
         models, roles = parse_models(args.models)
         overrides = parse_overrides(args.set, notebook_parameters(path))
-        name = args.name if args.name is not None else default_run_name(models)
+        name = args.name if args.name is not None else default_run_name(models, args.models)
         out = run_chapter(args.chapter, models, roles, overrides, name, args.runs_dir)
         print(f"Executed notebook and results in {out}")
         return 0

@@ -356,6 +356,14 @@ def instruction_dataset(model) -> str | None:
     return mixture if mixture in instruction_sets.SETS else None
 
 
+def training_seed(model) -> int | None:
+    """The training seed of a registry model that this book tuned (its recipe's ``seed``), or None."""
+    from ifhelpers.model import tuned
+
+    spec = registry.models().get(str(model))
+    return tuned.recipe_of(spec).seed if spec is not None and spec.source.get("kind") == "lora_tuned" else None
+
+
 def paper_per_model_effect(result: str, dataset: str) -> float:
     """The paper's number for the LLaMA-7b model tuned on ``dataset`` minus LLaMA-7b's, for the headline
     ``result`` (:data:`PAPER_PER_MODEL`; Tables 1 and 2); nan where the paper prints none."""
@@ -377,7 +385,8 @@ def per_dataset_table(headlines: pd.DataFrame) -> pd.DataFrame:
     """Our effect (tuned − base, with its 95% interval) per instruction dataset beside the paper's effect for the
     model tuned on the same dataset, for every headline that the paper prints per model
     (:data:`PAPER_PER_MODEL`) and every tuned model of :func:`instruction_dataset`. One row per (result,
-    dataset); ``ours_label`` says what our data was (the mirror's subset or a stand-in)."""
+    dataset, training seed: :func:`training_seed`); ``ours_label`` says what our data was (the mirror's subset or
+    a stand-in)."""
     from ifhelpers.data import instruction_sets
 
     rows = []
@@ -385,23 +394,55 @@ def per_dataset_table(headlines: pd.DataFrame) -> pd.DataFrame:
         dataset = instruction_dataset(h["tuned"])
         if dataset is None or not any(str(h["result"]).startswith(k) for k in PAPER_PER_MODEL):
             continue
-        rows.append({"result": h["result"], "dataset": dataset, "ours_label": instruction_sets.SETS[dataset].label,
+        rows.append({"result": h["result"], "dataset": dataset, "seed": training_seed(h["tuned"]),
+                     "ours_label": instruction_sets.SETS[dataset].label,
                      "ours": h["estimate"], "ours_low": h["low"], "ours_high": h["high"], "ours_mde": h["mde"],
                      "ours_verdict": h["direction_holds"],
                      "paper (LLaMA-7b)": paper_per_model_effect(h["result"], dataset)})
-    return pd.DataFrame(rows, columns=["result", "dataset", "ours_label", "ours", "ours_low", "ours_high", "ours_mde",
-                                       "ours_verdict", "paper (LLaMA-7b)"])
+    return pd.DataFrame(rows, columns=["result", "dataset", "seed", "ours_label", "ours", "ours_low", "ours_high",
+                                       "ours_mde", "ours_verdict", "paper (LLaMA-7b)"])
+
+
+def dataset_means(table: pd.DataFrame) -> pd.DataFrame:
+    """:func:`per_dataset_table` with one row per (result, dataset): ``ours`` the mean over its training seeds,
+    ``seeds`` how many, and the paper's effect."""
+    return (table.groupby(["result", "dataset"], sort=False)
+            .agg(seeds=("ours", "size"), ours=("ours", "mean"), paper=("paper (LLaMA-7b)", "first"))
+            .rename(columns={"paper": "paper (LLaMA-7b)"}).reset_index())
+
+
+def seeds_against_datasets(table: pd.DataFrame) -> pd.DataFrame:
+    """Does the instruction dataset move an effect more than the training seed does? Per result of
+    :func:`per_dataset_table` with at least two datasets of at least two seeds each: the pooled standard deviation
+    between the seeds of one dataset (``seed_sd``), the standard deviation of the datasets' means
+    (``dataset_sd``), and the one-way ANOVA of the seeds' effects by dataset (scipy's ``f_oneway``: ``F`` and
+    its ``p``; a small p says the datasets differ by more than seed noise)."""
+    from scipy import stats as scipy_stats
+
+    rows = []
+    for result, part in table.dropna(subset=["ours"]).groupby("result", sort=False):
+        groups = [g["ours"].to_numpy(float) for _, g in part.groupby("dataset", sort=False) if len(g) >= 2]
+        if len(groups) < 2:
+            continue
+        within = np.sqrt(sum(((g - g.mean()) ** 2).sum() for g in groups) / sum(len(g) - 1 for g in groups))
+        test = scipy_stats.f_oneway(*groups)
+        rows.append({"result": result, "datasets": len(groups), "seeds": min(len(g) for g in groups),
+                     "seed_sd": float(within), "dataset_sd": float(np.std([g.mean() for g in groups], ddof=1)),
+                     "F": float(test.statistic), "p": float(test.pvalue)})
+    return pd.DataFrame(rows, columns=["result", "datasets", "seeds", "seed_sd", "dataset_sd", "F", "p"])
 
 
 def rank_agreement(table: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
     """Does the order of the instruction datasets carry over from LLaMA-7b to our model? Per result of
     :func:`per_dataset_table` with at least 3 datasets in both: Spearman's rank correlation between the paper's
-    per-dataset effects and ours, computed by scipy as Pearson's r on the ranks, with its Fisher-z interval
-    (defined from 4 datasets on) and its two-sided p-value."""
+    per-dataset effects and ours (the mean over a dataset's training seeds, :func:`dataset_means`), computed by
+    scipy as Pearson's r on the ranks, with its Fisher-z interval (defined from 4 datasets on) and its
+    two-sided p-value."""
     from scipy import stats as scipy_stats
 
     rows = []
-    for result, part in table.dropna(subset=["ours", "paper (LLaMA-7b)"]).groupby("result", sort=False):
+    means = dataset_means(table.dropna(subset=["ours", "paper (LLaMA-7b)"]))
+    for result, part in means.groupby("result", sort=False):
         n = len(part)
         row = {"result": result, "datasets": n, "spearman": np.nan, "low": np.nan, "high": np.nan, "p": np.nan}
         paper_ranks, our_ranks = scipy_stats.rankdata(part["paper (LLaMA-7b)"]), scipy_stats.rankdata(part["ours"])
@@ -469,15 +510,27 @@ def committed_run_text(name: str, headlines: pd.DataFrame) -> str:
     table = per_dataset_table(rows)
     central = table[table["result"].astype(str).str.startswith(CENTRAL_RESULT)]
     if len(central):
-        spelled = [f"{c['dataset']} {c['ours']:+.1f} [{c['ours_low']:+.1f}, {c['ours_high']:+.1f}]"
-                   f"{_mde_text(c, 'ours_mde')}" for _, c in central.iterrows()]
+        one_seed = central["dataset"].is_unique
+        spelled = []
+        for dataset, part in central.groupby("dataset", sort=False):
+            each = [f"{c['ours']:+.1f} [{c['ours_low']:+.1f}, {c['ours_high']:+.1f}]"
+                    + (_mde_text(c, "ours_mde") if one_seed else f" (seed {c['seed']})") for _, c in part.iterrows()]
+            spelled.append(f"{dataset} " + " and ".join(each))
+        paper = central.drop_duplicates("dataset")
         text += (f" {CENTRAL_RESULT} per dataset: " + "; ".join(spelled) + " (the paper, for LLaMA-7b tuned on the "
                  "same datasets: " + ", ".join(f"{d} {v:+.1f}" for d, v in
-                                               zip(central["dataset"], central["paper (LLaMA-7b)"])) + " points).")
-        if central["ours_mde"].notna().any() and central["dataset"].is_unique:
+                                               zip(paper["dataset"], paper["paper (LLaMA-7b)"])) + " points).")
+        if central["ours_mde"].notna().any() and one_seed:
             text += (" Each minimum detectable effect (80% power, two-sided test at 0.05) is read from its interval, "
                      "which holds the evaluation's noise only: with one model trained per dataset, training seeds "
                      "would add theirs, so the true one is larger.")
+        for _, spread in seeds_against_datasets(central).iterrows():
+            differ = ("the datasets differ by more than the seeds do" if spread["p"] < 0.05 else
+                      "the datasets' differences are not told apart from seed noise")
+            text += (f" Between models tuned on one dataset with different seeds, this effect moves by "
+                     f"{spread['seed_sd']:.1f} points (pooled SD) against {spread['dataset_sd']:.1f} between the "
+                     f"datasets' means (one-way ANOVA over {spread['datasets']} datasets: F = {spread['F']:.2f}, "
+                     f"p = {spread['p']:.2g}): {differ}.")
     agreement = rank_agreement(table).dropna(subset=["spearman"])
     if len(agreement):
         text += (f" The rank correlation of our per-dataset effects with the paper's (Spearman) ranges from "

@@ -305,6 +305,11 @@ def test_the_library_raises_the_same_errors_and_a_sweep_submits_nothing(chapter,
 def test_the_default_run_name_is_a_plain_name():
     assert cli.default_run_name(["./models/my-base", "org/tuned"]) == "models--my-base__org--tuned"
     assert cli.RUN_NAME.fullmatch(cli.default_run_name(["/abs/path with space/m", "~/x"]))
+    assert cli.default_run_name(["a", "b"], "pair=paper-datasets") == "paper-datasets"  # a pair: its name
+    many = [f"org/a-model-with-a-long-name-{i}" for i in range(12)]
+    long, other = cli.default_run_name(many), cli.default_run_name(many[:-1] + ["org/another"])
+    assert len(long) == cli.MAX_RUN_NAME and cli.RUN_NAME.fullmatch(long) and long != other  # kept apart by a hash
+    assert long.startswith("org--a-model-with-a-long-name-0__")
 
 
 def test_chapters_run_into_one_folder_keep_their_own_provenance(chapter, tmp_path, monkeypatch):

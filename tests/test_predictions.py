@@ -605,6 +605,7 @@ def test_headlines_give_mmlu_rows_for_every_tuned_model():
     spread = [r for r in rows if r["result"].startswith("MMLU accuracy spread")]
     assert [r["tuned"] for r in mmlu] == [r["tuned"] for r in spread] == ["t", "u"]
     assert mmlu[1]["estimate"] == pytest.approx(-25.0) and mmlu[1]["ours"].endswith("(base 13.9%, tuned 20.0%)")
+    assert mmlu[0]["note"].endswith("all 3 models at chance: every accuracy interval contains 25%")
 
 
 def test_headlines_consistency_within_the_threshold():

@@ -181,6 +181,29 @@ def test_per_dataset_table_keeps_the_datasets_the_paper_tuned_on_beside_its_effe
     assert "stand-in" in table.set_index("dataset").loc["cot", "ours_label"]
 
 
+def _seeded_consistency(values: dict[tuple[str, int], float]) -> pd.DataFrame:
+    """Chapter 2's ParaRel consistency headline for models of pair=pocket-datasets by (dataset, seed)."""
+    rows = [findings.row("§3, Table 2", "ParaRel consistency, tuned − base (points)", "p", f"{v:+.1f}", "n.s.",
+                         estimate=v, low=v - 2.0, high=v + 2.0, base="gemma-3-270m",
+                         tuned=DATASET_MODELS[d] + ("-seed1" if seed else "")) for (d, seed), v in values.items()]
+    return pd.DataFrame(rows).assign(chapter="02_predictions")
+
+
+def test_seeds_against_datasets_is_a_one_way_anova_of_the_seeds_by_dataset():
+    # cot 1, 3; flan-v2 5, 7: seed SD sqrt((2 + 2) / 2) = 1.414; means 2, 6: SD 2.828; MS between 2 x 8 / 1 = 16,
+    # MS within 4 / 2 = 2: F = 8 on (1, 2) df = t^2 on 2 df, so p = 1 - t / sqrt(t^2 + 2) = 1 - sqrt(8 / 10) = 0.10557
+    table = summary.per_dataset_table(_seeded_consistency({("cot", 0): 1.0, ("cot", 1): 3.0, ("flan-v2", 0): 5.0,
+                                                           ("flan-v2", 1): 7.0, ("gpt4-alpaca", 0): 9.0}))
+    assert table["seed"].tolist() == [0, 1, 0, 1, 0]
+    (row,) = summary.seeds_against_datasets(table).to_dict("records")  # gpt4-alpaca has one seed: left out
+    assert (row["datasets"], row["seeds"]) == (2, 2)
+    assert row["seed_sd"] == pytest.approx(np.sqrt(2)) and row["dataset_sd"] == pytest.approx(np.sqrt(8))
+    assert row["F"] == pytest.approx(8.0) and row["p"] == pytest.approx(0.105573, abs=1e-6)
+    means = summary.dataset_means(table).set_index("dataset")
+    assert means["ours"].tolist() == [2.0, 6.0, 9.0] and means["seeds"].tolist() == [2, 2, 1]
+    assert summary.seeds_against_datasets(summary.per_dataset_table(_design_headlines())).empty  # one seed each
+
+
 def test_rank_agreement_is_spearman_with_fishers_interval():
     # Paper's ranks (gpt4, stanford, flan, cot) = 1, 2, 3, 4; ours 1, 2, 4, 3: rho = 1 - 6 * 2 / (4 * 15) = 0.8.
     # t = 0.8 * sqrt(2 / 0.36) on 2 degrees of freedom: p = 1 - t / sqrt(t^2 + 2) = 0.2. Fisher: atanh(0.8) ± 1.96.
@@ -191,6 +214,12 @@ def test_rank_agreement_is_spearman_with_fishers_interval():
     three = summary.per_dataset_table(_design_headlines({"gpt4-alpaca": 0.03, "stanford-alpaca": 0.02, "cot": 0.01}))
     (row,) = summary.rank_agreement(three).to_dict("records")
     assert row["spearman"] == pytest.approx(-1.0) and np.isnan(row["low"])  # ranks 1, 2, 3 against 3, 2, 1; no interval
+    # two seeds: a dataset's mean over them is ranked. Paper (Table 2, consistency): gpt4-alpaca +2.6, cot +0.0,
+    # flan-v2 +0.4; ours: gpt4 9, cot mean 2, flan-v2 mean 6: ranks 3, 1, 2 both ways
+    seeded = summary.per_dataset_table(_seeded_consistency({("cot", 0): 1.0, ("cot", 1): 3.0, ("flan-v2", 0): 5.0,
+                                                            ("flan-v2", 1): 7.0, ("gpt4-alpaca", 0): 9.0}))
+    (row,) = summary.rank_agreement(seeded).to_dict("records")
+    assert row["datasets"] == 3 and row["spearman"] == pytest.approx(1.0)
 
 
 def test_the_front_page_reports_the_committed_runs_beside_the_build(tmp_path):
@@ -222,6 +251,14 @@ def test_the_front_page_reports_the_committed_runs_beside_the_build(tmp_path):
     twice = pd.concat([design, pd.DataFrame([{**consistency, "tuned": DATASET_MODELS["cot"]}]).assign(
         chapter="02_predictions")])  # two models of one dataset: no claim of one model per dataset
     assert "one model trained per dataset" not in summary.committed_run_text("design", twice)
+    text = summary.committed_run_text("design", _seeded_consistency(
+        {("cot", 0): 1.0, ("cot", 1): 3.0, ("flan-v2", 0): 5.0, ("flan-v2", 1): 7.0}))
+    assert ("per dataset: cot +1.0 [-1.0, +3.0] (seed 0) and +3.0 [+1.0, +5.0] (seed 1); flan-v2 +5.0 [+3.0, +7.0] "
+            "(seed 0) and +7.0 [+5.0, +9.0] (seed 1) (the paper, for LLaMA-7b tuned on the same datasets: cot +0.0, "
+            "flan-v2 +0.4 points).") in text
+    assert ("with different seeds, this effect moves by 1.4 points (pooled SD) against 2.8 between the datasets' "
+            "means (one-way ANOVA over 2 datasets: F = 8.00, p = 0.11): the datasets' differences are not told "
+            "apart from seed noise.") in text
 
 
 def test_committed_headlines_read_each_runs_headline_files_and_flag_a_stale_run(tmp_path):

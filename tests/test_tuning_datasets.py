@@ -87,25 +87,74 @@ def test_chapter_5_recipe_keys_are_unchanged():
     assert full.key != tuned.Recipe(name="x").key  # a method other than the default enters the key
 
 
-def test_the_dataset_models_are_registered_with_their_offline_labels_and_form_one_pair():
+def test_the_dataset_models_are_registered_with_their_offline_labels_and_two_seeds_in_one_pair():
     pair = registry.pair("pocket-datasets")
     assert pair.same_family and pair.base == "gemma-3-270m"
-    mixtures = {tuned.recipe_of(registry.get(name)).mixture: name for name in pair.tuned}
-    assert mixtures == {"cot": "gemma-3-270m-ift-cot-stand-in", "flan-v2": "gemma-3-270m-ift-flan-v2-stand-in",
-                        "gpt4-alpaca": "gemma-3-270m-ift-gpt4-alpaca-stand-in",
-                        "stanford-alpaca": "gemma-3-270m-ift-stanford-alpaca-5k"}
+    seed_0 = {"cot": "gemma-3-270m-ift-cot-stand-in", "flan-v2": "gemma-3-270m-ift-flan-v2-stand-in",
+              "gpt4-alpaca": "gemma-3-270m-ift-gpt4-alpaca-stand-in", "stanford-alpaca": "gemma-3-270m-ift-stanford-alpaca-5k"}
+    by_seed = {(r.mixture, r.seed): name for name in pair.tuned if (r := tuned.recipe_of(registry.get(name)))}
+    assert by_seed == {**{(m, 0): n for m, n in seed_0.items()}, **{(m, 1): f"{n}-seed1" for m, n in seed_0.items()}}
     sets = ifh.data.instruction_sets.SETS
-    assert {m for m, s in sets.items() if s.offline != "online only"} == set(mixtures)
+    assert {m for m, s in sets.items() if s.offline != "online only"} == set(seed_0)
     recipes = [tuned.recipe_of(registry.get(name)) for name in pair.tuned]
-    settings = {tuple((k, v) for k, v in dataclasses.asdict(r).items() if k not in ("name", "mixture")) for r in recipes}
-    assert len(settings) == 1  # one recipe: only the data differ
+    settings = {tuple((k, v) for k, v in dataclasses.asdict(r).items() if k not in ("name", "mixture", "seed"))
+                for r in recipes}
+    assert len(settings) == 1  # one recipe: only the data (and the seed) differ
     for name in pair.tuned:  # a stand-in or subset says so in its name and its notes
         spec = registry.get(name)
-        assert name.endswith(("-stand-in", "-5k")) and ("stand-in" in spec.notes or "subset" in spec.notes)
+        assert name.removesuffix("-seed1").endswith(("-stand-in", "-5k"))
+        assert "stand-in" in spec.notes or "subset" in spec.notes
     with pytest.raises(ValueError, match="stanford-alpaca"):
         tuned.Recipe(name="z", mixture="alpaca")
     with pytest.raises(ValueError, match="training method"):
         tuned.Recipe(name="z", method="qlora")
+
+
+def test_the_ten_datasets_online_form_one_pair_by_one_recipe_stored_apart_from_the_stand_ins():
+    pair = registry.pair("paper-datasets")
+    assert pair.same_family and pair.base == "gemma-3-270m"
+    recipes = {tuned.recipe_of(registry.get(name)).mixture: tuned.recipe_of(registry.get(name)) for name in pair.tuned}
+    assert set(recipes) == set(ifh.data.instruction_sets.SETS) and len(pair.tuned) == 10  # all ten, once each
+    settings = {tuple((k, v) for k, v in dataclasses.asdict(r).items() if k not in ("name", "mixture"))
+                for r in recipes.values()}
+    assert len(settings) == 1 and recipes["dolly"].data == "online"  # one recipe: only the data differ
+    offline = {tuned.recipe_of(registry.get(name)).mixture: tuned.recipe_of(registry.get(name))
+               for name in registry.pair("pocket-datasets").tuned}
+    for mixture, recipe in offline.items():  # the same recipe on the dataset itself is another model
+        same_sizes = dataclasses.replace(recipes[mixture], name=recipe.name, data="mirror")
+        assert recipes[mixture].key != same_sizes.key
+        assert tuned.folders(recipes[mixture])[1] != tuned.folders(same_sizes)[1]
+    assert tuned.data_label("dolly", "online").startswith("dolly (Hugging Face databricks/databricks-dolly-15k")
+    with pytest.raises(ValueError, match="data='online' names one of the paper's instruction datasets"):
+        tuned.Recipe(name="z", mixture="templates-all", data="online")
+    with pytest.raises(ValueError, match="data origin"):
+        tuned.Recipe(name="z", mixture="dolly", data="web")
+
+
+def test_a_dataset_model_whose_data_cannot_be_read_here_is_one_line_before_any_work(tmp_path, monkeypatch, capsys):
+    from ifhelpers import cli
+
+    assert ifh.data.sources.mirror_root() is not None  # the tests read the offline mirror
+    online, stand_in = (tuned.recipe_of(registry.get(f"gemma-3-270m-ift-{name}")) for name in ("cot", "cot-stand-in"))
+    with pytest.raises(tuned.DataOriginError, match="unset IFHELPERS_DATA and HF_HUB_OFFLINE") as refused:
+        tuning.train(online)
+    assert "or name gemma-3-270m-ift-cot-stand-in, its offline twin" in str(refused.value)
+    with pytest.raises(tuned.DataOriginError, match="the mirror holds none of it"):
+        tuned.check_data(tuned.recipe_of(registry.get("gemma-3-270m-ift-dolly")))
+    tuned.check_data(stand_in)  # the mirror's stand-in, with the mirror: trains
+    assert not tuned.folders(online)[1].exists() and not tuned.folders(online)[0].exists()  # nothing started
+    # a run of a chapter on the ten is refused in one line, before any kernel, while the mirror is set
+    assert cli.main(["run", "vector_space", "--models", "pair=paper-datasets", "--runs-dir",
+                     str(tmp_path / "runs")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("ifhelpers: gemma-3-270m-ift-baize is tuned on baize itself, online") and \
+        len(err.strip().splitlines()) == 1 and not (tmp_path / "runs").exists()
+    monkeypatch.delenv("IFHELPERS_DATA")  # no mirror: the stand-in is refused, the dataset itself is not
+    with pytest.raises(tuned.DataOriginError, match="no mirror is set: set IFHELPERS_DATA to the mirror") as refused:
+        tuned.check_data(stand_in)
+    assert "or name gemma-3-270m-ift-cot, its online twin" in str(refused.value)
+    tuned.check_data(online)
+    tuned.check_data(tuned.recipe_of(registry.get("gemma-3-270m-ift-free-form")))  # a T0 arm reads either
 
 
 def test_a_tiny_model_tuned_on_two_datasets_through_the_whole_path(tmp_path):

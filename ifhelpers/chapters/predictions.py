@@ -490,7 +490,8 @@ def headlines(pararel_paired: pd.DataFrame, pararel_summary: pd.DataFrame, footn
                 f"{findings.diff_text(d, lo, hi, '+.1f')} (base {100 * pararel_summary.loc[base, metric]:.1f}%, "
                 f"tuned {100 * pararel_summary.loc[model, metric]:.1f}%)",
                 holds, estimate=d, low=lo, high=hi, base=base, tuned=model, note=note))
-    chance_note = ("both models at chance: every accuracy interval contains 25%" if at_chance
+    every = "both models" if len(mmlu_paired) == 1 else f"all {1 + len(mmlu_paired)} models"
+    chance_note = (f"{every} at chance: every accuracy interval contains 25%" if at_chance
                    else "not every model at chance")
     for tuned, paired in mmlu_paired.iterrows():
         d, lo, hi = (100 * paired[k] for k in ("mean_diff", "diff_low", "diff_high"))

@@ -93,7 +93,7 @@ def recipes(base: str, arms, seeds, *, n_examples: int, max_tokens: int = tuned.
     which are this chapter's defaults). A recipe the registry holds for ``base`` keeps the registry's
     name (e.g. ``gemma-3-270m-ift-free-form``), so it is trained once for every chapter; any other is
     named ``<base>-ift-<arm>-seed<seed>``. The recipes check the arm names."""
-    registered = {tuned.recipe_of(registry.get(name)).key: name for name in tuned.registered_names(base).values()}
+    registered = {tuned.recipe_of(registry.get(name)).key: name for name in tuned.registered_names(base)}
     stem = base.rstrip("/").split("/")[-1]
     out = {}
     for arm in arms:

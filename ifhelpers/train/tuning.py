@@ -62,7 +62,7 @@ from ifhelpers.data import instruction_sets, instructions, sources
 from ifhelpers.data.contamination import contamination
 from ifhelpers.model import anatomy, registry
 from ifhelpers.model.registry import ModelSpec
-from ifhelpers.model.tuned import (CHAT_TEMPLATE, Recipe, check_mixture, data_label, folders, is_stored,
+from ifhelpers.model.tuned import (CHAT_TEMPLATE, Recipe, check_data, check_mixture, data_label, folders, is_stored,
                                    is_trained, location, recipe_of, templates_per_task)
 
 __all__ = ["GEMMA_CHAT_TEMPLATE", "base_tokenizer", "chat_tokens", "candidate_pool", "dataset_pool",
@@ -428,6 +428,7 @@ def train(recipe: Recipe, pool: pd.DataFrame | None = None, *, progress: bool = 
     work, target = folders(recipe)
     if is_stored(recipe):
         return target
+    check_data(recipe, data_dir)
     with sources.cache_lock(target, f"the tuned model {recipe.name}"):
         if is_stored(recipe):  # another process trained it while this one waited
             return target
@@ -478,7 +479,8 @@ def ensure_tuned(spec: ModelSpec) -> tuple[str, str]:
     """(folder, fingerprint) of a ``lora_tuned`` model, training it first when it is not stored yet."""
     recipe = recipe_of(spec)
     if not is_trained(spec):
-        print(f"{spec.name} is not trained yet on this machine: training it now on {data_label(recipe.mixture)} ("
+        print(f"{spec.name} is not trained yet on this machine: training it now on "
+              f"{data_label(recipe.mixture, recipe.data)} ("
               f"{recipe.n_examples} examples; 2-5 minutes at the default size on 2 CPU cores). It is stored in "
               f"{folders(recipe)[1]}.")
         train(recipe)
