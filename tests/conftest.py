@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -43,6 +44,38 @@ def _offline_environment(tmp_path_factory):
     if "IFHELPERS_TEST_USE_USER_CACHE" not in os.environ:
         os.environ["IFHELPERS_CACHE"] = str(tmp_path_factory.mktemp("ifhelpers-cache"))
     yield
+
+
+def _reads_the_book(item) -> bool:
+    return "built_book" in getattr(item, "fixturenames", ())
+
+
+def pytest_collection_modifyitems(items):
+    """The tests that read the smoke-size book run last: it builds in the background meanwhile (:func:`smoke_book`)."""
+    items.sort(key=_reads_the_book)  # stable: every other test keeps its order
+
+
+@pytest.fixture(autouse=True, scope="session")
+def smoke_book(request, _offline_environment, tmp_path_factory):
+    """(root, chapters, process) of the smoke-size book (``tests/test_book.py``), whose build starts with the
+    session and runs while the other tests do; None when no selected test reads it, and the error when the
+    build could not start (the book's tests report it; the others run). A build still running at the end of
+    the session is stopped."""
+    if not any(_reads_the_book(item) for item in request.session.items):
+        yield None
+        return
+    from test_book import start_build
+
+    root = tmp_path_factory.mktemp("book")
+    try:
+        chapters, process = start_build(root)
+    except (Exception, SystemExit) as error:  # a chapter's sources that do not parse, say
+        yield error
+        return
+    yield root, chapters, process
+    if process.poll() is None:  # the build and its kernels: one process group
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
 
 
 def make_tiny_tokenizer():

@@ -2,7 +2,8 @@
 
 The chapters are copied to a temporary folder, their parameters set to the smoke sizes of
 ``notebooks/smoke.yaml`` (papermill's parameter injection), and the book is built with warnings as
-errors. Then the index and every chapter are opened in Chromium (Debian's ``chromium`` through
+errors, in the background from the session's first test on (``conftest.smoke_book``; these tests run
+last). Then the index and every chapter are opened in Chromium (Debian's ``chromium`` through
 Playwright): every figure must load (natural width > 0), no page may show an error cell, no page
 may request anything off the machine (MathJax is the vendored copy in ``book/_static/mathjax``),
 every formula must be typeset by MathJax, and a screenshot of each page is kept under
@@ -63,15 +64,26 @@ def smoke_sources(target: Path) -> list[str]:
     return chapters
 
 
-@pytest.fixture(scope="module")
-def built_book(tmp_path_factory):
-    root = tmp_path_factory.mktemp("book")
+def start_build(root: Path) -> tuple[list[str], subprocess.Popen]:
+    """Start building the smoke-size book under ``root`` (:func:`smoke_sources`) in the background, its output
+    in ``root/build.log``: (its chapters, the build's process). ``conftest.smoke_book`` starts it with the
+    session, so that the other tests run while it builds; :func:`built_book` waits for it."""
     chapters = smoke_sources(root)
     env = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"}  # notebooks plot inline
     jb = Path(sys.executable).with_name("jupyter-book")
-    result = subprocess.run([str(jb), "build", str(root), "-W"], capture_output=True, text=True, env=env, cwd=root)
-    if result.returncode != 0:
-        pytest.fail(f"jupyter-book build failed:\n{result.stdout[-6000:]}\n{result.stderr[-3000:]}")
+    with open(root / "build.log", "w") as log:
+        process = subprocess.Popen([str(jb), "build", str(root), "-W"], stdout=log, stderr=subprocess.STDOUT,
+                                   text=True, env=env, cwd=root, start_new_session=True)
+    return chapters, process
+
+
+@pytest.fixture(scope="module")
+def built_book(smoke_book):
+    if isinstance(smoke_book, BaseException):
+        pytest.fail(f"the smoke book could not start building: {smoke_book!r}")
+    root, chapters, process = smoke_book
+    if process.wait() != 0:
+        pytest.fail(f"jupyter-book build failed:\n{(root / 'build.log').read_text()[-9000:]}")
     return root / "_build" / "html", chapters
 
 
