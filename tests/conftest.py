@@ -66,6 +66,13 @@ def smoke_book(request, _offline_environment, tmp_path_factory):
         return
     from test_book import start_build
 
+    # The build and this session share the cores, half each: torch's OpenMP threads spin-wait at every
+    # barrier, so two processes each running a thread per core slow each other several times over.
+    threads = max(1, (os.cpu_count() or 2) // 2)
+    os.environ["OMP_NUM_THREADS"] = str(threads)  # the build, and every kernel a test starts, inherit it
+    import torch
+
+    torch.set_num_threads(threads)
     root = tmp_path_factory.mktemp("book")
     try:
         chapters, process = start_build(root)
