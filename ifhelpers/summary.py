@@ -346,22 +346,27 @@ PAPER_PER_MODEL = {
 CENTRAL_RESULT = "ParaRel consistency, tuned − base"
 
 
-def instruction_dataset(model) -> str | None:
-    """The instruction dataset (a name of :data:`ifhelpers.data.instruction_sets.SETS`, which are the paper's
-    dataset names) that a registry model was LoRA-tuned on by this book, or None."""
-    from ifhelpers.data import instruction_sets
-
-    spec = registry.models().get(str(model))
-    mixture = spec.source.get("mixture") if spec is not None else None
-    return mixture if mixture in instruction_sets.SETS else None
-
-
-def training_seed(model) -> int | None:
-    """The training seed of a registry model that this book tuned (its recipe's ``seed``), or None."""
+def book_recipe(model):
+    """The :class:`~ifhelpers.model.tuned.Recipe` of a registry model that this book tuned, or None."""
     from ifhelpers.model import tuned
 
     spec = registry.models().get(str(model))
-    return tuned.recipe_of(spec).seed if spec is not None and spec.source.get("kind") == "lora_tuned" else None
+    return tuned.recipe_of(spec) if spec is not None and spec.source.get("kind") == "lora_tuned" else None
+
+
+def instruction_dataset(model) -> str | None:
+    """The instruction dataset (a name of :data:`ifhelpers.data.instruction_sets.SETS`, which are the paper's
+    dataset names) that a registry model was LoRA-tuned on by this book (:func:`book_recipe`), or None."""
+    from ifhelpers.data import instruction_sets
+
+    recipe = book_recipe(model)
+    return recipe.mixture if recipe is not None and recipe.mixture in instruction_sets.SETS else None
+
+
+def training_seed(model) -> int | None:
+    """The training seed of a registry model that this book tuned (:func:`book_recipe`), or None."""
+    recipe = book_recipe(model)
+    return recipe.seed if recipe is not None else None
 
 
 def paper_per_model_effect(result: str, dataset: str) -> float:
